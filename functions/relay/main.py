@@ -1,0 +1,16 @@
+"""relay: on each `relay.tick`, relay confirmed escrow contract logs to settlement.events.v1."""
+
+import functions_framework
+
+from shared.logs import configure_logging
+from shared.relay.service import run_tick
+from shared.settings import Settings
+
+configure_logging()
+SETTINGS = Settings.from_env(chain=True)
+
+
+@functions_framework.cloud_event
+def relay(cloud_event) -> None:
+    """Scan and publish; the tick's content is irrelevant, only its arrival."""
+    run_tick(SETTINGS)

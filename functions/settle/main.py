@@ -1,0 +1,19 @@
+"""settle: apply escrow contract events from settlement.events.v1 to the escrow records."""
+
+import functions_framework
+
+from shared.logs import configure_logging
+from shared.messaging.consumer import Consumer
+from shared.settlement.service import apply_settlement_event
+from shared.settlement.tables import SCHEMA
+from shared.settings import Settings
+
+configure_logging()
+SETTINGS = Settings.from_env()
+CONSUMER = Consumer("settle", SCHEMA, SETTINGS, apply_settlement_event)
+
+
+@functions_framework.cloud_event
+def settle(cloud_event) -> None:
+    """Apply one event exactly once, then publish the resulting state changes."""
+    CONSUMER.handle(cloud_event)

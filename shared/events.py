@@ -1,0 +1,97 @@
+"""The catalogue of event types and the payload schema of each version.
+
+A schema is a mapping of field name to kind. Kinds are deliberately few: JSON numbers cannot carry
+uint256 safely, so on-chain amounts travel as decimal strings.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from shared.errors import InvalidEvent
+
+# Event types published on settlement.events.v1 by relay: one per escrow contract log.
+ESCROW_CREATED = "EscrowCreated"
+# Event types published on settlement.escrows.v1 by settle.
+ESCROW_STATE_CHANGED = "EscrowStateChanged"
+
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
+
+_CHAIN_LOG_FIELDS = {
+    "chain_id": "int",
+    "contract": "address",
+    "block_number": "int",
+    "block_hash": "hash",
+    "tx_hash": "hash",
+    "log_index": "int",
+    "removed": "bool",
+}
+
+_ESCROW_TERMS = {
+    "escrow_id": "uint",
+    "depositor": "address",
+    "beneficiary": "address",
+    "asset": "address",
+    "amount": "uint",
+    "obligation_usd": "decimal",
+    "deadline": "int",
+}
+
+PAYLOAD_SCHEMAS: dict[tuple[str, int], dict[str, str]] = {
+    (ESCROW_CREATED, 1): {**_CHAIN_LOG_FIELDS, **_ESCROW_TERMS},
+    (ESCROW_STATE_CHANGED, 1): {
+        "chain_id": "int",
+        "contract": "address",
+        **_ESCROW_TERMS,
+        "state": "str",
+        "previous_state": "str?",
+        "sequence": "int",
+    },
+}
+
+
+def _kind_problem(kind: str, value: Any) -> str | None:
+    """Why `value` is not of `kind`, or None when it is."""
+    if kind.endswith("?"):
+        return None if value is None else _kind_problem(kind[:-1], value)
+    if kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind == "bool":
+        ok = isinstance(value, bool)
+    elif kind == "str":
+        ok = isinstance(value, str) and value != ""
+    elif kind == "address":
+        ok = isinstance(value, str) and bool(_ADDRESS.match(value))
+    elif kind == "hash":
+        ok = isinstance(value, str) and bool(_HASH.match(value))
+    elif kind == "uint":
+        ok = isinstance(value, str) and value.isdigit()
+    elif kind == "decimal":
+        try:
+            ok = isinstance(value, str) and Decimal(value).is_finite()
+        except InvalidOperation:
+            ok = False
+    else:  # pragma: no cover - a schema typo, caught by the unit tests of every schema
+        raise ValueError(f"unknown kind {kind}")
+    return None if ok else f"expected {kind}, got {value!r}"
+
+
+def validate_payload(event_type: str, version: int, payload: dict[str, Any], event_id: str) -> None:
+    """Raise InvalidEvent unless the payload matches the schema registered for (type, version)."""
+    schema = PAYLOAD_SCHEMAS.get((event_type, version))
+    if schema is None:
+        raise InvalidEvent(f"unknown event type {event_type} v{version}", event_id=event_id)
+    problems = []
+    for name, kind in schema.items():
+        if name not in payload:
+            if not kind.endswith("?"):
+                problems.append(f"payload.{name} is missing")
+            continue
+        problem = _kind_problem(kind, payload[name])
+        if problem:
+            problems.append(f"payload.{name}: {problem}")
+    if problems:
+        raise InvalidEvent(f"{event_type} v{version}: " + "; ".join(problems), event_id=event_id)

@@ -1,0 +1,74 @@
+"""The outbox: events are written in the same transaction as the effect, then published."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection, Engine
+
+from shared.db import transaction
+from shared.envelope import Envelope
+from shared.messaging.tables import messaging_tables
+from shared.pubsub import OutgoingMessage, publish_all
+
+log = logging.getLogger(__name__)
+
+# One publish round drains at most this many rows; the rest go in the next invocation.
+PUBLISH_BATCH = 500
+
+
+def enqueue(conn: Connection, schema: str, topic: str, envelope: Envelope) -> None:
+    """Add an event to the outbox; an event id already there is kept as it was."""
+    outbox = messaging_tables(schema).outbox
+    conn.execute(
+        insert(outbox)
+        .values(
+            event_id=envelope.event_id,
+            topic=topic,
+            envelope=envelope.to_json(),
+            attributes=envelope.attributes(),
+        )
+        .on_conflict_do_nothing(index_elements=["event_id"])
+    )
+
+
+def publish_pending(engine: Engine, schema: str, project_id: str, timeout: float) -> int:
+    """Publish the outbox rows not yet published, oldest first; return how many were sent.
+
+    The rows stay locked (SKIP LOCKED) while their publish is in flight, so two instances draining
+    at once do not send the same row twice; a failed publish rolls back and leaves them pending.
+    """
+    outbox = messaging_tables(schema).outbox
+    with transaction(engine) as conn:
+        rows = conn.execute(
+            select(outbox.c.id, outbox.c.topic, outbox.c.envelope, outbox.c.attributes)
+            .where(outbox.c.published_at.is_(None))
+            .order_by(outbox.c.id)
+            .limit(PUBLISH_BATCH)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if not rows:
+            return 0
+        messages = [
+            OutgoingMessage(
+                topic=row.topic,
+                data=json.dumps(row.envelope, separators=(",", ":"), sort_keys=True).encode(),
+                attributes=dict(row.attributes),
+            )
+            for row in rows
+        ]
+        message_ids = publish_all(project_id, messages, timeout)
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id == bindparam("row_id"))
+            .values(published_at=func.now(), message_id=bindparam("sent_id")),
+            [
+                {"row_id": row.id, "sent_id": message_id}
+                for row, message_id in zip(rows, message_ids, strict=True)
+            ],
+        )
+    log.info("published outbox rows", extra={"schema": schema, "count": len(rows)})
+    return len(rows)

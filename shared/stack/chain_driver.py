@@ -1,0 +1,57 @@
+"""Drives the escrow contract on anvil the way users would (demo and tests)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from web3 import Web3
+
+
+@dataclass(frozen=True)
+class CreatedEscrow:
+    """An escrow created on chain, as the transaction receipt tells it."""
+
+    escrow_id: int
+    depositor: str
+    beneficiary: str
+    amount_wei: int
+    obligation_usd_units: int
+    tx_hash: str
+    block_number: int
+
+
+def create_escrow(w3: Web3, contract, depositor: str, beneficiary: str, amount_wei: int,
+                  obligation_usd_units: int, lifetime_seconds: int = 30 * 86400) -> CreatedEscrow:
+    """Send `create` from `depositor` and return what the EscrowCreated log says."""
+    deadline = w3.eth.get_block("latest")["timestamp"] + lifetime_seconds
+    tx_hash = contract.functions.create(beneficiary, obligation_usd_units, deadline).transact(
+        {"from": depositor, "value": amount_wei}
+    )
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30)
+    event = contract.events.EscrowCreated().process_receipt(receipt)[0]
+    return CreatedEscrow(
+        escrow_id=event["args"]["escrowId"],
+        depositor=event["args"]["depositor"],
+        beneficiary=event["args"]["beneficiary"],
+        amount_wei=event["args"]["amount"],
+        obligation_usd_units=event["args"]["obligationUsd"],
+        tx_hash=receipt["transactionHash"].to_0x_hex(),
+        block_number=receipt["blockNumber"],
+    )
+
+
+def mine(w3: Web3, blocks: int) -> None:
+    """Mine `blocks` empty blocks so earlier ones reach the confirmation depth."""
+    w3.provider.make_request("anvil_mine", [hex(blocks)])
+
+
+def wait_for(check, what: str, timeout: float = 30.0, interval: float = 0.25):
+    """Poll `check` until it returns something truthy; return it, or fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
