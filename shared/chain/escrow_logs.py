@@ -26,7 +26,7 @@ def _hex(value: Any) -> str:
 
 def usd_from_units(units: int) -> str:
     """A fixed-point USD amount (8 decimals) as an exact decimal string."""
-    return str(Decimal(units).scaleb(-USD_DECIMALS).quantize(Decimal(1).scaleb(-USD_DECIMALS)))
+    return f"{Decimal(units).scaleb(-USD_DECIMALS):.{USD_DECIMALS}f}"
 
 
 def chain_log_fields(chain_id: int, log: Any) -> dict[str, Any]:

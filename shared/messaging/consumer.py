@@ -82,6 +82,7 @@ class Consumer:
         except InvalidEvent as exc:
             raw = PushedMessage(message_id=str(cloud_event["id"]), data=b"", attributes={})
             return self._reject_poison(raw, exc)
+        log.info("message received", extra={"consumer": self.name, "message_id": message.message_id})
         try:
             envelope = Envelope.from_bytes(message.data)
         except InvalidEvent as exc:
@@ -161,7 +162,7 @@ class Consumer:
             message_id=message.message_id,
             event_id=event_id,
             reason=reason,
-            body=message.data.decode("utf-8", errors="replace"),
+            body=message.data,
             attributes=message.attributes,
         )
         conn.execute(

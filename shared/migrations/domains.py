@@ -68,7 +68,7 @@ def create_messaging_tables(schema: str) -> None:
         sa.Column("message_id", sa.Text, primary_key=True),
         sa.Column("event_id", sa.Text),
         sa.Column("reason", sa.Text, nullable=False),
-        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("body", sa.LargeBinary, nullable=False),
         sa.Column("attributes", JSONB, nullable=False),
         sa.Column("delivery_count", sa.Integer, nullable=False, server_default="1"),
         sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=False, server_default=now),

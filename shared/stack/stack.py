@@ -149,7 +149,7 @@ class Stack:
         env.update(env_overrides or {})
         log_path = self.layout.logs / f"{instance or function.name}.log"
         command = [
-            str(Path(sys.executable).with_name("functions-framework")),
+            sys.executable, "-m", "shared.stack.serve",
             f"--target={function.entry_point}",
             f"--source={REPO_ROOT / function.source / 'main.py'}",
             "--host=127.0.0.1",

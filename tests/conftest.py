@@ -1,0 +1,45 @@
+"""Fixtures over the real parts: one local stack (PostgreSQL, Pub/Sub emulator, anvil, functions)
+per test session, in its own directory and ports, apart from the demo's."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import sqlalchemy
+
+from shared.stack.layout import REPO_ROOT, StackLayout
+
+TEST_LAYOUT = StackLayout(root=REPO_ROOT / ".stack" / "test", base_port=19400)
+
+# The client library reads this itself; tests publish and pull on the test stack's emulator.
+os.environ["PUBSUB_EMULATOR_HOST"] = TEST_LAYOUT.pubsub_host
+
+
+@pytest.fixture(scope="session")
+def stack():
+    """The running test stack; a missing prerequisite fails the session with an install hint."""
+    from shared.stack.stack import Stack
+
+    test_stack = Stack(TEST_LAYOUT)
+    test_stack.up()
+    yield test_stack
+    test_stack.down()
+
+
+@pytest.fixture(scope="session")
+def owner_engine(stack):
+    """A connection pool as the schema owner, for reading back what functions wrote."""
+    engine = sqlalchemy.create_engine(stack.layout.database_url(), pool_pre_ping=True)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def bus(stack):
+    """The real Pub/Sub client on the emulator; deletes the subscriptions a test made."""
+    from tests.support.pubsub import Bus
+
+    test_bus = Bus()
+    yield test_bus
+    test_bus.close()

@@ -1,0 +1,118 @@
+"""settle under at-least-once delivery: duplicates, poison, publish failure, a database restart."""
+
+import json
+import socket
+import time
+
+import sqlalchemy
+
+from shared.envelope import derive_event_id
+from shared.stack import services
+from shared.stack.chain_driver import wait_for
+from tests.support.events import body, unique_escrow_created
+from tests.support.pubsub import envelopes
+
+
+def _count(engine, sql: str, **params) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sqlalchemy.text(sql), params).scalar()
+
+
+def _escrows_with_ids(engine, ids: list[str]) -> int:
+    return _count(engine, "SELECT count(*) FROM settlement.escrows WHERE escrow_id = ANY(CAST(:ids AS numeric[]))",
+                  ids=ids)
+
+
+def test_duplicate_delivery_creates_one_escrow_and_one_downstream_event(stack, bus, owner_engine):
+    document = unique_escrow_created()
+    changes_sub = bus.pull_subscription("settlement.escrows.v1")
+    bus.publish("settlement.events.v1", body(document))
+    bus.publish("settlement.events.v1", body(document))
+
+    change_id = derive_event_id(document["event_id"], "EscrowStateChanged")
+    received = bus.pull(changes_sub, until=lambda m: any(json.loads(x.data)["event_id"] == change_id for x in m),
+                        settle=3.0)
+    assert [e["event_id"] for e in envelopes(received)].count(change_id) == 1
+    assert _escrows_with_ids(owner_engine, [document["payload"]["escrow_id"]]) == 1
+    wait_for(lambda: _count(owner_engine, "SELECT count(*) FROM settlement.inbox WHERE event_id = :e",
+                            e=document["event_id"]) == 1, "inbox row")
+
+
+def test_poison_messages_are_recorded_and_acknowledged(stack, bus, owner_engine):
+    not_json = bus.publish("settlement.events.v1", b"\x00\xffnot json at all")
+    wrong_schema = unique_escrow_created()
+    wrong_schema["payload"]["amount"] = -5
+    bad_schema = bus.publish("settlement.events.v1", body(wrong_schema))
+
+    def rejected():
+        with owner_engine.connect() as conn:
+            return conn.execute(sqlalchemy.text(
+                "SELECT message_id, reason, delivery_count, event_id FROM settlement.rejected_messages "
+                "WHERE message_id IN (:a, :b) ORDER BY message_id"), {"a": not_json, "b": bad_schema}).all()
+
+    rows = wait_for(lambda: (r := rejected()) and len(r) == 2 and r, "both rejections recorded")
+    reasons = {row.message_id: row for row in rows}
+    assert "not JSON" in reasons[not_json].reason
+    assert "payload.amount" in reasons[bad_schema].reason
+    assert reasons[bad_schema].event_id == wrong_schema["event_id"]
+    # Acknowledged, not retried: after several backoff periods each was still delivered once.
+    time.sleep(5)
+    assert [row.delivery_count for row in rejected()] == [1, 1]
+    assert _escrows_with_ids(owner_engine, [wrong_schema["payload"]["escrow_id"]]) == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_publish_failure_after_commit_is_republished_once_on_redelivery(stack, bus, owner_engine):
+    """Step 1 commits, step 2 cannot reach Pub/Sub; the redelivery publishes the outbox, same ids."""
+    settle = stack.topology.function("settle")
+    address = stack.layout.read_state()["escrow_address"]
+    port = stack.layout.base_port + 50
+    topic = f"test-events-{int(time.time() * 1000)}"
+    bus.create_topic(topic)
+    bus.create_topic(topic + ".dlq")
+    changes_sub = bus.pull_subscription("settlement.escrows.v1")
+    # An instance whose publisher points at a closed port: every publish fails, after the commit.
+    broken = stack.start_function(settle, None, address, port=port, instance="settle-broken-publisher",
+                                  env_overrides={"PUBSUB_EMULATOR_HOST": f"127.0.0.1:{_free_port()}",
+                                                 "PUBLISH_TIMEOUT_SECONDS": "2"})
+    bus.push_subscription(topic, f"http://127.0.0.1:{port}/", topic + ".dlq", max_attempts=20)
+    document = unique_escrow_created()
+    bus.publish(topic, body(document))
+    unpublished = ("SELECT count(*) FROM settlement.outbox WHERE envelope->>'causation_id' = :e "
+                   "AND published_at IS NULL")
+    wait_for(lambda: _count(owner_engine, unpublished, e=document["event_id"]) == 1,
+             "the effect committed with its event still in the outbox")
+    assert _escrows_with_ids(owner_engine, [document["payload"]["escrow_id"]]) == 1
+
+    # The instance is replaced (as after a crash); the next delivery reaches a healthy one.
+    services.stop(broken)
+    healthy = stack.start_function(settle, None, address, port=port, instance="settle-healthy-publisher")
+    try:
+        change_id = derive_event_id(document["event_id"], "EscrowStateChanged")
+        received = bus.pull(changes_sub, until=lambda m: any(json.loads(x.data)["event_id"] == change_id for x in m),
+                            timeout=30, settle=3.0)
+        assert [e["event_id"] for e in envelopes(received)].count(change_id) == 1
+        assert _count(owner_engine, unpublished, e=document["event_id"]) == 0
+        assert _escrows_with_ids(owner_engine, [document["payload"]["escrow_id"]]) == 1
+    finally:
+        services.stop(healthy)
+
+
+def test_database_restart_with_messages_in_flight_loses_nothing(stack, bus, owner_engine):
+    documents = [unique_escrow_created() for _ in range(8)]
+    ids = [d["payload"]["escrow_id"] for d in documents]
+    services.stop_postgres(stack.layout)
+    try:
+        for document in documents:
+            bus.publish("settlement.events.v1", body(document))
+        time.sleep(3)  # deliveries fail against the stopped database and are retried
+    finally:
+        services.restart_postgres(stack.layout)
+    wait_for(lambda: _escrows_with_ids(owner_engine, ids) == len(ids), "every escrow persisted", timeout=60)
+    assert _count(owner_engine, "SELECT count(*) FROM settlement.inbox WHERE event_id = ANY(:e)",
+                  e=[d["event_id"] for d in documents]) == len(documents)

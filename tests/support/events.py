@@ -1,0 +1,32 @@
+"""Real envelopes for tests, built from the golden JSON in tests/events/."""
+
+from __future__ import annotations
+
+import copy
+import json
+import secrets
+from pathlib import Path
+
+EVENTS_DIR = Path(__file__).resolve().parents[1] / "events"
+
+
+def golden(name: str) -> dict:
+    """A fresh copy of tests/events/<name>.json."""
+    return copy.deepcopy(json.loads((EVENTS_DIR / f"{name}.json").read_text()))
+
+
+def unique_escrow_created(contract: str | None = None) -> dict:
+    """The golden EscrowCreated with a never-seen tx hash, event id and escrow id."""
+    document = golden("escrow_created")
+    tx_hash = "0x" + secrets.token_hex(32)
+    event_id = f"31337:{tx_hash}:0"
+    document.update(event_id=event_id, correlation_id=event_id)
+    document["payload"].update(tx_hash=tx_hash, escrow_id=str(secrets.randbelow(10**12) + 10**6))
+    if contract:
+        document["payload"]["contract"] = contract
+    return document
+
+
+def body(document: dict) -> bytes:
+    """The message body of an envelope document."""
+    return json.dumps(document).encode()

@@ -1,0 +1,26 @@
+import pytest
+
+from shared.errors import IllegalTransition
+from shared.settlement.states import EscrowState, apply_transition
+
+S = EscrowState
+
+
+@pytest.mark.parametrize(
+    "current, target",
+    [(None, S.CREATED), (S.CREATED, S.APPROVED), (S.CREATED, S.REFUNDED), (S.APPROVED, S.COMPLETED),
+     (S.APPROVED, S.REFUNDED)],
+)
+def test_allowed_transitions(current, target):
+    assert apply_transition(current, target, event_id="e") is target
+
+
+@pytest.mark.parametrize(
+    "current, target",
+    [(None, S.APPROVED), (S.CREATED, S.COMPLETED), (S.COMPLETED, S.REFUNDED), (S.REFUNDED, S.APPROVED),
+     (S.CREATED, S.CREATED)],
+)
+def test_illegal_transitions_are_permanent_errors(current, target):
+    with pytest.raises(IllegalTransition) as raised:
+        apply_transition(current, target, event_id="e1")
+    assert raised.value.event_id == "e1"

@@ -1,0 +1,37 @@
+import dataclasses
+
+from shared.topology import load_topology
+
+
+def test_manifest_is_consistent():
+    assert load_topology().problems() == []
+
+
+def test_every_push_subscription_has_a_dlq_with_a_holding_subscription():
+    topology = load_topology()
+    for sub in topology.subscriptions:
+        if sub.push_to:
+            assert sub.dead_letter_topic in topology.topics
+            assert any(s.topic == sub.dead_letter_topic and not s.push_to for s in topology.subscriptions)
+
+
+def test_every_function_lists_its_database_settings():
+    for function in load_topology().functions:
+        if function.schema:
+            assert {"DB_NAME", "DB_USER", "GCP_PROJECT", "SERVICE_NAME"} <= set(function.settings)
+
+
+def test_consistency_check_finds_broken_manifests():
+    topology = load_topology()
+    relay = topology.function("relay")
+    broken = dataclasses.replace(
+        topology,
+        topics=tuple(t for t in topology.topics if t != "settlement.events.v1.settle.dlq"),
+        functions=(dataclasses.replace(relay, publishes=("no.such.topic",)),)
+        + tuple(f for f in topology.functions if f.name != "relay"),
+        subscriptions=tuple(s for s in topology.subscriptions if s.push_to != "relay"),
+    )
+    problems = "\n".join(broken.problems())
+    assert "relay publishes to undeclared topic no.such.topic" in problems
+    assert "relay has no push subscription on relay.tick" in problems
+    assert "settlement.events.v1.settle has no declared dead-letter topic" in problems
