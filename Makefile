@@ -53,3 +53,7 @@ lock:
 
 clean: down
 	rm -rf $(VENV) node_modules .stack
+
+## Import and cold-start time of each function against a bare functions-framework hello.
+bench: install
+	$(PY) -m tests.bench.cold_start

@@ -1,0 +1,99 @@
+"""Import and cold-start time of each function, next to a bare functions-framework hello.
+
+    make bench        (starts the test stack, measures, stops it)
+
+Import: a fresh interpreter imports the function's main.py (settings validated, nothing connected).
+Cold start: from spawning the server to its first answered CloudEvent (for relay and settle, a real
+Pub/Sub-shaped event carrying a duplicate of an already-applied message, so the first request opens
+the database pool and the publisher like production's first request does).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import requests
+
+from shared.stack.layout import REPO_ROOT
+from shared.stack.processes import port_open, spawn, stop_group, wait_until
+from shared.stack.stack import Stack
+from tests.conftest import TEST_LAYOUT
+
+RUNS = 5
+HELLO_SOURCE = REPO_ROOT / "tests/bench/hello/main.py"
+
+
+def _import_seconds(source, env) -> float:
+    code = (
+        "import importlib.util, time; t = time.perf_counter(); "
+        f"spec = importlib.util.spec_from_file_location('main', {str(source)!r}); "
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
+        "print(time.perf_counter() - t)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip())
+
+
+def _pubsub_event(body: bytes) -> dict:
+    return {"message": {"data": base64.b64encode(body).decode(), "messageId": "bench", "attributes": {}},
+            "subscription": "projects/local-escrow/subscriptions/bench"}
+
+
+def _cold_start_seconds(target: str, source, env, port: int, body: bytes) -> float:
+    log = TEST_LAYOUT.logs / f"bench-{target}.log"
+    started = time.perf_counter()
+    pid = spawn([sys.executable, "-m", "shared.stack.serve", f"--target={target}", f"--source={source}",
+                 f"--port={port}"], log, env=env, cwd=REPO_ROOT)
+    try:
+        wait_until(lambda: port_open(port), target, 60, log, pid)
+        reply = requests.post(f"http://127.0.0.1:{port}/", json=_pubsub_event(body), timeout=60, headers={
+            "ce-id": "bench", "ce-source": "//pubsub.googleapis.com/", "ce-specversion": "1.0",
+            "ce-type": "google.cloud.pubsub.topic.v1.messagePublished"})
+        reply.raise_for_status()
+        return time.perf_counter() - started
+    finally:
+        stop_group(pid)
+
+
+def main() -> None:
+    """Measure and print each figure with the bare-hello baseline and the ratio."""
+    stack = Stack(TEST_LAYOUT)
+    state = stack.up()
+    try:
+        _measure(stack, state)
+    finally:
+        stack.down()
+
+
+def _measure(stack: Stack, state: dict) -> None:
+    base_env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT), "THREADS": "4"}
+    from tests.support.events import body, unique_escrow_created
+
+    tick = json.dumps({"source": "bench"}).encode()
+    rows = []
+    port = TEST_LAYOUT.base_port + 60
+    hello_import = statistics.median(_import_seconds(HELLO_SOURCE, base_env) for _ in range(RUNS))
+    hello_cold = statistics.median(
+        _cold_start_seconds("hello", HELLO_SOURCE, base_env, port, tick) for _ in range(RUNS))
+    for function in stack.topology.functions:
+        env = {**base_env, **stack.function_env(function, state["escrow_address"])}
+        source = REPO_ROOT / function.source / "main.py"
+        imported = statistics.median(_import_seconds(source, env) for _ in range(RUNS))
+        payload = tick if function.name == "relay" else body(unique_escrow_created())
+        cold = statistics.median(
+            _cold_start_seconds(function.entry_point, source, env, port, payload) for _ in range(RUNS))
+        rows.append((function.name, imported, cold))
+    print(f"{'function':10} {'import s':>9} {'x hello':>8} {'cold start s':>13} {'x hello':>8}")
+    print(f"{'hello':10} {hello_import:9.3f} {1:8.1f} {hello_cold:13.3f} {1:8.1f}")
+    for name, imported, cold in rows:
+        print(f"{name:10} {imported:9.3f} {imported / hello_import:8.1f} {cold:13.3f} {cold / hello_cold:8.1f}")
+    print(f"(median of {RUNS}; cold start = spawn to first answered CloudEvent, including its work)")
+
+
+if __name__ == "__main__":
+    main()
