@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.errors import InvalidEvent
-from shared.events import validate_payload
+from shared.events import CHAIN_EVENT_TYPES, validate_payload
 
 ENVELOPE_FIELDS = (
     "event_id",
@@ -51,6 +51,17 @@ class Envelope:
     correlation_id: str
     causation_id: str | None
     payload: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dedupe_key(self) -> str:
+        """What inboxes and outboxes deduplicate on: the event id, plus the block for chain logs.
+
+        A reorganisation can put the same log (same `chain_id:tx_hash:log_index`) into another
+        block; that re-inclusion is a new fact and must not be dropped as a duplicate.
+        """
+        if self.event_type in CHAIN_EVENT_TYPES:
+            return f"{self.event_id}@{self.payload['block_hash']}"
+        return self.event_id
 
     def to_json(self) -> dict[str, Any]:
         """The envelope as a JSON-ready dict."""

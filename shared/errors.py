@@ -6,9 +6,11 @@
     │   ├── InvalidEvent        not JSON, or not the envelope/payload schema
     │   └── IllegalTransition   the state machine refuses the event
     └── RetryableError          raised out of the handler so Pub/Sub retries, then dead-letters
+        ├── AwaitingPrerequisite   arrived before the event it depends on; permanent after a grace period
         ├── DatabaseUnavailable
         ├── PublishFailed
         └── ChainUnavailable
+            └── RangeTooLarge   the provider refused an eth_getLogs range; relay halves it
 
 Third-party exceptions are mapped to these once, at the adapter that caught them, with `from exc`.
 """
@@ -47,6 +49,14 @@ class RetryableError(PlatformError):
     """A transient failure; raise it so Pub/Sub redelivers with backoff."""
 
 
+class AwaitingPrerequisite(RetryableError):
+    """The event depends on one not applied yet (out-of-order delivery); retry within a grace period."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class DatabaseUnavailable(RetryableError):
     """PostgreSQL could not be reached or dropped the connection."""
 
@@ -57,3 +67,7 @@ class PublishFailed(RetryableError):
 
 class ChainUnavailable(RetryableError):
     """The Ethereum JSON-RPC endpoint failed or timed out."""
+
+
+class RangeTooLarge(ChainUnavailable):
+    """The provider refused an eth_getLogs range (too many results, or range too wide)."""

@@ -14,6 +14,10 @@ from shared.errors import InvalidEvent
 
 # Event types published on settlement.events.v1 by relay: one per escrow contract log.
 ESCROW_CREATED = "EscrowCreated"
+ESCROW_APPROVED = "EscrowApproved"
+ESCROW_COMPLETED = "EscrowCompleted"
+ESCROW_REFUNDED = "EscrowRefunded"
+CHAIN_EVENT_TYPES = (ESCROW_CREATED, ESCROW_APPROVED, ESCROW_COMPLETED, ESCROW_REFUNDED)
 # Event types published on settlement.escrows.v1 by settle.
 ESCROW_STATE_CHANGED = "EscrowStateChanged"
 
@@ -42,6 +46,9 @@ _ESCROW_TERMS = {
 
 PAYLOAD_SCHEMAS: dict[tuple[str, int], dict[str, str]] = {
     (ESCROW_CREATED, 1): {**_CHAIN_LOG_FIELDS, **_ESCROW_TERMS},
+    (ESCROW_APPROVED, 1): {**_CHAIN_LOG_FIELDS, "escrow_id": "uint", "approver": "address"},
+    (ESCROW_COMPLETED, 1): {**_CHAIN_LOG_FIELDS, "escrow_id": "uint", "beneficiary": "address", "amount": "uint"},
+    (ESCROW_REFUNDED, 1): {**_CHAIN_LOG_FIELDS, "escrow_id": "uint", "depositor": "address", "amount": "uint"},
     (ESCROW_STATE_CHANGED, 1): {
         "chain_id": "int",
         "contract": "address",
@@ -49,6 +56,10 @@ PAYLOAD_SCHEMAS: dict[tuple[str, int], dict[str, str]] = {
         "state": "str",
         "previous_state": "str?",
         "sequence": "int",
+        # True when the change undoes a log that a chain reorganisation orphaned.
+        "reverted": "bool",
+        "block_number": "int",
+        "log_index": "int",
     },
 }
 

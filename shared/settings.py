@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from shared.errors import ConfigurationError
 
 DEFAULT_PUBLISH_TIMEOUT_SECONDS = 30.0
+DEFAULT_PREREQUISITE_GRACE_SECONDS = 600.0
 DEFAULT_RELAY_BLOCK_RANGE = 2000
 DEFAULT_RELAY_TIME_BUDGET_SECONDS = 45.0
 
@@ -140,6 +141,8 @@ class Settings:
     project_id: str
     database: DatabaseSettings
     publish_timeout_seconds: float
+    # How long an out-of-order event waits (by redelivery) for the event it depends on.
+    prerequisite_grace_seconds: float = DEFAULT_PREREQUISITE_GRACE_SECONDS
     chain: ChainSettings | None = None
 
     @classmethod
@@ -153,6 +156,9 @@ class Settings:
             database=DatabaseSettings.read(reader),
             publish_timeout_seconds=reader.number(
                 "PUBLISH_TIMEOUT_SECONDS", DEFAULT_PUBLISH_TIMEOUT_SECONDS
+            ),
+            prerequisite_grace_seconds=reader.number(
+                "PREREQUISITE_GRACE_SECONDS", DEFAULT_PREREQUISITE_GRACE_SECONDS
             ),
             chain=ChainSettings.read(reader) if chain else None,
         )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 from eth_utils import to_checksum_address
 
-from shared.events import ESCROW_CREATED
+from shared.events import ESCROW_APPROVED, ESCROW_COMPLETED, ESCROW_CREATED, ESCROW_REFUNDED
 
 # The contract's fixed USD scale (Escrow.USD_DECIMALS), the same as Chainlink USD feeds.
 USD_DECIMALS = 8
@@ -18,7 +19,15 @@ def chain_log_event_id(chain_id: int, tx_hash: str, log_index: int) -> str:
     return f"{chain_id}:{tx_hash.lower()}:{log_index}"
 
 
-def _hex(value: Any) -> str:
+def removal_event_id(event_id: str) -> str:
+    """The id of the compensating event for a log that a reorganisation orphaned."""
+    return f"{event_id}:removed"
+
+
+def to_hex(value: Any) -> str:
+    """Lower-case 0x-hex of bytes, HexBytes or a hex string."""
+    if hasattr(value, "to_0x_hex"):
+        return value.to_0x_hex().lower()
     text = value.hex() if isinstance(value, bytes | bytearray) else str(value)
     text = text.lower()
     return text if text.startswith("0x") else "0x" + text
@@ -35,18 +44,24 @@ def chain_log_fields(chain_id: int, log: Any) -> dict[str, Any]:
         "chain_id": chain_id,
         "contract": to_checksum_address(log["address"]),
         "block_number": int(log["blockNumber"]),
-        "block_hash": _hex(log["blockHash"]),
-        "tx_hash": _hex(log["transactionHash"]),
+        "block_hash": to_hex(log["blockHash"]),
+        "tx_hash": to_hex(log["transactionHash"]),
         "log_index": int(log["logIndex"]),
         "removed": bool(log.get("removed", False)),
     }
 
 
-def escrow_created_payload(chain_id: int, decoded: Any) -> dict[str, Any]:
-    """The EscrowCreated v1 payload of a decoded log."""
-    args = decoded["args"]
+def chain_attributes(payload: dict[str, Any]) -> dict[str, str]:
+    """Pub/Sub attributes that say where on chain a log sits."""
     return {
-        **chain_log_fields(chain_id, decoded),
+        "block_hash": payload["block_hash"],
+        "block_number": str(payload["block_number"]),
+        "removed": "true" if payload["removed"] else "false",
+    }
+
+
+def _created(args: Any) -> dict[str, Any]:
+    return {
         "escrow_id": str(args["escrowId"]),
         "depositor": to_checksum_address(args["depositor"]),
         "beneficiary": to_checksum_address(args["beneficiary"]),
@@ -57,5 +72,35 @@ def escrow_created_payload(chain_id: int, decoded: Any) -> dict[str, Any]:
     }
 
 
-# Event name in the ABI -> (event type on the wire, payload builder).
-DECODERS = {"EscrowCreated": (ESCROW_CREATED, escrow_created_payload)}
+def _approved(args: Any) -> dict[str, Any]:
+    return {"escrow_id": str(args["escrowId"]), "approver": to_checksum_address(args["approver"])}
+
+
+def _completed(args: Any) -> dict[str, Any]:
+    return {
+        "escrow_id": str(args["escrowId"]),
+        "beneficiary": to_checksum_address(args["beneficiary"]),
+        "amount": str(args["amount"]),
+    }
+
+
+def _refunded(args: Any) -> dict[str, Any]:
+    return {
+        "escrow_id": str(args["escrowId"]),
+        "depositor": to_checksum_address(args["depositor"]),
+        "amount": str(args["amount"]),
+    }
+
+
+# ABI event name -> (event type on the wire, builder of the event-specific payload fields).
+DECODERS: dict[str, tuple[str, Callable[[Any], dict[str, Any]]]] = {
+    "EscrowCreated": (ESCROW_CREATED, _created),
+    "EscrowApproved": (ESCROW_APPROVED, _approved),
+    "EscrowCompleted": (ESCROW_COMPLETED, _completed),
+    "EscrowRefunded": (ESCROW_REFUNDED, _refunded),
+}
+
+
+def log_payload(chain_id: int, decoded: Any, build: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """The full payload of a decoded log: where it is on chain, and what it says."""
+    return {**chain_log_fields(chain_id, decoded), **build(decoded["args"])}

@@ -1,6 +1,6 @@
 """The consumer wrapper every Pub/Sub-triggered function runs its domain handler in.
 
-1. In one transaction: record `(consumer, event_id)` in the inbox; if it was new, apply the handler's
+1. In one transaction: record `(consumer, dedupe_key)` in the inbox; if it was new, apply the handler's
    effect and write the events it returns to the outbox. A duplicate skips straight to step 2.
 2. Publish whatever the outbox still holds, wait for Pub/Sub to confirm, mark it published.
 
@@ -16,6 +16,7 @@ import binascii
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert
@@ -23,7 +24,7 @@ from sqlalchemy.engine import Connection
 
 from shared.db import get_engine, transaction
 from shared.envelope import Envelope
-from shared.errors import InvalidEvent, PermanentError
+from shared.errors import AwaitingPrerequisite, InvalidEvent, PermanentError
 from shared.logs import correlation
 from shared.messaging import outbox
 from shared.messaging.tables import APPLIED, REJECTED, messaging_tables
@@ -48,6 +49,8 @@ class PushedMessage:
     message_id: str
     data: bytes
     attributes: dict[str, str]
+    # When Pub/Sub accepted the message; out-of-order waits are measured from it.
+    published_at: datetime
 
     @classmethod
     def from_cloud_event(cls, cloud_event: Any) -> PushedMessage:
@@ -62,7 +65,8 @@ class PushedMessage:
             body = base64.b64decode(message.get("data") or "", validate=True)
         except (binascii.Error, ValueError) as exc:
             raise InvalidEvent(f"message data is not base64: {exc}") from exc
-        return cls(message_id=message_id, data=body, attributes=dict(attributes))
+        return cls(message_id=message_id, data=body, attributes=dict(attributes),
+                   published_at=_parse_time(message.get("publishTime")))
 
 
 class Consumer:
@@ -80,7 +84,8 @@ class Consumer:
         try:
             message = PushedMessage.from_cloud_event(cloud_event)
         except InvalidEvent as exc:
-            raw = PushedMessage(message_id=str(cloud_event["id"]), data=b"", attributes={})
+            raw = PushedMessage(message_id=str(cloud_event["id"]), data=b"", attributes={},
+                                published_at=datetime.now(UTC))
             return self._reject_poison(raw, exc)
         log.info("message received", extra={"consumer": self.name, "message_id": message.message_id})
         try:
@@ -113,20 +118,30 @@ class Consumer:
                 for topic, event in self.handler(conn, envelope):
                     outbox.enqueue(conn, self.schema, topic, event)
         except PermanentError as exc:
-            # The effect rolled back with the inbox row; record the refusal so it is never retried.
-            with transaction(self._engine()) as conn:
-                self._claim(conn, envelope, REJECTED, exc.reason)
-                self._record_rejection(conn, message, exc.reason, envelope.event_id)
-            log.warning(
-                "event rejected",
-                extra={"consumer": self.name, "event_id": envelope.event_id, "reason": exc.reason},
+            return self._reject(message, envelope, exc.reason)
+        except AwaitingPrerequisite as exc:
+            waited = (datetime.now(UTC) - message.published_at).total_seconds()
+            if waited > self.settings.prerequisite_grace_seconds:
+                return self._reject(message, envelope, f"{exc.reason}; gave up after {waited:.0f}s")
+            log.info(
+                "event waits for an earlier one; Pub/Sub will redeliver",
+                extra={"consumer": self.name, "event_id": envelope.event_id, "reason": exc.reason,
+                       "waited_seconds": round(waited, 1)},
             )
-            return OUTCOME_REJECTED
+            raise
         log.info(
             "event applied",
             extra={"consumer": self.name, "event_id": envelope.event_id, "event_type": envelope.event_type},
         )
         return OUTCOME_APPLIED
+
+    def _reject(self, message: PushedMessage, envelope: Envelope, reason: str) -> str:
+        # The effect rolled back with the inbox row; record the refusal so it is never retried.
+        with transaction(self._engine()) as conn:
+            self._claim(conn, envelope, REJECTED, reason)
+            self._record_rejection(conn, message, reason, envelope.event_id)
+        log.warning("event rejected", extra={"consumer": self.name, "event_id": envelope.event_id, "reason": reason})
+        return OUTCOME_REJECTED
 
     def _claim(self, conn: Connection, envelope: Envelope, outcome: str, reason: str | None) -> bool:
         """Insert the inbox row; False when this consumer has already seen the event."""
@@ -134,12 +149,13 @@ class Consumer:
             insert(self.tables.inbox)
             .values(
                 consumer=self.name,
+                dedupe_key=envelope.dedupe_key,
                 event_id=envelope.event_id,
                 event_type=envelope.event_type,
                 outcome=outcome,
                 reason=reason,
             )
-            .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+            .on_conflict_do_nothing(index_elements=["consumer", "dedupe_key"])
             .returning(self.tables.inbox.c.event_id)
         ).first()
         return inserted is not None
@@ -174,3 +190,13 @@ class Consumer:
                 },
             )
         )
+
+
+def _parse_time(text: Any) -> datetime:
+    """Pub/Sub's RFC 3339 publishTime; now when absent or unreadable (the wait then starts now)."""
+    if isinstance(text, str):
+        try:
+            return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+    return datetime.now(UTC)

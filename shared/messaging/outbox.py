@@ -20,19 +20,23 @@ log = logging.getLogger(__name__)
 PUBLISH_BATCH = 500
 
 
-def enqueue(conn: Connection, schema: str, topic: str, envelope: Envelope) -> None:
-    """Add an event to the outbox; an event id already there is kept as it was."""
+def enqueue(conn: Connection, schema: str, topic: str, envelope: Envelope,
+            extra_attributes: dict[str, str] | None = None) -> bool:
+    """Add an event to the outbox; False when its dedupe key is already there (kept as it was)."""
     outbox = messaging_tables(schema).outbox
-    conn.execute(
+    inserted = conn.execute(
         insert(outbox)
         .values(
+            dedupe_key=envelope.dedupe_key,
             event_id=envelope.event_id,
             topic=topic,
             envelope=envelope.to_json(),
-            attributes=envelope.attributes(),
+            attributes={**envelope.attributes(), **(extra_attributes or {})},
         )
-        .on_conflict_do_nothing(index_elements=["event_id"])
-    )
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(outbox.c.id)
+    ).first()
+    return inserted is not None
 
 
 def publish_pending(engine: Engine, schema: str, project_id: str, timeout: float) -> int:
@@ -72,3 +76,9 @@ def publish_pending(engine: Engine, schema: str, project_id: str, timeout: float
         )
     log.info("published outbox rows", extra={"schema": schema, "count": len(rows)})
     return len(rows)
+
+
+def count_unpublished(conn: Connection, schema: str) -> int:
+    """How many outbox rows of `schema` still wait to be published."""
+    outbox = messaging_tables(schema).outbox
+    return conn.execute(select(func.count()).where(outbox.c.published_at.is_(None))).scalar()

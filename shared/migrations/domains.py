@@ -35,7 +35,8 @@ def create_messaging_tables(schema: str) -> None:
     op.create_table(
         "inbox",
         sa.Column("consumer", sa.Text, primary_key=True),
-        sa.Column("event_id", sa.Text, primary_key=True),
+        sa.Column("dedupe_key", sa.Text, primary_key=True),
+        sa.Column("event_id", sa.Text, nullable=False),
         sa.Column("event_type", sa.Text, nullable=False),
         sa.Column("outcome", sa.Text, nullable=False),
         sa.Column("reason", sa.Text),
@@ -45,7 +46,8 @@ def create_messaging_tables(schema: str) -> None:
     op.create_table(
         "outbox",
         sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-        sa.Column("event_id", sa.Text, nullable=False, unique=True),
+        sa.Column("dedupe_key", sa.Text, nullable=False, unique=True),
+        sa.Column("event_id", sa.Text, nullable=False),
         sa.Column("topic", sa.Text, nullable=False),
         sa.Column("envelope", JSONB, nullable=False),
         sa.Column("attributes", JSONB, nullable=False),

@@ -1,30 +1,36 @@
-"""One relay tick: scan confirmed blocks for escrow logs, stage them in the outbox, publish.
+"""One relay tick: repair reorganisations, scan confirmed blocks for escrow logs, stage, publish.
 
-The checkpoint and the outbox rows of a block range are written in one transaction, so the
-checkpoint never passes a log that is not safely staged; publishing follows, and anything a crash
-leaves unpublished goes out at the start of the next tick.
+Each block range commits in one transaction: its outbox rows, its relayed-log records, its block
+hashes and the advanced checkpoint. The checkpoint therefore never passes a log that is not durably
+staged; the outbox is published after the scan, and at the start of the next tick after a crash.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.engine import Connection
-from web3 import Web3
+from sqlalchemy.engine import Connection, Engine
 
-from shared.chain.client import escrow_contract, get_web3
-from shared.chain.escrow_logs import DECODERS, chain_log_event_id
+from shared.chain.client import get_web3
+from shared.chain.escrow_logs import chain_attributes
+from shared.chain.reader import ChainReader
 from shared.db import get_engine, transaction
 from shared.envelope import Envelope, utc_iso
-from shared.errors import ChainUnavailable
+from shared.errors import RangeTooLarge
 from shared.messaging import outbox
-from shared.relay.tables import SCHEMA, checkpoints
+from shared.relay import checkpoint as cp
+from shared.relay.checkpoint import Checkpoint
+from shared.relay.ranges import plan_range
+from shared.relay.reorg import repair_reorg
+from shared.relay.tables import SCHEMA
 from shared.settings import ChainSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -37,11 +43,18 @@ SCHEMA_VERSION = 1
 class TickResult:
     """What one tick did."""
 
-    scanned_from: int | None
-    scanned_to: int | None
-    logs: int
-    published: int
+    scanned_from: int | None = None
+    scanned_to: int | None = None
+    logs: int = 0
+    reorgs: int = 0
+    published: int = 0
     skipped_busy: bool = False
+
+
+@functools.cache
+def get_reader(rpc_url: str, contract: str, chain_id: int) -> ChainReader:
+    """The instance's chain reader for one contract."""
+    return ChainReader(get_web3(rpc_url), contract, chain_id)
 
 
 def calculate_target_block(head: int, confirmations: int) -> int:
@@ -54,131 +67,121 @@ def lock_key(chain: ChainSettings) -> int:
     return zlib.crc32(f"relay:{chain.chain_id}:{chain.escrow_address.lower()}".encode())
 
 
+@contextmanager
+def scan_lock(engine: Engine, chain: ChainSettings) -> Iterator[bool]:
+    """Hold the relay's advisory lock for the block; yields False at once if another relay has it."""
+    key = lock_key(chain)
+    with engine.connect() as conn:
+        acquired = conn.execute(select(func.pg_try_advisory_lock(key))).scalar()
+        conn.commit()
+        try:
+            yield bool(acquired)
+        finally:
+            if acquired:
+                conn.execute(select(func.pg_advisory_unlock(key)))
+                conn.commit()
+
+
 def run_tick(settings: Settings) -> TickResult:
     """Relay every confirmed escrow log since the checkpoint, within the time budget."""
     chain = settings.require_chain()
     engine = get_engine(settings.database)
-    w3 = get_web3(chain.rpc_url)
-    # First publish what an earlier crash may have left staged but unpublished.
+    reader = get_reader(chain.rpc_url, chain.escrow_address, chain.chain_id)
     published = _publish_staged(engine, settings)
-    with engine.connect() as lock_conn:
-        key = lock_key(chain)
-        got_lock = lock_conn.execute(select(func.pg_try_advisory_lock(key))).scalar()
-        lock_conn.commit()
-        if not got_lock:
-            log.info("another relay is scanning; returning", extra={"lock_key": key})
-            return TickResult(None, None, 0, published, skipped_busy=True)
-        try:
-            first, last, count = _scan(engine, w3, chain)
-        finally:
-            lock_conn.execute(select(func.pg_advisory_unlock(key)))
-            lock_conn.commit()
+    with scan_lock(engine, chain) as acquired:
+        if not acquired:
+            log.info("another relay is scanning; returning", extra={"lock_key": lock_key(chain)})
+            return TickResult(published=published, skipped_busy=True)
+        result = scan(engine, reader, chain, deadline=time.monotonic() + chain.time_budget_seconds)
     published += _publish_staged(engine, settings)
     log.info(
         "relay tick done",
-        extra={"scanned_from": first, "scanned_to": last, "logs": count, "published": published},
+        extra={"scanned_from": result.scanned_from, "scanned_to": result.scanned_to, "logs": result.logs,
+               "reorgs": result.reorgs, "published": published},
     )
-    return TickResult(first, last, count, published)
+    return TickResult(result.scanned_from, result.scanned_to, result.logs, result.reorgs, published)
 
 
-def _publish_staged(engine, settings: Settings) -> int:
-    return outbox.publish_pending(engine, SCHEMA, settings.project_id, settings.publish_timeout_seconds)
-
-
-def _scan(engine, w3: Web3, chain: ChainSettings) -> tuple[int | None, int | None, int]:
-    deadline = time.monotonic() + chain.time_budget_seconds
-    contract = escrow_contract(w3, chain.escrow_address)
-    target = calculate_target_block(_rpc(lambda: w3.eth.block_number), chain.confirmations)
+def scan(engine: Engine, reader: ChainReader, chain: ChainSettings, deadline: float) -> TickResult:
+    """Scan ranges until caught up with the confirmed target or out of time. Caller holds the lock."""
+    target = calculate_target_block(reader.head(), chain.confirmations)
     first = last = None
-    count = 0
+    logs = reorgs = 0
     while time.monotonic() < deadline:
         with transaction(engine) as conn:
-            start = _checkpoint_block(conn, chain) + 1
-            if start > target:
+            checkpoint = cp.load(conn, chain)
+            if checkpoint.block_hash and reader.block_hash(checkpoint.block_number) != checkpoint.block_hash:
+                repair_reorg(conn, reader, chain, checkpoint, EVENTS_TOPIC)
+                reorgs += 1
+                continue
+            planned = plan_range(checkpoint.block_number + 1, target, checkpoint.range)
+            if planned is None:
                 break
-            end = min(target, start + chain.block_range - 1)
-            count += _stage_range(conn, w3, contract, chain, start, end)
-            end_hash = _rpc(lambda: w3.eth.get_block(end)["hash"]).to_0x_hex()
-            _save_checkpoint(conn, chain, end, end_hash)
+            start, end = planned
+            try:
+                found = reader.logs(start, end)
+            except RangeTooLarge as exc:
+                if checkpoint.range.size == 1:
+                    raise
+                smaller = checkpoint.range.after_refusal()
+                log.warning("provider refused range; halving",
+                            extra={"start": start, "end": end, "new_size": smaller.size, "error": str(exc)})
+                cp.save(conn, chain, checkpoint.block_number, checkpoint.block_hash, smaller)
+                continue
+            logs += _stage_logs(conn, reader, chain, found)
+            end_hash = reader.block_hash(end)
+            cp.record_block(conn, chain, end, end_hash)
+            cp.save(conn, chain, end, end_hash, checkpoint.range.after_success(chain.block_range))
         first = start if first is None else first
         last = end
-    return first, last, count
+    return TickResult(scanned_from=first, scanned_to=last, logs=logs, reorgs=reorgs)
 
 
-def _stage_range(conn: Connection, w3: Web3, contract, chain: ChainSettings, start: int, end: int) -> int:
-    raw_logs = _rpc(
-        lambda: w3.eth.get_logs({"address": contract.address, "fromBlock": start, "toBlock": end})
-    )
-    decoders = _decoders_by_topic(contract)
+def _stage_logs(conn: Connection, reader: ChainReader, chain: ChainSettings, found) -> int:
+    """Stage each log in the outbox and the relayed-log record; return how many were new."""
     block_times: dict[int, str] = {}
     staged = 0
-    for raw in raw_logs:
-        decoder = decoders.get(_hex(raw["topics"][0]))
-        if decoder is None:
-            continue  # an event this relay does not forward
-        event, event_type, build_payload = decoder
-        payload = build_payload(chain.chain_id, event.process_log(raw))
+    for decoded in found:
+        payload = decoded.payload
         number = payload["block_number"]
         if number not in block_times:
-            timestamp = _rpc(lambda: w3.eth.get_block(number)["timestamp"])
-            block_times[number] = utc_iso(datetime.fromtimestamp(timestamp, UTC))
-        event_id = chain_log_event_id(chain.chain_id, payload["tx_hash"], payload["log_index"])
+            block_times[number] = utc_iso(datetime.fromtimestamp(reader.block_timestamp(number), UTC))
+        event_id = f"{chain.chain_id}:{payload['tx_hash']}:{payload['log_index']}"
         envelope = Envelope(
             event_id=event_id,
-            event_type=event_type,
+            event_type=decoded.event_type,
             schema_version=SCHEMA_VERSION,
             occurred_at=block_times[number],
             correlation_id=event_id,
             causation_id=None,
             payload=payload,
         )
-        outbox.enqueue(conn, SCHEMA, EVENTS_TOPIC, envelope)
-        staged += 1
+        if outbox.enqueue(conn, SCHEMA, EVENTS_TOPIC, envelope, chain_attributes(payload)):
+            cp.record_relayed_log(conn, chain, envelope)
+            cp.record_block(conn, chain, number, payload["block_hash"])
+            staged += 1
     return staged
 
 
-def _decoders_by_topic(contract) -> dict:
-    """topic0 (0x-hex) -> (contract event, wire event type, payload builder)."""
-    decoders = {}
-    for name, (event_type, build_payload) in DECODERS.items():
-        event = getattr(contract.events, name)()
-        decoders[_hex(event.topic)] = (event, event_type, build_payload)
-    return decoders
+def _publish_staged(engine: Engine, settings: Settings) -> int:
+    return outbox.publish_pending(engine, SCHEMA, settings.project_id, settings.publish_timeout_seconds)
 
 
-def _hex(value) -> str:
-    text = value.to_0x_hex() if hasattr(value, "to_0x_hex") else str(value)
-    return text.lower()
-
-
-def _checkpoint_block(conn: Connection, chain: ChainSettings) -> int:
-    stored = conn.execute(
-        select(checkpoints.c.block_number).where(
-            checkpoints.c.chain_id == chain.chain_id,
-            checkpoints.c.contract == chain.escrow_address.lower(),
-        )
-    ).scalar()
-    return stored if stored is not None else chain.start_block - 1
-
-
-def _save_checkpoint(conn: Connection, chain: ChainSettings, number: int, block_hash: str) -> None:
-    statement = insert(checkpoints).values(
-        chain_id=chain.chain_id,
-        contract=chain.escrow_address.lower(),
-        block_number=number,
-        block_hash=block_hash,
-    )
-    conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["chain_id", "contract"],
-            set_={"block_number": number, "block_hash": block_hash, "updated_at": func.now()},
-        )
-    )
-
-
-def _rpc(call):
-    """Run one JSON-RPC call, mapping provider failures to ChainUnavailable."""
-    try:
-        return call()
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise ChainUnavailable(f"JSON-RPC call failed: {exc!r}") from exc
+def status(engine: Engine, reader: ChainReader, chain: ChainSettings) -> dict:
+    """The checkpoint and how far it lags behind the head and the confirmed target."""
+    with transaction(engine) as conn:
+        checkpoint: Checkpoint = cp.load(conn, chain)
+        unpublished = outbox.count_unpublished(conn, SCHEMA)
+    head = reader.head()
+    target = calculate_target_block(head, chain.confirmations)
+    return {
+        "chain_id": chain.chain_id,
+        "contract": chain.escrow_address,
+        "checkpoint_block": checkpoint.block_number,
+        "checkpoint_hash": checkpoint.block_hash,
+        "head": head,
+        "confirmed_target": target,
+        "lag_blocks": max(0, target - checkpoint.block_number),
+        "range_size": checkpoint.range.size,
+        "unpublished_outbox": unpublished,
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from shared.errors import IllegalTransition
+from shared.events import ESCROW_APPROVED, ESCROW_COMPLETED, ESCROW_CREATED, ESCROW_REFUNDED
 
 
 class EscrowState(StrEnum):
@@ -14,6 +15,8 @@ class EscrowState(StrEnum):
     APPROVED = "approved"
     COMPLETED = "completed"
     REFUNDED = "refunded"
+    # The escrow existed only on blocks a chain reorganisation orphaned.
+    VOIDED = "voided"
 
 
 # state -> the states it may move to. `None` is "no record yet".
@@ -23,6 +26,15 @@ ALLOWED_TRANSITIONS: dict[EscrowState | None, frozenset[EscrowState]] = {
     EscrowState.APPROVED: frozenset({EscrowState.COMPLETED, EscrowState.REFUNDED}),
     EscrowState.COMPLETED: frozenset(),
     EscrowState.REFUNDED: frozenset(),
+    EscrowState.VOIDED: frozenset({EscrowState.CREATED}),
+}
+
+# The state each contract event moves an escrow to.
+TARGET_STATE = {
+    ESCROW_CREATED: EscrowState.CREATED,
+    ESCROW_APPROVED: EscrowState.APPROVED,
+    ESCROW_COMPLETED: EscrowState.COMPLETED,
+    ESCROW_REFUNDED: EscrowState.REFUNDED,
 }
 
 
@@ -34,3 +46,18 @@ def apply_transition(current: EscrowState | None, target: EscrowState, *, event_
             event_id=event_id,
         )
     return target
+
+
+def is_reachable(current: EscrowState | None, target: EscrowState) -> bool:
+    """Whether `target` can still be reached from `current` through later transitions."""
+    seen: set[EscrowState | None] = set()
+    frontier = [current]
+    while frontier:
+        state = frontier.pop()
+        for following in ALLOWED_TRANSITIONS[state]:
+            if following == target:
+                return True
+            if following not in seen:
+                seen.add(following)
+                frontier.append(following)
+    return False

@@ -120,6 +120,7 @@ class Stack:
             "RELAY_START_BLOCK": "0",
             "RELAY_BLOCK_RANGE": "500",
             "RELAY_TIME_BUDGET_SECONDS": "20",
+            "PREREQUISITE_GRACE_SECONDS": "60",
         }
         unknown = [name for name in function.settings if name not in values]
         if unknown:

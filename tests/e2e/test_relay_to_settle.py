@@ -5,9 +5,9 @@ import json
 
 import sqlalchemy
 
-from shared.envelope import derive_event_id
 from shared.stack.chain_driver import create_escrow, mine, wait_for
 from shared.stack.stack import CONFIRMATIONS
+from tests.support.events import state_change_id
 from tests.support.pubsub import envelopes
 
 
@@ -50,7 +50,7 @@ def test_escrow_created_on_chain_is_stored_and_published(stack, bus, owner_engin
     assert relayed[0]["payload"]["escrow_id"] == str(created.escrow_id)
     assert relayed[0]["payload"]["block_number"] == created.block_number
 
-    change_id = derive_event_id(expected_event_id, "EscrowStateChanged")
+    change_id = state_change_id(relayed[0])
     changes = [e for e in envelopes(bus.pull(changes_sub, until=lambda m: any(
         json.loads(x.data)["event_id"] == change_id for x in m), settle=1.0)) if e["event_id"] == change_id]
     assert len(changes) == 1

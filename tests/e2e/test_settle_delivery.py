@@ -6,10 +6,9 @@ import time
 
 import sqlalchemy
 
-from shared.envelope import derive_event_id
 from shared.stack import services
 from shared.stack.chain_driver import wait_for
-from tests.support.events import body, unique_escrow_created
+from tests.support.events import body, state_change_id, unique_escrow_created
 from tests.support.pubsub import envelopes
 
 
@@ -29,7 +28,7 @@ def test_duplicate_delivery_creates_one_escrow_and_one_downstream_event(stack, b
     bus.publish("settlement.events.v1", body(document))
     bus.publish("settlement.events.v1", body(document))
 
-    change_id = derive_event_id(document["event_id"], "EscrowStateChanged")
+    change_id = state_change_id(document)
     received = bus.pull(changes_sub, until=lambda m: any(json.loads(x.data)["event_id"] == change_id for x in m),
                         settle=3.0)
     assert [e["event_id"] for e in envelopes(received)].count(change_id) == 1
@@ -93,7 +92,7 @@ def test_publish_failure_after_commit_is_republished_once_on_redelivery(stack, b
     services.stop(broken)
     healthy = stack.start_function(settle, None, address, port=port, instance="settle-healthy-publisher")
     try:
-        change_id = derive_event_id(document["event_id"], "EscrowStateChanged")
+        change_id = state_change_id(document)
         received = bus.pull(changes_sub, until=lambda m: any(json.loads(x.data)["event_id"] == change_id for x in m),
                             timeout=30, settle=3.0)
         assert [e["event_id"] for e in envelopes(received)].count(change_id) == 1

@@ -30,8 +30,8 @@ def test_settle_role_cannot_create_tables_in_its_own_schema(settle_role):
 def test_settle_role_writes_its_own_schema(settle_role, owner_engine):
     with settle_role.begin() as conn:
         conn.execute(sqlalchemy.text(
-            "INSERT INTO settlement.inbox (consumer, event_id, event_type, outcome) "
-            "VALUES ('role-test', 'role-test-event', 'Probe', 'applied')"
+            "INSERT INTO settlement.inbox (consumer, dedupe_key, event_id, event_type, outcome) "
+            "VALUES ('role-test', 'role-test-event', 'role-test-event', 'Probe', 'applied')"
         ))
     with owner_engine.begin() as conn:
         deleted = conn.execute(sqlalchemy.text(

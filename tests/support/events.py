@@ -7,6 +7,9 @@ import json
 import secrets
 from pathlib import Path
 
+from shared.envelope import Envelope, derive_event_id
+from shared.events import ESCROW_STATE_CHANGED
+
 EVENTS_DIR = Path(__file__).resolve().parents[1] / "events"
 
 
@@ -30,3 +33,8 @@ def unique_escrow_created(contract: str | None = None) -> dict:
 def body(document: dict) -> bytes:
     """The message body of an envelope document."""
     return json.dumps(document).encode()
+
+
+def state_change_id(document: dict) -> str:
+    """The id settle gives the EscrowStateChanged caused by this chain event."""
+    return derive_event_id(Envelope.from_json(document).dedupe_key, ESCROW_STATE_CHANGED)
