@@ -41,6 +41,38 @@ def create_escrow(w3: Web3, contract, depositor: str, beneficiary: str, amount_w
     )
 
 
+def transact(w3: Web3, call, sender: str, value: int = 0) -> dict:
+    """Send a contract call from `sender` and return its receipt; fail loudly if it reverted."""
+    receipt = w3.eth.wait_for_transaction_receipt(call.transact({"from": sender, "value": value}), timeout=30)
+    if receipt["status"] != 1:
+        raise RuntimeError(f"transaction reverted: {receipt['transactionHash'].to_0x_hex()}")
+    return receipt
+
+
+def approve(w3: Web3, contract, escrow: CreatedEscrow) -> dict:
+    """The beneficiary accepts the escrow."""
+    return transact(w3, contract.functions.approve(escrow.escrow_id), escrow.beneficiary)
+
+
+def complete(w3: Web3, contract, escrow: CreatedEscrow) -> dict:
+    """The depositor releases the collateral to the beneficiary."""
+    return transact(w3, contract.functions.complete(escrow.escrow_id), escrow.depositor)
+
+
+def refund(w3: Web3, contract, escrow: CreatedEscrow) -> dict:
+    """The depositor takes the collateral back."""
+    return transact(w3, contract.functions.refund(escrow.escrow_id), escrow.depositor)
+
+
+def reorg(w3: Web3, depth: int, replacement_txs: list[tuple[dict, int]] = ()) -> None:
+    """Replace the newest `depth` blocks (anvil_reorg); the replaced blocks' transactions are dropped."""
+    wire = [[{k: hex(v) if isinstance(v, int) else v for k, v in tx.items()}, offset]
+            for tx, offset in replacement_txs]
+    reply = w3.provider.make_request("anvil_reorg", [depth, wire])
+    if "error" in reply:
+        raise RuntimeError(f"anvil_reorg failed: {reply['error']}")
+
+
 def mine(w3: Web3, blocks: int) -> None:
     """Mine `blocks` empty blocks so earlier ones reach the confirmation depth."""
     w3.provider.make_request("anvil_mine", [hex(blocks)])

@@ -38,3 +38,32 @@ def body(document: dict) -> bytes:
 def state_change_id(document: dict) -> str:
     """The id settle gives the EscrowStateChanged caused by this chain event."""
     return derive_event_id(Envelope.from_json(document).dedupe_key, ESCROW_STATE_CHANGED)
+
+
+def chain_event(event_type: str, escrow_id: str, block_number: int, log_index: int = 0,
+                contract: str | None = None, **fields) -> dict:
+    """A chain event for one escrow at a given position, built from the golden EscrowCreated."""
+    created = unique_escrow_created(contract)
+    document = golden("escrow_created")
+    tx_hash = "0x" + secrets.token_hex(32)
+    event_id = f"31337:{tx_hash}:{log_index}"
+    payload = {key: created["payload"][key] for key in
+               ("chain_id", "contract", "block_hash", "removed")}
+    payload.update(block_number=block_number, log_index=log_index, tx_hash=tx_hash, escrow_id=escrow_id)
+    if event_type == "EscrowCreated":
+        payload.update({k: created["payload"][k] for k in
+                        ("depositor", "beneficiary", "asset", "amount", "obligation_usd", "deadline")})
+    elif event_type == "EscrowApproved":
+        payload["approver"] = created["payload"]["beneficiary"]
+    elif event_type == "EscrowCompleted":
+        payload.update(beneficiary=created["payload"]["beneficiary"], amount=created["payload"]["amount"])
+    else:
+        payload.update(depositor=created["payload"]["depositor"], amount=created["payload"]["amount"])
+    payload.update(fields)
+    document.update(event_id=event_id, correlation_id=event_id, event_type=event_type, payload=payload)
+    return document
+
+
+def new_escrow_id() -> str:
+    """An escrow id no other test uses."""
+    return str(secrets.randbelow(10**15) + 10**12)

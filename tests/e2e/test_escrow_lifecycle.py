@@ -1,0 +1,72 @@
+"""Escrow lifecycles on anvil, through relay and settle, read back from Postgres and Pub/Sub."""
+
+import json
+
+import sqlalchemy
+
+from shared.stack.chain_driver import approve, complete, create_escrow, mine, refund, wait_for
+from tests.support.pubsub import envelopes
+
+
+def _states(engine, contract: str) -> dict[int, str]:
+    with engine.connect() as conn:
+        rows = conn.execute(sqlalchemy.text(
+            "SELECT escrow_id, state FROM settlement.escrows WHERE contract = :c"), {"c": contract}).all()
+    return {int(row.escrow_id): row.state for row in rows}
+
+
+def _history(engine, contract: str, escrow_id: int) -> list[str]:
+    with engine.connect() as conn:
+        return conn.execute(sqlalchemy.text(
+            "SELECT to_state FROM settlement.transitions WHERE contract = :c AND escrow_id = :i ORDER BY sequence"),
+            {"c": contract, "i": escrow_id}).scalars().all()
+
+
+def test_lifecycles_of_several_escrows_including_refunds(stack, bus, owner_engine, isolated_relay):
+    relay = isolated_relay()
+    w3, contract, accounts = stack.web3(), relay.contract, stack.web3().eth.accounts
+    changes_sub = bus.pull_subscription("settlement.escrows.v1")
+    events_sub = bus.pull_subscription("settlement.events.v1")
+
+    completed = create_escrow(w3, contract, accounts[1], accounts[2], 10**18, 1_000 * 10**8)
+    refunded_early = create_escrow(w3, contract, accounts[3], accounts[4], 2 * 10**18, 500 * 10**8)
+    refunded_late = create_escrow(w3, contract, accounts[5], accounts[6], 3 * 10**18, 900 * 10**8,
+                                  lifetime_seconds=3600)
+    approve(w3, contract, completed)
+    complete(w3, contract, completed)
+    refund(w3, contract, refunded_early)
+    approve(w3, contract, refunded_late)
+    w3.provider.make_request("evm_increaseTime", [7200])
+    mine(w3, 1)  # the refund is judged against a block past the deadline
+    refund(w3, contract, refunded_late)
+    mine(w3, 2)
+    relay.wait_caught_up(owner_engine)
+
+    expected = {completed.escrow_id: "completed", refunded_early.escrow_id: "refunded",
+                refunded_late.escrow_id: "refunded"}
+    wait_for(lambda: _states(owner_engine, contract.address) == expected, "final escrow states")
+    assert _history(owner_engine, contract.address, completed.escrow_id) == ["created", "approved", "completed"]
+    assert _history(owner_engine, contract.address, refunded_early.escrow_id) == ["created", "refunded"]
+    assert _history(owner_engine, contract.address, refunded_late.escrow_id) == ["created", "approved", "refunded"]
+
+    # Every log went out once, with its block hash in the attributes.
+    logs = [m for m in bus.pull(events_sub, until=lambda m: len(m) >= 8, settle=1.0)
+            if json.loads(m.data)["payload"]["contract"] == contract.address]
+    assert len(logs) == 8
+    assert len({json.loads(m.data)["event_id"] for m in logs}) == 8
+    for message in logs:
+        payload = json.loads(message.data)["payload"]
+        assert message.attributes["block_hash"] == payload["block_hash"]
+        assert message.attributes["removed"] == "false"
+
+    # Every applied change was published, in order, carrying the chain log's correlation id.
+    changes = [e for e in envelopes(bus.pull(changes_sub, until=lambda m: len(m) >= 8, settle=1.0))
+               if e["payload"]["contract"] == contract.address]
+    by_escrow: dict[int, list] = {}
+    for change in sorted(changes, key=lambda e: e["payload"]["sequence"]):
+        by_escrow.setdefault(int(change["payload"]["escrow_id"]), []).append(change)
+    assert [c["payload"]["state"] for c in by_escrow[completed.escrow_id]] == ["created", "approved", "completed"]
+    assert [c["payload"]["state"] for c in by_escrow[refunded_late.escrow_id]] == ["created", "approved", "refunded"]
+    for change in changes:
+        assert change["correlation_id"] == change["causation_id"]
+        assert change["causation_id"].startswith("31337:0x")

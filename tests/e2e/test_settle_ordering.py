@@ -1,0 +1,88 @@
+"""settle applies events by chain position: out-of-order, stale and illegal events, through the
+real push subscription into the running settle."""
+
+import time
+
+import sqlalchemy
+
+from shared.stack.chain_driver import wait_for
+from tests.support.events import body, chain_event, new_escrow_id
+
+
+def _escrow(engine, escrow_id: str):
+    with engine.connect() as conn:
+        return conn.execute(sqlalchemy.text(
+            "SELECT state, sequence, last_block, last_log_index FROM settlement.escrows WHERE escrow_id = :i"),
+            {"i": int(escrow_id)}).first()
+
+
+def _history(engine, escrow_id: str) -> list[str]:
+    with engine.connect() as conn:
+        return conn.execute(sqlalchemy.text(
+            "SELECT to_state FROM settlement.transitions WHERE escrow_id = :i ORDER BY sequence"),
+            {"i": int(escrow_id)}).scalars().all()
+
+
+def test_approved_before_created_waits_and_then_applies(stack, bus, owner_engine):
+    escrow_id = new_escrow_id()
+    bus.publish("settlement.events.v1", body(chain_event("EscrowApproved", escrow_id, block_number=11)))
+    time.sleep(3)  # delivered and retried while the escrow is unknown
+    assert _escrow(owner_engine, escrow_id) is None
+    bus.publish("settlement.events.v1", body(chain_event("EscrowCreated", escrow_id, block_number=10)))
+    row = wait_for(lambda: (r := _escrow(owner_engine, escrow_id)) and r.state == "approved" and r,
+                   "approved after created landed")
+    assert (row.last_block, row.sequence) == (11, 2)
+    assert _history(owner_engine, escrow_id) == ["created", "approved"]
+
+
+def test_completed_before_approved_waits_for_the_missing_step(stack, bus, owner_engine):
+    escrow_id = new_escrow_id()
+    bus.publish("settlement.events.v1", body(chain_event("EscrowCreated", escrow_id, block_number=10)))
+    wait_for(lambda: _escrow(owner_engine, escrow_id), "created")
+    bus.publish("settlement.events.v1", body(chain_event("EscrowCompleted", escrow_id, block_number=12)))
+    time.sleep(2)
+    assert _escrow(owner_engine, escrow_id).state == "created"
+    bus.publish("settlement.events.v1", body(chain_event("EscrowApproved", escrow_id, block_number=11)))
+    wait_for(lambda: _escrow(owner_engine, escrow_id).state == "completed", "completed")
+    assert _history(owner_engine, escrow_id) == ["created", "approved", "completed"]
+
+
+def test_older_event_changes_nothing(stack, bus, owner_engine):
+    escrow_id = new_escrow_id()
+    for event_type, block in (("EscrowCreated", 10), ("EscrowApproved", 11), ("EscrowRefunded", 13)):
+        bus.publish("settlement.events.v1", body(chain_event(event_type, escrow_id, block_number=block)))
+        wait_for(lambda b=block: (r := _escrow(owner_engine, escrow_id)) and r.last_block == b, f"block {block}")
+    # A completion at an earlier position than the refund (another fork's leftover): no effect.
+    stale = chain_event("EscrowCompleted", escrow_id, block_number=12)
+    bus.publish("settlement.events.v1", body(stale))
+    wait_for(lambda: _inbox_outcome(owner_engine, stale["event_id"]) == "applied", "stale event consumed")
+    row = _escrow(owner_engine, escrow_id)
+    assert (row.state, row.sequence, row.last_block) == ("refunded", 3, 13)
+
+
+def _inbox_outcome(engine, event_id: str):
+    with engine.connect() as conn:
+        return conn.execute(sqlalchemy.text("SELECT outcome FROM settlement.inbox WHERE event_id = :e"),
+                            {"e": event_id}).scalar()
+
+
+def test_illegal_transition_is_recorded_with_its_reason_and_acknowledged(stack, bus, owner_engine):
+    escrow_id = new_escrow_id()
+    for event_type, block in (("EscrowCreated", 10), ("EscrowRefunded", 11)):
+        bus.publish("settlement.events.v1", body(chain_event(event_type, escrow_id, block_number=block)))
+        wait_for(lambda b=block: (r := _escrow(owner_engine, escrow_id)) and r.last_block == b, f"block {block}")
+    illegal = chain_event("EscrowApproved", escrow_id, block_number=12)
+    message_id = bus.publish("settlement.events.v1", body(illegal))
+
+    def rejection():
+        with owner_engine.connect() as conn:
+            return conn.execute(sqlalchemy.text(
+                "SELECT reason, delivery_count FROM settlement.rejected_messages WHERE message_id = :m"),
+                {"m": message_id}).first()
+
+    row = wait_for(rejection, "rejection recorded")
+    assert "cannot go from refunded to approved" in row.reason
+    assert _inbox_outcome(owner_engine, illegal["event_id"]) == "rejected"
+    time.sleep(4)  # several backoff periods: acknowledged, so never redelivered
+    assert rejection().delivery_count == 1
+    assert _escrow(owner_engine, escrow_id).state == "refunded"
