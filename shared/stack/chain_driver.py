@@ -81,9 +81,25 @@ def mine(w3: Web3, blocks: int) -> None:
 def wait_for(check, what: str, timeout: float = 30.0, interval: float = 0.25):
     """Poll `check` until it returns something truthy; return it, or fail naming `what`."""
     deadline = time.monotonic() + timeout
+    result = None
     while time.monotonic() < deadline:
         result = check()
         if result:
             return result
         time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last seen: {result!r})")
+
+
+def wait_for_equal(get, expected, what: str, timeout: float = 30.0, interval: float = 0.25):
+    """Poll `get()` until it equals `expected`; fail showing the last value seen."""
+    last = []
+
+    def matches():
+        last[:] = [get()]
+        return last[0] == expected
+
+    try:
+        wait_for(matches, what, timeout, interval)
+    except TimeoutError:
+        raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}: "
+                           f"expected {expected!r}, last seen {last[0]!r}") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -150,7 +151,7 @@ class Stack:
         env.update(env_overrides or {})
         log_path = self.layout.logs / f"{instance or function.name}.log"
         command = [
-            sys.executable, "-m", "shared.stack.serve",
+            str(Path(sys.executable).with_name("functions-framework")),
             f"--target={function.entry_point}",
             f"--source={REPO_ROOT / function.source / 'main.py'}",
             "--host=127.0.0.1",
@@ -159,6 +160,15 @@ class Stack:
         pid = spawn(command, log_path, env=env, cwd=REPO_ROOT)
         wait_until(lambda: port_open(port), f"function {function.name}", 60, log_path, pid)
         return pid
+
+    def run_relay_admin(self, arguments: list[str], escrow_address: str | None = None,
+                        env_overrides: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        """Run `python -m shared.relay.admin ARGUMENTS` with the relay's settings; output passes through."""
+        relay = self.topology.function("relay")
+        env = self.function_env(relay, escrow_address or self.layout.read_state()["escrow_address"])
+        env.update(env_overrides or {})
+        return subprocess.run([sys.executable, "-m", "shared.relay.admin", *arguments], env=env, cwd=REPO_ROOT,
+                              capture_output=True, text=True, timeout=120)
 
     def _contract_deployed(self, address: str | None) -> bool:
         return bool(address) and len(self.web3().eth.get_code(Web3.to_checksum_address(address))) > 0

@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import requests
 
@@ -47,8 +48,8 @@ def _pubsub_event(body: bytes) -> dict:
 def _cold_start_seconds(target: str, source, env, port: int, body: bytes) -> float:
     log = TEST_LAYOUT.logs / f"bench-{target}.log"
     started = time.perf_counter()
-    pid = spawn([sys.executable, "-m", "shared.stack.serve", f"--target={target}", f"--source={source}",
-                 f"--port={port}"], log, env=env, cwd=REPO_ROOT)
+    pid = spawn([str(Path(sys.executable).with_name("functions-framework")), f"--target={target}",
+                 f"--source={source}", "--host=127.0.0.1", f"--port={port}"], log, env=env, cwd=REPO_ROOT)
     try:
         wait_until(lambda: port_open(port), target, 60, log, pid)
         reply = requests.post(f"http://127.0.0.1:{port}/", json=_pubsub_event(body), timeout=60, headers={

@@ -68,12 +68,14 @@ def test_escrow_created_on_chain_is_stored_and_published(stack, bus, owner_engin
 
 def test_relay_checkpoint_keeps_block_hash_and_skips_unconfirmed_blocks(stack, bus, owner_engine):
     w3 = stack.web3()
+    contract = stack.escrow().address.lower()
     bus.publish("relay.tick", b"{}")
     head = w3.eth.block_number
 
     def checkpoint():
         with owner_engine.connect() as conn:
-            row = conn.execute(sqlalchemy.text("SELECT block_number, block_hash FROM relay.checkpoints")).first()
+            row = conn.execute(sqlalchemy.text(
+                "SELECT block_number, block_hash FROM relay.checkpoints WHERE contract = :c"), {"c": contract}).first()
         return row if row and row.block_number == head - CONFIRMATIONS else None
 
     row = wait_for(checkpoint, "relay checkpoint at head - confirmations")

@@ -38,7 +38,7 @@ class Bus:
         return path
 
     def push_subscription(self, topic: str, endpoint: str, dead_letter_topic: str, max_attempts: int = 10) -> str:
-        """A push subscription like the manifest's, with fast local retries."""
+        """A push subscription like the local stack's (no retry policy: see shared/stack/pubsub_admin.py)."""
         path = self.subscriber.subscription_path(PROJECT_ID, f"test-push-{uuid.uuid4().hex[:12]}")
         self.subscriber.create_subscription(
             request={
@@ -50,7 +50,6 @@ class Bus:
                     "dead_letter_topic": self.topic_path(dead_letter_topic),
                     "max_delivery_attempts": max_attempts,
                 },
-                "retry_policy": {"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 2}},
             }
         )
         self._created.append(path)
