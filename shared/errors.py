@@ -2,6 +2,7 @@
 
     PlatformError
     ├── ConfigurationError      a required setting is missing or malformed; stops cold start
+    ├── InvalidRequest          an HTTP request's parameters or body are invalid; answered with 400
     ├── PermanentError          acknowledged and recorded with its reason; never retried
     │   ├── InvalidEvent        not JSON, or not the envelope/payload schema
     │   └── IllegalTransition   the state machine refuses the event
@@ -26,6 +27,14 @@ class ConfigurationError(PlatformError):
     def __init__(self, message: str, *, missing: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.missing = missing
+
+
+class InvalidRequest(PlatformError):
+    """Bad input to an HTTP endpoint; `problems` maps each offending field to what is wrong."""
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{field}: {problem}" for field, problem in problems.items()))
+        self.problems = problems
 
 
 class PermanentError(PlatformError):

@@ -18,6 +18,8 @@ ESCROW_APPROVED = "EscrowApproved"
 ESCROW_COMPLETED = "EscrowCompleted"
 ESCROW_REFUNDED = "EscrowRefunded"
 CHAIN_EVENT_TYPES = (ESCROW_CREATED, ESCROW_APPROVED, ESCROW_COMPLETED, ESCROW_REFUNDED)
+# Published on users.registered.v1 by the api when a user registers.
+USER_REGISTERED = "UserRegistered"
 # Event types published on settlement.escrows.v1 by settle.
 ESCROW_STATE_CHANGED = "EscrowStateChanged"
 
@@ -49,6 +51,17 @@ PAYLOAD_SCHEMAS: dict[tuple[str, int], dict[str, str]] = {
     (ESCROW_APPROVED, 1): {**_CHAIN_LOG_FIELDS, "escrow_id": "uint", "approver": "address"},
     (ESCROW_COMPLETED, 1): {**_CHAIN_LOG_FIELDS, "escrow_id": "uint", "beneficiary": "address", "amount": "uint"},
     (ESCROW_REFUNDED, 1): {**_CHAIN_LOG_FIELDS, "escrow_id": "uint", "depositor": "address", "amount": "uint"},
+    (USER_REGISTERED, 1): {
+        "user_id": "str",
+        "name": "str",
+        "date_of_birth": "str",
+        "country": "str",
+        "email": "str",
+        "phone": "str",
+        "wallet_addresses": "list",
+        "notification_channels": "list",
+        "webhook_url": "str?",
+    },
     (ESCROW_STATE_CHANGED, 1): {
         "chain_id": "int",
         "contract": "address",
@@ -72,6 +85,8 @@ def _kind_problem(kind: str, value: Any) -> str | None:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif kind == "bool":
         ok = isinstance(value, bool)
+    elif kind == "list":
+        ok = isinstance(value, list) and all(isinstance(item, str) and item for item in value)
     elif kind == "str":
         ok = isinstance(value, str) and value != ""
     elif kind == "address":

@@ -27,6 +27,7 @@ class Function:
     entry_point: str
     source: str
     trigger_topic: str | None
+    http: bool
     publishes: tuple[str, ...]
     schema: str | None
     db_role: str | None
@@ -85,6 +86,8 @@ class Topology:
         if len(topics) != len(self.topics):
             found.append("a topic is declared twice")
         for function in self.functions:
+            if bool(function.trigger_topic) == function.http:
+                found.append(f"{function.name} needs exactly one trigger: a topic or http")
             for topic in function.publishes:
                 if topic not in topics:
                     found.append(f"{function.name} publishes to undeclared topic {topic}")
@@ -124,6 +127,7 @@ def _function(entry: dict) -> Function:
         entry_point=entry["entry_point"],
         source=entry["source"],
         trigger_topic=trigger.get("topic"),
+        http=bool(trigger.get("http")),
         publishes=tuple(entry.get("publishes", ())),
         schema=entry.get("schema"),
         db_role=entry.get("db_role"),

@@ -1,0 +1,18 @@
+"""api: user registration and escrow queries over HTTPS."""
+
+import functions_framework
+
+from shared.api.app import create_app
+from shared.logs import configure_logging
+from shared.settings import Settings
+
+configure_logging()
+SETTINGS = Settings.from_env()
+APP = create_app(SETTINGS)
+
+
+@functions_framework.http
+def api(request):
+    """Route the request through the API's Flask app."""
+    with APP.request_context(request.environ):
+        return APP.full_dispatch_request()

@@ -1,0 +1,35 @@
+"""Checks real API responses against the project's OpenAPI document."""
+
+from __future__ import annotations
+
+import functools
+
+import jsonschema
+import yaml
+
+from shared.api.app import OPENAPI_PATH
+
+
+@functools.cache
+def document() -> dict:
+    """The parsed OpenAPI document."""
+    return yaml.safe_load(OPENAPI_PATH.read_text())
+
+
+def _resolve(node: dict) -> dict:
+    while "$ref" in node and len(node) == 1:
+        target = document()
+        for part in node["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def assert_matches(path: str, method: str, response) -> None:
+    """The response's status is documented for the operation, and its body fits the schema."""
+    operation = document()["paths"][path][method.lower()]
+    documented = operation["responses"]
+    assert str(response.status_code) in documented, f"{method} {path} answered undocumented {response.status_code}"
+    schema = _resolve(documented[str(response.status_code)])["content"]["application/json"]["schema"]
+    jsonschema.validate(response.json(), {**schema, "components": document()["components"]},
+                        cls=jsonschema.Draft202012Validator)

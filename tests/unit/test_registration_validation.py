@@ -1,0 +1,69 @@
+from datetime import date
+
+import pytest
+
+from shared.errors import InvalidRequest
+from shared.identity.validation import validate_registration
+
+TODAY = date(2026, 11, 26)
+VALID = {
+    "name": "Ada Lovelace",
+    "date_of_birth": "1990-12-10",
+    "country": "gb",
+    "email": "ada@example.org",
+    "phone": "+447700900123",
+    "wallet_addresses": ["0x70997970c51812dc3a010c7d01b50e0d17dc79c8"],
+    "notification_channels": ["email", "webhook"],
+    "webhook_url": "https://hooks.example.org/escrow",
+}
+
+
+def test_valid_registration_is_normalised():
+    registration = validate_registration(VALID, TODAY)
+    assert registration.country == "GB"
+    assert registration.wallet_addresses == ("0x70997970C51812dc3A010C7d01b50e0d17dc79C8",)
+
+
+@pytest.mark.parametrize("field, value, reason", [
+    ("name", "", "non-empty"),
+    ("name", "a\x00b", "control characters"),
+    ("date_of_birth", "10/12/1990", "YYYY-MM-DD"),
+    ("date_of_birth", "2010-01-01", "at least 18"),
+    ("date_of_birth", "2027-01-01", "future"),
+    ("date_of_birth", "1850-01-01", "over 130"),
+    ("country", "XX", "ISO 3166-1"),
+    ("country", "GBR", "ISO 3166-1"),
+    ("email", "not-an-email", "email address"),
+    ("phone", "07700 900123", "E.164"),
+    ("wallet_addresses", [], "1 to 10"),
+    ("wallet_addresses", ["0x1234"], "not an Ethereum address"),
+    ("wallet_addresses", ["0x70997970C51812dc3A010C7d01b50e0d17dc79c8"], "EIP-55"),
+    ("wallet_addresses", ["0x70997970c51812dc3a010c7d01b50e0d17dc79c8"] * 2, "twice"),
+    ("notification_channels", [], "non-empty"),
+    ("notification_channels", ["email", "pager"], "at most once"),
+    ("webhook_url", None, "required for the webhook channel"),
+    ("webhook_url", "http://hooks.example.org/x", "https"),
+    ("webhook_url", "ftp://hooks.example.org/x", "https URL"),
+])
+def test_each_invalid_field_is_named(field, value, reason):
+    body = {**VALID, field: value}
+    with pytest.raises(InvalidRequest) as raised:
+        validate_registration(body, TODAY)
+    assert set(raised.value.problems) == {field}
+    assert reason in raised.value.problems[field]
+
+
+def test_every_problem_is_reported_at_once_including_unknown_fields():
+    with pytest.raises(InvalidRequest) as raised:
+        validate_registration({"name": "x", "shoe_size": 44}, TODAY)
+    assert {"date_of_birth", "country", "email", "phone", "wallet_addresses", "notification_channels",
+            "shoe_size"} <= set(raised.value.problems)
+
+
+def test_loopback_webhook_may_use_plain_http():
+    assert validate_registration({**VALID, "webhook_url": "http://127.0.0.1:9000/hook"}, TODAY).webhook_url
+
+
+def test_body_must_be_an_object():
+    with pytest.raises(InvalidRequest, match="JSON object"):
+        validate_registration(["not", "an", "object"], TODAY)
