@@ -54,6 +54,7 @@ lock:
 clean: down
 	rm -rf $(VENV) node_modules .stack
 
-## Import and cold-start time of each function against a bare functions-framework hello.
+## Figures with same-run baselines: cold starts, relay backfill and settle throughput.
 bench: install
 	$(PY) -m tests.bench.cold_start
+	$(PY) -m tests.bench.throughput

@@ -7,8 +7,9 @@ never touches the database pays nothing and warm invocations reuse the pool.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TypeVar
 
 import sqlalchemy
 from sqlalchemy import exc as sa_exc
@@ -16,6 +17,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from shared.errors import DatabaseUnavailable
 from shared.settings import DatabaseSettings
+
+T = TypeVar("T")
 
 # Pool settings, shared by both connection paths.
 POOL_OPTIONS = {
@@ -75,6 +78,17 @@ def get_engine(settings: DatabaseSettings) -> Engine:
     if settings.instance_connection_name:
         return _cloud_sql_engine(settings)
     return _tcp_engine(settings)
+
+
+# PostgreSQL's wire protocol carries at most 65,535 bind parameters per statement; multi-row
+# statements are split into chunks of this many rows, which stays under it for up to 60 columns.
+MAX_ROWS_PER_STATEMENT = 1000
+
+
+def in_chunks(rows: Sequence[T], size: int = MAX_ROWS_PER_STATEMENT) -> Iterator[Sequence[T]]:
+    """Consecutive slices of `rows`, each at most `size` long."""
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
 
 
 # Errors that mean "the database is not there right now", as opposed to a bug or bad data.

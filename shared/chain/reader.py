@@ -27,6 +27,8 @@ class DecodedLog:
 
     event_type: str
     payload: dict[str, Any]
+    # The block's timestamp when the provider includes it in the log (anvil, geth 1.14+), else None.
+    block_timestamp: int | None = None
 
 
 def _rpc_error_of(exc: Exception) -> dict[str, Any]:
@@ -87,7 +89,12 @@ class ChainReader:
             if known is None:
                 continue  # an event relay does not forward
             event, event_type, build = known
-            decoded.append(DecodedLog(event_type, log_payload(self.chain_id, event.process_log(raw), build)))
+            stamp = raw.get("blockTimestamp")
+            decoded.append(DecodedLog(
+                event_type,
+                log_payload(self.chain_id, event.process_log(raw), build),
+                int(stamp, 16) if isinstance(stamp, str) else stamp,
+            ))
         return decoded
 
     @staticmethod

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import logging
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection, Engine
 
-from shared.db import transaction
+from shared.db import in_chunks, transaction
 from shared.envelope import Envelope
 from shared.messaging.tables import messaging_tables
 from shared.pubsub import OutgoingMessage, publish_all
@@ -39,6 +39,19 @@ def enqueue(conn: Connection, schema: str, topic: str, envelope: Envelope,
     return inserted is not None
 
 
+def enqueue_many(conn: Connection, schema: str, topic: str,
+                 events: list[tuple[Envelope, dict[str, str]]]) -> None:
+    """Add many events (with their extra attributes) in one statement; known dedupe keys are kept."""
+    outbox = messaging_tables(schema).outbox
+    rows = [
+        {"dedupe_key": envelope.dedupe_key, "event_id": envelope.event_id, "topic": topic,
+         "envelope": envelope.to_json(), "attributes": {**envelope.attributes(), **extra}}
+        for envelope, extra in events
+    ]
+    for chunk in in_chunks(rows):
+        conn.execute(insert(outbox).values(list(chunk)).on_conflict_do_nothing(index_elements=["dedupe_key"]))
+
+
 def publish_pending(engine: Engine, schema: str, project_id: str, timeout: float) -> int:
     """Publish the outbox rows not yet published, oldest first; return how many were sent.
 
@@ -65,14 +78,14 @@ def publish_pending(engine: Engine, schema: str, project_id: str, timeout: float
             for row in rows
         ]
         message_ids = publish_all(project_id, messages, timeout)
+        # One statement for the whole batch (an executemany would be one round trip per row).
         conn.execute(
-            update(outbox)
-            .where(outbox.c.id == bindparam("row_id"))
-            .values(published_at=func.now(), message_id=bindparam("sent_id")),
-            [
-                {"row_id": row.id, "sent_id": message_id}
-                for row, message_id in zip(rows, message_ids, strict=True)
-            ],
+            text(
+                f"UPDATE {schema}.outbox AS o SET published_at = now(), message_id = sent.message_id "
+                "FROM unnest(CAST(:ids AS bigint[]), CAST(:message_ids AS text[])) AS sent(id, message_id) "
+                "WHERE o.id = sent.id"
+            ),
+            {"ids": [row.id for row in rows], "message_ids": list(message_ids)},
         )
     log.info("published outbox rows", extra={"schema": schema, "count": len(rows)})
     return len(rows)

@@ -8,6 +8,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
+from shared.db import in_chunks
 from shared.envelope import Envelope
 from shared.relay.ranges import RangeState
 from shared.relay.tables import blocks, checkpoints, relayed_logs
@@ -50,22 +51,34 @@ def save(conn: Connection, chain: ChainSettings, number: int, block_hash: str, s
 
 def record_block(conn: Connection, chain: ChainSettings, number: int, block_hash: str) -> None:
     """Remember the hash a scanned block had."""
-    statement = insert(blocks).values(**_key(chain), block_number=number, block_hash=block_hash)
-    conn.execute(statement.on_conflict_do_update(
-        index_elements=["chain_id", "contract", "block_number"], set_={"block_hash": block_hash}
-    ))
+    record_blocks(conn, chain, {number: block_hash})
 
 
-def record_relayed_log(conn: Connection, chain: ChainSettings, envelope: Envelope) -> None:
-    """Remember a relayed log, for compensation if its block is orphaned."""
-    conn.execute(insert(relayed_logs).values(
-        **_key(chain),
-        dedupe_key=envelope.dedupe_key,
-        event_id=envelope.event_id,
-        block_number=envelope.payload["block_number"],
-        log_index=envelope.payload["log_index"],
-        envelope=envelope.to_json(),
-    ).on_conflict_do_nothing(index_elements=["dedupe_key"]))
+def record_blocks(conn: Connection, chain: ChainSettings, hashes: dict[int, str]) -> None:
+    """Remember the hashes of several scanned blocks in one statement."""
+    rows = [{**_key(chain), "block_number": number, "block_hash": block_hash} for number, block_hash in hashes.items()]
+    for chunk in in_chunks(rows):
+        statement = insert(blocks).values(list(chunk))
+        conn.execute(statement.on_conflict_do_update(
+            index_elements=["chain_id", "contract", "block_number"], set_={"block_hash": statement.excluded.block_hash}
+        ))
+
+
+def record_relayed_logs(conn: Connection, chain: ChainSettings, envelopes: list[Envelope]) -> set[str]:
+    """Remember relayed logs (for compensation after a reorg); return the dedupe keys that were new."""
+    rows = [
+        {**_key(chain), "dedupe_key": envelope.dedupe_key, "event_id": envelope.event_id,
+         "block_number": envelope.payload["block_number"], "log_index": envelope.payload["log_index"],
+         "envelope": envelope.to_json()}
+        for envelope in envelopes
+    ]
+    inserted: set[str] = set()
+    for chunk in in_chunks(rows):
+        inserted.update(conn.execute(
+            insert(relayed_logs).values(list(chunk))
+            .on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(relayed_logs.c.dedupe_key)
+        ).scalars())
+    return inserted
 
 
 def stored_blocks_from(conn: Connection, chain: ChainSettings, number: int) -> list:

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
 
 from shared.chain.client import get_web3
-from shared.chain.escrow_logs import chain_attributes
+from shared.chain.escrow_logs import chain_attributes, chain_log_event_id
 from shared.chain.reader import ChainReader
 from shared.db import get_engine, transaction
 from shared.envelope import Envelope, utc_iso
@@ -138,16 +138,21 @@ def scan(engine: Engine, reader: ChainReader, chain: ChainSettings, deadline: fl
 
 
 def _stage_logs(conn: Connection, reader: ChainReader, chain: ChainSettings, found) -> int:
-    """Stage each log in the outbox and the relayed-log record; return how many were new."""
+    """Stage the range's logs in the outbox and the relayed-log records; return how many were new.
+
+    A handful of multi-row statements per range, not several per log: a backfill is bound by
+    database round trips.
+    """
     block_times: dict[int, str] = {}
-    staged = 0
+    envelopes = []
     for decoded in found:
         payload = decoded.payload
         number = payload["block_number"]
         if number not in block_times:
-            block_times[number] = utc_iso(datetime.fromtimestamp(reader.block_timestamp(number), UTC))
-        event_id = f"{chain.chain_id}:{payload['tx_hash']}:{payload['log_index']}"
-        envelope = Envelope(
+            stamp = decoded.block_timestamp if decoded.block_timestamp is not None else reader.block_timestamp(number)
+            block_times[number] = utc_iso(datetime.fromtimestamp(stamp, UTC))
+        event_id = chain_log_event_id(chain.chain_id, payload["tx_hash"], payload["log_index"])
+        envelopes.append(Envelope(
             event_id=event_id,
             event_type=decoded.event_type,
             schema_version=SCHEMA_VERSION,
@@ -155,12 +160,12 @@ def _stage_logs(conn: Connection, reader: ChainReader, chain: ChainSettings, fou
             correlation_id=event_id,
             causation_id=None,
             payload=payload,
-        )
-        if outbox.enqueue(conn, SCHEMA, EVENTS_TOPIC, envelope, chain_attributes(payload)):
-            cp.record_relayed_log(conn, chain, envelope)
-            cp.record_block(conn, chain, number, payload["block_hash"])
-            staged += 1
-    return staged
+        ))
+    new_keys = cp.record_relayed_logs(conn, chain, envelopes)
+    fresh = [envelope for envelope in envelopes if envelope.dedupe_key in new_keys]
+    outbox.enqueue_many(conn, SCHEMA, EVENTS_TOPIC, [(e, chain_attributes(e.payload)) for e in fresh])
+    cp.record_blocks(conn, chain, {e.payload["block_number"]: e.payload["block_hash"] for e in fresh})
+    return len(fresh)
 
 
 def _publish_staged(engine: Engine, settings: Settings) -> int:

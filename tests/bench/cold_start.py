@@ -3,9 +3,9 @@
     make bench        (starts the test stack, measures, stops it)
 
 Import: a fresh interpreter imports the function's main.py (settings validated, nothing connected).
-Cold start: from spawning the server to its first answered CloudEvent (for relay and settle, a real
-Pub/Sub-shaped event carrying a duplicate of an already-applied message, so the first request opens
-the database pool and the publisher like production's first request does).
+Cold start: from spawning the server to its first answered request: for relay a tick, for settle a
+new EscrowCreated (so the first request opens the database pool and the publisher, as production's
+first request does), for the api a one-row escrow query.
 """
 
 from __future__ import annotations
@@ -45,17 +45,22 @@ def _pubsub_event(body: bytes) -> dict:
             "subscription": "projects/local-escrow/subscriptions/bench"}
 
 
-def _cold_start_seconds(target: str, source, env, port: int, body: bytes) -> float:
+def _first_request(port: int, body: bytes | None) -> requests.Response:
+    if body is None:  # an HTTP function: its first query
+        return requests.get(f"http://127.0.0.1:{port}/escrows", params={"limit": 1}, timeout=60)
+    return requests.post(f"http://127.0.0.1:{port}/", json=_pubsub_event(body), timeout=60, headers={
+        "ce-id": "bench", "ce-source": "//pubsub.googleapis.com/", "ce-specversion": "1.0",
+        "ce-type": "google.cloud.pubsub.topic.v1.messagePublished"})
+
+
+def _cold_start_seconds(target: str, source, env, port: int, body: bytes | None) -> float:
     log = TEST_LAYOUT.logs / f"bench-{target}.log"
     started = time.perf_counter()
     pid = spawn([str(Path(sys.executable).with_name("functions-framework")), f"--target={target}",
                  f"--source={source}", "--host=127.0.0.1", f"--port={port}"], log, env=env, cwd=REPO_ROOT)
     try:
         wait_until(lambda: port_open(port), target, 60, log, pid)
-        reply = requests.post(f"http://127.0.0.1:{port}/", json=_pubsub_event(body), timeout=60, headers={
-            "ce-id": "bench", "ce-source": "//pubsub.googleapis.com/", "ce-specversion": "1.0",
-            "ce-type": "google.cloud.pubsub.topic.v1.messagePublished"})
-        reply.raise_for_status()
+        _first_request(port, body).raise_for_status()
         return time.perf_counter() - started
     finally:
         stop_group(pid)
@@ -85,7 +90,7 @@ def _measure(stack: Stack, state: dict) -> None:
         env = {**base_env, **stack.function_env(function, state["escrow_address"])}
         source = REPO_ROOT / function.source / "main.py"
         imported = statistics.median(_import_seconds(source, env) for _ in range(RUNS))
-        payload = tick if function.name == "relay" else body(unique_escrow_created())
+        payload = None if function.http else tick if function.name == "relay" else body(unique_escrow_created())
         cold = statistics.median(
             _cold_start_seconds(function.entry_point, source, env, port, payload) for _ in range(RUNS))
         rows.append((function.name, imported, cold))
@@ -93,7 +98,7 @@ def _measure(stack: Stack, state: dict) -> None:
     print(f"{'hello':10} {hello_import:9.3f} {1:8.1f} {hello_cold:13.3f} {1:8.1f}")
     for name, imported, cold in rows:
         print(f"{name:10} {imported:9.3f} {imported / hello_import:8.1f} {cold:13.3f} {cold / hello_cold:8.1f}")
-    print(f"(median of {RUNS}; cold start = spawn to first answered CloudEvent, including its work)")
+    print(f"(median of {RUNS}; cold start = spawn to first answered request, including its work)")
 
 
 if __name__ == "__main__":

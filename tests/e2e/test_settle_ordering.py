@@ -86,3 +86,33 @@ def test_illegal_transition_is_recorded_with_its_reason_and_acknowledged(stack, 
     time.sleep(4)  # several backoff periods: acknowledged, so never redelivered
     assert rejection().delivery_count == 1
     assert _escrow(owner_engine, escrow_id).state == "refunded"
+
+
+def test_event_for_an_escrow_that_never_appears_is_rejected_after_the_grace_period(stack, bus, owner_engine):
+    """A settle instance with a 2 s grace period, fed through its own push subscription."""
+    from tests.support.relay import free_port
+
+    topic = f"test-grace-{new_escrow_id()}"
+    bus.create_topic(topic)
+    bus.create_topic(topic + ".dlq")
+    port = free_port()
+    settle = stack.start_function(stack.topology.function("settle"), None, stack.layout.read_state()["escrow_address"],
+                                  port=port, instance="settle-short-grace",
+                                  env_overrides={"PREREQUISITE_GRACE_SECONDS": "2"})
+    try:
+        bus.push_subscription(topic, f"http://127.0.0.1:{port}/", topic + ".dlq", max_attempts=50)
+        orphan = chain_event("EscrowApproved", new_escrow_id(), block_number=11)
+        message_id = bus.publish(topic, body(orphan))
+
+        def rejection():
+            with owner_engine.connect() as conn:
+                return conn.execute(sqlalchemy.text(
+                    "SELECT reason FROM settlement.rejected_messages WHERE message_id = :m"), {"m": message_id}).scalar()
+
+        reason = wait_for(rejection, "rejection after the grace period", timeout=30)
+        assert "must wait for the transitions before it; gave up after" in reason
+        assert _inbox_outcome(owner_engine, orphan["event_id"]) == "rejected"
+    finally:
+        from shared.stack import services
+
+        services.stop(settle)

@@ -24,3 +24,17 @@ def test_illegal_transitions_are_permanent_errors(current, target):
     with pytest.raises(IllegalTransition) as raised:
         apply_transition(current, target, event_id="e1")
     assert raised.value.event_id == "e1"
+
+
+@pytest.mark.parametrize("current, target, reachable", [
+    (None, S.APPROVED, True),
+    (S.CREATED, S.COMPLETED, True),
+    (S.VOIDED, S.APPROVED, True),
+    (S.COMPLETED, S.APPROVED, False),
+    (S.REFUNDED, S.COMPLETED, False),
+    (S.CREATED, S.CREATED, False),
+])
+def test_reachability_separates_waiting_from_illegal(current, target, reachable):
+    from shared.settlement.states import is_reachable
+
+    assert is_reachable(current, target) is reachable

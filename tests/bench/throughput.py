@@ -1,0 +1,186 @@
+"""relay backfill and settle throughput, each next to a bare baseline measured in the same run.
+
+    make bench                       (400 blocks holding 10,000 escrow logs)
+    python -m tests.bench.throughput --blocks 1000 --logs-per-block 5 --settle-events 1000
+
+The default chain is 400 blocks of 25 logs. The issue's size (about 10,000 blocks, 50,000 logs) is
+`--blocks 2000` or `--blocks 10000 --logs-per-block 5`, but generating it is slow here: anvil,
+mining with automine off, falls from 100 to about 2 blocks/s as the chain grows (seen: 1,200 blocks
+of 25 transactions in 6 minutes; 3,500 blocks of 5 in 10 minutes).
+
+relay:   the real scan (checkpoint, reorg check, adaptive ranges, outbox, relayed-log records) and
+         outbox publishing, against a raw loop of eth_getLogs in the same range size plus a publish
+         of each log, waiting for every future.
+settle:  the real consumer (envelope validation, inbox, state machine, transition history, outbox,
+         publish) fed CloudEvents, against the bare INSERT statements of the same rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import requests
+import sqlalchemy
+from cloudevents.http import CloudEvent
+from google.cloud import pubsub_v1
+
+from shared.chain.client import deploy_contract
+from shared.db import get_engine
+from shared.messaging import outbox
+from shared.messaging.consumer import Consumer
+from shared.relay.service import get_reader, scan
+from shared.relay.tables import SCHEMA as RELAY_SCHEMA
+from shared.settings import ChainSettings, DatabaseSettings, Settings
+from shared.settlement.service import apply_settlement_event
+from shared.stack.layout import CHAIN_ID, DATABASE, PROJECT_ID
+from shared.stack.stack import Stack
+from tests.conftest import TEST_LAYOUT
+from tests.support.events import unique_escrow_created
+
+RANGE = 2000
+
+
+def _rpc_batch(url: str, calls: list[tuple[str, list]]) -> list:
+    payload = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)]
+    replies = requests.post(url, json=payload, timeout=60).json()
+    errors = [r["error"] for r in replies if "error" in r]
+    if errors:
+        raise RuntimeError(f"anvil refused: {errors[:3]}")
+    return replies
+
+
+def generate_chain(stack: Stack, blocks: int, per_block: int) -> tuple[str, int, int]:
+    """Deploy a contract and mine `blocks` blocks with `per_block` EscrowCreated logs each."""
+    w3 = stack.web3()
+    address = deploy_contract(w3, "Escrow", w3.eth.accounts[0])
+    contract = w3.eth.contract(address=address, abi=stack.escrow().abi)
+    deadline = w3.eth.get_block("latest")["timestamp"] + 365 * 86400
+    data = contract.functions.create(w3.eth.accounts[9], 10**10, deadline)._encode_transaction_data()
+    accounts = w3.eth.accounts[1:6]
+    _rpc_batch(stack.layout.rpc_url, [("evm_setAutomine", [False])])
+    first = w3.eth.block_number + 1
+    try:
+        for _ in range(blocks):
+            calls = [("eth_sendTransaction", [{"from": accounts[i % len(accounts)], "to": address, "data": data,
+                                               "value": hex(10**12), "gas": hex(200_000)}]) for i in range(per_block)]
+            _rpc_batch(stack.layout.rpc_url, calls + [("evm_mine", [])])
+    finally:
+        _rpc_batch(stack.layout.rpc_url, [("evm_setAutomine", [True])])
+    return address, first, w3.eth.block_number
+
+
+def bench_relay(stack: Stack, settings: Settings, address: str, first: int, last: int, logs: int) -> tuple:
+    """(relay seconds, baseline seconds) over the same blocks."""
+    chain = ChainSettings(rpc_url=stack.layout.rpc_url, chain_id=CHAIN_ID, escrow_address=address, confirmations=0,
+                          start_block=first, block_range=RANGE, time_budget_seconds=3600)
+    engine = get_engine(settings.database)
+    reader = get_reader(chain.rpc_url, address, CHAIN_ID)
+    started = time.perf_counter()
+    result = scan(engine, reader, chain, deadline=time.monotonic() + 3600)
+    while outbox.publish_pending(engine, RELAY_SCHEMA, PROJECT_ID, 60):
+        pass
+    relay_seconds = time.perf_counter() - started
+    assert result.logs == logs, f"relay staged {result.logs} logs, expected {logs}"
+
+    w3, publisher = stack.web3(), pubsub_v1.PublisherClient()
+    topic = publisher.topic_path(PROJECT_ID, "settlement.events.v1")
+    started = time.perf_counter()
+    sent = 0
+    for start in range(first, last + 1, RANGE):
+        raw = w3.eth.get_logs({"address": address, "fromBlock": start, "toBlock": min(last, start + RANGE - 1)})
+        futures = [publisher.publish(topic, json.dumps({"tx": log["transactionHash"].to_0x_hex(),
+                                                        "index": log["logIndex"]}).encode()) for log in raw]
+        sent += sum(1 for future in futures if future.result(60))
+    baseline_seconds = time.perf_counter() - started
+    assert sent == logs
+    return relay_seconds, baseline_seconds
+
+
+def _cloud_event(document: dict, message_id: int) -> CloudEvent:
+    data = {"message": {"data": base64.b64encode(json.dumps(document).encode()).decode(),
+                        "messageId": str(message_id), "attributes": {},
+                        "publishTime": datetime.now(UTC).isoformat()}}
+    return CloudEvent({"type": "google.cloud.pubsub.topic.v1.messagePublished", "source": "bench",
+                       "id": str(message_id)}, data)
+
+
+def bench_settle(settings: Settings, owner_url: str, count: int) -> tuple:
+    """(handler seconds, baseline seconds) for `count` new escrows."""
+    consumer = Consumer("settle-bench", "settlement", settings, apply_settlement_event)
+    events = [_cloud_event(unique_escrow_created(), i) for i in range(count)]
+    started = time.perf_counter()
+    for event in events:
+        assert consumer.handle(event) == "applied"
+    handler_seconds = time.perf_counter() - started
+
+    engine = sqlalchemy.create_engine(owner_url)
+    documents = [unique_escrow_created() for _ in range(count)]
+    insert_escrow = sqlalchemy.text(
+        "INSERT INTO settlement.escrows (chain_id, contract, escrow_id, depositor, beneficiary, asset, amount, "
+        "obligation_usd, deadline, state, sequence, last_block, last_log_index, created_event_id, created_block, "
+        "created_tx, created_at, updated_at) VALUES (:chain_id, :contract, :escrow_id, :depositor, :beneficiary, "
+        ":asset, :amount, :obligation_usd, to_timestamp(:deadline), 'created', 1, :block_number, :log_index, "
+        ":event_id, :block_number, :tx_hash, now(), now())")
+    insert_transition = sqlalchemy.text(
+        "INSERT INTO settlement.transitions (chain_id, contract, escrow_id, sequence, to_state, event_id, dedupe_key, "
+        "block_number, log_index, occurred_at) VALUES (:chain_id, :contract, :escrow_id, 1, 'created', :event_id, "
+        ":dedupe_key, :block_number, :log_index, now())")
+    started = time.perf_counter()
+    for document in documents:
+        p = document["payload"]
+        row = {**p, "escrow_id": Decimal(p["escrow_id"]) + 10**14, "amount": Decimal(p["amount"]),
+               "obligation_usd": Decimal(p["obligation_usd"]), "event_id": document["event_id"] + ":bare",
+               "dedupe_key": document["event_id"] + ":bare"}
+        with engine.begin() as conn:
+            conn.execute(insert_escrow, row)
+            conn.execute(insert_transition, row)
+    baseline_seconds = time.perf_counter() - started
+    engine.dispose()
+    return handler_seconds, baseline_seconds
+
+
+def main() -> None:
+    """Generate the load, measure, print each figure with its baseline and the ratio."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--blocks", type=int, default=400)
+    parser.add_argument("--logs-per-block", type=int, default=25)
+    parser.add_argument("--settle-events", type=int, default=2_000)
+    args = parser.parse_args()
+    stack = Stack(TEST_LAYOUT)
+    stack.up()
+    try:
+        # Nothing consumes settlement.events.v1 during the bench: the stack's settle would compete.
+        stack.admin.delete_subscription("settlement.events.v1.settle")
+        database = DatabaseSettings(name=DATABASE, user="fn_relay", host="127.0.0.1",
+                                    port=stack.layout.postgres_port, instance_connection_name=None)
+        relay_settings = Settings(service="relay-bench", project_id=PROJECT_ID, database=database,
+                                  publish_timeout_seconds=60)
+        started = time.perf_counter()
+        address, first, last = generate_chain(stack, args.blocks, args.logs_per_block)
+        logs = args.blocks * args.logs_per_block
+        print(f"generated {args.blocks} blocks with {logs} escrow logs in {time.perf_counter() - started:.0f}s",
+              flush=True)
+        relay_s, raw_s = bench_relay(stack, relay_settings, address, first, last, logs)
+        settle_settings = Settings(service="settle-bench", project_id=PROJECT_ID, publish_timeout_seconds=60,
+                                   database=DatabaseSettings(name=DATABASE, user="fn_settle", host="127.0.0.1",
+                                                             port=stack.layout.postgres_port,
+                                                             instance_connection_name=None))
+        settle_s, bare_s = bench_settle(settle_settings, stack.layout.database_url(), args.settle_events)
+    finally:
+        stack.down()
+    n = args.settle_events
+    print(f"{'measure':44} {'value':>12} {'baseline':>12} {'ratio':>7}")
+    print(f"{'relay backfill, logs/s (raw getLogs+publish)':44} {logs / relay_s:12.0f} {logs / raw_s:12.0f} "
+          f"{raw_s / relay_s:7.2f}")
+    print(f"{'settle handler, events/s (bare INSERTs)':44} {n / settle_s:12.0f} {n / bare_s:12.0f} "
+          f"{bare_s / settle_s:7.2f}")
+    print("(ratio = platform throughput / baseline throughput; one process, sequential, on this machine)")
+
+
+if __name__ == "__main__":
+    main()
