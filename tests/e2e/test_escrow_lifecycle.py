@@ -49,9 +49,11 @@ def test_lifecycles_of_several_escrows_including_refunds(stack, bus, owner_engin
     assert _history(owner_engine, contract.address, refunded_early.escrow_id) == ["created", "refunded"]
     assert _history(owner_engine, contract.address, refunded_late.escrow_id) == ["created", "approved", "refunded"]
 
+    def ours(messages):
+        return [m for m in messages if json.loads(m.data)["payload"]["contract"] == contract.address]
+
     # Every log went out once, with its block hash in the attributes.
-    logs = [m for m in bus.pull(events_sub, until=lambda m: len(m) >= 8, settle=1.0)
-            if json.loads(m.data)["payload"]["contract"] == contract.address]
+    logs = ours(bus.pull(events_sub, until=lambda m: len(ours(m)) >= 8, settle=1.0))
     assert len(logs) == 8
     assert len({json.loads(m.data)["event_id"] for m in logs}) == 8
     for message in logs:
@@ -60,8 +62,7 @@ def test_lifecycles_of_several_escrows_including_refunds(stack, bus, owner_engin
         assert message.attributes["removed"] == "false"
 
     # Every applied change was published, in order, carrying the chain log's correlation id.
-    changes = [e for e in envelopes(bus.pull(changes_sub, until=lambda m: len(m) >= 8, settle=1.0))
-               if e["payload"]["contract"] == contract.address]
+    changes = envelopes(ours(bus.pull(changes_sub, until=lambda m: len(ours(m)) >= 8, settle=1.0)))
     by_escrow: dict[int, list] = {}
     for change in sorted(changes, key=lambda e: e["payload"]["sequence"]):
         by_escrow.setdefault(int(change["payload"]["escrow_id"]), []).append(change)
