@@ -91,8 +91,8 @@ def in_chunks(rows: Sequence[T], size: int = MAX_ROWS_PER_STATEMENT) -> Iterator
         yield rows[start : start + size]
 
 
-# Errors that mean "the database is not there right now", as opposed to a bug or bad data.
-TRANSIENT_DB_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+# Driver errors that mean "the database is not there right now", as opposed to a bug or bad data.
+TRANSIENT_DB_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError)
 
 
 @contextmanager

@@ -60,16 +60,16 @@ def apply_settlement_event(conn: Connection, envelope: Envelope) -> Outgoing:
         _write_terms(conn, key, envelope, escrow)
     sequence = (escrow["sequence"] if escrow else 0) + 1
     occurred_at = datetime.fromisoformat(envelope.occurred_at)
-    conn.execute(update(escrows).where(*_match(key)).values(
+    updated = conn.execute(update(escrows).where(*_match(key)).values(
         state=new_state.value, sequence=sequence, last_block=position[0], last_log_index=position[1],
         updated_at=occurred_at, recorded_at=func.now(),
-    ))
+    ).returning(escrows)).mappings().one()
     conn.execute(insert(transitions).values(
         **key, sequence=sequence, from_state=current.value if current else None, to_state=new_state.value,
         event_id=envelope.event_id, dedupe_key=envelope.dedupe_key, block_number=position[0],
         log_index=position[1], occurred_at=occurred_at,
     ))
-    return [_state_changed(conn, key, envelope, current, reverted=False)]
+    return [_state_changed(updated, envelope, current, reverted=False)]
 
 
 def _undo_orphaned_log(conn: Connection, removal: Envelope) -> Outgoing:
@@ -96,10 +96,10 @@ def _undo_orphaned_log(conn: Connection, removal: Envelope) -> Outgoing:
     restored = EscrowState(undone["from_state"]) if undone["from_state"] else EscrowState.VOIDED
     position = tuple(previous) if previous else NO_POSITION
     sequence = escrow["sequence"] + 1
-    conn.execute(update(escrows).where(*_match(key)).values(
+    updated = conn.execute(update(escrows).where(*_match(key)).values(
         state=restored.value, sequence=sequence, last_block=position[0], last_log_index=position[1],
         recorded_at=func.now(),
-    ))
+    ).returning(escrows)).mappings().one()
     conn.execute(insert(transitions).values(
         **key, sequence=sequence, from_state=escrow["state"], to_state=restored.value,
         event_id=removal.event_id, dedupe_key=removal.dedupe_key, block_number=removal.payload["block_number"],
@@ -107,7 +107,7 @@ def _undo_orphaned_log(conn: Connection, removal: Envelope) -> Outgoing:
         reverts_event_id=undone["event_id"],
     ))
     log.warning("orphaned log undone", extra={"event_id": undone["event_id"], "restored_state": restored.value})
-    return [_state_changed(conn, key, removal, EscrowState(escrow["state"]), reverted=True)]
+    return [_state_changed(updated, removal, EscrowState(escrow["state"]), reverted=True)]
 
 
 def _write_terms(conn: Connection, key: dict, envelope: Envelope, existing: Any) -> None:
@@ -129,10 +129,9 @@ def _write_terms(conn: Connection, key: dict, envelope: Envelope, existing: Any)
         conn.execute(update(escrows).where(*_match(key)).values(**terms))
 
 
-def _state_changed(conn: Connection, key: dict, cause: Envelope, previous: EscrowState | None,
+def _state_changed(escrow: Any, cause: Envelope, previous: EscrowState | None,
                    *, reverted: bool) -> tuple[str, Envelope]:
-    """The EscrowStateChanged event for the escrow as it now stands."""
-    escrow = conn.execute(select(escrows).where(*_match(key))).mappings().one()
+    """The EscrowStateChanged event for the escrow row as the change left it."""
     change = Envelope(
         event_id=derive_event_id(cause.dedupe_key, ESCROW_STATE_CHANGED),
         event_type=ESCROW_STATE_CHANGED,
