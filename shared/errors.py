@@ -10,8 +10,9 @@
         ├── AwaitingPrerequisite   arrived before the event it depends on; permanent after a grace period
         ├── DatabaseUnavailable
         ├── PublishFailed
-        └── ChainUnavailable
-            └── RangeTooLarge   the provider refused an eth_getLogs range; relay halves it
+        ├── ChainUnavailable
+        │   └── RangeTooLarge   the provider refused an eth_getLogs range; relay halves it
+        └── PriceSourceUnavailable   a price API kept failing after its in-call retries
 
 Third-party exceptions are mapped to these once, at the adapter that caught them, with `from exc`.
 """
@@ -80,3 +81,7 @@ class ChainUnavailable(RetryableError):
 
 class RangeTooLarge(ChainUnavailable):
     """The provider refused an eth_getLogs range (too many results, or range too wide)."""
+
+
+class PriceSourceUnavailable(RetryableError):
+    """A price source kept answering errors (429/5xx/timeouts) after the retries inside one call."""

@@ -22,6 +22,10 @@ CHAIN_EVENT_TYPES = (ESCROW_CREATED, ESCROW_APPROVED, ESCROW_COMPLETED, ESCROW_R
 USER_REGISTERED = "UserRegistered"
 # Event types published on settlement.escrows.v1 by settle.
 ESCROW_STATE_CHANGED = "EscrowStateChanged"
+# Published on market.prices.v1 by fetch-price.
+PRICE_UPDATED = "PriceUpdated"
+# Published on risk.margin-events.v1 by assess-margin when a position changes tier.
+MARGIN_TIER_CHANGED = "MarginTierChanged"
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
@@ -74,6 +78,32 @@ PAYLOAD_SCHEMAS: dict[tuple[str, int], dict[str, str]] = {
         "block_number": "int",
         "log_index": "int",
     },
+    (PRICE_UPDATED, 1): {
+        "asset": "str",
+        "token": "address",
+        "price": "decimal",
+        # Per asset, one more for each published price: consumers ignore anything not newer.
+        "sequence": "int",
+        "observed_at": "str",
+        "reason": "str",
+        # Provenance: each fresh source's price, round (Chainlink), update time and age.
+        "sources": "records",
+    },
+    (MARGIN_TIER_CHANGED, 1): {
+        "chain_id": "int",
+        "contract": "address",
+        "escrow_id": "uint",
+        "depositor": "address",
+        "asset": "str",
+        "previous_tier": "str",
+        "tier": "str",
+        "health_factor": "ratio",
+        "price": "decimal",
+        "collateral_amount": "decimal",
+        "obligation_usd": "decimal",
+        "price_event_id": "str",
+        "snapshot_id": "int",
+    },
 }
 
 
@@ -87,6 +117,8 @@ def _kind_problem(kind: str, value: Any) -> str | None:
         ok = isinstance(value, bool)
     elif kind == "list":
         ok = isinstance(value, list) and all(isinstance(item, str) and item for item in value)
+    elif kind == "records":
+        ok = isinstance(value, list) and all(isinstance(item, dict) for item in value)
     elif kind == "str":
         ok = isinstance(value, str) and value != ""
     elif kind == "address":
@@ -95,9 +127,11 @@ def _kind_problem(kind: str, value: Any) -> str | None:
         ok = isinstance(value, str) and bool(_HASH.match(value))
     elif kind == "uint":
         ok = isinstance(value, str) and value.isdigit()
-    elif kind == "decimal":
+    elif kind in ("decimal", "ratio"):
+        # A ratio may also be "Infinity": a health factor with nothing owed.
         try:
-            ok = isinstance(value, str) and Decimal(value).is_finite()
+            number = Decimal(value) if isinstance(value, str) else None
+            ok = number is not None and (number.is_finite() or (kind == "ratio" and value == "Infinity"))
         except InvalidOperation:
             ok = False
     else:  # pragma: no cover - a schema typo, caught by the unit tests of every schema

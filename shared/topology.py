@@ -26,7 +26,8 @@ class Function:
     name: str
     entry_point: str
     source: str
-    trigger_topic: str | None
+    # The topics whose messages trigger it (usually one; assess-margin consumes two).
+    trigger_topics: tuple[str, ...]
     http: bool
     publishes: tuple[str, ...]
     schema: str | None
@@ -86,19 +87,16 @@ class Topology:
         if len(topics) != len(self.topics):
             found.append("a topic is declared twice")
         for function in self.functions:
-            if bool(function.trigger_topic) == function.http:
-                found.append(f"{function.name} needs exactly one trigger: a topic or http")
+            if bool(function.trigger_topics) == function.http:
+                found.append(f"{function.name} needs exactly one kind of trigger: topics or http")
             for topic in function.publishes:
                 if topic not in topics:
                     found.append(f"{function.name} publishes to undeclared topic {topic}")
-            if function.trigger_topic:
-                if function.trigger_topic not in topics:
-                    found.append(f"{function.name} is triggered by undeclared topic {function.trigger_topic}")
-                if not any(
-                    s.push_to == function.name and s.topic == function.trigger_topic
-                    for s in self.subscriptions
-                ):
-                    found.append(f"{function.name} has no push subscription on {function.trigger_topic}")
+            for trigger in function.trigger_topics:
+                if trigger not in topics:
+                    found.append(f"{function.name} is triggered by undeclared topic {trigger}")
+                if not any(s.push_to == function.name and s.topic == trigger for s in self.subscriptions):
+                    found.append(f"{function.name} has no push subscription on {trigger}")
         for sub in self.subscriptions:
             if sub.topic not in topics:
                 found.append(f"subscription {sub.name} reads undeclared topic {sub.topic}")
@@ -126,7 +124,7 @@ def _function(entry: dict) -> Function:
         name=entry["name"],
         entry_point=entry["entry_point"],
         source=entry["source"],
-        trigger_topic=trigger.get("topic"),
+        trigger_topics=tuple(trigger.get("topics") or ([trigger["topic"]] if trigger.get("topic") else [])),
         http=bool(trigger.get("http")),
         publishes=tuple(entry.get("publishes", ())),
         schema=entry.get("schema"),

@@ -16,14 +16,21 @@ const artifactsDir = path.join(here, "artifacts");
 const check = process.argv.includes("--check");
 
 function findImports(importPath) {
+  // Relative imports inside an npm package arrive already resolved against the importing file.
   const candidate = path.join(root, "node_modules", importPath);
   if (fs.existsSync(candidate)) return { contents: fs.readFileSync(candidate, "utf8") };
   return { error: `not found: ${importPath}` };
 }
 
+// Contracts used as published by their authors, compiled from the pinned npm package.
+const npmContracts = ["@chainlink/contracts/src/v0.8/tests/MockV3Aggregator.sol"];
+
 const sources = {};
 for (const file of fs.readdirSync(contractsDir).filter((f) => f.endsWith(".sol")).sort()) {
   sources[file] = { content: fs.readFileSync(path.join(contractsDir, file), "utf8") };
+}
+for (const file of npmContracts) {
+  sources[file] = { content: fs.readFileSync(path.join(root, "node_modules", file), "utf8") };
 }
 
 const input = {
@@ -49,6 +56,7 @@ let stale = 0;
 fs.mkdirSync(artifactsDir, { recursive: true });
 for (const [file, contracts] of Object.entries(output.contracts)) {
   for (const [name, compiled] of Object.entries(contracts)) {
+    // Only the contract named like its file; imported interfaces are not artifacts.
     if (!sources[file] || path.basename(file, ".sol") !== name) continue;
     const artifact = {
       contractName: name,

@@ -103,3 +103,13 @@ def wait_for_equal(get, expected, what: str, timeout: float = 30.0, interval: fl
     except TimeoutError:
         raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}: "
                            f"expected {expected!r}, last seen {last[0]!r}") from None
+
+
+def new_funded_account(w3: Web3, balance_wei: int = 100 * 10**18) -> str:
+    """A fresh address anvil funds and lets us send from (impersonation), for a depositor of our own."""
+    from eth_account import Account
+
+    address = Account.create().address
+    w3.provider.make_request("anvil_setBalance", [address, hex(balance_wei)])
+    w3.provider.make_request("anvil_impersonateAccount", [address])
+    return address

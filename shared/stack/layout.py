@@ -34,6 +34,15 @@ class StackLayout:
     def anvil_port(self) -> int:
         return self.base_port + 2
 
+    @property
+    def coingecko_port(self) -> int:
+        return self.base_port + 3
+
+    @property
+    def coingecko_url(self) -> str:
+        """Base URL of the local CoinGecko server, as COINGECKO_BASE_URL."""
+        return f"http://127.0.0.1:{self.coingecko_port}/api/v3"
+
     def function_port(self, topology: Topology, name: str) -> int:
         """Each function listens on its own port, in manifest order."""
         names = [f.name for f in topology.functions]

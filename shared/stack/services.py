@@ -6,6 +6,7 @@ import glob
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import requests
@@ -177,6 +178,20 @@ def start_anvil(layout: StackLayout, pid: int | None) -> tuple[int, bool]:
         return reply.ok
 
     wait_until(answers, "anvil", 30, log_path, pid)
+    return pid, True
+
+
+# ---------------------------------------------------------------- local vendor servers
+
+
+def start_coingecko(layout: StackLayout, pid: int | None) -> tuple[int, bool]:
+    """Start the local CoinGecko server unless it already answers; return its pid and whether it is new."""
+    log_path = layout.logs / "coingecko.log"
+    if pid and port_open(layout.coingecko_port):
+        return pid, False
+    pid = spawn([sys.executable, "-m", "shared.stack.coingecko_server", "--port", str(layout.coingecko_port)],
+                log_path, cwd=REPO_ROOT)
+    wait_until(lambda: port_open(layout.coingecko_port), "local CoinGecko server", 30, log_path, pid)
     return pid, True
 
 

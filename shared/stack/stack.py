@@ -10,9 +10,11 @@ from pathlib import Path
 
 from web3 import Web3
 
+from shared.assets import assets_to_json
 from shared.chain.client import deploy_contract, escrow_contract
 from shared.migrations.run import upgrade
 from shared.stack import services
+from shared.stack.coingecko_server import CoinGeckoControl
 from shared.stack.layout import CHAIN_ID, DATABASE, PROJECT_ID, REPO_ROOT, StackLayout
 from shared.stack.processes import is_alive, port_open, spawn, stop_group, wait_until
 from shared.stack.pubsub_admin import PubSubAdmin
@@ -20,6 +22,12 @@ from shared.topology import Function, Topology, load_topology
 
 # Local values of the settings the manifest lists; a function gets exactly the ones it declares.
 CONFIRMATIONS = 2
+# The local ETH/USD feed: Chainlink's MockV3Aggregator with the real feed's 8 decimals, and the same
+# starting price on the local CoinGecko.
+FEED_DECIMALS = 8
+INITIAL_ETH_USD = 2000
+COINGECKO_ETH = "ethereum"
+NATIVE_ETH = "0x0000000000000000000000000000000000000000"
 
 
 class Stack:
@@ -39,13 +47,19 @@ class Stack:
         services.start_postgres(self.layout)
         state["emulator_pid"] = services.start_emulator(self.layout, state.get("emulator_pid"))
         state["anvil_pid"], fresh_chain = services.start_anvil(self.layout, state.get("anvil_pid"))
+        state["coingecko_pid"], fresh_coingecko = services.start_coingecko(self.layout, state.get("coingecko_pid"))
         self.layout.write_state(state)
         self.migrate()
+        # anvil's first unlocked default account deploys.
+        w3 = self.web3()
         if fresh_chain or not self._contract_deployed(state.get("escrow_address")):
-            # anvil's first unlocked default account deploys.
-            w3 = self.web3()
             state["escrow_address"] = deploy_contract(w3, "Escrow", w3.eth.accounts[0])
             self._reset_relay_checkpoints()
+        if fresh_chain or not self._contract_deployed(state.get("eth_usd_feed")):
+            state["eth_usd_feed"] = deploy_contract(w3, "MockV3Aggregator", w3.eth.accounts[0], FEED_DECIMALS,
+                                                    INITIAL_ETH_USD * 10**FEED_DECIMALS)
+        if fresh_coingecko:
+            self.coingecko().set_price(COINGECKO_ETH, str(INITIAL_ETH_USD))
         self.layout.write_state(state)
         self.admin.apply(self.topology, self.push_endpoints())
         state.setdefault("functions", {})
@@ -62,6 +76,7 @@ class Stack:
         for pid in state.get("functions", {}).values():
             stop_group(pid)
         services.stop(state.get("anvil_pid"))
+        services.stop(state.get("coingecko_pid"))
         services.stop(state.get("emulator_pid"))
         services.stop_postgres(self.layout)
         shutil.rmtree(self.layout.runtime_dir, ignore_errors=True)
@@ -75,6 +90,7 @@ class Stack:
             ("postgres", f"127.0.0.1:{self.layout.postgres_port}", port_open(self.layout.postgres_port)),
             ("pubsub-emulator", self.layout.pubsub_host, port_open(self.layout.pubsub_port)),
             ("anvil", self.layout.rpc_url, port_open(self.layout.anvil_port)),
+            ("coingecko (local)", self.layout.coingecko_url, port_open(self.layout.coingecko_port)),
         ]
         for function in self.topology.functions:
             port = self.layout.function_port(self.topology, function.name)
@@ -97,6 +113,25 @@ class Stack:
     def escrow(self):
         """The deployed escrow contract."""
         return escrow_contract(self.web3(), self.layout.read_state()["escrow_address"])
+
+    def eth_usd_feed(self):
+        """The local ETH/USD Chainlink feed (MockV3Aggregator)."""
+        from shared.chain.client import load_artifact
+
+        return self.web3().eth.contract(address=self.layout.read_state()["eth_usd_feed"],
+                                        abi=load_artifact("MockV3Aggregator")["abi"])
+
+    def coingecko(self) -> CoinGeckoControl:
+        """Steering for the local CoinGecko server."""
+        return CoinGeckoControl(self.layout.coingecko_url)
+
+    def price_assets(self) -> str:
+        """PRICE_ASSETS for the local stack: native ETH, priced by the local feed and CoinGecko."""
+        return assets_to_json([{
+            "symbol": "ETH", "token": NATIVE_ETH, "decimals": 18, "coingecko_id": COINGECKO_ETH,
+            "chainlink_aggregator": self.layout.read_state()["eth_usd_feed"], "heartbeat_seconds": 3600,
+            "deviation_threshold": "0.005", "liquidation_threshold": "0.825",
+        }])
 
     def push_endpoints(self) -> dict[str, str]:
         """Function name -> the URL its push subscriptions deliver to."""
@@ -122,7 +157,15 @@ class Stack:
             "RELAY_BLOCK_RANGE": "500",
             "RELAY_TIME_BUDGET_SECONDS": "20",
             "PREREQUISITE_GRACE_SECONDS": "60",
+            "COINGECKO_BASE_URL": self.layout.coingecko_url,
+            "COINGECKO_API_KEY": "local-stack-key",
+            # Every tick fetches, so tests and the demo see a new price at once (the TTL has its own test).
+            "PRICE_CACHE_TTL_SECONDS": "0",
+            "COINGECKO_MAX_ATTEMPTS": "3",
+            "COINGECKO_MAX_RETRY_WAIT_SECONDS": "5",
         }
+        if "PRICE_ASSETS" in function.settings:
+            values["PRICE_ASSETS"] = self.price_assets()
         unknown = [name for name in function.settings if name not in values]
         if unknown:
             raise RuntimeError(f"the local stack has no value for {function.name}'s {', '.join(unknown)}")

@@ -1,3 +1,6 @@
+import json
+from decimal import Decimal
+
 import pytest
 
 from shared.errors import ConfigurationError
@@ -63,3 +66,39 @@ def test_chain_settings_are_required_when_asked_for():
         Settings.from_env(COMPLETE, chain=True)
     for name in ("ETH_RPC_URL", "CHAIN_ID", "ESCROW_CONTRACT_ADDRESS", "CONFIRMATIONS"):
         assert name in raised.value.missing
+
+
+ETH_ASSET = {"symbol": "ETH", "token": "0x" + "00" * 20, "decimals": 18, "coingecko_id": "ethereum",
+             "chainlink_aggregator": "0x5fbdb2315678afecb367f032d93f642f64180aa3", "heartbeat_seconds": 3600,
+             "deviation_threshold": "0.005", "liquidation_threshold": "0.825"}
+
+
+def _risk(**env):
+    return Settings.from_env({**COMPLETE, "PRICE_ASSETS": json.dumps([ETH_ASSET]), **env}, risk=True)
+
+
+def test_assets_load_with_exact_fractions_and_checksummed_addresses():
+    [asset] = _risk().require_risk().assets
+    assert asset.liquidation_threshold == Decimal("0.825")
+    assert asset.chainlink_aggregator == "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"liquidation_threshold": 0.825}, "liquidation_threshold must be a decimal string"),
+    ({"deviation_threshold": "1.5"}, "deviation_threshold must be a decimal string in (0, 1]"),
+    ({"heartbeat_seconds": 0}, "heartbeat_seconds must be a positive integer"),
+    ({"token": "0x123"}, "token is not an address"),
+])
+def test_a_malformed_asset_is_named(change, problem):
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({**COMPLETE, "PRICE_ASSETS": json.dumps([{**ETH_ASSET, **change}])}, risk=True)
+    assert problem in str(caught.value)
+
+
+def test_tier_thresholds_default_and_must_fall():
+    assert dict(_risk().require_risk().tier_thresholds) == {
+        "WARNING": Decimal("1.5"), "MARGIN_CALL": Decimal("1.2"), "LIQUIDATION": Decimal("1.0")}
+    with pytest.raises(ConfigurationError, match="must fall"):
+        _risk(RISK_TIER_THRESHOLDS="WARNING=1.5,MARGIN_CALL=1.6,LIQUIDATION=1.0")
+    with pytest.raises(ConfigurationError, match="exactly WARNING, MARGIN_CALL, LIQUIDATION"):
+        _risk(RISK_TIER_THRESHOLDS="WARNING=1.5")

@@ -1,0 +1,19 @@
+"""assess-margin: apply escrow state changes and price updates to the risk projection; emit margin events."""
+
+import functions_framework
+
+from shared.logs import configure_logging
+from shared.messaging.consumer import Consumer
+from shared.risk.service import RiskEngine
+from shared.risk.tables import SCHEMA
+from shared.settings import Settings
+
+configure_logging()
+SETTINGS = Settings.from_env(risk=True)
+CONSUMER = Consumer("assess-margin", SCHEMA, SETTINGS, RiskEngine(SETTINGS.require_risk()).handle)
+
+
+@functions_framework.cloud_event
+def assess_margin(cloud_event) -> None:
+    """Apply one event exactly once (both subscriptions deliver here), then publish margin events."""
+    CONSUMER.handle(cloud_event)

@@ -1,0 +1,17 @@
+"""fetch-price: on each `prices.tick`, fetch CoinGecko and Chainlink, guard, store, publish what moved."""
+
+import functions_framework
+
+from shared.logs import configure_logging
+from shared.pricing.service import PriceService
+from shared.settings import Settings
+
+configure_logging()
+SETTINGS = Settings.from_env(prices=True)
+SERVICE = PriceService(SETTINGS)
+
+
+@functions_framework.cloud_event
+def fetch_price(cloud_event) -> None:
+    """The tick's content is irrelevant; a source that keeps failing raises so the tick is redelivered."""
+    SERVICE.run_tick()

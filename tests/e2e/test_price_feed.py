@@ -1,0 +1,131 @@
+"""fetch-price through the emulator: guards, provenance, retries, the TTL cache; read back from Postgres."""
+
+from decimal import Decimal
+
+import pytest
+import requests
+
+from shared.stack import services
+from tests.support.market import Market, now
+from tests.support.pubsub import envelopes
+from tests.support.relay import free_port
+
+
+@pytest.fixture
+def market(stack, bus, owner_engine):
+    m = Market(stack, bus, owner_engine)
+    m.settle_at("2000")
+    yield m
+    m.settle_at("2000")
+
+
+def _published(bus, subscription, event_id=None, settle=0.0, timeout=20.0) -> list[dict]:
+    found = envelopes(bus.pull(subscription, until=lambda ms: bool(ms), timeout=timeout, settle=settle))
+    return [e for e in found if event_id is None or e["event_id"] == event_id]
+
+
+def test_both_sources_agree_and_the_median_is_published_with_provenance(market, bus):
+    prices = bus.pull_subscription("market.prices.v1")
+    market.quote("2100", chainlink="2110")
+    decision = market.tick()
+    assert decision.status == "accepted"
+    assert decision.price == Decimal("2105")
+    observed = market.observations(decision.fetch_id)
+    assert observed["coingecko"].price == Decimal("2100") and observed["coingecko"].status == "fresh"
+    assert observed["chainlink"].price == Decimal("2110") and observed["chainlink"].status == "fresh"
+    [event] = _published(bus, prices, decision.published_event_id)
+    assert event["event_type"] == "PriceUpdated"
+    assert Decimal(event["payload"]["price"]) == Decimal("2105")
+    sources = {s["source"]: s for s in event["payload"]["sources"]}
+    assert set(sources) == {"coingecko", "chainlink"}
+    assert int(sources["chainlink"]["round_id"]) == int(observed["chainlink"].round_id)
+    assert Decimal(sources["coingecko"]["price"]) == Decimal("2100")
+
+
+def test_a_stale_chainlink_round_is_not_used(market, bus):
+    prices = bus.pull_subscription("market.prices.v1")
+    market.quote("2050", chainlink="1500", chainlink_updated_at=now() - 7200)  # heartbeat is 3600 s
+    decision = market.tick()
+    observed = market.observations(decision.fetch_id)
+    assert observed["chainlink"].status == "stale"
+    assert decision.status == "accepted" and decision.price == Decimal("2050")
+    [event] = _published(bus, prices, decision.published_event_id)
+    assert [s["source"] for s in event["payload"]["sources"]] == ["coingecko"]
+
+
+def test_disagreeing_sources_are_recorded_not_published(market, bus):
+    prices = bus.pull_subscription("market.prices.v1")
+    market.quote("2000", chainlink="2300")
+    decision = market.tick()
+    assert decision.status == "suspect"
+    assert "disagree" in decision.reason
+    assert decision.published_event_id is None
+    observed = market.observations(decision.fetch_id)
+    assert observed["chainlink"].price == Decimal("2300") and observed["coingecko"].price == Decimal("2000")
+    assert _published(bus, prices, timeout=4.0) == []
+
+
+def test_a_jump_is_held_until_the_next_round_confirms_it(market, bus):
+    prices = bus.pull_subscription("market.prices.v1")
+    market.quote("3500")
+    held = market.tick()
+    assert held.status == "held" and held.published_event_id is None
+    confirmed = market.tick()
+    assert confirmed.status == "accepted" and "confirmed" in confirmed.reason
+    events = _published(bus, prices, settle=2.0)
+    assert [e["event_id"] for e in events] == [confirmed.published_event_id]
+    assert Decimal(events[0]["payload"]["price"]) == Decimal("3500")
+
+
+def test_an_unmoved_price_is_not_published_again(market, bus):
+    prices = bus.pull_subscription("market.prices.v1")
+    market.quote("2004")  # 0.2%: inside the 0.5% deviation threshold, heartbeat not due
+    decision = market.tick()
+    assert decision.status == "accepted" and decision.published_event_id is None
+    assert "within the threshold" in decision.reason
+    assert _published(bus, prices, timeout=4.0) == []
+
+
+def test_rate_limited_coingecko_is_retried_after_retry_after(market, stack):
+    seen_before = len(stack.coingecko().requests_seen())
+    market.quote("2060")
+    stack.coingecko().fail_next(429, 2, retry_after=1)
+    decision = market.tick()
+    assert decision.status == "accepted" and decision.price == Decimal("2060")
+    requests = stack.coingecko().requests_seen()[seen_before:]
+    assert [r["status"] for r in requests] == [429, 429, 200]
+    gaps = [later["at"] - earlier["at"] for earlier, later in zip(requests, requests[1:])]
+    assert all(gap >= 1.0 for gap in gaps), gaps
+
+
+def test_a_coingecko_outage_longer_than_one_call_redelivers_the_tick(market, stack):
+    seen_before = len(stack.coingecko().requests_seen())
+    market.quote("2070")
+    # Three attempts per delivery: the first delivery fails and raises; Pub/Sub redelivers the tick.
+    stack.coingecko().fail_next(500, 4)
+    decision = market.tick(timeout=60)
+    assert decision.status == "accepted" and decision.price == Decimal("2070")
+    statuses = [r["status"] for r in stack.coingecko().requests_seen()[seen_before:]]
+    assert statuses == [500, 500, 500, 500, 200]
+
+
+def test_a_price_fetched_within_its_ttl_is_not_fetched_again(market, stack):
+    port = free_port()
+    cached = stack.start_function(stack.topology.function("fetch-price"), None,
+                                  stack.layout.read_state()["escrow_address"], port=port,
+                                  instance="fetch-price-ttl", env_overrides={"PRICE_CACHE_TTL_SECONDS": "300"})
+    try:
+        market.tick()  # the stack's instance (TTL 0) fetches now
+        seen = len(stack.coingecko().requests_seen())
+        decisions = market.last_decision_id()
+        # A tick pushed straight to the instance with a 300 s TTL, as Pub/Sub would push it.
+        tick = {"message": {"data": "e30=", "messageId": "ttl-test", "publishTime": "2026-01-01T00:00:00Z"},
+                "subscription": "projects/local-escrow/subscriptions/ttl-test"}
+        reply = requests.post(f"http://127.0.0.1:{port}/", json=tick, timeout=30, headers={
+            "ce-id": "ttl-test", "ce-source": "//pubsub.googleapis.com/", "ce-specversion": "1.0",
+            "ce-type": "google.cloud.pubsub.topic.v1.messagePublished"})
+        assert reply.status_code == 200, reply.text
+        assert len(stack.coingecko().requests_seen()) == seen
+        assert market.last_decision_id() == decisions
+    finally:
+        services.stop(cached)

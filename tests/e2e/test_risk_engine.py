@@ -1,0 +1,176 @@
+"""assess-margin through the emulator: escrows from settle, prices from fetch-price, tiers and portfolios."""
+
+import json
+from decimal import Decimal
+
+import pytest
+import sqlalchemy
+
+from shared.envelope import derive_event_id
+from shared.events import MARGIN_TIER_CHANGED
+from shared.stack.chain_driver import approve, complete, create_escrow, mine, new_funded_account, wait_for
+from tests.support.market import Market
+from tests.support.pubsub import envelopes
+from tests.support.risk import margin_events, portfolio, position, snapshots, wait_position
+
+ETH = 10**18
+USD = 10**8
+LIQUIDATION_THRESHOLD = Decimal("0.825")
+
+
+@pytest.fixture
+def market(stack, bus, owner_engine):
+    m = Market(stack, bus, owner_engine)
+    m.settle_at("2000")
+    yield m
+    m.settle_at("2000")
+
+
+@pytest.fixture
+def chain(stack, owner_engine, isolated_relay):
+    """Create escrows on a contract of this test's own and wait until risk has them."""
+    relay = isolated_relay()
+    w3 = stack.web3()
+
+    class Chain:
+        contract = relay.contract
+        accounts = w3.eth.accounts
+
+        def create(self, amount_wei, obligation_usd, depositor=None):
+            escrow = create_escrow(w3, relay.contract, depositor or w3.eth.accounts[1], w3.eth.accounts[2],
+                                   amount_wei, obligation_usd * USD)
+            self.sync()
+            wait_position(owner_engine, relay.contract.address, escrow.escrow_id, "created")
+            return escrow
+
+        def sync(self):
+            mine(w3, 2)
+            relay.wait_caught_up(owner_engine)
+
+        def approve(self, escrow):
+            approve(w3, relay.contract, escrow)
+
+        def complete(self, escrow):
+            complete(w3, relay.contract, escrow)
+
+    return Chain()
+
+
+def _ours(messages, contract, escrow_id):
+    return [e for e in envelopes(messages)
+            if e["payload"]["contract"] == contract and int(e["payload"]["escrow_id"]) == escrow_id]
+
+
+def test_a_price_crash_turns_into_a_margin_call(market, chain, bus, owner_engine):
+    margin_sub = bus.pull_subscription("risk.margin-events.v1")
+    prices_sub = bus.pull_subscription("market.prices.v1")
+    escrow = chain.create(ETH, 1000)  # health factor at 2000: 2000 x 0.825 / 1000 = 1.65, HEALTHY
+    contract = chain.contract.address
+    assert snapshots(owner_engine, contract, escrow.escrow_id)[-1].tier == "HEALTHY"
+
+    market.quote("1400", chainlink="1401")
+    decision = market.tick()
+    [price] = [e for e in envelopes(bus.pull(prices_sub, until=bool)) if e["event_id"] == decision.published_event_id]
+    assert Decimal(price["payload"]["price"]) == Decimal("1400.5")
+
+    events = wait_for(lambda: _ours(bus.pull(margin_sub, until=bool, timeout=5), contract, escrow.escrow_id),
+                      "the margin event", timeout=30)
+    [event] = events
+    expected_hf = (Decimal("1400.5") * LIQUIDATION_THRESHOLD / 1000).quantize(Decimal("1e-8"))
+    assert event["payload"]["previous_tier"] == "HEALTHY" and event["payload"]["tier"] == "MARGIN_CALL"
+    assert Decimal(event["payload"]["health_factor"]) == expected_hf
+    assert event["payload"]["price_event_id"] == price["event_id"]
+    assert event["payload"]["depositor"] == escrow.depositor
+    # The escrow's correlation id (its creation log's) rides along; the id is derived from the price event.
+    created = position(owner_engine, contract, escrow.escrow_id)
+    assert event["correlation_id"] == created.correlation_id and created.correlation_id.startswith("31337:0x")
+    assert event["event_id"] == derive_event_id(price["event_id"], MARGIN_TIER_CHANGED,
+                                                f"31337:{contract}:{escrow.escrow_id}")
+    snapshot = snapshots(owner_engine, contract, escrow.escrow_id)[-1]
+    assert snapshot.id == event["payload"]["snapshot_id"]
+    assert (snapshot.tier, snapshot.health_factor, snapshot.price) == ("MARGIN_CALL", expected_hf, Decimal("1400.5"))
+    provenance = {s["source"]: s for s in snapshot.price_provenance["sources"]}
+    assert set(provenance) == {"coingecko", "chainlink"} and provenance["chainlink"]["round_id"]
+    assert all("age_seconds" in s for s in provenance.values())
+
+
+def test_a_price_wobbling_around_a_threshold_emits_one_event(market, chain, owner_engine):
+    # 1 ETH against 1100 USD: the health factor is price x 0.825 / 1100, exactly 1.5 (WARNING's bound) at 2000.
+    escrow = chain.create(ETH, 1100)
+    contract = chain.contract.address
+    # Each step moves more than the 0.5% deviation threshold, so each is published and applied.
+    for price in ("1980", "2020", "1980", "2020", "1980", "2020"):
+        market.settle_at(price)
+    assert [(e.previous_tier, e.tier) for e in margin_events(owner_engine, contract, escrow.escrow_id)] == [
+        ("HEALTHY", "WARNING")]
+    assert snapshots(owner_engine, contract, escrow.escrow_id)[-1].tier == "WARNING"  # 1.515 < 1.5 + 0.05
+    market.settle_at("2100")  # 1.575: clearly back above
+    assert [(e.previous_tier, e.tier) for e in margin_events(owner_engine, contract, escrow.escrow_id)] == [
+        ("HEALTHY", "WARNING"), ("WARNING", "HEALTHY")]
+
+
+def test_escrow_changes_reach_the_projection_and_a_completed_escrow_leaves_the_risk_set(market, chain, owner_engine):
+    escrow = chain.create(2 * ETH, 1000)
+    contract = chain.contract.address
+    chain.approve(escrow)
+    chain.sync()
+    assert wait_position(owner_engine, contract, escrow.escrow_id, "approved").is_open
+    chain.complete(escrow)
+    chain.sync()
+    closed = wait_position(owner_engine, contract, escrow.escrow_id, "completed")
+    assert not closed.is_open
+    assessed = len(snapshots(owner_engine, contract, escrow.escrow_id))
+    market.settle_at("1900")
+    assert len(snapshots(owner_engine, contract, escrow.escrow_id)) == assessed
+
+
+def test_duplicate_and_stale_price_messages_change_nothing(market, bus, owner_engine, chain):
+    escrow = chain.create(ETH, 1000)
+    contract = chain.contract.address
+    prices_sub = bus.pull_subscription("market.prices.v1")
+    market.settle_at("1950")
+    [latest] = envelopes(bus.pull(prices_sub, until=bool))
+    before = len(snapshots(owner_engine, contract, escrow.escrow_id))
+    # The same message again, and an older price under a new id: neither may be applied.
+    bus.publish("market.prices.v1", _body(latest))
+    older = {**latest, "event_id": latest["event_id"] + ":replayed",
+             "payload": {**latest["payload"], "sequence": latest["payload"]["sequence"] - 1, "price": "10"}}
+    bus.publish("market.prices.v1", _body(older))
+    wait_for(lambda: _inbox_has(owner_engine, older["event_id"]), "assess-margin to take the older price")
+    assert len(snapshots(owner_engine, contract, escrow.escrow_id)) == before
+    with owner_engine.connect() as conn:
+        current = conn.execute(sqlalchemy.text("SELECT price, price_event_id FROM risk.asset_prices")).one()
+    assert (current.price, current.price_event_id) == (Decimal(latest["payload"]["price"]), latest["event_id"])
+
+
+def test_portfolio_matches_a_hand_computation(market, chain, stack, owner_engine):
+    depositor = new_funded_account(stack.web3())
+    terms = [(2 * ETH, 1500), (ETH // 2, 300), (3 * ETH, 4000)]
+    escrows = [chain.create(amount, obligation, depositor=depositor) for amount, obligation in terms]
+    chain.approve(escrows[2])
+    chain.complete(escrows[2])  # closed: leaves the portfolio
+    chain.sync()
+    wait_position(owner_engine, chain.contract.address, escrows[2].escrow_id, "completed")
+    market.settle_at("1800")
+
+    price = Decimal(1800)
+    open_terms = terms[:2]
+    value = sum(Decimal(amount) / ETH * price for amount, _ in open_terms)
+    adjusted = value * LIQUIDATION_THRESHOLD
+    owed = sum(Decimal(obligation) for _, obligation in open_terms)
+    stored = portfolio(owner_engine, depositor)
+    assert stored.open_positions == 2 and stored.unpriced_positions == 0
+    assert stored.collateral_value_usd == value == Decimal(4500)
+    assert stored.risk_adjusted_collateral_usd == adjusted
+    assert stored.obligation_usd == owed
+    assert stored.health_factor == (adjusted / owed).quantize(Decimal("1e-8"))  # 3712.5 / 1800 = 2.0625
+    assert stored.tier == "HEALTHY"
+
+
+def _body(document):
+    return json.dumps(document).encode()
+
+
+def _inbox_has(engine, event_id):
+    with engine.connect() as conn:
+        return conn.execute(sqlalchemy.text("SELECT 1 FROM risk.inbox WHERE event_id = :e"), {"e": event_id}).first()
