@@ -38,6 +38,10 @@ POOL_OPTIONS = {
 
 # Give up on an unreachable server quickly; the message is retried by Pub/Sub, not by us.
 CONNECT_TIMEOUT_SECONDS = 5
+# pg8000's `timeout` bounds connecting *and every socket read*, so over TCP it must also cover the
+# longest statement (assess-margin's pass over 100k positions takes seconds). A refused connection
+# still fails at once; only a silently unreachable host waits this long.
+TCP_SOCKET_TIMEOUT_SECONDS = 60
 
 
 def _tcp_engine(settings: DatabaseSettings) -> Engine:
@@ -49,7 +53,7 @@ def _tcp_engine(settings: DatabaseSettings) -> Engine:
         database=settings.name,
     )
     return sqlalchemy.create_engine(
-        url, connect_args={"timeout": CONNECT_TIMEOUT_SECONDS}, **POOL_OPTIONS
+        url, connect_args={"timeout": TCP_SOCKET_TIMEOUT_SECONDS}, **POOL_OPTIONS
     )
 
 

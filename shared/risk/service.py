@@ -19,15 +19,9 @@ from shared.envelope import Envelope
 from shared.errors import InvalidEvent
 from shared.events import ESCROW_STATE_CHANGED, PRICE_UPDATED
 from shared.messaging.consumer import Outgoing
-from shared.risk.assessment import (
-    ALL_OPEN_ON_ASSET,
-    DEPOSITORS_ON_ASSET,
-    ONE_DEPOSITOR,
-    ONE_ESCROW,
-    assess,
-    refresh_portfolios,
-)
-from shared.risk.tables import asset_prices, positions
+from shared.risk.assessment import ALL_OPEN_ON_ASSET, ONE_ESCROW, assess
+from shared.risk.portfolio import refresh_exposures
+from shared.risk.tables import applied_prices, asset_prices, positions
 from shared.settings import RiskSettings
 
 log = logging.getLogger(__name__)
@@ -54,7 +48,7 @@ class RiskEngine:
         return []
 
     def apply_escrow_change(self, conn: Connection, envelope: Envelope) -> None:
-        """Sync one escrow into the projection, then reassess it and its depositor's portfolio."""
+        """Sync one escrow into the projection, then reassess it and refresh its depositor's exposures."""
         p = envelope.payload
         asset = self.assets_by_token.get(to_checksum_address(p["asset"]))
         if asset is None:
@@ -91,33 +85,32 @@ class RiskEngine:
             log.info("escrow assessed", extra={"escrow_id": p["escrow_id"], "tier_changes": result.tier_changes})
         else:
             log.info("escrow left the risk set", extra={"escrow_id": p["escrow_id"], "state": p["state"]})
-        refresh_portfolios(conn, self.policy, ONE_DEPOSITOR, {"depositor": p["depositor"]}, now)
+        refresh_exposures(conn, p["depositor"], now)
 
     def apply_price(self, conn: Connection, envelope: Envelope) -> None:
-        """Store the price, then reassess every open position on its asset in one pass."""
+        """Store the price, then reassess every open position on its asset in one pass.
+
+        Portfolios need no work here: they value the stored exposures at the current price when read.
+        """
         p = envelope.payload
         if p["asset"] not in self.assets_by_symbol:
             raise InvalidEvent(f"price for unconfigured asset {p['asset']}", event_id=envelope.event_id)
-        statement = insert(asset_prices).values(
-            asset_symbol=p["asset"], price=Decimal(p["price"]), sequence=p["sequence"],
-            price_event_id=envelope.event_id,
-            provenance={"sources": p["sources"], "observed_at": p["observed_at"], "sequence": p["sequence"]},
-            observed_at=datetime.fromisoformat(p["observed_at"]),
-        )
+        price = {"asset_symbol": p["asset"], "price": Decimal(p["price"]), "sequence": p["sequence"],
+                 "price_event_id": envelope.event_id, "observed_at": datetime.fromisoformat(p["observed_at"])}
+        statement = insert(asset_prices).values(**price)
         applied = conn.execute(statement.on_conflict_do_update(
             index_elements=["asset_symbol"],
-            set_={name: statement.excluded[name] for name in
-                  ("price", "sequence", "price_event_id", "provenance", "observed_at")},
+            set_={name: statement.excluded[name] for name in price if name != "asset_symbol"},
             where=asset_prices.c.sequence < statement.excluded.sequence,
         ).returning(asset_prices.c.sequence)).first()
         if applied is None:
             log.info("price not newer than the one applied; ignored",
                      extra={"asset": p["asset"], "sequence": p["sequence"]})
             return
+        conn.execute(insert(applied_prices).values(**price, provenance={"sources": p["sources"], "reason": p["reason"]}))
         now = datetime.now(UTC)
         result = assess(conn, self.policy, ALL_OPEN_ON_ASSET, {"asset": p["asset"]},
                         cause_event_id=envelope.event_id, now=now)
-        refresh_portfolios(conn, self.policy, DEPOSITORS_ON_ASSET, {"asset": p["asset"]}, now)
         log.info("positions reassessed at a new price", extra={
             "asset": p["asset"], "price": p["price"], "assessed": result.assessed,
             "tier_changes": result.tier_changes})

@@ -39,8 +39,21 @@ asset_prices = Table(
     Column("price", Numeric, nullable=False),
     Column("sequence", Integer, nullable=False),
     Column("price_event_id", Text, nullable=False),
+    Column("observed_at", DateTime(timezone=True), nullable=False),
+)
+
+# Every price applied, with its provenance (sources, rounds, ages). A snapshot names its price by
+# `price_event_id`: the provenance is stored once per price, not once per position.
+applied_prices = Table(
+    "applied_prices",
+    metadata,
+    Column("price_event_id", Text, primary_key=True),
+    Column("asset_symbol", Text, nullable=False),
+    Column("price", Numeric, nullable=False),
+    Column("sequence", Integer, nullable=False),
     Column("provenance", JSONB, nullable=False),
     Column("observed_at", DateTime(timezone=True), nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 margin_health_snapshots = Table(
@@ -60,9 +73,8 @@ margin_health_snapshots = Table(
     Column("health_factor", Numeric, nullable=False),
     Column("previous_tier", Text),
     Column("tier", Text, nullable=False),
+    # The applied price (applied_prices) this snapshot used, with its provenance.
     Column("price_event_id", Text, nullable=False),
-    # The price's sources, rounds and ages, as published.
-    Column("price_provenance", JSONB, nullable=False),
     Column("correlation_id", Text, nullable=False),
     Column("cause_event_id", Text, nullable=False),
     Column("taken_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
@@ -86,18 +98,17 @@ margin_events = Table(
     Column("occurred_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
-# Aggregate health per depositor wallet across its open escrows, at current prices.
-portfolios = Table(
-    "portfolios",
+# What each depositor wallet has open per asset, independent of the price (see shared/risk/portfolio.py;
+# the `risk.portfolios` view values it at current prices).
+portfolio_exposures = Table(
+    "portfolio_exposures",
     metadata,
     Column("depositor", Text, primary_key=True),
+    Column("asset_symbol", Text, primary_key=True),
     Column("open_positions", Integer, nullable=False),
-    Column("unpriced_positions", Integer, nullable=False),
-    Column("collateral_value_usd", Numeric, nullable=False),
-    # Sum of collateral value x liquidation threshold.
-    Column("risk_adjusted_collateral_usd", Numeric, nullable=False),
+    Column("collateral_amount", Numeric, nullable=False),
+    # Sum of collateral amount x the asset's liquidation threshold.
+    Column("risk_adjusted_amount", Numeric, nullable=False),
     Column("obligation_usd", Numeric, nullable=False),
-    Column("health_factor", Numeric, nullable=False),
-    Column("tier", Text, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )

@@ -11,7 +11,7 @@ from shared.events import MARGIN_TIER_CHANGED
 from shared.stack.chain_driver import approve, complete, create_escrow, mine, new_funded_account, wait_for
 from tests.support.market import Market
 from tests.support.pubsub import envelopes
-from tests.support.risk import margin_events, portfolio, position, snapshots, wait_position
+from tests.support.risk import applied_price, margin_events, portfolio, position, snapshots, wait_position
 
 ETH = 10**18
 USD = 10**8
@@ -89,7 +89,7 @@ def test_a_price_crash_turns_into_a_margin_call(market, chain, bus, owner_engine
     snapshot = snapshots(owner_engine, contract, escrow.escrow_id)[-1]
     assert snapshot.id == event["payload"]["snapshot_id"]
     assert (snapshot.tier, snapshot.health_factor, snapshot.price) == ("MARGIN_CALL", expected_hf, Decimal("1400.5"))
-    provenance = {s["source"]: s for s in snapshot.price_provenance["sources"]}
+    provenance = {s["source"]: s for s in applied_price(owner_engine, snapshot.price_event_id).provenance["sources"]}
     assert set(provenance) == {"coingecko", "chainlink"} and provenance["chainlink"]["round_id"]
     assert all("age_seconds" in s for s in provenance.values())
 
@@ -164,7 +164,7 @@ def test_portfolio_matches_a_hand_computation(market, chain, stack, owner_engine
     assert stored.risk_adjusted_collateral_usd == adjusted
     assert stored.obligation_usd == owed
     assert stored.health_factor == (adjusted / owed).quantize(Decimal("1e-8"))  # 3712.5 / 1800 = 2.0625
-    assert stored.tier == "HEALTHY"
+    assert stored.worst_tier == "HEALTHY"
 
 
 def _body(document):

@@ -39,3 +39,9 @@ def margin_events(engine, contract: str, escrow_id: int) -> list:
 def portfolio(engine, depositor: str):
     rows = _rows(engine, "SELECT * FROM risk.portfolios WHERE depositor = :d", d=depositor)
     return rows[0] if rows else None
+
+
+def applied_price(engine, price_event_id: str):
+    """A price as assess-margin applied it, with its provenance."""
+    [row] = _rows(engine, "SELECT * FROM risk.applied_prices WHERE price_event_id = :e", e=price_event_id)
+    return row

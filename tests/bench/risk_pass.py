@@ -1,0 +1,158 @@
+"""assess-margin's set-based pass: 100k open positions on one asset, one price update.
+
+    make bench
+    python -m tests.bench.risk_pass --positions 100000 --rounds 3
+
+Measured: the handler of one PriceUpdated, in its transaction, as fn_assess_margin: store the price,
+recompute every open position (health factor, tier with hysteresis), write the snapshots, write the
+margin events and their outbox rows for tier changes. (Portfolios are valued when read; see
+shared/risk/portfolio.py.) Two scenarios: a routine 1% move and a 15% crash.
+Baseline, in the same run and database: one hand-written INSERT … SELECT computing the same snapshots
+(health factor and tier) and nothing else. Each round first resets the positions to the same starting
+price (untimed), then times the baseline and the handler at the new price.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from datetime import UTC, datetime
+
+import sqlalchemy
+
+from shared.db import get_engine, transaction
+from shared.envelope import Envelope, utc_iso
+from shared.events import PRICE_UPDATED
+from shared.risk.service import RiskEngine
+from shared.settings import DatabaseSettings, RiskSettings, Settings
+from shared.stack.layout import DATABASE
+from shared.stack.stack import Stack
+from tests.conftest import TEST_LAYOUT
+
+CONTRACT = "0x000000000000000000000000000000000000bEEF"
+START_PRICE = "2000"
+# A routine move (a few positions cross a threshold) and a crash (a third of them do).
+SCENARIOS = (("routine move, 2000 -> 1980 (-1%)", "1980"), ("crash, 2000 -> 1700 (-15%)", "1700"))
+
+_SEED = """
+INSERT INTO risk.positions (chain_id, contract, escrow_id, depositor, asset_token, asset_symbol,
+    collateral_amount, obligation_usd, liquidation_threshold, state, is_open, sequence, correlation_id)
+SELECT 31337, :contract, i, '0x' || lpad(to_hex(mod(i, :depositors)), 40, '0'), '0x' || repeat('0', 40), 'ETH',
+       c.amount, round(c.amount * 2000 * 0.825 / (1.0 + mod(i, 150) / 100.0), 8), 0.825, 'created', true, 1,
+       'bench:' || i
+FROM generate_series(1, :n) AS i, LATERAL (SELECT 1 + mod(i, 10) / 10.0 AS amount) c
+"""
+
+_BASELINE = """
+INSERT INTO risk.margin_health_snapshots
+    (chain_id, contract, escrow_id, depositor, asset_symbol, collateral_amount, obligation_usd, price,
+     collateral_value_usd, health_factor, previous_tier, tier, price_event_id, correlation_id,
+     cause_event_id, taken_at)
+SELECT p.chain_id, p.contract, p.escrow_id, p.depositor, p.asset_symbol, p.collateral_amount, p.obligation_usd,
+       ap.price, p.collateral_amount * ap.price, s.hf, p.tier,
+       CASE WHEN s.hf < 1.0 THEN 'LIQUIDATION' WHEN s.hf < 1.2 THEN 'MARGIN_CALL'
+            WHEN s.hf < 1.5 THEN 'WARNING' ELSE 'HEALTHY' END,
+       ap.price_event_id, p.correlation_id, 'baseline', now()
+FROM risk.positions p JOIN risk.asset_prices ap ON ap.asset_symbol = p.asset_symbol,
+     LATERAL (SELECT CASE WHEN p.obligation_usd = 0 THEN 'Infinity'::numeric
+                     ELSE round(p.collateral_amount * ap.price * p.liquidation_threshold / p.obligation_usd, 8)
+                     END AS hf) s
+WHERE p.is_open AND p.asset_symbol = 'ETH'
+"""
+
+
+class PriceFeed:
+    """PriceUpdated events with rising sequence numbers, as fetch-price would publish them."""
+
+    def __init__(self, start_sequence: int) -> None:
+        self.sequence = start_sequence
+
+    def next(self, price: str) -> Envelope:
+        self.sequence += 1
+        now = utc_iso(datetime.now(UTC))
+        event_id = f"{PRICE_UPDATED}:ETH:bench-{self.sequence}"
+        return Envelope(event_id=event_id, event_type=PRICE_UPDATED, schema_version=1, occurred_at=now,
+                        correlation_id=event_id, causation_id=None, payload={
+                            "asset": "ETH", "token": "0x" + "00" * 20, "price": price, "sequence": self.sequence,
+                            "observed_at": now, "reason": "bench",
+                            "sources": [{"source": "chainlink", "price": price, "round_id": "1",
+                                         "updated_at": now, "age_seconds": 1.0}]})
+
+
+def measure(owner, engine, risk: RiskEngine, feed: PriceFeed, price: str, rounds: int) -> tuple:
+    """Median handler and baseline seconds for a move from START_PRICE to `price`, and tier changes."""
+    handler_times, baseline_times, changes = [], [], []
+    for round_number in range(rounds):
+        with transaction(engine) as conn:
+            risk.handle(conn, feed.next(START_PRICE))  # untimed reset: every position back at the start
+        update = feed.next(price)
+
+        def baseline():
+            with owner.begin() as conn:  # the baseline reads the price the handler will store
+                conn.execute(sqlalchemy.text("UPDATE risk.asset_prices SET price = :p WHERE asset_symbol = 'ETH'"),
+                             {"p": price})
+            started = time.perf_counter()
+            with owner.begin() as conn:
+                conn.execute(sqlalchemy.text(_BASELINE))
+            baseline_times.append(time.perf_counter() - started)
+            with owner.begin() as conn:  # back to the start, so the handler sees a real update
+                conn.execute(sqlalchemy.text("UPDATE risk.asset_prices SET price = :p WHERE asset_symbol = 'ETH'"),
+                             {"p": START_PRICE})
+
+        def handler():
+            with owner.begin() as conn:
+                before = conn.execute(sqlalchemy.text("SELECT count(*) FROM risk.margin_events")).scalar()
+            started = time.perf_counter()
+            with transaction(engine) as conn:
+                risk.handle(conn, update)
+            handler_times.append(time.perf_counter() - started)
+            with owner.begin() as conn:
+                changes.append(conn.execute(sqlalchemy.text("SELECT count(*) FROM risk.margin_events")).scalar()
+                               - before)
+
+        # Alternate the order: the snapshot table grows with every run.
+        for step in ((baseline, handler) if round_number % 2 == 0 else (handler, baseline)):
+            step()
+    return statistics.median(handler_times), statistics.median(baseline_times), max(changes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--positions", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    stack = Stack(TEST_LAYOUT)
+    stack.up()
+    try:
+        # The stack's assess-margin must not apply prices while we measure.
+        stack.admin.delete_subscription("market.prices.v1.assess-margin")
+        owner = sqlalchemy.create_engine(stack.layout.database_url())
+        with owner.begin() as conn:
+            conn.execute(sqlalchemy.text(_SEED), {"contract": CONTRACT, "n": args.positions,
+                                                  "depositors": args.positions // 10})
+            start_sequence = conn.execute(sqlalchemy.text(
+                "SELECT coalesce(max(sequence), 0) FROM risk.asset_prices")).scalar()
+        with owner.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sqlalchemy.text("ANALYZE risk.positions"))
+        settings = Settings.from_env({
+            "SERVICE_NAME": "assess-margin-bench", "GCP_PROJECT": "bench", "DB_NAME": DATABASE,
+            "DB_USER": "fn_assess_margin", "DB_HOST": "127.0.0.1", "DB_PORT": str(stack.layout.postgres_port),
+            "PRICE_ASSETS": stack.price_assets()}, risk=True)
+        engine = get_engine(settings.database)
+        risk = RiskEngine(settings.require_risk())
+        feed = PriceFeed(start_sequence)
+        results = [(label, *measure(owner, engine, risk, feed, price, args.rounds))
+                   for label, price in SCENARIOS]
+    finally:
+        stack.down()
+    print(f"risk pass over {args.positions} open positions on one asset, median of {args.rounds} rounds")
+    print(f"{'price update -> snapshots + margin events':44} {'seconds':>8} {'baseline':>9} {'ratio':>6} "
+          f"{'tier changes':>13}")
+    for label, handler, baseline, changes in results:
+        print(f"{label:44} {handler:8.2f} {baseline:9.2f} {handler / baseline:6.2f} {changes:13d}")
+    print("(baseline: one INSERT ... SELECT of the same snapshots, nothing else; ratio = handler / baseline)")
+
+
+if __name__ == "__main__":
+    main()
