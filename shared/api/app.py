@@ -9,6 +9,7 @@ from pathlib import Path
 from flask import Flask, Response, jsonify, request
 
 from shared.api.escrow_queries import find_escrows, get_escrow, parse_escrow_filter
+from shared.api.risk_queries import user_portfolio
 from shared.db import get_engine, transaction
 from shared.errors import InvalidRequest
 from shared.identity.service import get_user, register_user
@@ -56,6 +57,13 @@ def create_app(settings: Settings) -> Flask:
         with transaction(engine()) as conn:
             user = get_user(conn, user_id)
         return (jsonify(user), 200) if user else not_found(None)
+
+    @app.get("/users/<user_id>/portfolio")
+    def read_portfolio(user_id: str):
+        with transaction(engine()) as conn:
+            user = get_user(conn, user_id)
+            portfolio = user_portfolio(conn, user) if user else None
+        return (jsonify(portfolio), 200) if portfolio else not_found(None)
 
     @app.get("/escrows")
     def list_escrows():

@@ -1,5 +1,6 @@
 import pytest
 
+from shared.stack.market_driver import Market
 from tests.support.relay import start_isolated_relay
 
 
@@ -16,3 +17,12 @@ def isolated_relay(stack, bus):
     yield start
     for relay in started:
         relay.stop()
+
+
+@pytest.fixture
+def market(stack, bus, owner_engine):
+    """The local ETH/USD market, settled at 2000 before and after the test (see shared/stack/market_driver.py)."""
+    m = Market(stack, bus.publish, owner_engine)
+    m.settle_at("2000")
+    yield m
+    m.settle_at("2000")

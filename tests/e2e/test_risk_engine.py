@@ -1,29 +1,23 @@
 """assess-margin through the emulator: escrows from settle, prices from fetch-price, tiers and portfolios."""
 
 import json
+import secrets
 from decimal import Decimal
 
 import pytest
+import requests
 import sqlalchemy
 
 from shared.envelope import derive_event_id
 from shared.events import MARGIN_TIER_CHANGED
 from shared.stack.chain_driver import approve, complete, create_escrow, mine, new_funded_account, wait_for
-from tests.support.market import Market
+from tests.support.openapi import assert_matches
 from tests.support.pubsub import envelopes
 from tests.support.risk import applied_price, margin_events, portfolio, position, snapshots, wait_position
 
 ETH = 10**18
 USD = 10**8
 LIQUIDATION_THRESHOLD = Decimal("0.825")
-
-
-@pytest.fixture
-def market(stack, bus, owner_engine):
-    m = Market(stack, bus, owner_engine)
-    m.settle_at("2000")
-    yield m
-    m.settle_at("2000")
 
 
 @pytest.fixture
@@ -144,27 +138,44 @@ def test_duplicate_and_stale_price_messages_change_nothing(market, bus, owner_en
 
 
 def test_portfolio_matches_a_hand_computation(market, chain, stack, owner_engine):
-    depositor = new_funded_account(stack.web3())
-    terms = [(2 * ETH, 1500), (ETH // 2, 300), (3 * ETH, 4000)]
-    escrows = [chain.create(amount, obligation, depositor=depositor) for amount, obligation in terms]
-    chain.approve(escrows[2])
-    chain.complete(escrows[2])  # closed: leaves the portfolio
+    first, second = new_funded_account(stack.web3()), new_funded_account(stack.web3())
+    terms = {first: [(2 * ETH, 1500), (ETH // 2, 300), (3 * ETH, 4000)], second: [(4 * ETH, 5000)]}
+    escrows = {wallet: [chain.create(amount, owed, depositor=wallet) for amount, owed in wallet_terms]
+               for wallet, wallet_terms in terms.items()}
+    closed = escrows[first][2]
+    chain.approve(closed)
+    chain.complete(closed)  # closed: leaves the portfolio
     chain.sync()
-    wait_position(owner_engine, chain.contract.address, escrows[2].escrow_id, "completed")
+    wait_position(owner_engine, chain.contract.address, closed.escrow_id, "completed")
     market.settle_at("1800")
 
-    price = Decimal(1800)
-    open_terms = terms[:2]
-    value = sum(Decimal(amount) / ETH * price for amount, _ in open_terms)
-    adjusted = value * LIQUIDATION_THRESHOLD
-    owed = sum(Decimal(obligation) for _, obligation in open_terms)
-    stored = portfolio(owner_engine, depositor)
-    assert stored.open_positions == 2 and stored.unpriced_positions == 0
-    assert stored.collateral_value_usd == value == Decimal(4500)
-    assert stored.risk_adjusted_collateral_usd == adjusted
-    assert stored.obligation_usd == owed
-    assert stored.health_factor == (adjusted / owed).quantize(Decimal("1e-8"))  # 3712.5 / 1800 = 2.0625
+    # By hand, at 1800 USD/ETH with a 0.825 liquidation threshold:
+    #   first:  value 2 x 1800 + 0.5 x 1800 = 4500, adjusted 3712.5, owed 1500 + 300 = 1800, hf 2.0625
+    #   second: value 4 x 1800 = 7200, adjusted 5940, owed 5000, hf 1.188 -> MARGIN_CALL
+    #   total:  adjusted 9652.5 / owed 6800 = 1.41948529...
+    stored = portfolio(owner_engine, first)
+    assert (stored.open_positions, stored.unpriced_positions) == (2, 0)
+    assert stored.collateral_value_usd == Decimal(4500)
+    assert stored.risk_adjusted_collateral_usd == Decimal("3712.5")
+    assert stored.obligation_usd == Decimal(1800)
+    assert stored.health_factor == Decimal("2.0625")
     assert stored.worst_tier == "HEALTHY"
+    assert portfolio(owner_engine, second).worst_tier == "MARGIN_CALL"
+
+    api = f"http://127.0.0.1:{stack.layout.function_port(stack.topology, 'api')}"
+    user = requests.post(f"{api}/users", timeout=10, json={
+        "name": "Ada Lovelace", "date_of_birth": "1990-12-10", "country": "GB",
+        "email": f"ada-{secrets.token_hex(4)}@example.org", "phone": "+442079460000",
+        "wallet_addresses": [first.lower(), second], "notification_channels": ["email"]}).json()
+    reply = requests.get(f"{api}/users/{user['user_id']}/portfolio", timeout=10)
+    assert_matches("/users/{user_id}/portfolio", "get", reply)
+    body = reply.json()
+    assert {w["wallet"]: w["health_factor"] for w in body["wallets"]} == {first: "2.06250000", second: "1.18800000"}
+    assert body["total"]["open_positions"] == 3
+    assert Decimal(body["total"]["risk_adjusted_collateral_usd"]) == Decimal("9652.5")
+    assert Decimal(body["total"]["obligation_usd"]) == Decimal(6800)
+    assert body["total"]["health_factor"] == str((Decimal("9652.5") / 6800).quantize(Decimal("1e-8")))
+    assert body["total"]["worst_tier"] == "MARGIN_CALL"
 
 
 def _body(document):

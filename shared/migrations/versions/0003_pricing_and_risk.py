@@ -181,8 +181,8 @@ def upgrade() -> None:
         FROM (
             SELECT e.depositor, sum(e.open_positions)::integer AS open_positions,
                    coalesce(sum(e.open_positions) FILTER (WHERE ap.price IS NULL), 0)::integer AS unpriced_positions,
-                   coalesce(sum(e.collateral_amount * ap.price), 0) AS collateral_value_usd,
-                   coalesce(sum(e.risk_adjusted_amount * ap.price), 0) AS risk_adjusted_collateral_usd,
+                   round(coalesce(sum(e.collateral_amount * ap.price), 0), 8) AS collateral_value_usd,
+                   round(coalesce(sum(e.risk_adjusted_amount * ap.price), 0), 8) AS risk_adjusted_collateral_usd,
                    coalesce(sum(e.obligation_usd) FILTER (WHERE ap.price IS NOT NULL), 0) AS obligation_usd,
                    max(e.updated_at) AS updated_at
             FROM risk.portfolio_exposures e

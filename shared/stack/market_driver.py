@@ -1,8 +1,9 @@
-"""Moves the local market (the Chainlink feed on anvil and the local CoinGecko) and ticks fetch-price."""
+"""Moves the local market (the Chainlink feed on anvil and the local CoinGecko) and ticks fetch-price
+(demo and tests)."""
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from decimal import Decimal
 
 import sqlalchemy
@@ -12,10 +13,13 @@ from shared.stack.stack import COINGECKO_ETH, FEED_DECIMALS
 
 
 class Market:
-    """The ETH/USD market the stack's fetch-price reads, and what pricing and risk made of it."""
+    """The ETH/USD market the stack's fetch-price reads, and what pricing and risk made of it.
 
-    def __init__(self, stack, bus, engine) -> None:
-        self.stack, self.bus, self.engine = stack, bus, engine
+    `publish(topic, data)` publishes one message (the tests' bus, or a publisher client in the demo).
+    """
+
+    def __init__(self, stack, publish: Callable[[str, bytes], object], engine) -> None:
+        self.stack, self.publish, self.engine = stack, publish, engine
         self.w3 = stack.web3()
         self.feed = stack.eth_usd_feed()
         self.coingecko = stack.coingecko()
@@ -39,7 +43,7 @@ class Market:
     def tick(self, timeout: float = 30.0):
         """Publish one prices.tick and return the decision fetch-price recorded for it."""
         after = self.last_decision_id()
-        self.bus.publish("prices.tick", b'{"source": "test"}')
+        self.publish("prices.tick", b'{"source": "market driver"}')
         return wait_for(lambda: self.decision_after(after), "a price decision", timeout)
 
     def decision_after(self, after: int):
@@ -71,7 +75,3 @@ class Market:
                     "SELECT s.sequence = coalesce(r.sequence, 0) FROM pricing.asset_state s "
                     "LEFT JOIN risk.asset_prices r ON r.asset_symbol = s.asset WHERE s.asset = 'ETH'")).scalar()
         wait_for(caught_up, "assess-margin to apply the last published price", timeout)
-
-
-def now() -> int:
-    return int(time.time())
