@@ -58,3 +58,4 @@ clean: down
 bench: install
 	$(PY) -m tests.bench.cold_start
 	$(PY) -m tests.bench.throughput
+	$(PY) -m tests.bench.risk_pass

@@ -43,8 +43,18 @@ class PriceService:
         self.chainlink = ChainlinkReader(self.prices.rpc_url)
 
     def run_tick(self) -> list[Decision]:
-        """Fetch, decide, store and publish for every asset due; return the decisions made."""
+        """Fetch, decide, store and publish for every asset due; return the decisions made.
+
+        The outbox is drained on every tick, due or not: an event committed by a tick that crashed
+        before publishing goes out with the next one.
+        """
         engine = get_engine(self.settings.database)
+        try:
+            return self._fetch_and_decide(engine)
+        finally:
+            outbox.publish_pending(engine, SCHEMA, self.settings.project_id, self.settings.publish_timeout_seconds)
+
+    def _fetch_and_decide(self, engine) -> list[Decision]:
         due = self._assets_due(engine, datetime.now(UTC))
         if not due:
             log.info("every asset was fetched within its TTL; nothing to do")
@@ -58,7 +68,6 @@ class PriceService:
                 decision = self._decide_and_record(conn, asset, quotes[asset.symbol], fetch_id, now)
                 if decision:
                     made.append(decision)
-        outbox.publish_pending(engine, SCHEMA, self.settings.project_id, self.settings.publish_timeout_seconds)
         return made
 
     def _assets_due(self, engine, now: datetime) -> list[Asset]:

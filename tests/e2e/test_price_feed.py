@@ -101,23 +101,53 @@ def test_a_coingecko_outage_longer_than_one_call_redelivers_the_tick(market, sta
     assert statuses == [500, 500, 500, 500, 200]
 
 
-def test_a_price_fetched_within_its_ttl_is_not_fetched_again(market, stack):
+def _extra_fetch_price(stack, instance: str, **env_overrides: str) -> tuple[int, int]:
+    """Another fetch-price instance on a port of its own, with some settings changed: (pid, port)."""
     port = free_port()
-    cached = stack.start_function(stack.topology.function("fetch-price"), None,
-                                  stack.layout.read_state()["escrow_address"], port=port,
-                                  instance="fetch-price-ttl", env_overrides={"PRICE_CACHE_TTL_SECONDS": "300"})
+    pid = stack.start_function(stack.topology.function("fetch-price"), None,
+                               stack.layout.read_state()["escrow_address"], port=port, instance=instance,
+                               env_overrides=env_overrides)
+    return pid, port
+
+
+def _push_tick(port: int, message_id: str) -> requests.Response:
+    """A prices.tick pushed straight to one instance, as Pub/Sub pushes it."""
+    tick = {"message": {"data": "e30=", "messageId": message_id, "publishTime": "2026-01-01T00:00:00Z"},
+            "subscription": "projects/local-escrow/subscriptions/direct"}
+    return requests.post(f"http://127.0.0.1:{port}/", json=tick, timeout=60, headers={
+        "ce-id": message_id, "ce-source": "//pubsub.googleapis.com/", "ce-specversion": "1.0",
+        "ce-type": "google.cloud.pubsub.topic.v1.messagePublished"})
+
+
+def test_a_price_fetched_within_its_ttl_is_not_fetched_again(market, stack):
+    pid, port = _extra_fetch_price(stack, "fetch-price-ttl", PRICE_CACHE_TTL_SECONDS="300")
     try:
         market.tick()  # the stack's instance (TTL 0) fetches now
         seen = len(stack.coingecko().requests_seen())
         decisions = market.last_decision_id()
-        # A tick pushed straight to the instance with a 300 s TTL, as Pub/Sub would push it.
-        tick = {"message": {"data": "e30=", "messageId": "ttl-test", "publishTime": "2026-01-01T00:00:00Z"},
-                "subscription": "projects/local-escrow/subscriptions/ttl-test"}
-        reply = requests.post(f"http://127.0.0.1:{port}/", json=tick, timeout=30, headers={
-            "ce-id": "ttl-test", "ce-source": "//pubsub.googleapis.com/", "ce-specversion": "1.0",
-            "ce-type": "google.cloud.pubsub.topic.v1.messagePublished"})
+        reply = _push_tick(port, "ttl-test")
         assert reply.status_code == 200, reply.text
         assert len(stack.coingecko().requests_seen()) == seen
         assert market.last_decision_id() == decisions
     finally:
-        services.stop(cached)
+        services.stop(pid)
+
+
+def test_a_price_committed_but_not_published_goes_out_with_the_next_tick(market, stack, bus):
+    prices = bus.pull_subscription("market.prices.v1")
+    # An instance whose publisher points at a closed port: the decision commits, the publish fails.
+    pid, port = _extra_fetch_price(stack, "fetch-price-no-pubsub", PUBSUB_EMULATOR_HOST=f"127.0.0.1:{free_port()}",
+                                   PUBLISH_TIMEOUT_SECONDS="2")
+    try:
+        market.quote("2080")
+        after = market.last_decision_id()
+        reply = _push_tick(port, "publish-fails")
+        assert reply.status_code == 500  # Pub/Sub would redeliver this tick
+    finally:
+        services.stop(pid)
+    stranded = market.decision_after(after)
+    assert stranded.status == "accepted" and stranded.published_event_id
+    assert _published(bus, prices, timeout=3.0) == []
+    # The stack's instance drains the outbox on its next tick, whatever it decides itself.
+    market.tick()
+    assert [e["event_id"] for e in _published(bus, prices, settle=2.0)] == [stranded.published_event_id]
