@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: demo test test-unit bench up down status contracts lock install clean
+.PHONY: demo test test-unit lint package bench up down status contracts lock install clean
 
 ## Install what is missing: a venv with the locked Python packages, and the locked npm tools.
 install: $(STAMP_PY) $(STAMP_NODE)
@@ -24,9 +24,19 @@ $(STAMP_NODE): package.json package-lock.json
 demo: install
 	$(PY) -m shared.stack demo
 
-## Run the whole suite against real PostgreSQL, the Pub/Sub emulator and anvil.
-test: install
+## Lint and type-check, then run the whole suite against real PostgreSQL, the Pub/Sub emulator and anvil.
+test: install lint
 	$(PY) -m pytest
+
+## ruff, and mypy on shared/ and on each function's main.py (all modules named `main`: one at a time).
+lint: install
+	$(VENV)/bin/ruff check shared functions tests
+	$(VENV)/bin/mypy
+	for f in functions/*/main.py; do $(VENV)/bin/mypy --no-incremental "$$f" || exit 1; done
+
+## Build dist/<function>.zip, the artifacts Terraform deploys.
+package: install
+	$(PY) -m shared.deploy.package
 
 test-unit: install
 	$(PY) -m pytest tests/unit
@@ -54,7 +64,7 @@ lock:
 clean: down
 	rm -rf $(VENV) node_modules .stack
 
-## Figures with same-run baselines: cold starts, relay backfill and settle throughput.
+## Figures with same-run baselines: cold starts, relay backfill and settle throughput, the risk pass.
 bench: install
 	$(PY) -m tests.bench.cold_start
 	$(PY) -m tests.bench.throughput

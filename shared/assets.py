@@ -46,9 +46,10 @@ def parse_assets(text: str) -> tuple[Asset, ...]:
     if not isinstance(document, list) or not document:
         raise ConfigurationError("PRICE_ASSETS must be a non-empty JSON list of assets")
     problems: list[str] = []
-    assets = [_parse_one(index, item, problems) for index, item in enumerate(document)]
+    parsed = [_parse_one(index, item, problems) for index, item in enumerate(document)]
+    assets = [asset for asset in parsed if asset is not None]
     for field in ("symbol", "token"):
-        values = [getattr(asset, field) for asset in assets if asset]
+        values = [getattr(asset, field) for asset in assets]
         if len(values) != len(set(values)):
             problems.append(f"two assets share a {field}")
     if problems:

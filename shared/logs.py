@@ -37,7 +37,7 @@ class CloudLoggingFormatter(logging.Formatter):
         correlation_id = _correlation_id.get()
         if correlation_id:
             entry["correlation_id"] = correlation_id
-            entry["logging.googleapis.com/labels"] = {"correlation_id": correlation_id}
+            entry["logging.googleapis.com/labels"] = {"correlation_id": correlation_id}  # type: ignore[assignment]
         for key, value in vars(record).items():
             if key not in _RECORD_FIELDS and not key.startswith("_"):
                 entry[key] = value

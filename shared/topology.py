@@ -34,6 +34,12 @@ class Function:
     db_role: str | None
     timeout_seconds: int
     settings: tuple[str, ...]
+    # Deployed sizing (Terraform): memory ("512Mi"), instances and concurrent requests per instance.
+    memory: str
+    max_instances: int
+    concurrency: int
+    # Secret Manager secrets exposed to it as environment variables of the same name.
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,7 @@ class Topology:
     """The whole manifest."""
 
     topics: tuple[str, ...]
+    secrets: tuple[str, ...]
     functions: tuple[Function, ...]
     subscriptions: tuple[Subscription, ...]
     scheduler_jobs: tuple[SchedulerJob, ...]
@@ -92,6 +99,13 @@ class Topology:
             for topic in function.publishes:
                 if topic not in topics:
                     found.append(f"{function.name} publishes to undeclared topic {topic}")
+            for secret in function.secrets:
+                if secret not in self.secrets:
+                    found.append(f"{function.name} uses undeclared secret {secret}")
+                if secret in function.settings:
+                    found.append(f"{function.name} lists {secret} both as a setting and as a secret")
+            if function.max_instances < 1 or function.concurrency < 1:
+                found.append(f"{function.name}: max_instances and concurrency must be at least 1")
             for trigger in function.trigger_topics:
                 if trigger not in topics:
                     found.append(f"{function.name} is triggered by undeclared topic {trigger}")
@@ -131,6 +145,10 @@ def _function(entry: dict) -> Function:
         db_role=entry.get("db_role"),
         timeout_seconds=int(entry["timeout_seconds"]),
         settings=tuple(entry.get("settings", ())),
+        memory=str(entry["memory"]),
+        max_instances=int(entry["max_instances"]),
+        concurrency=int(entry["concurrency"]),
+        secrets=tuple(entry.get("secrets", ())),
     )
 
 
@@ -151,6 +169,7 @@ def parse_topology(document: dict) -> Topology:
     """Build a Topology from the decoded manifest."""
     return Topology(
         topics=tuple(document["topics"]),
+        secrets=tuple(document.get("secrets", ())),
         functions=tuple(_function(f) for f in document["functions"]),
         subscriptions=tuple(_subscription(s) for s in document["subscriptions"]),
         scheduler_jobs=tuple(SchedulerJob(**j) for j in document.get("scheduler_jobs", ())),

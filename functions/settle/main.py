@@ -4,9 +4,9 @@ import functions_framework
 
 from shared.logs import configure_logging
 from shared.messaging.consumer import Consumer
+from shared.settings import Settings
 from shared.settlement.service import apply_settlement_event
 from shared.settlement.tables import SCHEMA
-from shared.settings import Settings
 
 configure_logging()
 SETTINGS = Settings.from_env()

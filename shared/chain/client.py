@@ -39,4 +39,7 @@ def deploy_contract(w3: Web3, name: str, deployer: str, *args: Any) -> str:
     factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
     tx_hash = factory.constructor(*args).transact({"from": deployer})
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30)
-    return receipt.contractAddress
+    address = receipt["contractAddress"]
+    if address is None:
+        raise RuntimeError(f"deploying {name} created no contract (tx {tx_hash.hex()})")
+    return address

@@ -93,7 +93,7 @@ class ChainReader:
             decoded.append(DecodedLog(
                 event_type,
                 log_payload(self.chain_id, event.process_log(raw), build),
-                int(stamp, 16) if isinstance(stamp, str) else stamp,
+                int(stamp, 16) if isinstance(stamp, str) else stamp if isinstance(stamp, int) else None,
             ))
         return decoded
 

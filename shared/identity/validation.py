@@ -142,9 +142,9 @@ def validate_registration(body: Any, today: date) -> Registration:
     }
     for unknown in sorted(set(body) - set(FIELDS)):
         problems[unknown] = "is not a field of a registration"
-    problems = {field: problem for field, problem in problems.items() if problem}
-    if problems:
-        raise InvalidRequest(problems)
+    found = {field: problem for field, problem in problems.items() if problem}
+    if found:
+        raise InvalidRequest(found)
     return Registration(
         name=body["name"].strip(),
         date_of_birth=date.fromisoformat(body["date_of_birth"]),

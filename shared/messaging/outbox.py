@@ -94,4 +94,4 @@ def publish_pending(engine: Engine, schema: str, project_id: str, timeout: float
 def count_unpublished(conn: Connection, schema: str) -> int:
     """How many outbox rows of `schema` still wait to be published."""
     outbox = messaging_tables(schema).outbox
-    return conn.execute(select(func.count()).where(outbox.c.published_at.is_(None))).scalar()
+    return conn.execute(select(func.count()).where(outbox.c.published_at.is_(None))).scalar_one()

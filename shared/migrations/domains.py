@@ -3,8 +3,8 @@
 Migrations call these with literal names, so a migration's effect never changes after it ships.
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -20,12 +19,15 @@ class ChainlinkReader:
 
     def __init__(self, rpc_url: str, timeout_seconds: float = 10.0) -> None:
         self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout_seconds}))
+        self._feeds: dict[str, tuple] = {}
 
-    @functools.cache
     def _feed(self, address: str):
-        feed = self.w3.eth.contract(address=address, abi=load_artifact("MockV3Aggregator")["abi"])
-        # A feed's decimals never change; read them once per instance.
-        return feed, feed.functions.decimals().call()
+        if address not in self._feeds:
+            feed = self.w3.eth.contract(address=Web3.to_checksum_address(address),
+                                        abi=load_artifact("MockV3Aggregator")["abi"])
+            # A feed's decimals never change; read them once per instance.
+            self._feeds[address] = (feed, feed.functions.decimals().call())
+        return self._feeds[address]
 
     def latest(self, asset: Asset) -> Quote:
         """The feed's latest round as a quote; raise ChainUnavailable when the node cannot answer."""

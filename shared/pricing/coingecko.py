@@ -66,8 +66,8 @@ class CoinGeckoClient:
                 if reply.status_code != 429 and reply.status_code < 500:
                     raise PriceSourceUnavailable(f"CoinGecko answered {reply.status_code}: {reply.text[:200]}")
                 failure = f"CoinGecko answered {reply.status_code}"
-                wait = _retry_after(reply) if reply.status_code == 429 else None
-                wait = backoff if wait is None else wait
+                asked = _retry_after(reply) if reply.status_code == 429 else None
+                wait = backoff if asked is None else asked
             if attempt == self.settings.coingecko_max_attempts:
                 break
             if waited + wait > self.settings.coingecko_max_retry_wait_seconds:
@@ -92,7 +92,9 @@ def _retry_after(reply: requests.Response) -> float | None:
 
 def _quote(asset: Asset, document: dict) -> Quote:
     entry = document.get(asset.coingecko_id)
-    price = entry.get("usd") if isinstance(entry, dict) else None
+    if not isinstance(entry, dict):
+        return Quote(COINGECKO, None, None, error=f"no entry for {asset.coingecko_id}")
+    price = entry.get("usd")
     if not isinstance(price, Decimal | int) or price <= 0:
         return Quote(COINGECKO, None, None, error=f"no positive usd price for {asset.coingecko_id}")
     updated = entry.get("last_updated_at")

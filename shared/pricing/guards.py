@@ -76,7 +76,7 @@ def decide(asset: Asset, quotes: list[Quote], state: AssetPriceState, now: datet
            max_source_spread: Decimal, max_jump: Decimal) -> Decision:
     """Apply the guards to this tick's quotes for `asset`."""
     readings = tuple(read_quote(asset, quote, now) for quote in quotes)
-    fresh = [r.quote.price for r in readings if r.status == FRESH]
+    fresh = [r.quote.price for r in readings if r.status == FRESH and r.quote.price is not None]
     if not fresh:
         why = "; ".join(f"{r.quote.source}: {r.status} ({r.reason})" for r in readings)
         return Decision(UNAVAILABLE, None, f"no fresh source: {why}", readings)
@@ -108,4 +108,5 @@ def _publish_reason(asset: Asset, price: Decimal, state: AssetPriceState, now: d
     elapsed = (now - state.last_published_at).total_seconds()
     if elapsed >= asset.heartbeat_seconds:
         return True, f"heartbeat: {elapsed:.0f}s since the last publish"
-    return False, f"moved {deviation:.2%}, within the threshold; heartbeat due in {asset.heartbeat_seconds - elapsed:.0f}s"
+    due_in = asset.heartbeat_seconds - elapsed
+    return False, f"moved {deviation:.2%}, within the threshold; heartbeat due in {due_in:.0f}s"

@@ -23,7 +23,7 @@ from shared.events import PRICE_UPDATED
 from shared.messaging import outbox
 from shared.pricing.chainlink import ChainlinkReader
 from shared.pricing.coingecko import CoinGeckoClient
-from shared.pricing.guards import ACCEPTED, HELD, AssetPriceState, Decision, decide
+from shared.pricing.guards import ACCEPTED, HELD, AssetPriceState, Decision, Reading, decide
 from shared.pricing.quotes import Quote
 from shared.pricing.tables import SCHEMA, asset_state, decisions, observations
 from shared.settings import Settings
@@ -73,8 +73,9 @@ class PriceService:
     def _assets_due(self, engine, now: datetime) -> list[Asset]:
         horizon = now - timedelta(seconds=self.prices.cache_ttl_seconds)
         with transaction(engine) as conn:
-            fetched = dict(conn.execute(select(asset_state.c.asset, asset_state.c.last_fetched_at)).all())
-        return [a for a in self.prices.assets if fetched.get(a.symbol) is None or fetched[a.symbol] <= horizon]
+            fetched: dict[str, datetime | None] = dict(
+                conn.execute(select(asset_state.c.asset, asset_state.c.last_fetched_at)).tuples().all())
+        return [a for a in self.prices.assets if (fetched.get(a.symbol) or horizon) <= horizon]
 
     def _fetch(self, assets: list[Asset]) -> dict[str, list[Quote]]:
         coingecko = self.coingecko.fetch(assets)
@@ -144,11 +145,15 @@ def price_updated(asset: Asset, decision: Decision, sequence: int, now: datetime
             "sequence": sequence,
             "observed_at": utc_iso(now),
             "reason": decision.reason,
-            "sources": [
-                {"source": r.quote.source, "price": str(r.quote.price),
-                 "round_id": str(r.quote.round_id) if r.quote.round_id is not None else None,
-                 "updated_at": utc_iso(r.quote.updated_at), "age_seconds": round(r.age_seconds, 3)}
-                for r in decision.fresh_readings
-            ],
+            "sources": [_provenance(r) for r in decision.fresh_readings],
         },
     )
+
+
+def _provenance(reading: Reading) -> dict:
+    """One fresh source as published: its price, round (Chainlink), update time and age."""
+    quote = reading.quote
+    assert quote.updated_at is not None and reading.age_seconds is not None, "a fresh reading has both"
+    return {"source": quote.source, "price": str(quote.price),
+            "round_id": str(quote.round_id) if quote.round_id is not None else None,
+            "updated_at": utc_iso(quote.updated_at), "age_seconds": round(reading.age_seconds, 3)}

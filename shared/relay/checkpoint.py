@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select, update
@@ -81,7 +82,7 @@ def record_relayed_logs(conn: Connection, chain: ChainSettings, envelopes: list[
     return inserted
 
 
-def stored_blocks_from(conn: Connection, chain: ChainSettings, number: int) -> list:
+def stored_blocks_from(conn: Connection, chain: ChainSettings, number: int) -> Sequence:
     """Stored (block_number, block_hash) at or below `number`, newest first."""
     return conn.execute(
         select(blocks.c.block_number, blocks.c.block_hash)
@@ -91,7 +92,7 @@ def stored_blocks_from(conn: Connection, chain: ChainSettings, number: int) -> l
     ).all()
 
 
-def live_logs_after(conn: Connection, chain: ChainSettings, number: int) -> list:
+def live_logs_after(conn: Connection, chain: ChainSettings, number: int) -> Sequence:
     """Relayed, not yet compensated logs in blocks after `number`, newest first."""
     return conn.execute(
         select(relayed_logs.c.dedupe_key, relayed_logs.c.envelope)

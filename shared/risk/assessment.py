@@ -51,8 +51,9 @@ _CURRENT_RANK = ("CASE coalesce(s.previous_tier, 'HEALTHY') WHEN 'LIQUIDATION' T
 _HEALTH_FACTOR = ("CASE WHEN p.obligation_usd = 0 THEN 'Infinity'::numeric "
                   "ELSE round(p.collateral_amount * ap.price * p.liquidation_threshold / p.obligation_usd, 8) END")
 # derive_event_id(cause, MarginTierChanged, "chain_id:contract:escrow_id"), computed in SQL.
-_EVENT_ID = ("'MarginTierChanged:' || left(encode(sha256(convert_to(CAST(:cause_event_id AS text) || '|MarginTierChanged|' "
-             "|| c.chain_id || ':' || c.contract || ':' || c.escrow_id, 'UTF8')), 'hex'), 32)")
+_EVENT_ID = ("'MarginTierChanged:' || left(encode(sha256(convert_to("
+             "CAST(:cause_event_id AS text) || '|MarginTierChanged|' || c.chain_id || ':' || c.contract || ':' "
+             "|| c.escrow_id, 'UTF8')), 'hex'), 32)")
 
 # Statement 1: a snapshot of every position in scope, with its new tier. Only ids come back.
 _SNAPSHOT = f"""
@@ -142,7 +143,7 @@ def assess(conn: Connection, policy: RiskSettings, scope: str, scope_parameters:
     }).one()
     if not taken.assessed:
         return PassResult(assessed=0, tier_changes=0)
-    changes = conn.execute(text(_EMIT_TIER_CHANGES), {
+    changes: int = conn.execute(text(_EMIT_TIER_CHANGES), {
         "first_id": taken.first_id, "last_id": taken.last_id, "cause_event_id": cause_event_id, "now": now,
         "occurred_at": utc_iso(now), "topic": MARGIN_EVENTS_TOPIC,
     }).scalar_one()

@@ -107,7 +107,8 @@ class RiskEngine:
             log.info("price not newer than the one applied; ignored",
                      extra={"asset": p["asset"], "sequence": p["sequence"]})
             return
-        conn.execute(insert(applied_prices).values(**price, provenance={"sources": p["sources"], "reason": p["reason"]}))
+        provenance = {"sources": p["sources"], "reason": p["reason"]}
+        conn.execute(insert(applied_prices).values(**price, provenance=provenance))
         now = datetime.now(UTC)
         result = assess(conn, self.policy, ALL_OPEN_ON_ASSET, {"asset": p["asset"]},
                         cause_event_id=envelope.event_id, now=now)

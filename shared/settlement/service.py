@@ -161,11 +161,13 @@ def _state_changed(escrow: Any, cause: Envelope, previous: EscrowState | None,
 
 
 def _is_orphaned(conn: Connection, dedupe_key: str) -> bool:
-    return conn.execute(select(orphaned_logs.c.dedupe_key).where(orphaned_logs.c.dedupe_key == dedupe_key)).first() is not None
+    found = select(orphaned_logs.c.dedupe_key).where(orphaned_logs.c.dedupe_key == dedupe_key)
+    return conn.execute(found).first() is not None
 
 
 def _escrow_key(payload: dict) -> dict:
-    return {"chain_id": payload["chain_id"], "contract": payload["contract"], "escrow_id": Decimal(payload["escrow_id"])}
+    return {"chain_id": payload["chain_id"], "contract": payload["contract"],
+            "escrow_id": Decimal(payload["escrow_id"])}
 
 
 def _match(key: dict, table=escrows) -> list:

@@ -156,7 +156,8 @@ def start_emulator(layout: StackLayout, pid: int | None) -> int:
         return pid
     binary = emulator_binary()
     if not shutil.which("java"):
-        raise PrerequisiteMissing("Java not found: the Pub/Sub emulator needs `apt-get install openjdk-17-jre-headless`")
+        raise PrerequisiteMissing(
+            "Java not found: the Pub/Sub emulator needs `apt-get install openjdk-17-jre-headless`")
     pid = spawn([binary, "--host=127.0.0.1", f"--port={layout.pubsub_port}"], log_path)
     wait_until(lambda: requests.get(f"http://{layout.pubsub_host}/", timeout=1).ok,
                "Pub/Sub emulator", 60, log_path, pid)

@@ -158,7 +158,6 @@ class Stack:
             "RELAY_TIME_BUDGET_SECONDS": "20",
             "PREREQUISITE_GRACE_SECONDS": "60",
             "COINGECKO_BASE_URL": self.layout.coingecko_url,
-            "COINGECKO_API_KEY": "local-stack-key",
             # Every tick fetches, so tests and the demo see a new price at once (the TTL has its own test).
             "PRICE_CACHE_TTL_SECONDS": "0",
             "COINGECKO_MAX_ATTEMPTS": "3",
@@ -166,10 +165,13 @@ class Stack:
         }
         if "PRICE_ASSETS" in function.settings:
             values["PRICE_ASSETS"] = self.price_assets()
-        unknown = [name for name in function.settings if name not in values]
+        # Locally, secrets are plain values that the local vendor servers accept.
+        values.update({name: f"local-stack-{name.lower()}" for name in function.secrets})
+        declared = function.settings + function.secrets
+        unknown = [name for name in declared if name not in values]
         if unknown:
             raise RuntimeError(f"the local stack has no value for {function.name}'s {', '.join(unknown)}")
-        env = {name: values[name] for name in function.settings}
+        env = {name: values[name] for name in declared}
         env.update(
             PATH=os.environ.get("PATH", ""),
             PYTHONPATH=str(REPO_ROOT),

@@ -25,7 +25,7 @@ from shared.db import get_engine, transaction
 from shared.envelope import Envelope, utc_iso
 from shared.events import PRICE_UPDATED
 from shared.risk.service import RiskEngine
-from shared.settings import DatabaseSettings, RiskSettings, Settings
+from shared.settings import Settings
 from shared.stack.layout import DATABASE
 from shared.stack.stack import Stack
 from tests.conftest import TEST_LAYOUT
@@ -100,7 +100,7 @@ def measure(owner, engine, risk: RiskEngine, feed: PriceFeed, price: str, rounds
                 conn.execute(sqlalchemy.text("UPDATE risk.asset_prices SET price = :p WHERE asset_symbol = 'ETH'"),
                              {"p": START_PRICE})
 
-        def handler():
+        def handler(update=update):
             with owner.begin() as conn:
                 before = conn.execute(sqlalchemy.text("SELECT count(*) FROM risk.margin_events")).scalar()
             started = time.perf_counter()

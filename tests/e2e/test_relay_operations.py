@@ -61,7 +61,8 @@ def test_overlapping_ticks_scan_once(stack, bus, owner_engine, isolated_relay):
     for thread in threads:
         thread.join()
     relay.wait_caught_up(owner_engine)
-    wait_for_equal(lambda: _relayed_and_settled(owner_engine, relay.contract.address), (30, 30, 30, 30), "every escrow relayed and settled exactly once")
+    wait_for_equal(lambda: _relayed_and_settled(owner_engine, relay.contract.address), (30, 30, 30, 30),
+                   "every escrow relayed and settled exactly once")
 
 
 def test_tick_returns_at_once_while_another_relay_holds_the_lock(stack, bus, owner_engine, isolated_relay):
@@ -91,7 +92,8 @@ def test_provider_range_limit_halves_the_range_and_relays_everything(stack, bus,
         assert all(end - start + 1 <= 4 for start, end in proxy.served_ranges)
         # Back at the limit, or one doubling past it after a streak of successes.
         assert relay.checkpoint(owner_engine).range_size in (4, 8)
-    wait_for_equal(lambda: _relayed_and_settled(owner_engine, relay.contract.address), (20, 20, 20, 20), "every escrow relayed and settled")
+    wait_for_equal(lambda: _relayed_and_settled(owner_engine, relay.contract.address), (20, 20, 20, 20),
+                   "every escrow relayed and settled")
 
 
 def test_status_shows_lag_and_rewind_republishes_same_ids(stack, bus, owner_engine, isolated_relay):

@@ -107,7 +107,8 @@ def test_event_for_an_escrow_that_never_appears_is_rejected_after_the_grace_peri
         def rejection():
             with owner_engine.connect() as conn:
                 return conn.execute(sqlalchemy.text(
-                    "SELECT reason FROM settlement.rejected_messages WHERE message_id = :m"), {"m": message_id}).scalar()
+                    "SELECT reason FROM settlement.rejected_messages WHERE message_id = :m"),
+                    {"m": message_id}).scalar()
 
         reason = wait_for(rejection, "rejection after the grace period", timeout=30)
         assert "must wait for the transitions before it; gave up after" in reason

@@ -24,7 +24,10 @@ def quotes(coingecko="2000", chainlink="2000", chainlink_age=60, coingecko_age=3
     ]
 
 
-def run(qs, state=AssetPriceState()):
+NOTHING_YET = AssetPriceState()
+
+
+def run(qs, state=NOTHING_YET):
     return decide(ETH, qs, state, NOW, max_source_spread=SPREAD, max_jump=JUMP)
 
 

@@ -38,5 +38,6 @@ class _ProviderError(Exception):
 def test_provider_range_errors_are_recognised_by_code_or_wording():
     assert is_range_error(_ProviderError({"code": -32005, "message": "query returned more than 10000 results"}))
     assert is_range_error(_ProviderError({"code": -32000, "message": "block range is too wide"}))
-    assert is_range_error(_ProviderError("Log response size exceeded. You can make eth_getLogs requests with up to a 2K block range"))
+    assert is_range_error(_ProviderError(
+        "Log response size exceeded. You can make eth_getLogs requests with up to a 2K block range"))
     assert not is_range_error(_ProviderError({"code": -32000, "message": "header not found"}))

@@ -1,0 +1,1 @@
+"""The HTTP API: user registration and escrow queries (served by functions/api)."""

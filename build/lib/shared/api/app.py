@@ -1,0 +1,84 @@
+"""The API's Flask app; functions/api dispatches every request into it."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+from flask import Flask, Response, jsonify, request
+
+from shared.api.escrow_queries import find_escrows, get_escrow, parse_escrow_filter
+from shared.api.risk_queries import user_portfolio
+from shared.db import get_engine, transaction
+from shared.errors import InvalidRequest
+from shared.identity.service import get_user, register_user
+from shared.identity.tables import SCHEMA as IDENTITY_SCHEMA
+from shared.identity.validation import validate_registration
+from shared.messaging import outbox
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+OPENAPI_PATH = Path(__file__).with_name("openapi.yaml")
+
+
+def create_app(settings: Settings) -> Flask:
+    """The API bound to one set of settings."""
+    app = Flask("api")
+
+    def engine():
+        return get_engine(settings.database)
+
+    @app.errorhandler(InvalidRequest)
+    def invalid(exc: InvalidRequest):
+        log.info("invalid request", extra={"path": request.path, "problems": exc.problems})
+        return jsonify(error="invalid request", problems=exc.problems), 400
+
+    @app.errorhandler(404)
+    def not_found(_exc):
+        return jsonify(error="not found", path=request.path), 404
+
+    @app.errorhandler(405)
+    def wrong_method(_exc):
+        return jsonify(error="method not allowed", path=request.path), 405
+
+    @app.post("/users")
+    def post_user():
+        registration = validate_registration(request.get_json(silent=True), datetime.now(UTC).date())
+        with transaction(engine()) as conn:
+            user = register_user(conn, registration)
+        # The user is stored either way; an unconfirmed publish stays in the outbox for the next call.
+        outbox.publish_pending(engine(), IDENTITY_SCHEMA, settings.project_id, settings.publish_timeout_seconds)
+        log.info("user registered", extra={"user_id": user["user_id"]})
+        return jsonify(user), 201
+
+    @app.get("/users/<user_id>")
+    def read_user(user_id: str):
+        with transaction(engine()) as conn:
+            user = get_user(conn, user_id)
+        return (jsonify(user), 200) if user else not_found(None)
+
+    @app.get("/users/<user_id>/portfolio")
+    def read_portfolio(user_id: str):
+        with transaction(engine()) as conn:
+            user = get_user(conn, user_id)
+            portfolio = user_portfolio(conn, user) if user else None
+        return (jsonify(portfolio), 200) if portfolio else not_found(None)
+
+    @app.get("/escrows")
+    def list_escrows():
+        query = parse_escrow_filter(request.args)
+        with transaction(engine()) as conn:
+            return jsonify(find_escrows(conn, query))
+
+    @app.get("/escrows/<id>")
+    def read_escrow(id: str):  # noqa: A002 - the documented path parameter's name
+        with transaction(engine()) as conn:
+            escrow = get_escrow(conn, id)
+        return (jsonify(escrow), 200) if escrow else not_found(None)
+
+    @app.get("/openapi.yaml")
+    def openapi():
+        return Response(OPENAPI_PATH.read_text(), mimetype="application/yaml")
+
+    return app

@@ -1,0 +1,189 @@
+"""Escrow queries for the API: filter parsing (pure) and keyset-paged reads."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+from eth_utils import is_hex_address, to_checksum_address
+from sqlalchemy import and_, or_, select, tuple_
+from sqlalchemy.engine import Connection
+
+from shared.errors import InvalidRequest
+from shared.settlement.states import EscrowState
+from shared.settlement.tables import escrows, transitions
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+QUERY_PARAMETERS = ("contract", "escrow_id", "user", "status", "created_from", "created_to",
+                    "updated_from", "updated_to", "limit", "cursor")
+# Keyset order: creation time, then the natural key, so pages never skip or repeat a row.
+_ORDER = (escrows.c.created_at, escrows.c.chain_id, escrows.c.contract, escrows.c.escrow_id)
+
+
+@dataclass(frozen=True)
+class EscrowFilter:
+    """A validated escrow query."""
+
+    contract: str | None = None
+    escrow_id: Decimal | None = None
+    user: str | None = None
+    states: tuple[str, ...] = ()
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    updated_from: datetime | None = None
+    updated_to: datetime | None = None
+    limit: int = DEFAULT_LIMIT
+    after: tuple | None = field(default=None)
+
+
+def _address(value: str) -> str | None:
+    return to_checksum_address(value) if is_hex_address(value) else None
+
+
+def _moment(value: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else None
+
+
+def encode_cursor(row) -> str:
+    """An opaque cursor pointing after `row`."""
+    key = [row["created_at"].isoformat(), row["chain_id"], row["contract"], str(row["escrow_id"])]
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
+
+
+def _decode_cursor(value: str) -> tuple | None:
+    try:
+        created_at, chain_id, contract, escrow_id = json.loads(base64.urlsafe_b64decode(value.encode()))
+        return datetime.fromisoformat(created_at), int(chain_id), str(contract), Decimal(escrow_id)
+    except (ValueError, TypeError, InvalidOperation, json.JSONDecodeError):
+        return None
+
+
+def parse_escrow_filter(args) -> EscrowFilter:
+    """The query in `args` (a werkzeug MultiDict), or InvalidRequest naming each bad parameter."""
+    problems: dict[str, str] = {}
+    values: dict = {}
+    for unknown in sorted(set(args) - set(QUERY_PARAMETERS)):
+        problems[unknown] = f"is not a query parameter; use {', '.join(QUERY_PARAMETERS)}"
+    for name in ("contract", "user"):
+        if name in args:
+            values[name] = _address(args[name]) or problems.setdefault(name, "must be an Ethereum address")
+    if "escrow_id" in args:
+        if args["escrow_id"].isdigit():
+            values["escrow_id"] = Decimal(args["escrow_id"])
+        else:
+            problems["escrow_id"] = "must be a non-negative integer"
+    if "status" in args:
+        states = [s for raw in args.getlist("status") for s in raw.split(",") if s]
+        known = {state.value for state in EscrowState}
+        if not states or any(s not in known for s in states):
+            problems["status"] = f"must be one or more of {', '.join(sorted(known))}"
+        values["states"] = tuple(dict.fromkeys(states))
+    for name in ("created_from", "created_to", "updated_from", "updated_to"):
+        if name in args:
+            values[name] = _moment(args[name]) or problems.setdefault(
+                name, "must be an ISO-8601 timestamp with a UTC offset, like 2026-11-20T00:00:00+00:00")
+    if "limit" in args:
+        if args["limit"].isdigit() and 1 <= int(args["limit"]) <= MAX_LIMIT:
+            values["limit"] = int(args["limit"])
+        else:
+            problems["limit"] = f"must be an integer from 1 to {MAX_LIMIT}"
+    if "cursor" in args:
+        values["after"] = _decode_cursor(args["cursor"]) or problems.setdefault(
+            "cursor", "is not a cursor this API returned")
+    if problems:
+        raise InvalidRequest(problems)
+    return EscrowFilter(**values)
+
+
+def _conditions(f: EscrowFilter) -> list:
+    conditions = []
+    if f.contract:
+        conditions.append(escrows.c.contract == f.contract)
+    if f.escrow_id is not None:
+        conditions.append(escrows.c.escrow_id == f.escrow_id)
+    if f.user:
+        conditions.append(or_(escrows.c.depositor == f.user, escrows.c.beneficiary == f.user))
+    if f.states:
+        conditions.append(escrows.c.state.in_(f.states))
+    for column, lower, upper in ((escrows.c.created_at, f.created_from, f.created_to),
+                                 (escrows.c.updated_at, f.updated_from, f.updated_to)):
+        if lower:
+            conditions.append(column >= lower)
+        if upper:
+            conditions.append(column < upper)
+    if f.after:
+        conditions.append(tuple_(*_ORDER) > tuple_(*f.after))
+    return conditions
+
+
+def escrow_document(row) -> dict:
+    """An escrow record as the API shows it."""
+    return {
+        "id": f"{row['chain_id']}:{row['contract']}:{row['escrow_id']}",
+        "chain_id": row["chain_id"],
+        "contract": row["contract"],
+        "escrow_id": str(row["escrow_id"]),
+        "depositor": row["depositor"],
+        "beneficiary": row["beneficiary"],
+        "asset": row["asset"],
+        "amount": str(row["amount"]),
+        "obligation_usd": f"{row['obligation_usd']:.8f}",
+        "deadline": row["deadline"].isoformat(),
+        "state": row["state"],
+        "sequence": row["sequence"],
+        "last_block": row["last_block"],
+        "last_log_index": row["last_log_index"],
+        "created_block": row["created_block"],
+        "created_tx": row["created_tx"],
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
+    }
+
+
+def find_escrows(conn: Connection, f: EscrowFilter) -> dict:
+    """One page of escrows matching the filter, with the cursor of the next page (or null)."""
+    rows = conn.execute(
+        select(escrows).where(and_(True, *_conditions(f))).order_by(*_ORDER).limit(f.limit + 1)
+    ).mappings().all()
+    page = rows[: f.limit]
+    return {
+        "items": [escrow_document(row) for row in page],
+        "next_cursor": encode_cursor(page[-1]) if len(rows) > f.limit else None,
+    }
+
+
+def parse_escrow_key(key: str) -> tuple[int, str, Decimal]:
+    """`chain_id:contract:escrow_id` -> its parts, or InvalidRequest."""
+    parts = key.split(":")
+    if len(parts) != 3 or not parts[0].isdigit() or not is_hex_address(parts[1]) or not parts[2].isdigit():
+        raise InvalidRequest({"id": "must be chain_id:contract:escrow_id, like 31337:0x5FbD…0aa3:1"})
+    return int(parts[0]), to_checksum_address(parts[1]), Decimal(parts[2])
+
+
+def get_escrow(conn: Connection, key: str) -> dict | None:
+    """The escrow with its full transition history, or None."""
+    chain_id, contract, escrow_id = parse_escrow_key(key)
+    match = (escrows.c.chain_id == chain_id, escrows.c.contract == contract, escrows.c.escrow_id == escrow_id)
+    row = conn.execute(select(escrows).where(*match)).mappings().first()
+    if row is None:
+        return None
+    history = conn.execute(
+        select(transitions).where(transitions.c.chain_id == chain_id, transitions.c.contract == contract,
+                                  transitions.c.escrow_id == escrow_id).order_by(transitions.c.sequence)
+    ).mappings().all()
+    return {**escrow_document(row), "transitions": [
+        {"sequence": t["sequence"], "from_state": t["from_state"], "to_state": t["to_state"],
+         "event_id": t["event_id"], "block_number": t["block_number"], "log_index": t["log_index"],
+         "occurred_at": t["occurred_at"].isoformat(),
+         "reverted_at": t["reverted_at"].isoformat() if t["reverted_at"] else None,
+         "reverts_event_id": t["reverts_event_id"]}
+        for t in history
+    ]}

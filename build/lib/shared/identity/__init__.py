@@ -1,0 +1,1 @@
+"""identity: registered users, owned by the api function."""

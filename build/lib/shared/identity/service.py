@@ -1,0 +1,78 @@
+"""Registering users: store the user and stage users.registered.v1 in one transaction."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from shared.envelope import Envelope, utc_iso
+from shared.errors import InvalidRequest
+from shared.events import USER_REGISTERED
+from shared.identity.tables import SCHEMA, users
+from shared.identity.validation import Registration
+from shared.messaging import outbox
+
+USERS_TOPIC = "users.registered.v1"
+
+
+def user_document(row) -> dict:
+    """A stored user as the API and the event show it."""
+    return {
+        "user_id": row["user_id"],
+        "name": row["name"],
+        "date_of_birth": row["date_of_birth"].isoformat(),
+        "country": row["country"],
+        "email": row["email"],
+        "phone": row["phone"],
+        "wallet_addresses": list(row["wallet_addresses"]),
+        "notification_channels": list(row["notification_channels"]),
+        "webhook_url": row["webhook_url"],
+    }
+
+
+def register_user(conn: Connection, registration: Registration) -> dict:
+    """Store the user and stage its UserRegistered event; InvalidRequest if the email is taken."""
+    taken = conn.execute(
+        select(users.c.user_id).where(func.lower(users.c.email) == registration.email.lower())
+    ).first()
+    if taken:
+        raise InvalidRequest({"email": "is already registered"})
+    user_id = uuid.uuid4().hex
+    values = {
+        "user_id": user_id,
+        "name": registration.name,
+        "date_of_birth": registration.date_of_birth,
+        "country": registration.country,
+        "email": registration.email,
+        "phone": registration.phone,
+        "wallet_addresses": list(registration.wallet_addresses),
+        "notification_channels": [c.value for c in registration.notification_channels],
+        "webhook_url": registration.webhook_url,
+    }
+    try:
+        with conn.begin_nested():
+            conn.execute(users.insert().values(**values))
+    except IntegrityError as exc:  # a concurrent registration with the same email won the race
+        raise InvalidRequest({"email": "is already registered"}) from exc
+    document = user_document(values)
+    event_id = f"{USER_REGISTERED}:{user_id}"
+    outbox.enqueue(conn, SCHEMA, USERS_TOPIC, Envelope(
+        event_id=event_id,
+        event_type=USER_REGISTERED,
+        schema_version=1,
+        occurred_at=utc_iso(datetime.now(UTC)),
+        correlation_id=event_id,
+        causation_id=None,
+        payload=document,
+    ))
+    return document
+
+
+def get_user(conn: Connection, user_id: str) -> dict | None:
+    """The user with this id, or None."""
+    row = conn.execute(select(users).where(users.c.user_id == user_id)).mappings().first()
+    return user_document(row) if row else None

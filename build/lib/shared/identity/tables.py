@@ -1,0 +1,22 @@
+"""The identity schema: registered users."""
+
+from sqlalchemy import Column, Date, DateTime, MetaData, Table, Text, func
+from sqlalchemy.dialects.postgresql import JSONB
+
+SCHEMA = "identity"
+metadata = MetaData(schema=SCHEMA)
+
+users = Table(
+    "users",
+    metadata,
+    Column("user_id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("date_of_birth", Date, nullable=False),
+    Column("country", Text, nullable=False),
+    Column("email", Text, nullable=False),
+    Column("phone", Text, nullable=False),
+    Column("wallet_addresses", JSONB, nullable=False),
+    Column("notification_channels", JSONB, nullable=False),
+    Column("webhook_url", Text),
+    Column("registered_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

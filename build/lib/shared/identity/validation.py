@@ -1,0 +1,157 @@
+"""Validation of a registration request (pure): every field checked, every problem reported."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+from ipaddress import ip_address
+from typing import Any
+from urllib.parse import urlsplit
+
+import pycountry
+from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
+
+from shared.errors import InvalidRequest
+
+MIN_AGE_YEARS = 18
+MAX_AGE_YEARS = 130
+MAX_WALLETS = 10
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+FIELDS = ("name", "date_of_birth", "country", "email", "phone", "wallet_addresses",
+          "notification_channels", "webhook_url")
+
+
+class Channel(StrEnum):
+    """The ways a user can be notified."""
+
+    EMAIL = "email"
+    SMS = "sms"
+    WEBHOOK = "webhook"
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A validated registration, normalised (checksummed wallets, upper-case country)."""
+
+    name: str
+    date_of_birth: date
+    country: str
+    email: str
+    phone: str
+    wallet_addresses: tuple[str, ...]
+    notification_channels: tuple[Channel, ...]
+    webhook_url: str | None
+
+
+def _age_on(born: date, today: date) -> int:
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+def _check_name(value: Any) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        return "must be a non-empty string"
+    if len(value) > 200 or _CONTROL.search(value):
+        return "must be at most 200 characters with no control characters"
+    return None
+
+
+def _check_birth(value: Any, today: date) -> str | None:
+    try:
+        born = date.fromisoformat(value) if isinstance(value, str) and len(value) == 10 else None
+    except ValueError:
+        born = None
+    if born is None:
+        return "must be a date as YYYY-MM-DD"
+    if born > today:
+        return "is in the future"
+    if _age_on(born, today) < MIN_AGE_YEARS:
+        return f"user must be at least {MIN_AGE_YEARS} years old"
+    if _age_on(born, today) > MAX_AGE_YEARS:
+        return f"implies an age over {MAX_AGE_YEARS}"
+    return None
+
+
+def _check_country(value: Any) -> str | None:
+    if not isinstance(value, str) or pycountry.countries.get(alpha_2=value.upper()) is None or len(value) != 2:
+        return "must be an ISO 3166-1 alpha-2 country code"
+    return None
+
+
+def _check_wallets(value: Any) -> str | None:
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_WALLETS:
+        return f"must be a list of 1 to {MAX_WALLETS} addresses"
+    for address in value:
+        if not isinstance(address, str) or not is_hex_address(address):
+            return f"{address!r} is not an Ethereum address"
+        if address != address.lower() and not is_checksum_address(address):
+            return f"{address} fails its EIP-55 checksum"
+    if len({address.lower() for address in value}) != len(value):
+        return "lists an address twice"
+    return None
+
+
+def _check_channels(value: Any) -> str | None:
+    known = {channel.value for channel in Channel}
+    if not isinstance(value, list) or not value:
+        return f"must be a non-empty list drawn from {sorted(known)}"
+    if any(channel not in known for channel in value) or len(set(value)) != len(value):
+        return f"must list each of {sorted(known)} at most once"
+    return None
+
+
+def _check_webhook(value: Any, channels: Any) -> str | None:
+    wants_webhook = isinstance(channels, list) and Channel.WEBHOOK.value in channels
+    if value is None:
+        return "is required for the webhook channel" if wants_webhook else None
+    if not isinstance(value, str):
+        return "must be a URL"
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return "must be an absolute https URL"
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        return "must use https (plain http only for loopback addresses)"
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def validate_registration(body: Any, today: date) -> Registration:
+    """The registration in `body`, or InvalidRequest naming every field that is wrong."""
+    if not isinstance(body, dict):
+        raise InvalidRequest({"body": "must be a JSON object"})
+    problems = {
+        "name": _check_name(body.get("name")),
+        "date_of_birth": _check_birth(body.get("date_of_birth"), today),
+        "country": _check_country(body.get("country")),
+        "email": None if isinstance(body.get("email"), str) and _EMAIL.match(body["email"])
+        and len(body["email"]) <= 254 else "must be an email address",
+        "phone": None if isinstance(body.get("phone"), str) and _E164.match(body["phone"])
+        else "must be an E.164 phone number, like +14155550100",
+        "wallet_addresses": _check_wallets(body.get("wallet_addresses")),
+        "notification_channels": _check_channels(body.get("notification_channels")),
+        "webhook_url": _check_webhook(body.get("webhook_url"), body.get("notification_channels")),
+    }
+    for unknown in sorted(set(body) - set(FIELDS)):
+        problems[unknown] = "is not a field of a registration"
+    found = {field: problem for field, problem in problems.items() if problem}
+    if found:
+        raise InvalidRequest(found)
+    return Registration(
+        name=body["name"].strip(),
+        date_of_birth=date.fromisoformat(body["date_of_birth"]),
+        country=body["country"].upper(),
+        email=body["email"],
+        phone=body["phone"],
+        wallet_addresses=tuple(to_checksum_address(a) for a in body["wallet_addresses"]),
+        notification_channels=tuple(Channel(c) for c in body["notification_channels"]),
+        webhook_url=body.get("webhook_url"),
+    )

@@ -1,0 +1,1 @@
+"""At-least-once in, exactly-once effects: the inbox, the outbox and the consumer wrapper."""

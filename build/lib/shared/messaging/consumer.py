@@ -1,0 +1,202 @@
+"""The consumer wrapper every Pub/Sub-triggered function runs its domain handler in.
+
+1. In one transaction: record `(consumer, dedupe_key)` in the inbox; if it was new, apply the handler's
+   effect and write the events it returns to the outbox. A duplicate skips straight to step 2.
+2. Publish whatever the outbox still holds, wait for Pub/Sub to confirm, mark it published.
+
+A crash anywhere between the two steps only re-publishes the same event ids on redelivery, and the
+downstream inboxes drop them. Permanent errors are recorded with their reason and acknowledged;
+everything else propagates, so Pub/Sub retries and eventually dead-letters.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection
+
+from shared.db import get_engine, transaction
+from shared.envelope import Envelope
+from shared.errors import AwaitingPrerequisite, InvalidEvent, PermanentError
+from shared.logs import correlation
+from shared.messaging import outbox
+from shared.messaging.tables import APPLIED, REJECTED, messaging_tables
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# What a handler returns: the events to publish, each with its topic.
+Outgoing = Sequence[tuple[str, Envelope]]
+Handler = Callable[[Connection, Envelope], Outgoing]
+
+# Outcomes of one delivery, as logged and returned.
+OUTCOME_APPLIED = "applied"
+OUTCOME_DUPLICATE = "duplicate"
+OUTCOME_REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class PushedMessage:
+    """A Pub/Sub message as delivered by a push subscription through functions-framework."""
+
+    message_id: str
+    data: bytes
+    attributes: dict[str, str]
+    # When Pub/Sub accepted the message; out-of-order waits are measured from it.
+    published_at: datetime
+
+    @classmethod
+    def from_cloud_event(cls, cloud_event: Any) -> PushedMessage:
+        """Unwrap the `messagePublished` CloudEvent; raise InvalidEvent if it is not one."""
+        data = cloud_event.data if hasattr(cloud_event, "data") else None
+        message = data.get("message") if isinstance(data, dict) else None
+        if not isinstance(message, dict):
+            raise InvalidEvent("CloudEvent carries no Pub/Sub message")
+        message_id = str(message.get("messageId") or message.get("message_id") or cloud_event["id"])
+        attributes = message.get("attributes") or {}
+        try:
+            body = base64.b64decode(message.get("data") or "", validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidEvent(f"message data is not base64: {exc}") from exc
+        return cls(message_id=message_id, data=body, attributes=dict(attributes),
+                   published_at=_parse_time(message.get("publishTime")))
+
+
+class Consumer:
+    """Runs one domain handler under the inbox/outbox discipline."""
+
+    def __init__(self, name: str, schema: str, settings: Settings, handler: Handler) -> None:
+        self.name = name
+        self.schema = schema
+        self.settings = settings
+        self.handler = handler
+        self.tables = messaging_tables(schema)
+
+    def handle(self, cloud_event: Any) -> str:
+        """Process one push delivery; return its outcome or raise to have it redelivered."""
+        try:
+            message = PushedMessage.from_cloud_event(cloud_event)
+        except InvalidEvent as exc:
+            raw = PushedMessage(message_id=str(cloud_event["id"]), data=b"", attributes={},
+                                published_at=datetime.now(UTC))
+            return self._reject_poison(raw, exc)
+        log.info("message received", extra={"consumer": self.name, "message_id": message.message_id})
+        try:
+            envelope = Envelope.from_bytes(message.data)
+        except InvalidEvent as exc:
+            return self._reject_poison(message, exc)
+        with correlation(envelope.correlation_id):
+            outcome = self._apply_once(message, envelope)
+            self.publish_outbox()
+            return outcome
+
+    def publish_outbox(self) -> int:
+        """Step 2: publish what the outbox still holds."""
+        return outbox.publish_pending(
+            self._engine(), self.schema, self.settings.project_id, self.settings.publish_timeout_seconds
+        )
+
+    def _engine(self):
+        return get_engine(self.settings.database)
+
+    def _apply_once(self, message: PushedMessage, envelope: Envelope) -> str:
+        try:
+            with transaction(self._engine()) as conn:
+                if not self._claim(conn, envelope, APPLIED, None):
+                    log.info(
+                        "duplicate delivery skipped",
+                        extra={"consumer": self.name, "event_id": envelope.event_id},
+                    )
+                    return OUTCOME_DUPLICATE
+                for topic, event in self.handler(conn, envelope):
+                    outbox.enqueue(conn, self.schema, topic, event)
+        except PermanentError as exc:
+            return self._reject(message, envelope, exc.reason)
+        except AwaitingPrerequisite as exc:
+            waited = (datetime.now(UTC) - message.published_at).total_seconds()
+            if waited > self.settings.prerequisite_grace_seconds:
+                return self._reject(message, envelope, f"{exc.reason}; gave up after {waited:.0f}s")
+            log.info(
+                "event waits for an earlier one; Pub/Sub will redeliver",
+                extra={"consumer": self.name, "event_id": envelope.event_id, "reason": exc.reason,
+                       "waited_seconds": round(waited, 1)},
+            )
+            raise
+        log.info(
+            "event applied",
+            extra={"consumer": self.name, "event_id": envelope.event_id, "event_type": envelope.event_type},
+        )
+        return OUTCOME_APPLIED
+
+    def _reject(self, message: PushedMessage, envelope: Envelope, reason: str) -> str:
+        # The effect rolled back with the inbox row; record the refusal so it is never retried.
+        with transaction(self._engine()) as conn:
+            self._claim(conn, envelope, REJECTED, reason)
+            self._record_rejection(conn, message, reason, envelope.event_id)
+        log.warning("event rejected", extra={"consumer": self.name, "event_id": envelope.event_id, "reason": reason})
+        return OUTCOME_REJECTED
+
+    def _claim(self, conn: Connection, envelope: Envelope, outcome: str, reason: str | None) -> bool:
+        """Insert the inbox row; False when this consumer has already seen the event."""
+        inserted = conn.execute(
+            insert(self.tables.inbox)
+            .values(
+                consumer=self.name,
+                dedupe_key=envelope.dedupe_key,
+                event_id=envelope.event_id,
+                event_type=envelope.event_type,
+                outcome=outcome,
+                reason=reason,
+            )
+            .on_conflict_do_nothing(index_elements=["consumer", "dedupe_key"])
+            .returning(self.tables.inbox.c.event_id)
+        ).first()
+        return inserted is not None
+
+    def _reject_poison(self, message: PushedMessage, exc: InvalidEvent) -> str:
+        with transaction(self._engine()) as conn:
+            self._record_rejection(conn, message, exc.reason, exc.event_id)
+        log.warning(
+            "poison message acknowledged",
+            extra={"consumer": self.name, "message_id": message.message_id, "reason": exc.reason},
+        )
+        return OUTCOME_REJECTED
+
+    def _record_rejection(
+        self, conn: Connection, message: PushedMessage, reason: str, event_id: str | None
+    ) -> None:
+        rejected = self.tables.rejected
+        statement = insert(rejected).values(
+            consumer=self.name,
+            message_id=message.message_id,
+            event_id=event_id,
+            reason=reason,
+            body=message.data,
+            attributes=message.attributes,
+        )
+        conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=["consumer", "message_id"],
+                set_={
+                    "delivery_count": rejected.c.delivery_count + 1,
+                    "last_seen_at": statement.excluded.last_seen_at,
+                },
+            )
+        )
+
+
+def _parse_time(text: Any) -> datetime:
+    """Pub/Sub's RFC 3339 publishTime; now when absent or unreadable (the wait then starts now)."""
+    if isinstance(text, str):
+        try:
+            return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+    return datetime.now(UTC)

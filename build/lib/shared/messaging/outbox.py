@@ -1,0 +1,97 @@
+"""The outbox: events are written in the same transaction as the effect, then published."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection, Engine
+
+from shared.db import in_chunks, transaction
+from shared.envelope import Envelope
+from shared.messaging.tables import messaging_tables
+from shared.pubsub import OutgoingMessage, publish_all
+
+log = logging.getLogger(__name__)
+
+# One publish round drains at most this many rows; the rest go in the next invocation.
+PUBLISH_BATCH = 500
+
+
+def enqueue(conn: Connection, schema: str, topic: str, envelope: Envelope,
+            extra_attributes: dict[str, str] | None = None) -> bool:
+    """Add an event to the outbox; False when its dedupe key is already there (kept as it was)."""
+    outbox = messaging_tables(schema).outbox
+    inserted = conn.execute(
+        insert(outbox)
+        .values(
+            dedupe_key=envelope.dedupe_key,
+            event_id=envelope.event_id,
+            topic=topic,
+            envelope=envelope.to_json(),
+            attributes={**envelope.attributes(), **(extra_attributes or {})},
+        )
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(outbox.c.id)
+    ).first()
+    return inserted is not None
+
+
+def enqueue_many(conn: Connection, schema: str, topic: str,
+                 events: list[tuple[Envelope, dict[str, str]]]) -> None:
+    """Add many events (with their extra attributes) in one statement; known dedupe keys are kept."""
+    outbox = messaging_tables(schema).outbox
+    rows = [
+        {"dedupe_key": envelope.dedupe_key, "event_id": envelope.event_id, "topic": topic,
+         "envelope": envelope.to_json(), "attributes": {**envelope.attributes(), **extra}}
+        for envelope, extra in events
+    ]
+    for chunk in in_chunks(rows):
+        conn.execute(insert(outbox).values(list(chunk)).on_conflict_do_nothing(index_elements=["dedupe_key"]))
+
+
+def publish_pending(engine: Engine, schema: str, project_id: str, timeout: float) -> int:
+    """Publish the outbox rows not yet published, oldest first; return how many were sent.
+
+    The rows stay locked (SKIP LOCKED) while their publish is in flight, so two instances draining
+    at once do not send the same row twice; a failed publish rolls back and leaves them pending.
+    """
+    outbox = messaging_tables(schema).outbox
+    with transaction(engine) as conn:
+        rows = conn.execute(
+            select(outbox.c.id, outbox.c.topic, outbox.c.envelope, outbox.c.attributes)
+            .where(outbox.c.published_at.is_(None))
+            .order_by(outbox.c.id)
+            .limit(PUBLISH_BATCH)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if not rows:
+            return 0
+        messages = [
+            OutgoingMessage(
+                topic=row.topic,
+                data=json.dumps(row.envelope, separators=(",", ":"), sort_keys=True).encode(),
+                attributes=dict(row.attributes),
+            )
+            for row in rows
+        ]
+        message_ids = publish_all(project_id, messages, timeout)
+        # One statement for the whole batch (an executemany would be one round trip per row).
+        conn.execute(
+            text(
+                f"UPDATE {schema}.outbox AS o SET published_at = now(), message_id = sent.message_id "
+                "FROM unnest(CAST(:ids AS bigint[]), CAST(:message_ids AS text[])) AS sent(id, message_id) "
+                "WHERE o.id = sent.id"
+            ),
+            {"ids": [row.id for row in rows], "message_ids": list(message_ids)},
+        )
+    log.info("published outbox rows", extra={"schema": schema, "count": len(rows)})
+    return len(rows)
+
+
+def count_unpublished(conn: Connection, schema: str) -> int:
+    """How many outbox rows of `schema` still wait to be published."""
+    outbox = messaging_tables(schema).outbox
+    return conn.execute(select(func.count()).where(outbox.c.published_at.is_(None))).scalar_one()

@@ -1,0 +1,1 @@
+"""Alembic migrations: schemas, roles and tables. Run as a deploy step, never at cold start."""

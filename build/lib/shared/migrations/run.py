@@ -1,0 +1,48 @@
+"""Run the migrations: `python -m shared.migrations.run --url postgresql+pg8000://...`.
+
+The URL is the migrator's (the schema owner), never a function's role: function roles may not
+create or alter anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import sqlalchemy
+from alembic import command
+from alembic.config import Config
+
+HERE = Path(__file__).parent
+
+
+def alembic_config() -> Config:
+    """An Alembic config pointing at this package's scripts."""
+    config = Config()
+    config.set_main_option("script_location", str(HERE))
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Migrate the database at `url` to `revision`."""
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    finally:
+        engine.dispose()
+
+
+def main() -> None:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--url", required=True, help="SQLAlchemy URL of the migrator")
+    parser.add_argument("--revision", default="head")
+    args = parser.parse_args()
+    upgrade(args.url, args.revision)
+
+
+if __name__ == "__main__":
+    main()

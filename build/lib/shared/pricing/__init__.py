@@ -1,0 +1,1 @@
+"""fetch-price: quotes from CoinGecko and Chainlink, guarded, aggregated, stored and published."""

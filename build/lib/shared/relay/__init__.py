@@ -1,0 +1,1 @@
+"""relay: escrow contract logs from the chain, published as events on settlement.events.v1."""

@@ -1,0 +1,192 @@
+"""One relay tick: repair reorganisations, scan confirmed blocks for escrow logs, stage, publish.
+
+Each block range commits in one transaction: its outbox rows, its relayed-log records, its block
+hashes and the advanced checkpoint. The checkpoint therefore never passes a log that is not durably
+staged; the outbox is published after the scan, and at the start of the next tick after a crash.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection, Engine
+
+from shared.chain.client import get_web3
+from shared.chain.escrow_logs import chain_attributes, chain_log_event_id
+from shared.chain.reader import ChainReader
+from shared.db import get_engine, transaction
+from shared.envelope import Envelope, utc_iso
+from shared.errors import RangeTooLarge
+from shared.messaging import outbox
+from shared.relay import checkpoint as cp
+from shared.relay.checkpoint import Checkpoint
+from shared.relay.ranges import plan_range
+from shared.relay.reorg import repair_reorg
+from shared.relay.tables import SCHEMA
+from shared.settings import ChainSettings, Settings
+
+log = logging.getLogger(__name__)
+
+EVENTS_TOPIC = "settlement.events.v1"
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TickResult:
+    """What one tick did."""
+
+    scanned_from: int | None = None
+    scanned_to: int | None = None
+    logs: int = 0
+    reorgs: int = 0
+    published: int = 0
+    skipped_busy: bool = False
+
+
+@functools.cache
+def get_reader(rpc_url: str, contract: str, chain_id: int) -> ChainReader:
+    """The instance's chain reader for one contract."""
+    return ChainReader(get_web3(rpc_url), contract, chain_id)
+
+
+def calculate_target_block(head: int, confirmations: int) -> int:
+    """The newest block deep enough to trust: `confirmations` blocks below the head."""
+    return head - confirmations
+
+
+def lock_key(chain: ChainSettings) -> int:
+    """The advisory-lock key for this chain and contract (stable across processes)."""
+    return zlib.crc32(f"relay:{chain.chain_id}:{chain.escrow_address.lower()}".encode())
+
+
+@contextmanager
+def scan_lock(engine: Engine, chain: ChainSettings) -> Iterator[bool]:
+    """Hold the relay's advisory lock for the block; yields False at once if another relay has it."""
+    key = lock_key(chain)
+    with engine.connect() as conn:
+        acquired = conn.execute(select(func.pg_try_advisory_lock(key))).scalar()
+        conn.commit()
+        try:
+            yield bool(acquired)
+        finally:
+            if acquired:
+                conn.execute(select(func.pg_advisory_unlock(key)))
+                conn.commit()
+
+
+def run_tick(settings: Settings) -> TickResult:
+    """Relay every confirmed escrow log since the checkpoint, within the time budget."""
+    chain = settings.require_chain()
+    engine = get_engine(settings.database)
+    reader = get_reader(chain.rpc_url, chain.escrow_address, chain.chain_id)
+    published = _publish_staged(engine, settings)
+    with scan_lock(engine, chain) as acquired:
+        if not acquired:
+            log.info("another relay is scanning; returning", extra={"lock_key": lock_key(chain)})
+            return TickResult(published=published, skipped_busy=True)
+        result = scan(engine, reader, chain, deadline=time.monotonic() + chain.time_budget_seconds)
+    published += _publish_staged(engine, settings)
+    log.info(
+        "relay tick done",
+        extra={"scanned_from": result.scanned_from, "scanned_to": result.scanned_to, "logs": result.logs,
+               "reorgs": result.reorgs, "published": published},
+    )
+    return TickResult(result.scanned_from, result.scanned_to, result.logs, result.reorgs, published)
+
+
+def scan(engine: Engine, reader: ChainReader, chain: ChainSettings, deadline: float) -> TickResult:
+    """Scan ranges until caught up with the confirmed target or out of time. Caller holds the lock."""
+    target = calculate_target_block(reader.head(), chain.confirmations)
+    first = last = None
+    logs = reorgs = 0
+    while time.monotonic() < deadline:
+        with transaction(engine) as conn:
+            checkpoint = cp.load(conn, chain)
+            if checkpoint.block_hash and reader.block_hash(checkpoint.block_number) != checkpoint.block_hash:
+                repair_reorg(conn, reader, chain, checkpoint, EVENTS_TOPIC)
+                reorgs += 1
+                continue
+            planned = plan_range(checkpoint.block_number + 1, target, checkpoint.range)
+            if planned is None:
+                break
+            start, end = planned
+            try:
+                found = reader.logs(start, end)
+            except RangeTooLarge as exc:
+                if checkpoint.range.size == 1:
+                    raise
+                smaller = checkpoint.range.after_refusal()
+                log.warning("provider refused range; halving",
+                            extra={"start": start, "end": end, "new_size": smaller.size, "error": str(exc)})
+                cp.save(conn, chain, checkpoint.block_number, checkpoint.block_hash, smaller)
+                continue
+            logs += _stage_logs(conn, reader, chain, found)
+            end_hash = reader.block_hash(end)
+            cp.record_block(conn, chain, end, end_hash)
+            cp.save(conn, chain, end, end_hash, checkpoint.range.after_success(chain.block_range))
+        first = start if first is None else first
+        last = end
+    return TickResult(scanned_from=first, scanned_to=last, logs=logs, reorgs=reorgs)
+
+
+def _stage_logs(conn: Connection, reader: ChainReader, chain: ChainSettings, found) -> int:
+    """Stage the range's logs in the outbox and the relayed-log records; return how many were new.
+
+    A handful of multi-row statements per range, not several per log: a backfill is bound by
+    database round trips.
+    """
+    block_times: dict[int, str] = {}
+    envelopes = []
+    for decoded in found:
+        payload = decoded.payload
+        number = payload["block_number"]
+        if number not in block_times:
+            stamp = decoded.block_timestamp if decoded.block_timestamp is not None else reader.block_timestamp(number)
+            block_times[number] = utc_iso(datetime.fromtimestamp(stamp, UTC))
+        event_id = chain_log_event_id(chain.chain_id, payload["tx_hash"], payload["log_index"])
+        envelopes.append(Envelope(
+            event_id=event_id,
+            event_type=decoded.event_type,
+            schema_version=SCHEMA_VERSION,
+            occurred_at=block_times[number],
+            correlation_id=event_id,
+            causation_id=None,
+            payload=payload,
+        ))
+    new_keys = cp.record_relayed_logs(conn, chain, envelopes)
+    fresh = [envelope for envelope in envelopes if envelope.dedupe_key in new_keys]
+    outbox.enqueue_many(conn, SCHEMA, EVENTS_TOPIC, [(e, chain_attributes(e.payload)) for e in fresh])
+    cp.record_blocks(conn, chain, {e.payload["block_number"]: e.payload["block_hash"] for e in fresh})
+    return len(fresh)
+
+
+def _publish_staged(engine: Engine, settings: Settings) -> int:
+    return outbox.publish_pending(engine, SCHEMA, settings.project_id, settings.publish_timeout_seconds)
+
+
+def status(engine: Engine, reader: ChainReader, chain: ChainSettings) -> dict:
+    """The checkpoint and how far it lags behind the head and the confirmed target."""
+    with transaction(engine) as conn:
+        checkpoint: Checkpoint = cp.load(conn, chain)
+        unpublished = outbox.count_unpublished(conn, SCHEMA)
+    head = reader.head()
+    target = calculate_target_block(head, chain.confirmations)
+    return {
+        "chain_id": chain.chain_id,
+        "contract": chain.escrow_address,
+        "checkpoint_block": checkpoint.block_number,
+        "checkpoint_hash": checkpoint.block_hash,
+        "head": head,
+        "confirmed_target": target,
+        "lag_blocks": max(0, target - checkpoint.block_number),
+        "range_size": checkpoint.range.size,
+        "unpublished_outbox": unpublished,
+    }

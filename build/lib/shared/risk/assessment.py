@@ -1,0 +1,150 @@
+"""The set-based assessment: SQL statements recompute every open position in scope at once.
+
+For each position in scope (all open positions on an asset after a price update, or one escrow after
+it changed) the first statement computes the health factor at the asset's current price and the tier
+with hysteresis, and writes a snapshot; the second takes the snapshots whose tier changed and writes
+the position's tier, a margin event and its outbox row. No Python loop over positions: 100k positions
+are two round trips, and the second touches only the tier changes.
+
+    health factor = collateral amount x price x liquidation threshold / obligation   (Aave v3)
+                    'Infinity' when nothing is owed (PostgreSQL numeric has it)
+
+Tiers, best to worst: HEALTHY, WARNING, MARGIN_CALL, LIQUIDATION. A position moves to a worse tier as
+soon as its health factor falls below that tier's threshold, but leaves a worse tier only once it is
+`hysteresis` above the threshold: new = greatest(raw(hf), least(current, raw(hf - hysteresis))).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from shared.envelope import utc_iso
+from shared.events import MARGIN_TIER_CHANGED
+from shared.risk.tables import SCHEMA
+from shared.settings import RiskSettings
+
+MARGIN_EVENTS_TOPIC = "risk.margin-events.v1"
+TIERS = ("HEALTHY", "WARNING", "MARGIN_CALL", "LIQUIDATION")
+
+# Which positions a pass covers.
+ALL_OPEN_ON_ASSET = "p.asset_symbol = :asset"
+ONE_ESCROW = "p.chain_id = :chain_id AND p.contract = :contract AND p.escrow_id = :escrow_id"
+
+
+def _tier_rank(hf: str, bounds: str = "") -> str:
+    """SQL: the tier rank (0 = HEALTHY … 3 = LIQUIDATION) of health factor `hf`.
+
+    `bounds` "" compares with the thresholds, "_recovered" with the thresholds plus the hysteresis
+    (both bound as parameters, so nothing is added up per row).
+    """
+    return (f"CASE WHEN {hf} < CAST(:liquidation{bounds} AS numeric) THEN 3 "
+            f"WHEN {hf} < CAST(:margin_call{bounds} AS numeric) THEN 2 "
+            f"WHEN {hf} < CAST(:warning{bounds} AS numeric) THEN 1 ELSE 0 END")
+
+
+_CURRENT_RANK = ("CASE coalesce(s.previous_tier, 'HEALTHY') WHEN 'LIQUIDATION' THEN 3 WHEN 'MARGIN_CALL' THEN 2 "
+                 "WHEN 'WARNING' THEN 1 ELSE 0 END")
+_HEALTH_FACTOR = ("CASE WHEN p.obligation_usd = 0 THEN 'Infinity'::numeric "
+                  "ELSE round(p.collateral_amount * ap.price * p.liquidation_threshold / p.obligation_usd, 8) END")
+# derive_event_id(cause, MarginTierChanged, "chain_id:contract:escrow_id"), computed in SQL.
+_EVENT_ID = ("'MarginTierChanged:' || left(encode(sha256(convert_to("
+             "CAST(:cause_event_id AS text) || '|MarginTierChanged|' || c.chain_id || ':' || c.contract || ':' "
+             "|| c.escrow_id, 'UTF8')), 'hex'), 32)")
+
+# Statement 1: a snapshot of every position in scope, with its new tier. Only ids come back.
+_SNAPSHOT = f"""
+WITH taken AS (
+    INSERT INTO {SCHEMA}.margin_health_snapshots
+        (chain_id, contract, escrow_id, depositor, asset_symbol, collateral_amount, obligation_usd, price,
+         collateral_value_usd, health_factor, previous_tier, tier, price_event_id, correlation_id,
+         cause_event_id, taken_at)
+    SELECT s.chain_id, s.contract, s.escrow_id, s.depositor, s.asset_symbol, s.collateral_amount,
+           s.obligation_usd, s.price, s.collateral_amount * s.price, s.health_factor, s.previous_tier,
+           (ARRAY['HEALTHY', 'WARNING', 'MARGIN_CALL', 'LIQUIDATION'])[1 + greatest(
+               {_tier_rank("s.health_factor")},
+               least({_CURRENT_RANK}, {_tier_rank("s.health_factor", "_recovered")}))],
+           s.price_event_id, s.correlation_id, :cause_event_id, :now
+    FROM (
+        SELECT p.chain_id, p.contract, p.escrow_id, p.depositor, p.asset_symbol, p.collateral_amount,
+               p.obligation_usd, p.tier AS previous_tier, p.correlation_id, ap.price, ap.price_event_id,
+               {_HEALTH_FACTOR} AS health_factor
+        FROM {SCHEMA}.positions p JOIN {SCHEMA}.asset_prices ap ON ap.asset_symbol = p.asset_symbol
+        WHERE p.is_open AND {{scope}}
+    ) s
+    RETURNING id
+)
+SELECT count(*) AS assessed, min(id) AS first_id, max(id) AS last_id FROM taken
+"""
+
+# Statement 2: for the snapshots of statement 1 whose tier changed, the position's tier, the margin
+# event and its outbox row.
+_EMIT_TIER_CHANGES = f"""
+WITH changed AS (
+    SELECT c.*, {_EVENT_ID} AS event_id
+    FROM {SCHEMA}.margin_health_snapshots c
+    WHERE c.id BETWEEN :first_id AND :last_id AND c.cause_event_id = :cause_event_id
+      AND c.tier <> coalesce(c.previous_tier, 'HEALTHY')
+), tier_updates AS (
+    UPDATE {SCHEMA}.positions p SET tier = c.tier, updated_at = :now FROM changed c
+    WHERE p.chain_id = c.chain_id AND p.contract = c.contract AND p.escrow_id = c.escrow_id
+), events AS (
+    INSERT INTO {SCHEMA}.margin_events
+        (event_id, chain_id, contract, escrow_id, depositor, previous_tier, tier, health_factor, price,
+         snapshot_id, correlation_id, cause_event_id, occurred_at)
+    SELECT c.event_id, c.chain_id, c.contract, c.escrow_id, c.depositor, coalesce(c.previous_tier, 'HEALTHY'),
+           c.tier, c.health_factor, c.price, c.id, c.correlation_id, :cause_event_id, :now
+    FROM changed c
+), published AS (
+    INSERT INTO {SCHEMA}.outbox (dedupe_key, event_id, topic, envelope, attributes)
+    SELECT c.event_id, c.event_id, CAST(:topic AS text),
+           jsonb_build_object(
+               'event_id', c.event_id, 'event_type', '{MARGIN_TIER_CHANGED}', 'schema_version', 1,
+               'occurred_at', CAST(:occurred_at AS text), 'correlation_id', c.correlation_id,
+               'causation_id', CAST(:cause_event_id AS text),
+               'payload', jsonb_build_object(
+                   'chain_id', c.chain_id, 'contract', c.contract, 'escrow_id', c.escrow_id::text,
+                   'depositor', c.depositor, 'asset', c.asset_symbol,
+                   'previous_tier', coalesce(c.previous_tier, 'HEALTHY'), 'tier', c.tier,
+                   'health_factor', c.health_factor::text, 'price', c.price::text,
+                   'collateral_amount', c.collateral_amount::text, 'obligation_usd', c.obligation_usd::text,
+                   'price_event_id', c.price_event_id, 'snapshot_id', c.id)),
+           jsonb_build_object('event_id', c.event_id, 'event_type', '{MARGIN_TIER_CHANGED}',
+                              'schema_version', '1', 'correlation_id', c.correlation_id, 'tier', c.tier)
+    FROM changed c
+    ON CONFLICT (dedupe_key) DO NOTHING
+)
+SELECT count(*) AS tier_changes FROM changed
+"""
+
+@dataclass(frozen=True)
+class PassResult:
+    """What one assessment pass did."""
+
+    assessed: int
+    tier_changes: int
+
+
+def _tier_parameters(policy: RiskSettings) -> dict:
+    thresholds = dict(policy.tier_thresholds)
+    bounds = {"warning": thresholds["WARNING"], "margin_call": thresholds["MARGIN_CALL"],
+              "liquidation": thresholds["LIQUIDATION"]}
+    return {**bounds, **{f"{name}_recovered": value + policy.hysteresis for name, value in bounds.items()}}
+
+
+def assess(conn: Connection, policy: RiskSettings, scope: str, scope_parameters: dict, *,
+           cause_event_id: str, now: datetime) -> PassResult:
+    """Recompute every open position in `scope` (ALL_OPEN_ON_ASSET or ONE_ESCROW): two statements."""
+    taken = conn.execute(text(_SNAPSHOT.format(scope=scope)), {
+        **scope_parameters, **_tier_parameters(policy), "cause_event_id": cause_event_id, "now": now,
+    }).one()
+    if not taken.assessed:
+        return PassResult(assessed=0, tier_changes=0)
+    changes: int = conn.execute(text(_EMIT_TIER_CHANGES), {
+        "first_id": taken.first_id, "last_id": taken.last_id, "cause_event_id": cause_event_id, "now": now,
+        "occurred_at": utc_iso(now), "topic": MARGIN_EVENTS_TOPIC,
+    }).scalar_one()
+    return PassResult(assessed=taken.assessed, tier_changes=changes)

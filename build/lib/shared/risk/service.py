@@ -1,0 +1,117 @@
+"""assess-margin's handler: escrow state changes and price updates, each applied exactly once.
+
+Both arrive out of order at times. A state change not newer than the projection's `sequence` for its
+escrow, or a price not newer than the stored `sequence` for its asset, changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from eth_utils import to_checksum_address
+from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection
+
+from shared.envelope import Envelope
+from shared.errors import InvalidEvent
+from shared.events import ESCROW_STATE_CHANGED, PRICE_UPDATED
+from shared.messaging.consumer import Outgoing
+from shared.risk.assessment import ALL_OPEN_ON_ASSET, ONE_ESCROW, assess
+from shared.risk.portfolio import refresh_exposures
+from shared.risk.tables import applied_prices, asset_prices, positions
+from shared.settings import RiskSettings
+
+log = logging.getLogger(__name__)
+
+OPEN_STATES = frozenset({"created", "approved"})
+
+
+class RiskEngine:
+    """Applies settle's escrow changes and fetch-price's prices to the risk schema."""
+
+    def __init__(self, policy: RiskSettings) -> None:
+        self.policy = policy
+        self.assets_by_token = {asset.token: asset for asset in policy.assets}
+        self.assets_by_symbol = {asset.symbol: asset for asset in policy.assets}
+
+    def handle(self, conn: Connection, envelope: Envelope) -> Outgoing:
+        """The consumer's handler; margin events go to the outbox from SQL, so nothing is returned."""
+        if envelope.event_type == ESCROW_STATE_CHANGED:
+            self.apply_escrow_change(conn, envelope)
+        elif envelope.event_type == PRICE_UPDATED:
+            self.apply_price(conn, envelope)
+        else:
+            raise InvalidEvent(f"assess-margin does not consume {envelope.event_type}", event_id=envelope.event_id)
+        return []
+
+    def apply_escrow_change(self, conn: Connection, envelope: Envelope) -> None:
+        """Sync one escrow into the projection, then reassess it and refresh its depositor's exposures."""
+        p = envelope.payload
+        asset = self.assets_by_token.get(to_checksum_address(p["asset"]))
+        if asset is None:
+            log.warning("escrow collateral is not a configured asset; kept but not assessed",
+                        extra={"escrow_id": p["escrow_id"], "asset": p["asset"]})
+        key = {"chain_id": p["chain_id"], "contract": p["contract"], "escrow_id": Decimal(p["escrow_id"])}
+        row = {
+            **key,
+            "depositor": p["depositor"],
+            "asset_token": p["asset"],
+            "asset_symbol": asset.symbol if asset else None,
+            "collateral_amount": Decimal(p["amount"]).scaleb(-asset.decimals) if asset else Decimal(p["amount"]),
+            "obligation_usd": Decimal(p["obligation_usd"]),
+            "liquidation_threshold": asset.liquidation_threshold if asset else None,
+            "state": p["state"],
+            "is_open": p["state"] in OPEN_STATES,
+            "sequence": p["sequence"],
+            "correlation_id": envelope.correlation_id,
+        }
+        statement = insert(positions).values(**row)
+        # The escrow keeps the correlation id of the log that created it; later changes don't replace it.
+        changed = {name: statement.excluded[name] for name in row if name not in key and name != "correlation_id"}
+        applied = conn.execute(statement.on_conflict_do_update(
+            index_elements=list(key), set_={**changed, "updated_at": func.now()},
+            where=positions.c.sequence < statement.excluded.sequence,
+        ).returning(positions.c.sequence)).first()
+        if applied is None:
+            log.info("escrow change not newer than the projection; ignored",
+                     extra={"escrow_id": p["escrow_id"], "sequence": p["sequence"]})
+            return
+        now = datetime.now(UTC)
+        if row["is_open"] and asset is not None:
+            result = assess(conn, self.policy, ONE_ESCROW, key, cause_event_id=envelope.event_id, now=now)
+            log.info("escrow assessed", extra={"escrow_id": p["escrow_id"], "tier_changes": result.tier_changes})
+        else:
+            log.info("escrow left the risk set", extra={"escrow_id": p["escrow_id"], "state": p["state"]})
+        refresh_exposures(conn, p["depositor"], now)
+
+    def apply_price(self, conn: Connection, envelope: Envelope) -> None:
+        """Store the price, then reassess every open position on its asset in one pass.
+
+        Portfolios need no work here: they value the stored exposures at the current price when read.
+        """
+        p = envelope.payload
+        if p["asset"] not in self.assets_by_symbol:
+            raise InvalidEvent(f"price for unconfigured asset {p['asset']}", event_id=envelope.event_id)
+        price = {"asset_symbol": p["asset"], "price": Decimal(p["price"]), "sequence": p["sequence"],
+                 "price_event_id": envelope.event_id, "observed_at": datetime.fromisoformat(p["observed_at"])}
+        statement = insert(asset_prices).values(**price)
+        applied = conn.execute(statement.on_conflict_do_update(
+            index_elements=["asset_symbol"],
+            set_={name: statement.excluded[name] for name in price if name != "asset_symbol"},
+            where=asset_prices.c.sequence < statement.excluded.sequence,
+        ).returning(asset_prices.c.sequence)).first()
+        if applied is None:
+            log.info("price not newer than the one applied; ignored",
+                     extra={"asset": p["asset"], "sequence": p["sequence"]})
+            return
+        provenance = {"sources": p["sources"], "reason": p["reason"]}
+        conn.execute(insert(applied_prices).values(**price, provenance=provenance))
+        now = datetime.now(UTC)
+        result = assess(conn, self.policy, ALL_OPEN_ON_ASSET, {"asset": p["asset"]},
+                        cause_event_id=envelope.event_id, now=now)
+        log.info("positions reassessed at a new price", extra={
+            "asset": p["asset"], "price": p["price"], "assessed": result.assessed,
+            "tier_changes": result.tier_changes})

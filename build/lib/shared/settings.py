@@ -1,0 +1,294 @@
+"""Configuration, read from the environment in this one place and validated at cold start.
+
+Every function builds its `Settings` at import time, so a missing variable stops the instance before it
+takes a message. There is no default for anything that decides where data goes (database, project,
+chain, contract); only tuning knobs have defaults, and they are named here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from shared.assets import Asset, parse_assets
+from shared.errors import ConfigurationError
+
+DEFAULT_PUBLISH_TIMEOUT_SECONDS = 30.0
+DEFAULT_PREREQUISITE_GRACE_SECONDS = 600.0
+DEFAULT_RELAY_BLOCK_RANGE = 2000
+DEFAULT_RELAY_TIME_BUDGET_SECONDS = 45.0
+# A price fetched this recently is not fetched again.
+DEFAULT_PRICE_CACHE_TTL_SECONDS = 30.0
+# Sources further apart than this (relative to the lower one) make the price suspect.
+DEFAULT_PRICE_MAX_SOURCE_SPREAD = Decimal("0.02")
+# A move beyond this from the last good price, in one round, is held until the next round confirms it.
+DEFAULT_PRICE_MAX_JUMP = Decimal("0.5")
+DEFAULT_COINGECKO_TIMEOUT_SECONDS = 10.0
+DEFAULT_COINGECKO_MAX_ATTEMPTS = 3
+DEFAULT_COINGECKO_MAX_RETRY_WAIT_SECONDS = 10.0
+# Health-factor tiers (Aave-like): below each threshold a position is in that tier.
+DEFAULT_RISK_TIER_THRESHOLDS = "WARNING=1.5,MARGIN_CALL=1.2,LIQUIDATION=1.0"
+# A position leaves a worse tier only once its health factor is this far above the tier's threshold.
+DEFAULT_RISK_HYSTERESIS = Decimal("0.05")
+
+
+class _Reader:
+    """Reads variables and remembers every missing or malformed one, so one error names them all."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.missing: list[str] = []
+        self.malformed: list[str] = []
+
+    def optional(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or None
+
+    def required(self, name: str) -> str:
+        value = self.optional(name)
+        if value is None:
+            self.missing.append(name)
+            return ""
+        return value
+
+    def integer(self, name: str, value: str | None, default: int | None = None) -> int:
+        if value is None or value == "":
+            return default if default is not None else 0
+        try:
+            return int(value)
+        except ValueError:
+            self.malformed.append(f"{name}={value!r} is not an integer")
+            return 0
+
+    def number(self, name: str, default: float) -> float:
+        value = self.optional(name)
+        if value is None:
+            return default
+        try:
+            return float(value)
+        except ValueError:
+            self.malformed.append(f"{name}={value!r} is not a number")
+            return default
+
+    def decimal(self, name: str, default: Decimal) -> Decimal:
+        value = self.optional(name)
+        if value is None:
+            return default
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            number = None
+        if number is None or not number.is_finite() or number < 0:
+            self.malformed.append(f"{name}={value!r} is not a non-negative decimal")
+            return default
+        return number
+
+    def assets(self) -> tuple[Asset, ...]:
+        text = self.required("PRICE_ASSETS")
+        if not text:
+            return ()
+        try:
+            return parse_assets(text)
+        except ConfigurationError as exc:
+            self.malformed.append(str(exc))
+            return ()
+
+    def raise_if_incomplete(self, service: str) -> None:
+        problems = []
+        if self.missing:
+            problems.append("missing " + ", ".join(self.missing))
+        problems.extend(self.malformed)
+        if problems:
+            raise ConfigurationError(
+                f"{service or 'service'}: configuration incomplete: " + "; ".join(problems),
+                missing=tuple(self.missing),
+            )
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """Where the function's PostgreSQL is and who it connects as.
+
+    Exactly one way to reach the server: TCP (`DB_HOST` and `DB_PORT`, local stack and tests) or the
+    Cloud SQL Python Connector (`DB_INSTANCE_CONNECTION_NAME`, with IAM database authentication).
+    """
+
+    name: str
+    user: str
+    host: str | None
+    port: int | None
+    instance_connection_name: str | None
+
+    @classmethod
+    def read(cls, reader: _Reader) -> DatabaseSettings:
+        """Read the DB_* variables, recording what is missing."""
+        name = reader.required("DB_NAME")
+        user = reader.required("DB_USER")
+        instance = reader.optional("DB_INSTANCE_CONNECTION_NAME")
+        host = reader.optional("DB_HOST")
+        port_text = reader.optional("DB_PORT")
+        if instance is None:
+            # TCP is the only other way in; a half-configured TCP target is named precisely.
+            if host is None:
+                reader.missing.append("DB_HOST (or DB_INSTANCE_CONNECTION_NAME)")
+            if port_text is None:
+                reader.missing.append("DB_PORT (or DB_INSTANCE_CONNECTION_NAME)")
+        elif host is not None:
+            reader.malformed.append("set DB_HOST or DB_INSTANCE_CONNECTION_NAME, not both")
+        port = reader.integer("DB_PORT", port_text) if port_text else None
+        return cls(name=name, user=user, host=host, port=port, instance_connection_name=instance)
+
+
+@dataclass(frozen=True)
+class ChainSettings:
+    """The Ethereum node and escrow contract that `relay` reads."""
+
+    rpc_url: str
+    chain_id: int
+    escrow_address: str
+    confirmations: int
+    start_block: int
+    block_range: int
+    time_budget_seconds: float
+
+    @classmethod
+    def read(cls, reader: _Reader) -> ChainSettings:
+        """Read the chain variables, recording what is missing."""
+        return cls(
+            rpc_url=reader.required("ETH_RPC_URL"),
+            chain_id=reader.integer("CHAIN_ID", reader.required("CHAIN_ID")),
+            escrow_address=reader.required("ESCROW_CONTRACT_ADDRESS"),
+            confirmations=reader.integer("CONFIRMATIONS", reader.required("CONFIRMATIONS")),
+            start_block=reader.integer("RELAY_START_BLOCK", reader.optional("RELAY_START_BLOCK"), 0),
+            block_range=reader.integer(
+                "RELAY_BLOCK_RANGE", reader.optional("RELAY_BLOCK_RANGE"), DEFAULT_RELAY_BLOCK_RANGE
+            ),
+            time_budget_seconds=reader.number(
+                "RELAY_TIME_BUDGET_SECONDS", DEFAULT_RELAY_TIME_BUDGET_SECONDS
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class PriceSettings:
+    """What `fetch-price` reads prices from and how it guards them."""
+
+    assets: tuple[Asset, ...]
+    rpc_url: str
+    coingecko_base_url: str
+    coingecko_api_key: str
+    cache_ttl_seconds: float
+    max_source_spread: Decimal
+    max_jump: Decimal
+    coingecko_timeout_seconds: float
+    coingecko_max_attempts: int
+    coingecko_max_retry_wait_seconds: float
+
+    @classmethod
+    def read(cls, reader: _Reader) -> PriceSettings:
+        """Read the price variables, recording what is missing."""
+        return cls(
+            assets=reader.assets(),
+            rpc_url=reader.required("ETH_RPC_URL"),
+            coingecko_base_url=reader.required("COINGECKO_BASE_URL").rstrip("/"),
+            coingecko_api_key=reader.required("COINGECKO_API_KEY"),
+            cache_ttl_seconds=reader.number("PRICE_CACHE_TTL_SECONDS", DEFAULT_PRICE_CACHE_TTL_SECONDS),
+            max_source_spread=reader.decimal("PRICE_MAX_SOURCE_SPREAD", DEFAULT_PRICE_MAX_SOURCE_SPREAD),
+            max_jump=reader.decimal("PRICE_MAX_JUMP", DEFAULT_PRICE_MAX_JUMP),
+            coingecko_timeout_seconds=reader.number("COINGECKO_TIMEOUT_SECONDS", DEFAULT_COINGECKO_TIMEOUT_SECONDS),
+            coingecko_max_attempts=reader.integer(
+                "COINGECKO_MAX_ATTEMPTS", reader.optional("COINGECKO_MAX_ATTEMPTS"), DEFAULT_COINGECKO_MAX_ATTEMPTS
+            ),
+            coingecko_max_retry_wait_seconds=reader.number(
+                "COINGECKO_MAX_RETRY_WAIT_SECONDS", DEFAULT_COINGECKO_MAX_RETRY_WAIT_SECONDS
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class RiskSettings:
+    """The assets `assess-margin` knows and its tier policy."""
+
+    assets: tuple[Asset, ...]
+    # (tier name, health factor below which a position is in it), best to worst.
+    tier_thresholds: tuple[tuple[str, Decimal], ...]
+    hysteresis: Decimal
+
+    @classmethod
+    def read(cls, reader: _Reader) -> RiskSettings:
+        """Read the risk variables, recording what is missing or malformed."""
+        text = reader.optional("RISK_TIER_THRESHOLDS") or DEFAULT_RISK_TIER_THRESHOLDS
+        thresholds: dict[str, Decimal] = {}
+        for part in text.split(","):
+            name, _, value = part.partition("=")
+            try:
+                thresholds[name.strip()] = Decimal(value.strip())
+            except InvalidOperation:
+                reader.malformed.append(f"RISK_TIER_THRESHOLDS: {part!r} is not NAME=decimal")
+        expected = ("WARNING", "MARGIN_CALL", "LIQUIDATION")
+        if set(thresholds) != set(expected):
+            reader.malformed.append(f"RISK_TIER_THRESHOLDS must set exactly {', '.join(expected)}")
+        elif not thresholds["WARNING"] > thresholds["MARGIN_CALL"] > thresholds["LIQUIDATION"] > 0:
+            reader.malformed.append("RISK_TIER_THRESHOLDS must fall: WARNING > MARGIN_CALL > LIQUIDATION > 0")
+        return cls(
+            assets=reader.assets(),
+            tier_thresholds=tuple((name, thresholds.get(name, Decimal(0))) for name in expected),
+            hysteresis=reader.decimal("RISK_HYSTERESIS", DEFAULT_RISK_HYSTERESIS),
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a function needs to run, validated once per instance."""
+
+    service: str
+    project_id: str
+    database: DatabaseSettings
+    publish_timeout_seconds: float
+    # How long an out-of-order event waits (by redelivery) for the event it depends on.
+    prerequisite_grace_seconds: float = DEFAULT_PREREQUISITE_GRACE_SECONDS
+    chain: ChainSettings | None = None
+    prices: PriceSettings | None = None
+    risk: RiskSettings | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, chain: bool = False, prices: bool = False,
+                 risk: bool = False) -> Settings:
+        """Build settings from the environment; raise ConfigurationError naming every missing variable."""
+        reader = _Reader(os.environ if env is None else env)
+        service = reader.required("SERVICE_NAME")
+        settings = cls(
+            service=service,
+            project_id=reader.required("GCP_PROJECT"),
+            database=DatabaseSettings.read(reader),
+            publish_timeout_seconds=reader.number(
+                "PUBLISH_TIMEOUT_SECONDS", DEFAULT_PUBLISH_TIMEOUT_SECONDS
+            ),
+            prerequisite_grace_seconds=reader.number(
+                "PREREQUISITE_GRACE_SECONDS", DEFAULT_PREREQUISITE_GRACE_SECONDS
+            ),
+            chain=ChainSettings.read(reader) if chain else None,
+            prices=PriceSettings.read(reader) if prices else None,
+            risk=RiskSettings.read(reader) if risk else None,
+        )
+        reader.raise_if_incomplete(service)
+        return settings
+
+    def require_chain(self) -> ChainSettings:
+        """The chain settings, for services built with `chain=True`."""
+        return self._require(self.chain, "chain")
+
+    def require_prices(self) -> PriceSettings:
+        """The price settings, for services built with `prices=True`."""
+        return self._require(self.prices, "price")
+
+    def require_risk(self) -> RiskSettings:
+        """The risk settings, for services built with `risk=True`."""
+        return self._require(self.risk, "risk")
+
+    def _require(self, part, what: str):
+        if part is None:
+            raise ConfigurationError(f"{self.service}: {what} settings were not loaded")
+        return part

@@ -1,0 +1,1 @@
+"""settle: the escrow records and their state machine."""

@@ -1,0 +1,175 @@
+"""Applies escrow contract events from settlement.events.v1 to the escrow records.
+
+Events are applied in chain order per escrow: one at or before the escrow's last applied position
+changes nothing. An event for an escrow not created yet, or one that skips a state still to come,
+waits (AwaitingPrerequisite: retried, permanent after the grace period). A `removed` event undoes
+what its orphaned log did, together with every later transition of that escrow.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection
+
+from shared.envelope import Envelope, derive_event_id
+from shared.errors import AwaitingPrerequisite, IllegalTransition
+from shared.events import ESCROW_STATE_CHANGED
+from shared.messaging.consumer import Outgoing
+from shared.settlement.states import TARGET_STATE, EscrowState, apply_transition, is_reachable
+from shared.settlement.tables import escrows, orphaned_logs, transitions
+
+log = logging.getLogger(__name__)
+
+STATE_CHANGES_TOPIC = "settlement.escrows.v1"
+# Position of an escrow that has no live transition (voided).
+NO_POSITION = (-1, -1)
+
+
+def apply_settlement_event(conn: Connection, envelope: Envelope) -> Outgoing:
+    """Apply one event from settlement.events.v1 and return the state changes to publish."""
+    if envelope.payload["removed"]:
+        return _undo_orphaned_log(conn, envelope)
+    if _is_orphaned(conn, envelope.dedupe_key):
+        log.info("log was orphaned before it arrived; ignored", extra={"event_id": envelope.event_id})
+        return []
+    key = _escrow_key(envelope.payload)
+    escrow = conn.execute(select(escrows).where(*_match(key)).with_for_update()).mappings().first()
+    target = TARGET_STATE[envelope.event_type]
+    current = EscrowState(escrow["state"]) if escrow else None
+    position = (envelope.payload["block_number"], envelope.payload["log_index"])
+    if escrow and current is not EscrowState.VOIDED and position <= (escrow["last_block"], escrow["last_log_index"]):
+        log.info("event at or before the escrow's last change; nothing to do",
+                 extra={"event_id": envelope.event_id, "escrow_id": envelope.payload["escrow_id"]})
+        return []
+    try:
+        new_state = apply_transition(current, target, event_id=envelope.event_id)
+    except IllegalTransition:
+        if is_reachable(current, target):
+            raise AwaitingPrerequisite(
+                f"escrow {envelope.payload['escrow_id']} is {current.value if current else 'unknown'}; "
+                f"{envelope.event_type} must wait for the transitions before it"
+            ) from None
+        raise
+    if target is EscrowState.CREATED:
+        _write_terms(conn, key, envelope, escrow)
+    sequence = (escrow["sequence"] if escrow else 0) + 1
+    occurred_at = datetime.fromisoformat(envelope.occurred_at)
+    updated = conn.execute(update(escrows).where(*_match(key)).values(
+        state=new_state.value, sequence=sequence, last_block=position[0], last_log_index=position[1],
+        updated_at=occurred_at, recorded_at=func.now(),
+    ).returning(escrows)).mappings().one()
+    conn.execute(insert(transitions).values(
+        **key, sequence=sequence, from_state=current.value if current else None, to_state=new_state.value,
+        event_id=envelope.event_id, dedupe_key=envelope.dedupe_key, block_number=position[0],
+        log_index=position[1], occurred_at=occurred_at,
+    ))
+    return [_state_changed(updated, envelope, current, reverted=False)]
+
+
+def _undo_orphaned_log(conn: Connection, removal: Envelope) -> Outgoing:
+    """Undo the transition the orphaned log made, and every later one of the same escrow."""
+    original_key = f"{removal.causation_id}@{removal.payload['block_hash']}"
+    conn.execute(insert(orphaned_logs).values(dedupe_key=original_key, removal_event_id=removal.event_id)
+                 .on_conflict_do_nothing(index_elements=["dedupe_key"]))
+    undone = conn.execute(
+        select(transitions).where(transitions.c.dedupe_key == original_key, transitions.c.reverted_at.is_(None))
+    ).mappings().first()
+    if undone is None:
+        # Never applied here (or already undone): remembering it as orphaned is all there is to do.
+        return []
+    key = {"chain_id": undone["chain_id"], "contract": undone["contract"], "escrow_id": undone["escrow_id"]}
+    escrow = conn.execute(select(escrows).where(*_match(key)).with_for_update()).mappings().one()
+    conn.execute(update(transitions).where(
+        *_match(key, transitions), transitions.c.sequence >= undone["sequence"], transitions.c.reverted_at.is_(None)
+    ).values(reverted_at=func.now()))
+    previous = conn.execute(
+        select(transitions.c.block_number, transitions.c.log_index)
+        .where(*_match(key, transitions), transitions.c.reverted_at.is_(None), transitions.c.reverts_event_id.is_(None))
+        .order_by(transitions.c.sequence.desc()).limit(1)
+    ).first()
+    restored = EscrowState(undone["from_state"]) if undone["from_state"] else EscrowState.VOIDED
+    position = tuple(previous) if previous else NO_POSITION
+    sequence = escrow["sequence"] + 1
+    updated = conn.execute(update(escrows).where(*_match(key)).values(
+        state=restored.value, sequence=sequence, last_block=position[0], last_log_index=position[1],
+        recorded_at=func.now(),
+    ).returning(escrows)).mappings().one()
+    conn.execute(insert(transitions).values(
+        **key, sequence=sequence, from_state=escrow["state"], to_state=restored.value,
+        event_id=removal.event_id, dedupe_key=removal.dedupe_key, block_number=removal.payload["block_number"],
+        log_index=removal.payload["log_index"], occurred_at=datetime.fromisoformat(removal.occurred_at),
+        reverts_event_id=undone["event_id"],
+    ))
+    log.warning("orphaned log undone", extra={"event_id": undone["event_id"], "restored_state": restored.value})
+    return [_state_changed(updated, removal, EscrowState(escrow["state"]), reverted=True)]
+
+
+def _write_terms(conn: Connection, key: dict, envelope: Envelope, existing: Any) -> None:
+    """Insert the escrow's terms (or rewrite them when a voided escrow is created again)."""
+    p = envelope.payload
+    occurred_at = datetime.fromisoformat(envelope.occurred_at)
+    terms = {
+        "depositor": p["depositor"], "beneficiary": p["beneficiary"], "asset": p["asset"],
+        "amount": Decimal(p["amount"]), "obligation_usd": Decimal(p["obligation_usd"]),
+        "deadline": datetime.fromtimestamp(p["deadline"], UTC), "created_event_id": envelope.event_id,
+        "created_block": p["block_number"], "created_tx": p["tx_hash"], "created_at": occurred_at,
+    }
+    if existing is None:
+        conn.execute(insert(escrows).values(
+            **key, **terms, state=EscrowState.CREATED.value, sequence=0, last_block=NO_POSITION[0],
+            last_log_index=NO_POSITION[1], updated_at=occurred_at,
+        ))
+    else:
+        conn.execute(update(escrows).where(*_match(key)).values(**terms))
+
+
+def _state_changed(escrow: Any, cause: Envelope, previous: EscrowState | None,
+                   *, reverted: bool) -> tuple[str, Envelope]:
+    """The EscrowStateChanged event for the escrow row as the change left it."""
+    change = Envelope(
+        event_id=derive_event_id(cause.dedupe_key, ESCROW_STATE_CHANGED),
+        event_type=ESCROW_STATE_CHANGED,
+        schema_version=1,
+        occurred_at=cause.occurred_at,
+        correlation_id=cause.correlation_id,
+        causation_id=cause.event_id,
+        payload={
+            "chain_id": escrow["chain_id"],
+            "contract": escrow["contract"],
+            "escrow_id": str(escrow["escrow_id"]),
+            "depositor": escrow["depositor"],
+            "beneficiary": escrow["beneficiary"],
+            "asset": escrow["asset"],
+            "amount": str(escrow["amount"]),
+            "obligation_usd": f"{escrow['obligation_usd']:.8f}",
+            "deadline": int(escrow["deadline"].timestamp()),
+            "state": escrow["state"],
+            "previous_state": previous.value if previous else None,
+            "sequence": escrow["sequence"],
+            "reverted": reverted,
+            "block_number": cause.payload["block_number"],
+            "log_index": cause.payload["log_index"],
+        },
+    )
+    return STATE_CHANGES_TOPIC, change
+
+
+def _is_orphaned(conn: Connection, dedupe_key: str) -> bool:
+    found = select(orphaned_logs.c.dedupe_key).where(orphaned_logs.c.dedupe_key == dedupe_key)
+    return conn.execute(found).first() is not None
+
+
+def _escrow_key(payload: dict) -> dict:
+    return {"chain_id": payload["chain_id"], "contract": payload["contract"],
+            "escrow_id": Decimal(payload["escrow_id"])}
+
+
+def _match(key: dict, table=escrows) -> list:
+    return [table.c.chain_id == key["chain_id"], table.c.contract == key["contract"],
+            table.c.escrow_id == key["escrow_id"]]

@@ -1,0 +1,63 @@
+"""The escrow state machine (pure)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from shared.errors import IllegalTransition
+from shared.events import ESCROW_APPROVED, ESCROW_COMPLETED, ESCROW_CREATED, ESCROW_REFUNDED
+
+
+class EscrowState(StrEnum):
+    """Every state an escrow record can be in."""
+
+    CREATED = "created"
+    APPROVED = "approved"
+    COMPLETED = "completed"
+    REFUNDED = "refunded"
+    # The escrow existed only on blocks a chain reorganisation orphaned.
+    VOIDED = "voided"
+
+
+# state -> the states it may move to. `None` is "no record yet".
+ALLOWED_TRANSITIONS: dict[EscrowState | None, frozenset[EscrowState]] = {
+    None: frozenset({EscrowState.CREATED}),
+    EscrowState.CREATED: frozenset({EscrowState.APPROVED, EscrowState.REFUNDED}),
+    EscrowState.APPROVED: frozenset({EscrowState.COMPLETED, EscrowState.REFUNDED}),
+    EscrowState.COMPLETED: frozenset(),
+    EscrowState.REFUNDED: frozenset(),
+    EscrowState.VOIDED: frozenset({EscrowState.CREATED}),
+}
+
+# The state each contract event moves an escrow to.
+TARGET_STATE = {
+    ESCROW_CREATED: EscrowState.CREATED,
+    ESCROW_APPROVED: EscrowState.APPROVED,
+    ESCROW_COMPLETED: EscrowState.COMPLETED,
+    ESCROW_REFUNDED: EscrowState.REFUNDED,
+}
+
+
+def apply_transition(current: EscrowState | None, target: EscrowState, *, event_id: str) -> EscrowState:
+    """The new state, or IllegalTransition when `current` may not move to `target`."""
+    if target not in ALLOWED_TRANSITIONS[current]:
+        raise IllegalTransition(
+            f"escrow cannot go from {current.value if current else 'nothing'} to {target.value}",
+            event_id=event_id,
+        )
+    return target
+
+
+def is_reachable(current: EscrowState | None, target: EscrowState) -> bool:
+    """Whether `target` can still be reached from `current` through later transitions."""
+    seen: set[EscrowState | None] = set()
+    frontier = [current]
+    while frontier:
+        state = frontier.pop()
+        for following in ALLOWED_TRANSITIONS[state]:
+            if following == target:
+                return True
+            if following not in seen:
+                seen.add(following)
+                frontier.append(following)
+    return False

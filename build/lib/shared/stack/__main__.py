@@ -1,0 +1,49 @@
+"""CLI: python -m shared.stack up | down | status | demo | relay-admin ARGS...
+
+relay-admin runs `python -m shared.relay.admin ARGS` with the stack relay's own settings,
+e.g. `python -m shared.stack relay-admin status`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from shared.stack.layout import DEMO_LAYOUT
+
+
+def main() -> None:
+    """Parse the command and run it on the demo stack."""
+    parser = argparse.ArgumentParser(prog="python -m shared.stack", description=__doc__)
+    parser.add_argument("command", choices=["up", "down", "status", "demo", "relay-admin"])
+    parser.add_argument("arguments", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    # The Pub/Sub client library honours this variable; the stack's own publishes go to the emulator.
+    os.environ["PUBSUB_EMULATOR_HOST"] = DEMO_LAYOUT.pubsub_host
+
+    from shared.stack.stack import Stack
+
+    stack = Stack(DEMO_LAYOUT)
+    if args.command == "up":
+        state = stack.up()
+        for name, address, status in stack.status():
+            print(f"{name:18} {status:5} {address}")
+        print(f"escrow contract {state['escrow_address']}; logs in {DEMO_LAYOUT.logs}")
+    elif args.command == "down":
+        stack.down()
+        print("stack stopped")
+    elif args.command == "status":
+        for name, address, status in stack.status():
+            print(f"{name:18} {status:5} {address}")
+    elif args.command == "relay-admin":
+        completed = stack.run_relay_admin(args.arguments)
+        print(completed.stdout + completed.stderr, end="")
+        raise SystemExit(completed.returncode)
+    else:
+        from shared.stack.demo import run_demo
+
+        run_demo(stack)
+
+
+if __name__ == "__main__":
+    main()

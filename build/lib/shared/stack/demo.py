@@ -1,0 +1,131 @@
+"""The demo: a user registers, escrows live their lifecycle on anvil, and travel
+relay -> Pub/Sub -> settle -> PostgreSQL, then are read back through the api. Then the ETH price
+crashes on Chainlink and CoinGecko: fetch-price -> assess-margin turn it into margin calls."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import requests
+import sqlalchemy
+from google.cloud import pubsub_v1
+
+from shared.stack.chain_driver import approve, complete, create_escrow, mine, refund, wait_for
+from shared.stack.layout import PROJECT_ID
+from shared.stack.market_driver import Market
+from shared.stack.stack import CONFIRMATIONS, Stack
+
+PRICE_BEFORE, PRICE_AFTER = "2000", "1450"
+
+
+def run_demo(stack: Stack) -> None:
+    """Register a user, run escrow lifecycles on chain, tick the relay, print what the api serves."""
+    started = time.monotonic()
+    stack.up()
+    print(f"stack up in {time.monotonic() - started:.1f}s")
+    api = f"http://127.0.0.1:{stack.layout.function_port(stack.topology, 'api')}"
+    w3 = stack.web3()
+    contract = stack.escrow()
+    accounts = w3.eth.accounts
+
+    user = requests.post(f"{api}/users", timeout=30, json={
+        "name": "Demo Depositor", "date_of_birth": "1988-04-02", "country": "DE",
+        "email": f"demo-{int(time.time())}@example.org", "phone": "+4915112345678",
+        "wallet_addresses": [accounts[1]], "notification_channels": ["email", "sms"],
+    })
+    user.raise_for_status()
+    print(f"registered user {user.json()['user_id']} with wallet {accounts[1][:10]}…")
+
+    publisher = pubsub_v1.PublisherClient()
+    engine = sqlalchemy.create_engine(stack.layout.database_url())
+
+    def publish(topic: str, data: bytes) -> str:
+        return publisher.publish(publisher.topic_path(PROJECT_ID, topic), data).result(30)
+
+    market = Market(stack, publish, engine)
+    market.settle_at(PRICE_BEFORE)
+    print(f"ETH/USD at {PRICE_BEFORE} on the Chainlink feed and CoinGecko; fetch-price published it")
+
+    completed = create_escrow(w3, contract, accounts[1], accounts[4], 2 * 10**18, 3_000 * 10**8)
+    leveraged = create_escrow(w3, contract, accounts[1], accounts[7], 3 * 10**18, 3_000 * 10**8)
+    refunded = create_escrow(w3, contract, accounts[1], accounts[5], 5 * 10**17, 800 * 10**8)
+    waiting = create_escrow(w3, contract, accounts[3], accounts[6], 10**18, 1_250_50000000)
+    approve(w3, contract, completed)
+    complete(w3, contract, completed)
+    refund(w3, contract, refunded)
+    approve(w3, contract, waiting)
+    print("on chain: #%d created→approved→completed, #%d created→refunded, #%d created→approved, #%d created"
+          % (completed.escrow_id, refunded.escrow_id, waiting.escrow_id, leveraged.escrow_id))
+    mine(w3, CONFIRMATIONS)
+
+    tick_started = time.monotonic()
+    publish("relay.tick", json.dumps({"source": "demo"}).encode())
+    print("published relay.tick")
+
+    expected = {completed.escrow_id: "completed", refunded.escrow_id: "refunded", waiting.escrow_id: "approved",
+                leveraged.escrow_id: "created"}
+
+    def settled():
+        with engine.connect() as conn:
+            rows = conn.execute(sqlalchemy.text(
+                "SELECT escrow_id, state FROM settlement.escrows WHERE contract = :c AND escrow_id = ANY(:ids)"),
+                {"c": contract.address, "ids": list(expected)}).all()
+        return {int(r.escrow_id): r.state for r in rows} == expected
+
+    wait_for(settled, "settle to reach the final states", timeout=60)
+    print(f"settle reached every final state {time.monotonic() - tick_started:.1f}s after the tick")
+
+    page = requests.get(f"{api}/escrows", params={"user": accounts[1]}, timeout=30).json()
+    print(f"GET /escrows?user={accounts[1][:10]}… →")
+    for item in page["items"]:
+        print(f"  escrow #{item['escrow_id']} state={item['state']} amount={item['amount']} wei "
+              f"obligation=${item['obligation_usd']} updated={item['updated_at']}")
+    detail = requests.get(f"{api}/escrows/{page['items'][0]['id']}", timeout=30).json()
+    print(f"GET /escrows/{detail['id']} history: "
+          + " → ".join(f"{t['to_state']}@{t['block_number']}" for t in detail["transitions"]))
+    _price_crash(stack, market, engine, contract.address, [waiting.escrow_id, leveraged.escrow_id])
+    portfolio = requests.get(f"{api}/users/{user.json()['user_id']}/portfolio", timeout=30).json()
+    print(f"GET /users/{portfolio['user_id']}/portfolio → total: " + ", ".join(
+        f"{k}={v}" for k, v in portfolio["total"].items()))
+    market.settle_at(PRICE_BEFORE)  # leave the market where the next demo run expects it
+    engine.dispose()
+    status = stack.run_relay_admin(["status"])
+    print("relay status:", json.dumps({k: v for k, v in json.loads(status.stdout).items()
+                                      if k in ("checkpoint_block", "head", "lag_blocks")}))
+    print(f"demo done in {time.monotonic() - started:.1f}s; logs in {stack.layout.logs}; "
+          "`make down` stops the stack")
+
+
+def _price_crash(stack: Stack, market: Market, engine, contract: str, escrow_ids: list[int]) -> None:
+    """Crash ETH/USD on both sources, tick fetch-price, and print the margin events assess-margin emits."""
+    def health():
+        with engine.connect() as conn:
+            return conn.execute(sqlalchemy.text(
+                "SELECT DISTINCT ON (escrow_id) escrow_id, health_factor, tier FROM risk.margin_health_snapshots "
+                "WHERE contract = :c AND escrow_id = ANY(:ids) ORDER BY escrow_id, id DESC"),
+                {"c": contract, "ids": escrow_ids}).all()
+
+    wait_for(lambda: len(health()) == len(escrow_ids), "assess-margin to assess the open escrows", timeout=60)
+    for row in health():
+        print(f"  escrow #{row.escrow_id}: health factor {row.health_factor} ({row.tier}) at ${PRICE_BEFORE}")
+    crash_started = time.monotonic()
+    market.quote(PRICE_AFTER)
+    decision = market.tick()
+    print(f"ETH/USD crashed to {PRICE_AFTER}; fetch-price: {decision.status} ({decision.reason}), "
+          f"published {decision.published_event_id}")
+    market.wait_risk_caught_up()
+
+    def margin_events():
+        with engine.connect() as conn:
+            return conn.execute(sqlalchemy.text(
+                "SELECT escrow_id, previous_tier, tier, health_factor, correlation_id FROM risk.margin_events "
+                "WHERE contract = :c AND escrow_id = ANY(:ids) AND cause_event_id = :cause ORDER BY escrow_id"),
+                {"c": contract, "ids": escrow_ids, "cause": decision.published_event_id}).all()
+
+    events = wait_for(margin_events, "margin events", timeout=30)
+    print(f"assess-margin emitted {len(events)} margin events on risk.margin-events.v1 "
+          f"{time.monotonic() - crash_started:.1f}s after the crash:")
+    for event in events:
+        print(f"  escrow #{event.escrow_id}: {event.previous_tier} → {event.tier}, health factor "
+              f"{event.health_factor} (correlation {event.correlation_id[:24]}…)")

@@ -1,0 +1,230 @@
+"""One local stack: `up` starts what is missing, `down` stops exactly what `up` started."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from web3 import Web3
+
+from shared.assets import assets_to_json
+from shared.chain.client import deploy_contract, escrow_contract
+from shared.migrations.run import upgrade
+from shared.stack import services
+from shared.stack.coingecko_server import CoinGeckoControl
+from shared.stack.layout import CHAIN_ID, DATABASE, PROJECT_ID, REPO_ROOT, StackLayout
+from shared.stack.processes import is_alive, port_open, spawn, stop_group, wait_until
+from shared.stack.pubsub_admin import PubSubAdmin
+from shared.topology import Function, Topology, load_topology
+
+# Local values of the settings the manifest lists; a function gets exactly the ones it declares.
+CONFIRMATIONS = 2
+# The local ETH/USD feed: Chainlink's MockV3Aggregator with the real feed's 8 decimals, and the same
+# starting price on the local CoinGecko.
+FEED_DECIMALS = 8
+INITIAL_ETH_USD = 2000
+COINGECKO_ETH = "ethereum"
+NATIVE_ETH = "0x0000000000000000000000000000000000000000"
+
+
+class Stack:
+    """PostgreSQL, the Pub/Sub emulator, anvil and the functions, for one layout."""
+
+    def __init__(self, layout: StackLayout, topology: Topology | None = None) -> None:
+        self.layout = layout
+        self.topology = topology or load_topology()
+        self.admin = PubSubAdmin(layout.pubsub_host, PROJECT_ID)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def up(self) -> dict:
+        """Start everything that is not running; harmless when all of it is."""
+        state = self.layout.read_state()
+        self.layout.logs.mkdir(parents=True, exist_ok=True)
+        services.start_postgres(self.layout)
+        state["emulator_pid"] = services.start_emulator(self.layout, state.get("emulator_pid"))
+        state["anvil_pid"], fresh_chain = services.start_anvil(self.layout, state.get("anvil_pid"))
+        state["coingecko_pid"], fresh_coingecko = services.start_coingecko(self.layout, state.get("coingecko_pid"))
+        self.layout.write_state(state)
+        self.migrate()
+        # anvil's first unlocked default account deploys.
+        w3 = self.web3()
+        if fresh_chain or not self._contract_deployed(state.get("escrow_address")):
+            state["escrow_address"] = deploy_contract(w3, "Escrow", w3.eth.accounts[0])
+            self._reset_relay_checkpoints()
+        if fresh_chain or not self._contract_deployed(state.get("eth_usd_feed")):
+            state["eth_usd_feed"] = deploy_contract(w3, "MockV3Aggregator", w3.eth.accounts[0], FEED_DECIMALS,
+                                                    INITIAL_ETH_USD * 10**FEED_DECIMALS)
+        if fresh_coingecko:
+            self.coingecko().set_price(COINGECKO_ETH, str(INITIAL_ETH_USD))
+        self.layout.write_state(state)
+        self.admin.apply(self.topology, self.push_endpoints())
+        state.setdefault("functions", {})
+        for function in self.topology.functions:
+            state["functions"][function.name] = self.start_function(
+                function, state["functions"].get(function.name), state["escrow_address"]
+            )
+            self.layout.write_state(state)
+        return state
+
+    def down(self) -> None:
+        """Stop the functions, anvil, the emulator and PostgreSQL, and drop their data."""
+        state = self.layout.read_state()
+        for pid in state.get("functions", {}).values():
+            stop_group(pid)
+        services.stop(state.get("anvil_pid"))
+        services.stop(state.get("coingecko_pid"))
+        services.stop(state.get("emulator_pid"))
+        services.stop_postgres(self.layout)
+        shutil.rmtree(self.layout.runtime_dir, ignore_errors=True)
+        if self.layout.state_file.exists():
+            self.layout.state_file.unlink()
+
+    def status(self) -> list[tuple[str, str, str]]:
+        """(component, address, up/down) for every component."""
+        state = self.layout.read_state()
+        rows = [
+            ("postgres", f"127.0.0.1:{self.layout.postgres_port}", port_open(self.layout.postgres_port)),
+            ("pubsub-emulator", self.layout.pubsub_host, port_open(self.layout.pubsub_port)),
+            ("anvil", self.layout.rpc_url, port_open(self.layout.anvil_port)),
+            ("coingecko (local)", self.layout.coingecko_url, port_open(self.layout.coingecko_port)),
+        ]
+        for function in self.topology.functions:
+            port = self.layout.function_port(self.topology, function.name)
+            alive = is_alive(state.get("functions", {}).get(function.name)) and port_open(port)
+            rows.append((function.name, f"http://127.0.0.1:{port}/", alive))
+        return [(name, address, "up" if ok else "down") for name, address, ok in rows]
+
+    # ------------------------------------------------------------------ parts
+
+    def migrate(self) -> None:
+        """Run the Alembic migrations as the owner, then let the function roles log in."""
+        upgrade(self.layout.database_url())
+        roles = [f.db_role for f in self.topology.functions if f.db_role]
+        services.allow_function_logins(self.layout, roles)
+
+    def web3(self) -> Web3:
+        """A web3 client on the stack's anvil."""
+        return Web3(Web3.HTTPProvider(self.layout.rpc_url, request_kwargs={"timeout": 30}))
+
+    def escrow(self):
+        """The deployed escrow contract."""
+        return escrow_contract(self.web3(), self.layout.read_state()["escrow_address"])
+
+    def eth_usd_feed(self):
+        """The local ETH/USD Chainlink feed (MockV3Aggregator)."""
+        from shared.chain.client import load_artifact
+
+        return self.web3().eth.contract(address=self.layout.read_state()["eth_usd_feed"],
+                                        abi=load_artifact("MockV3Aggregator")["abi"])
+
+    def coingecko(self) -> CoinGeckoControl:
+        """Steering for the local CoinGecko server."""
+        return CoinGeckoControl(self.layout.coingecko_url)
+
+    def price_assets(self) -> str:
+        """PRICE_ASSETS for the local stack: native ETH, priced by the local feed and CoinGecko."""
+        return assets_to_json([{
+            "symbol": "ETH", "token": NATIVE_ETH, "decimals": 18, "coingecko_id": COINGECKO_ETH,
+            "chainlink_aggregator": self.layout.read_state()["eth_usd_feed"], "heartbeat_seconds": 3600,
+            "deviation_threshold": "0.005", "liquidation_threshold": "0.825",
+        }])
+
+    def push_endpoints(self) -> dict[str, str]:
+        """Function name -> the URL its push subscriptions deliver to."""
+        return {
+            f.name: f"http://127.0.0.1:{self.layout.function_port(self.topology, f.name)}/"
+            for f in self.topology.functions
+        }
+
+    def function_env(self, function: Function, escrow_address: str) -> dict[str, str]:
+        """The environment a function runs with: exactly the settings it declares, plus plumbing."""
+        values = {
+            "SERVICE_NAME": function.name,
+            "GCP_PROJECT": PROJECT_ID,
+            "DB_NAME": DATABASE,
+            "DB_USER": function.db_role or "",
+            "DB_HOST": "127.0.0.1",
+            "DB_PORT": str(self.layout.postgres_port),
+            "ETH_RPC_URL": self.layout.rpc_url,
+            "CHAIN_ID": str(CHAIN_ID),
+            "ESCROW_CONTRACT_ADDRESS": escrow_address,
+            "CONFIRMATIONS": str(CONFIRMATIONS),
+            "RELAY_START_BLOCK": "0",
+            "RELAY_BLOCK_RANGE": "500",
+            "RELAY_TIME_BUDGET_SECONDS": "20",
+            "PREREQUISITE_GRACE_SECONDS": "60",
+            "COINGECKO_BASE_URL": self.layout.coingecko_url,
+            # Every tick fetches, so tests and the demo see a new price at once (the TTL has its own test).
+            "PRICE_CACHE_TTL_SECONDS": "0",
+            "COINGECKO_MAX_ATTEMPTS": "3",
+            "COINGECKO_MAX_RETRY_WAIT_SECONDS": "5",
+        }
+        if "PRICE_ASSETS" in function.settings:
+            values["PRICE_ASSETS"] = self.price_assets()
+        # Locally, secrets are plain values that the local vendor servers accept.
+        values.update({name: f"local-stack-{name.lower()}" for name in function.secrets})
+        declared = function.settings + function.secrets
+        unknown = [name for name in declared if name not in values]
+        if unknown:
+            raise RuntimeError(f"the local stack has no value for {function.name}'s {', '.join(unknown)}")
+        env = {name: values[name] for name in declared}
+        env.update(
+            PATH=os.environ.get("PATH", ""),
+            PYTHONPATH=str(REPO_ROOT),
+            PUBSUB_EMULATOR_HOST=self.layout.pubsub_host,
+            PUBLISH_TIMEOUT_SECONDS="10",
+            # A few request threads per instance, like a 2nd-gen function with small concurrency.
+            THREADS="4",
+        )
+        return env
+
+    def start_function(self, function: Function, pid: int | None, escrow_address: str, *,
+                       env_overrides: dict[str, str] | None = None, port: int | None = None,
+                       instance: str | None = None) -> int:
+        """Serve `function` under functions-framework on its port; reuse a running instance.
+
+        Tests start extra instances with their own `port`, `instance` name (log file) and settings.
+        """
+        port = port or self.layout.function_port(self.topology, function.name)
+        if is_alive(pid) and port_open(port):
+            return pid
+        env = self.function_env(function, escrow_address)
+        env.update(env_overrides or {})
+        log_path = self.layout.logs / f"{instance or function.name}.log"
+        command = [
+            str(Path(sys.executable).with_name("functions-framework")),
+            f"--target={function.entry_point}",
+            f"--source={REPO_ROOT / function.source / 'main.py'}",
+            "--host=127.0.0.1",
+            f"--port={port}",
+        ]
+        pid = spawn(command, log_path, env=env, cwd=REPO_ROOT)
+        wait_until(lambda: port_open(port), f"function {function.name}", 60, log_path, pid)
+        return pid
+
+    def run_relay_admin(self, arguments: list[str], escrow_address: str | None = None,
+                        env_overrides: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        """Run `python -m shared.relay.admin ARGUMENTS` with the relay's settings; output passes through."""
+        relay = self.topology.function("relay")
+        env = self.function_env(relay, escrow_address or self.layout.read_state()["escrow_address"])
+        env.update(env_overrides or {})
+        return subprocess.run([sys.executable, "-m", "shared.relay.admin", *arguments], env=env, cwd=REPO_ROOT,
+                              capture_output=True, text=True, timeout=120)
+
+    def _contract_deployed(self, address: str | None) -> bool:
+        return bool(address) and len(self.web3().eth.get_code(Web3.to_checksum_address(address))) > 0
+
+    def _reset_relay_checkpoints(self) -> None:
+        # A fresh anvil is a new chain: checkpoints of the old one would point past its head.
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(self.layout.database_url())
+        try:
+            with engine.begin() as conn:
+                conn.execute(sqlalchemy.text("DELETE FROM relay.checkpoints"))
+        finally:
+            engine.dispose()

@@ -1,0 +1,182 @@
+"""Loads the topology manifest (topology.yaml) into typed records, and checks it is consistent."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+MANIFEST_PATH = Path(__file__).with_name("topology.yaml")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Pub/Sub's exponential backoff bounds for redelivery."""
+
+    minimum_backoff_seconds: int
+    maximum_backoff_seconds: int
+
+
+@dataclass(frozen=True)
+class Function:
+    """One Cloud Function."""
+
+    name: str
+    entry_point: str
+    source: str
+    # The topics whose messages trigger it (usually one; assess-margin consumes two).
+    trigger_topics: tuple[str, ...]
+    http: bool
+    publishes: tuple[str, ...]
+    schema: str | None
+    db_role: str | None
+    timeout_seconds: int
+    settings: tuple[str, ...]
+    # Deployed sizing (Terraform): memory ("512Mi"), instances and concurrent requests per instance.
+    memory: str
+    max_instances: int
+    concurrency: int
+    # Secret Manager secrets exposed to it as environment variables of the same name.
+    secrets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A push subscription into a function, or a pull subscription that holds a dead-letter topic."""
+
+    name: str
+    topic: str
+    push_to: str | None
+    ack_deadline_seconds: int
+    dead_letter_topic: str | None
+    max_delivery_attempts: int | None
+    retry: RetryPolicy | None
+
+
+@dataclass(frozen=True)
+class SchedulerJob:
+    """A Cloud Scheduler job that publishes a tick."""
+
+    name: str
+    schedule: str
+    time_zone: str
+    topic: str
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The whole manifest."""
+
+    topics: tuple[str, ...]
+    secrets: tuple[str, ...]
+    functions: tuple[Function, ...]
+    subscriptions: tuple[Subscription, ...]
+    scheduler_jobs: tuple[SchedulerJob, ...]
+
+    def function(self, name: str) -> Function:
+        """The function called `name`."""
+        for function in self.functions:
+            if function.name == name:
+                return function
+        raise KeyError(name)
+
+    def dead_letter_topics(self) -> set[str]:
+        """Every topic some subscription dead-letters into."""
+        return {s.dead_letter_topic for s in self.subscriptions if s.dead_letter_topic}
+
+    def problems(self) -> list[str]:
+        """Every inconsistency in the manifest; empty when it is sound."""
+        topics = set(self.topics)
+        functions = {f.name: f for f in self.functions}
+        found = []
+        if len(topics) != len(self.topics):
+            found.append("a topic is declared twice")
+        for function in self.functions:
+            if bool(function.trigger_topics) == function.http:
+                found.append(f"{function.name} needs exactly one kind of trigger: topics or http")
+            for topic in function.publishes:
+                if topic not in topics:
+                    found.append(f"{function.name} publishes to undeclared topic {topic}")
+            for secret in function.secrets:
+                if secret not in self.secrets:
+                    found.append(f"{function.name} uses undeclared secret {secret}")
+                if secret in function.settings:
+                    found.append(f"{function.name} lists {secret} both as a setting and as a secret")
+            if function.max_instances < 1 or function.concurrency < 1:
+                found.append(f"{function.name}: max_instances and concurrency must be at least 1")
+            for trigger in function.trigger_topics:
+                if trigger not in topics:
+                    found.append(f"{function.name} is triggered by undeclared topic {trigger}")
+                if not any(s.push_to == function.name and s.topic == trigger for s in self.subscriptions):
+                    found.append(f"{function.name} has no push subscription on {trigger}")
+        for sub in self.subscriptions:
+            if sub.topic not in topics:
+                found.append(f"subscription {sub.name} reads undeclared topic {sub.topic}")
+            if sub.push_to is not None:
+                if sub.push_to not in functions:
+                    found.append(f"subscription {sub.name} pushes to unknown function {sub.push_to}")
+                if not sub.dead_letter_topic or sub.dead_letter_topic not in topics:
+                    found.append(f"subscription {sub.name} has no declared dead-letter topic")
+                if not sub.max_delivery_attempts or not 5 <= sub.max_delivery_attempts <= 100:
+                    found.append(f"subscription {sub.name}: max_delivery_attempts must be 5..100")
+                if sub.retry is None:
+                    found.append(f"subscription {sub.name} has no retry policy")
+        for dlq in self.dead_letter_topics():
+            if not any(s.topic == dlq and s.push_to is None for s in self.subscriptions):
+                found.append(f"dead-letter topic {dlq} has no pull subscription to hold its messages")
+        for job in self.scheduler_jobs:
+            if job.topic not in topics:
+                found.append(f"scheduler job {job.name} publishes to undeclared topic {job.topic}")
+        return found
+
+
+def _function(entry: dict) -> Function:
+    trigger = entry.get("trigger") or {}
+    return Function(
+        name=entry["name"],
+        entry_point=entry["entry_point"],
+        source=entry["source"],
+        trigger_topics=tuple(trigger.get("topics") or ([trigger["topic"]] if trigger.get("topic") else [])),
+        http=bool(trigger.get("http")),
+        publishes=tuple(entry.get("publishes", ())),
+        schema=entry.get("schema"),
+        db_role=entry.get("db_role"),
+        timeout_seconds=int(entry["timeout_seconds"]),
+        settings=tuple(entry.get("settings", ())),
+        memory=str(entry["memory"]),
+        max_instances=int(entry["max_instances"]),
+        concurrency=int(entry["concurrency"]),
+        secrets=tuple(entry.get("secrets", ())),
+    )
+
+
+def _subscription(entry: dict) -> Subscription:
+    retry = entry.get("retry")
+    return Subscription(
+        name=entry["name"],
+        topic=entry["topic"],
+        push_to=entry.get("push_to"),
+        ack_deadline_seconds=int(entry["ack_deadline_seconds"]),
+        dead_letter_topic=entry.get("dead_letter_topic"),
+        max_delivery_attempts=entry.get("max_delivery_attempts"),
+        retry=RetryPolicy(**retry) if retry else None,
+    )
+
+
+def parse_topology(document: dict) -> Topology:
+    """Build a Topology from the decoded manifest."""
+    return Topology(
+        topics=tuple(document["topics"]),
+        secrets=tuple(document.get("secrets", ())),
+        functions=tuple(_function(f) for f in document["functions"]),
+        subscriptions=tuple(_subscription(s) for s in document["subscriptions"]),
+        scheduler_jobs=tuple(SchedulerJob(**j) for j in document.get("scheduler_jobs", ())),
+    )
+
+
+@functools.cache
+def load_topology(path: Path = MANIFEST_PATH) -> Topology:
+    """The manifest at `path`, parsed."""
+    return parse_topology(yaml.safe_load(path.read_text()))

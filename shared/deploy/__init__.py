@@ -1,0 +1,1 @@
+"""Deploy tooling (packaging, migrations); run from a checkout, never shipped in a function's zip."""

@@ -1,0 +1,89 @@
+# Cloud SQL for PostgreSQL with IAM database authentication: each function logs in as its own service
+# account (an IAM database user) and is granted its domain role by the migration step
+# (`python -m shared.deploy.migrate`), which also runs Alembic before any function deploys.
+
+locals {
+  # Connection budget. shared/db.py gives every instance at most pool_size 2 + max_overflow 2 = 4
+  # connections. With the manifest's max_instances (relay 1, settle 5, api 5, fetch-price 1,
+  # assess-margin 5 = 17 instances) that is 17 x 4 = 68 connections, which must fit in
+  # max_connections (default 200) minus the reserve (default 20) for migrations and operators.
+  connections_per_instance = 4
+  function_connections     = sum([for f in local.topology.functions : f.max_instances * local.connections_per_instance])
+}
+
+resource "google_sql_database_instance" "main" {
+  name                = "escrow-platform"
+  region              = var.region
+  database_version    = "POSTGRES_15"
+  deletion_protection = true
+
+  settings {
+    tier                        = var.db_tier
+    availability_type           = var.db_availability_type
+    deletion_protection_enabled = true
+
+    ip_configuration {
+      ipv4_enabled    = false
+      private_network = var.private_network
+      ssl_mode        = "ENCRYPTED_ONLY"
+    }
+
+    backup_configuration {
+      enabled                        = true
+      point_in_time_recovery_enabled = true
+      start_time                     = "02:00"
+      transaction_log_retention_days = 7
+      backup_retention_settings {
+        retained_backups = 14
+      }
+    }
+
+    database_flags {
+      name  = "cloudsql.iam_authentication"
+      value = "on"
+    }
+
+    database_flags {
+      name  = "max_connections"
+      value = tostring(var.db_max_connections)
+    }
+
+    insights_config {
+      query_insights_enabled = true
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = local.function_connections <= var.db_max_connections - var.db_reserved_connections
+      error_message = "The functions may open ${local.function_connections} connections (max_instances x 4); raise db_max_connections or lower max_instances in shared/topology.yaml."
+    }
+  }
+}
+
+resource "google_sql_database" "escrow" {
+  name     = var.db_name
+  instance = google_sql_database_instance.main.name
+}
+
+# One IAM database user per function with a database role.
+resource "google_sql_user" "function" {
+  for_each = { for name, f in local.functions : name => f if try(f.db_role, null) != null }
+
+  instance = google_sql_database_instance.main.name
+  name     = trimsuffix(google_service_account.function[each.key].email, ".gserviceaccount.com")
+  type     = "CLOUD_IAM_SERVICE_ACCOUNT"
+}
+
+# The migrator: Cloud Build's deploy step connects as this service account (IAM user) through the
+# Cloud SQL Auth Proxy. It owns the schemas the migrations create.
+resource "google_service_account" "migrator" {
+  account_id   = "db-migrator"
+  display_name = "Runs the Alembic migrations before each deploy"
+}
+
+resource "google_sql_user" "migrator" {
+  instance = google_sql_database_instance.main.name
+  name     = trimsuffix(google_service_account.migrator.email, ".gserviceaccount.com")
+  type     = "CLOUD_IAM_SERVICE_ACCOUNT"
+}

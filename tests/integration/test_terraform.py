@@ -1,0 +1,163 @@
+"""Terraform, checked offline (providers cannot be downloaded here; `terraform validate` and `plan` are
+the first thing to run where they can, see the README).
+
+- `terraform fmt -check` passes.
+- The manifest-derived locals (terraform/manifest.tf) are evaluated by the real `terraform console` and
+  compared with what shared/topology.py reads from the same manifest.
+- The resources, parsed with python-hcl2, are wired to those locals: a function resource, a service
+  account, a trigger and a dead-letter topic per function; publisher bindings exactly per `publishes`;
+  scheduler jobs on declared topics; no secret value anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import hcl2
+import pytest
+
+from shared.stack.layout import REPO_ROOT
+from shared.topology import load_topology
+
+TERRAFORM_DIR = REPO_ROOT / "terraform"
+EXPECTED_FILES = {"versions.tf", "variables.tf", "outputs.tf", "pubsub.tf", "functions.tf", "scheduler.tf",
+                  "sql.tf", "iam.tf", "secrets.tf", "manifest.tf", "main.tf"}
+
+
+def _unquote(value):
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    if isinstance(value, dict):
+        return {_unquote(k): _unquote(v) for k, v in value.items() if k != "__is_block__"}
+    if isinstance(value, list):
+        return [_unquote(v) for v in value]
+    return value
+
+
+@pytest.fixture(scope="module")
+def resources() -> dict[tuple[str, str], dict]:
+    """(type, name) -> body of every resource in terraform/*.tf."""
+    found = {}
+    for path in sorted(TERRAFORM_DIR.glob("*.tf")):
+        with path.open() as handle:
+            document = _unquote(hcl2.load(handle))
+        for block in document.get("resource", []):
+            for kind, named in block.items():
+                for name, body in named.items():
+                    found[(kind, name)] = body
+    return found
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory) -> dict:
+    """The manifest-derived locals, as `terraform console` evaluates them."""
+    root = tmp_path_factory.mktemp("tf")
+    (root / "terraform").mkdir()
+    (root / "shared").mkdir()
+    shutil.copy(TERRAFORM_DIR / "manifest.tf", root / "terraform" / "manifest.tf")
+    shutil.copy(REPO_ROOT / "shared" / "topology.yaml", root / "shared" / "topology.yaml")
+    names = ["functions", "event_functions", "http_functions", "push_subscriptions", "hold_subscriptions",
+             "dead_letter_topics", "publishers", "secret_readers", "topology"]
+    expression = "jsonencode({" + ", ".join(f"{n} = local.{n}" for n in names) + "})"
+    done = subprocess.run(["terraform", "console"], input=expression, capture_output=True, text=True,
+                          cwd=root / "terraform", timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(json.loads(done.stdout.strip()))
+
+
+def test_the_layout_has_one_file_per_concern_and_an_example_tfvars():
+    assert EXPECTED_FILES <= {p.name for p in TERRAFORM_DIR.glob("*.tf")}
+    assert (TERRAFORM_DIR / "terraform.tfvars.example").exists()
+
+
+def test_terraform_fmt_is_clean():
+    done = subprocess.run(["terraform", "fmt", "-check", "-recursive", "-diff"], cwd=TERRAFORM_DIR,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout
+
+
+def test_every_function_has_a_function_a_service_account_a_trigger_and_a_dlq(resources, evaluated):
+    topology = load_topology()
+    assert set(evaluated["functions"]) == {f.name for f in topology.functions}
+    assert resources[("google_cloudfunctions2_function", "function")]["for_each"] == "${local.functions}"
+    assert resources[("google_service_account", "function")]["for_each"] == "${local.functions}"
+    function = resources[("google_cloudfunctions2_function", "function")]
+    assert function["service_config"][0]["service_account_email"] == \
+        "${google_service_account.function[each.key].email}"
+    push = resources[("google_pubsub_subscription", "push")]
+    assert push["for_each"] == "${local.push_subscriptions}"
+    assert push["dead_letter_policy"][0]["dead_letter_topic"] == \
+        "${google_pubsub_topic.topic[each.value.dead_letter_topic].id}"
+    assert "oidc_token" in push["push_config"][0]
+    for f in topology.functions:
+        if f.http:
+            assert f.name in evaluated["http_functions"]
+            continue
+        subscriptions = [s for s in evaluated["push_subscriptions"].values() if s["push_to"] == f.name]
+        assert {s["topic"] for s in subscriptions} == set(f.trigger_topics), f.name
+        for s in subscriptions:
+            assert s["dead_letter_topic"] in evaluated["dead_letter_topics"]
+            assert any(h["topic"] == s["dead_letter_topic"] for h in evaluated["hold_subscriptions"].values())
+    invoker = resources[("google_cloud_run_v2_service_iam_member", "push_invoker")]
+    assert invoker["for_each"] == "${local.event_functions}"
+    assert invoker["member"] == "${google_service_account.pusher.member}"
+
+
+def test_publisher_bindings_are_exactly_the_manifests_publishes(resources, evaluated):
+    expected = {(f.name, topic) for f in load_topology().functions for topic in f.publishes}
+    assert {(p["function"], p["topic"]) for p in evaluated["publishers"].values()} == expected
+    binding = resources[("google_pubsub_topic_iam_member", "publisher")]
+    assert binding["for_each"] == "${local.publishers}"
+    assert binding["topic"] == "${google_pubsub_topic.topic[each.value.topic].id}"
+    assert binding["member"] == "${google_service_account.function[each.value.function].member}"
+    # Nothing else grants publishing: only the service agent on dead-letter topics.
+    publishers = [key for key, body in resources.items() if body.get("role") == "roles/pubsub.publisher"]
+    assert sorted(publishers) == [("google_pubsub_topic_iam_member", "dlq_publisher"),
+                                  ("google_pubsub_topic_iam_member", "publisher")]
+    assert resources[("google_pubsub_topic_iam_member", "dlq_publisher")]["member"] == "${local.pubsub_service_agent}"
+    assert not any("pubsub" in body.get("role", "") for (kind, _), body in resources.items()
+                   if kind == "google_project_iam_member")
+
+
+def test_scheduler_jobs_target_declared_topics(resources, evaluated):
+    jobs = evaluated["topology"]["scheduler_jobs"]
+    assert {j["topic"] for j in jobs} <= set(evaluated["topology"]["topics"])
+    assert {"relay.tick", "prices.tick"} <= {j["topic"] for j in jobs}
+    job = resources[("google_cloud_scheduler_job", "job")]
+    assert job["pubsub_target"][0]["topic_name"] == "${google_pubsub_topic.topic[each.value.topic].id}"
+    assert job["retry_config"]
+
+
+def test_no_secret_value_is_a_literal(resources, evaluated):
+    assert not [key for key in resources if key[0] == "google_secret_manager_secret_version"]
+    text = "\n".join(p.read_text() for p in TERRAFORM_DIR.glob("*.tf"))
+    assert "secret_data" not in text
+    secret_env = resources[("google_cloudfunctions2_function", "function")]["service_config"][0]
+    dynamic = secret_env["dynamic"][0]["secret_environment_variables"]["content"][0]
+    assert dynamic["version"] == "latest"
+    # Each function reads only its own secrets.
+    expected = {(f.name, s) for f in load_topology().functions for s in f.secrets}
+    assert {(r["function"], r["secret"]) for r in evaluated["secret_readers"].values()} == expected
+    assert resources[("google_secret_manager_secret_iam_member", "reader")]["for_each"] == "${local.secret_readers}"
+    settings = {name for f in load_topology().functions for name in f.settings}
+    assert not settings & set(evaluated["topology"]["secrets"]), "a secret must not also be a plain setting"
+
+
+def test_cloud_sql_has_iam_auth_backups_pitr_and_deletion_protection(resources):
+    instance = resources[("google_sql_database_instance", "main")]
+    settings = instance["settings"][0]
+    assert instance["deletion_protection"] is True and settings["deletion_protection_enabled"] is True
+    backup = settings["backup_configuration"][0]
+    assert backup["enabled"] is True and backup["point_in_time_recovery_enabled"] is True
+    flags = {f["name"]: f["value"] for f in settings["database_flags"]}
+    assert flags["cloudsql.iam_authentication"] == "on"
+    assert resources[("google_sql_user", "function")]["type"] == "CLOUD_IAM_SERVICE_ACCOUNT"
+    assert "precondition" in instance["lifecycle"][0]
+
+
+def test_the_connection_budget_fits_the_default_max_connections(evaluated):
+    # The arithmetic sql.tf's precondition checks, on the manifest's numbers and the variable defaults.
+    used = sum(f["max_instances"] * 4 for f in evaluated["topology"]["functions"])
+    assert used <= 200 - 20
