@@ -1,1 +1,0 @@
-"""The HTTP API: user registration and escrow queries (served by functions/api)."""

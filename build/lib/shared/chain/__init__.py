@@ -1,1 +1,0 @@
-"""The Ethereum adapter: web3 over HTTP, the escrow contract's ABI and log decoding."""

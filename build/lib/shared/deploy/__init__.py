@@ -1,1 +1,0 @@
-"""Deploy tooling (packaging, migrations); run from a checkout, never shipped in a function's zip."""

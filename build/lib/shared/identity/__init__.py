@@ -1,1 +1,0 @@
-"""identity: registered users, owned by the api function."""

@@ -1,1 +1,0 @@
-"""At-least-once in, exactly-once effects: the inbox, the outbox and the consumer wrapper."""

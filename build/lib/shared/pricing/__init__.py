@@ -1,1 +1,0 @@
-"""fetch-price: quotes from CoinGecko and Chainlink, guarded, aggregated, stored and published."""

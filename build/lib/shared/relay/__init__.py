@@ -1,1 +1,0 @@
-"""relay: escrow contract logs from the chain, published as events on settlement.events.v1."""

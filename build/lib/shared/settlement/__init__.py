@@ -1,1 +1,0 @@
-"""settle: the escrow records and their state machine."""
