@@ -32,7 +32,7 @@ test: install lint
 lint: install
 	$(VENV)/bin/ruff check shared functions tests
 	$(VENV)/bin/mypy
-	for f in functions/*/main.py; do $(VENV)/bin/mypy --no-incremental "$$f" || exit 1; done
+	for f in functions/*/main.py; do $(VENV)/bin/mypy "$$f" || exit 1; done
 
 ## Build dist/<function>.zip, the artifacts Terraform deploys.
 package: install

@@ -28,6 +28,7 @@ FEED_DECIMALS = 8
 INITIAL_ETH_USD = 2000
 COINGECKO_ETH = "ethereum"
 NATIVE_ETH = "0x0000000000000000000000000000000000000000"
+LOCAL_TWILIO_ACCOUNT = "AC" + "0" * 32
 
 
 class Stack:
@@ -47,7 +48,10 @@ class Stack:
         services.start_postgres(self.layout)
         state["emulator_pid"] = services.start_emulator(self.layout, state.get("emulator_pid"))
         state["anvil_pid"], fresh_chain = services.start_anvil(self.layout, state.get("anvil_pid"))
-        state["coingecko_pid"], fresh_coingecko = services.start_coingecko(self.layout, state.get("coingecko_pid"))
+        fresh_vendors = {}
+        for vendor in services.LOCAL_VENDORS:
+            state[f"{vendor}_pid"], fresh_vendors[vendor] = services.start_vendor(
+                self.layout, vendor, state.get(f"{vendor}_pid"))
         self.layout.write_state(state)
         self.migrate()
         # anvil's first unlocked default account deploys.
@@ -58,7 +62,7 @@ class Stack:
         if fresh_chain or not self._contract_deployed(state.get("eth_usd_feed")):
             state["eth_usd_feed"] = deploy_contract(w3, "MockV3Aggregator", w3.eth.accounts[0], FEED_DECIMALS,
                                                     INITIAL_ETH_USD * 10**FEED_DECIMALS)
-        if fresh_coingecko:
+        if fresh_vendors["coingecko"]:
             self.coingecko().set_price(COINGECKO_ETH, str(INITIAL_ETH_USD))
         self.layout.write_state(state)
         self.admin.apply(self.topology, self.push_endpoints())
@@ -76,7 +80,8 @@ class Stack:
         for pid in state.get("functions", {}).values():
             stop_group(pid)
         services.stop(state.get("anvil_pid"))
-        services.stop(state.get("coingecko_pid"))
+        for vendor in services.LOCAL_VENDORS:
+            services.stop(state.get(f"{vendor}_pid"))
         services.stop(state.get("emulator_pid"))
         services.stop_postgres(self.layout)
         shutil.rmtree(self.layout.runtime_dir, ignore_errors=True)
@@ -91,6 +96,8 @@ class Stack:
             ("pubsub-emulator", self.layout.pubsub_host, port_open(self.layout.pubsub_port)),
             ("anvil", self.layout.rpc_url, port_open(self.layout.anvil_port)),
             ("coingecko (local)", self.layout.coingecko_url, port_open(self.layout.coingecko_port)),
+            ("sendgrid (local)", self.layout.sendgrid_url, port_open(self.layout.base_port + 4)),
+            ("twilio (local)", self.layout.twilio_url, port_open(self.layout.base_port + 5)),
         ]
         for function in self.topology.functions:
             port = self.layout.function_port(self.topology, function.name)
@@ -162,6 +169,14 @@ class Stack:
             "PRICE_CACHE_TTL_SECONDS": "0",
             "COINGECKO_MAX_ATTEMPTS": "3",
             "COINGECKO_MAX_RETRY_WAIT_SECONDS": "5",
+            "SENDGRID_BASE_URL": self.layout.sendgrid_url,
+            "EMAIL_FROM": "alerts@escrow.local",
+            "TWILIO_BASE_URL": self.layout.twilio_url,
+            "TWILIO_ACCOUNT_SID": LOCAL_TWILIO_ACCOUNT,
+            "SMS_FROM": "+15005550006",
+            # Tests and the demo receive webhooks on 127.0.0.1; production allows only public https.
+            "WEBHOOK_ALLOW_LOOPBACK": "true",
+            "NOTIFY_MAX_ATTEMPTS": "4",
         }
         if "PRICE_ASSETS" in function.settings:
             values["PRICE_ASSETS"] = self.price_assets()

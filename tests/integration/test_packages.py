@@ -29,7 +29,15 @@ STALE_PRICE = {
     "occurred_at": "2026-01-01T00:00:00+00:00", "correlation_id": "package-smoke-test", "causation_id": None,
     "payload": {"asset": "ETH", "token": "0x" + "00" * 20, "price": "1", "sequence": 0,
                 "observed_at": "2026-01-01T00:00:00+00:00", "reason": "smoke test", "sources": []}}
-MESSAGES = {"relay": TICK, "fetch-price": TICK, "settle": None, "assess-margin": json.dumps(STALE_PRICE).encode()}
+# A registration: notify projects the contact (no delivery, nothing sent).
+REGISTRATION = {
+    "event_id": "UserRegistered:package-smoke-test", "event_type": "UserRegistered", "schema_version": 1,
+    "occurred_at": "2026-01-01T00:00:00+00:00", "correlation_id": "package-smoke-test", "causation_id": None,
+    "payload": {"user_id": "package-smoke-test", "name": "Package Smoke", "date_of_birth": "1980-05-05",
+                "country": "NL", "email": "smoke@example.org", "phone": "+31201234567",
+                "wallet_addresses": ["0x" + "5a" * 20], "notification_channels": ["email"], "webhook_url": None}}
+MESSAGES = {"relay": TICK, "fetch-price": TICK, "settle": None, "assess-margin": json.dumps(STALE_PRICE).encode(),
+            "notify": json.dumps(REGISTRATION).encode()}
 
 
 def _push(port: int, data: bytes) -> requests.Response:
@@ -55,7 +63,7 @@ def test_the_packaged_function_installs_starts_and_handles_a_message(stack, tmp_
     venv.create(environment, with_pip=True)
     python = environment / "bin" / "python"
     installed = subprocess.run(  # the pip cache holds the wheels `make install` fetched
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
          "-r", str(unpacked / "requirements.txt")], capture_output=True, text=True, timeout=600)
     assert installed.returncode == 0, installed.stderr[-2000:]
 

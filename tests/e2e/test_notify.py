@@ -1,0 +1,187 @@
+"""notify through the emulator: contacts from users.registered.v1, one delivery per channel for each
+margin event, through the real SendGrid and Twilio SDKs into the local vendor servers and a signed
+webhook into a receiver of the test's own; failures, retries and redelivery."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy
+
+from shared.stack.chain_driver import wait_for
+from shared.stack.vendor_server import VendorControl
+from tests.support.webhooks import WebhookReceiver
+
+SIGNING_KEY = "local-stack-webhook_signing_key"  # the stack's local value of the WEBHOOK_SIGNING_KEY secret
+
+
+def _envelope(event_type: str, payload: dict, correlation_id: str | None = None) -> dict:
+    event_id = f"{event_type}:{uuid.uuid4().hex}"
+    return {"event_id": event_id, "event_type": event_type, "schema_version": 1,
+            "occurred_at": datetime.now(UTC).isoformat(), "correlation_id": correlation_id or event_id,
+            "causation_id": None, "payload": payload}
+
+
+def _wallet() -> str:
+    return "0x" + uuid.uuid4().hex + uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def receiver():
+    hooks = WebhookReceiver()
+    yield hooks
+    hooks.close()
+
+
+@pytest.fixture
+def vendors(stack):
+    return VendorControl(stack.layout.sendgrid_url), VendorControl(stack.layout.twilio_url)
+
+
+def _register(bus, wallet: str, webhook_url: str, phone: str = "+14155550100",
+              channels=("email", "sms", "webhook")) -> dict:
+    user = {"user_id": uuid.uuid4().hex, "name": "Notify Test", "date_of_birth": "1980-01-01", "country": "US",
+            "email": f"notify-{uuid.uuid4().hex[:8]}@example.org", "phone": phone, "wallet_addresses": [wallet],
+            "notification_channels": list(channels), "webhook_url": webhook_url}
+    bus.publish("users.registered.v1", json.dumps(_envelope("UserRegistered", user)).encode())
+    return user
+
+
+def _margin_call(wallet: str) -> dict:
+    return _envelope("MarginTierChanged", {
+        "chain_id": 31337, "contract": "0x" + "ab" * 20, "escrow_id": "7", "depositor": wallet, "asset": "ETH",
+        "previous_tier": "WARNING", "tier": "MARGIN_CALL", "health_factor": "1.10000000", "price": "1500",
+        "collateral_amount": "1", "obligation_usd": "1125", "price_event_id": "PriceUpdated:ETH:1",
+        "snapshot_id": 1}, correlation_id=f"31337:0x{uuid.uuid4().hex}:0")
+
+
+def _deliveries(engine, event_id: str) -> dict:
+    with engine.connect() as conn:
+        rows = conn.execute(sqlalchemy.text("SELECT * FROM notify.deliveries WHERE event_id = :e"),
+                            {"e": event_id}).mappings().all()
+    return {row["channel"]: row for row in rows}
+
+
+def _attempts(engine, delivery_id: int) -> list:
+    with engine.connect() as conn:
+        return conn.execute(sqlalchemy.text(
+            "SELECT outcome, status_code FROM notify.delivery_attempts WHERE delivery_id = :d ORDER BY attempt"),
+            {"d": delivery_id}).all()
+
+
+def _settled(engine, event_id: str, channels: int):
+    def done():
+        rows = _deliveries(engine, event_id)
+        return rows if len(rows) == channels and all(r["status"] != "pending" for r in rows.values()) else None
+    return wait_for(done, f"deliveries of {event_id} to settle", timeout=60)
+
+
+def _sent_to(vendor: VendorControl, key: str, value: str) -> list:
+    if key == "email":
+        return [m for m in vendor.messages() if m["mail"]["personalizations"][0]["to"][0]["email"] == value]
+    return [m for m in vendor.messages() if m["form"]["To"] == value]
+
+
+def test_a_margin_event_goes_out_on_every_channel_once(stack, bus, owner_engine, receiver, vendors):
+    sendgrid, twilio = vendors
+    wallet = _wallet()
+    user = _register(bus, wallet, receiver.url)
+    event = _margin_call(wallet.upper().replace("0X", "0x"))  # wallets match case-insensitively
+    bus.publish("risk.margin-events.v1", json.dumps(event).encode())
+    rows = _settled(owner_engine, event["event_id"], 3)
+    assert {c: r["status"] for c, r in rows.items()} == {"email": "sent", "sms": "sent", "webhook": "sent"}
+    assert {r["correlation_id"] for r in rows.values()} == {event["correlation_id"]}
+
+    [mail] = _sent_to(sendgrid, "email", user["email"])
+    assert mail["message_id"] == rows["email"]["provider_message_id"]
+    assert "MARGIN_CALL" in mail["mail"]["content"][0]["value"]
+    assert mail["mail"]["custom_args"]["delivery_id"] == str(rows["email"]["id"])
+    [sms] = _sent_to(twilio, "sms", user["phone"])
+    assert sms["sid"] == rows["sms"]["provider_message_id"] and sms["form"]["From"] == "+15005550006"
+
+    [hook] = receiver.received
+    headers, body = hook["headers"], hook["body"]
+    # Standard Webhooks, verified here independently: HMAC-SHA256 over "id.timestamp.body" with the
+    # base64-decoded secret, the user's secret being derived from the platform key.
+    secret = base64.b64encode(hmac.new(SIGNING_KEY.encode(), f"webhook:{user['user_id']}".encode(),
+                                       hashlib.sha256).digest())
+    expected = base64.b64encode(hmac.new(base64.b64decode(secret),
+                                         f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body,
+                                         hashlib.sha256).digest()).decode()
+    assert headers["webhook-signature"] == f"v1,{expected}"
+    assert json.loads(body)["data"]["tier"] == "MARGIN_CALL"
+
+    # The same event again: nothing is sent twice.
+    bus.publish("risk.margin-events.v1", json.dumps(event).encode())
+    wait_for(lambda: _inbox_outcomes(owner_engine, event["event_id"]) >= 1, "the redelivery to be seen")
+    time.sleep(2)  # let a (wrong) second send land if there were one
+    assert len(_sent_to(sendgrid, "email", user["email"])) == 1
+    assert len(_sent_to(twilio, "sms", user["phone"])) == 1
+    assert len(receiver.received) == 1
+
+
+def _inbox_outcomes(engine, event_id: str) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sqlalchemy.text("SELECT count(*) FROM notify.inbox WHERE event_id = :e"),
+                            {"e": event_id}).scalar()
+
+
+def test_sendgrid_failing_twice_is_retried_and_other_channels_are_not_held_up(stack, bus, owner_engine, receiver,
+                                                                              vendors):
+    sendgrid, _ = vendors
+    wallet = _wallet()
+    user = _register(bus, wallet, receiver.url)
+    sendgrid.fail_next(500, 2)
+    event = _margin_call(wallet)
+    bus.publish("risk.margin-events.v1", json.dumps(event).encode())
+    rows = _settled(owner_engine, event["event_id"], 3)
+    assert {c: r["status"] for c, r in rows.items()} == {"email": "sent", "sms": "sent", "webhook": "sent"}
+    assert [a.outcome for a in _attempts(owner_engine, rows["email"]["id"])] == ["transient", "transient", "sent"]
+    assert [a.outcome for a in _attempts(owner_engine, rows["sms"]["id"])] == ["sent"]
+    assert len(_sent_to(sendgrid, "email", user["email"])) == 1
+
+
+def test_an_invalid_phone_number_fails_the_sms_only(stack, bus, owner_engine, receiver, vendors):
+    wallet = _wallet()
+    _register(bus, wallet, receiver.url, phone="+1555")
+    event = _margin_call(wallet)
+    bus.publish("risk.margin-events.v1", json.dumps(event).encode())
+    rows = _settled(owner_engine, event["event_id"], 3)
+    assert rows["sms"]["status"] == "failed" and "21211" in rows["sms"]["reason"]
+    assert [a.outcome for a in _attempts(owner_engine, rows["sms"]["id"])] == ["permanent"]
+    assert rows["email"]["status"] == "sent" and rows["webhook"]["status"] == "sent"
+
+
+def test_webhook_5xx_is_retried_and_410_disables_the_endpoint(stack, bus, owner_engine):
+    flaky, gone = WebhookReceiver(answers=[503, 429]), WebhookReceiver(answers=[410])
+    try:
+        first, second = _wallet(), _wallet()
+        _register(bus, first, flaky.url, channels=("webhook",))
+        user = _register(bus, second, gone.url, channels=("webhook",))
+        retried, disabled = _margin_call(first), _margin_call(second)
+        for event in (retried, disabled):
+            bus.publish("risk.margin-events.v1", json.dumps(event).encode())
+        ok = _settled(owner_engine, retried["event_id"], 1)["webhook"]
+        assert ok["status"] == "sent"
+        assert [a.status_code for a in _attempts(owner_engine, ok["id"])] == [503, 429, 200]
+        assert len({r["headers"]["webhook-id"] for r in flaky.received}) == 1  # one id across retries
+        failed = _settled(owner_engine, disabled["event_id"], 1)["webhook"]
+        assert failed["status"] == "failed" and "410" in failed["reason"]
+        with owner_engine.connect() as conn:
+            enabled = conn.execute(sqlalchemy.text("SELECT webhook_enabled FROM notify.contacts WHERE user_id = :u"),
+                                   {"u": user["user_id"]}).scalar()
+        assert enabled is False
+        later = _margin_call(second)
+        bus.publish("risk.margin-events.v1", json.dumps(later).encode())
+        assert _settled(owner_engine, later["event_id"], 1)["webhook"]["reason"].startswith("endpoint disabled")
+        assert len(gone.received) == 1
+    finally:
+        flaky.close()
+        gone.close()
