@@ -286,6 +286,26 @@ class NotifySettings:
 
 
 @dataclass(frozen=True)
+class CallbackSettings:
+    """How the public callbacks endpoint checks who is calling."""
+
+    # SendGrid's event webhook verification key (base64 DER, as SendGrid shows it).
+    sendgrid_webhook_public_key: str
+    twilio_auth_token: str
+    # The exact URL Twilio calls (part of what X-Twilio-Signature signs).
+    twilio_status_callback_url: str
+
+    @classmethod
+    def read(cls, reader: _Reader) -> CallbackSettings:
+        """Read the callback variables, recording what is missing."""
+        return cls(
+            sendgrid_webhook_public_key=reader.required("SENDGRID_WEBHOOK_PUBLIC_KEY"),
+            twilio_auth_token=reader.required("TWILIO_AUTH_TOKEN"),
+            twilio_status_callback_url=reader.required("TWILIO_STATUS_CALLBACK_URL"),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a function needs to run, validated once per instance."""
 
@@ -299,10 +319,11 @@ class Settings:
     prices: PriceSettings | None = None
     risk: RiskSettings | None = None
     notify: NotifySettings | None = None
+    callbacks: CallbackSettings | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, chain: bool = False, prices: bool = False,
-                 risk: bool = False, notify: bool = False) -> Settings:
+                 risk: bool = False, notify: bool = False, callbacks: bool = False) -> Settings:
         """Build settings from the environment; raise ConfigurationError naming every missing variable."""
         reader = _Reader(os.environ if env is None else env)
         service = reader.required("SERVICE_NAME")
@@ -320,6 +341,7 @@ class Settings:
             prices=PriceSettings.read(reader) if prices else None,
             risk=RiskSettings.read(reader) if risk else None,
             notify=NotifySettings.read(reader) if notify else None,
+            callbacks=CallbackSettings.read(reader) if callbacks else None,
         )
         reader.raise_if_incomplete(service)
         return settings
@@ -339,6 +361,10 @@ class Settings:
     def require_notify(self) -> NotifySettings:
         """The notify settings, for services built with `notify=True`."""
         return self._require(self.notify, "notify")
+
+    def require_callbacks(self) -> CallbackSettings:
+        """The callback settings, for services built with `callbacks=True`."""
+        return self._require(self.callbacks, "callback")
 
     def _require(self, part, what: str):
         if part is None:

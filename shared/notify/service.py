@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 PENDING = "pending"
 FAILED = "failed"
+DELIVERED = "delivered"
 
 
 class DeliveriesPending(RetryableError):
@@ -133,7 +134,8 @@ class Notifier:
                 delivery_id=delivery_id, attempt=attempt, outcome=result.outcome, status_code=result.status_code,
                 detail=result.detail, provider_message_id=result.provider_message_id, started_at=started))
             if result.outcome == SENT:
-                status, reason = SENT, None
+                # A webhook's 2xx is its receipt; email and SMS wait for the provider's callback.
+                status, reason = (DELIVERED if delivery["channel"] == "webhook" else SENT), None
             elif result.outcome == PERMANENT:
                 status, reason = FAILED, result.detail
             elif attempt >= self.settings.max_attempts:

@@ -66,3 +66,18 @@ delivery_attempts = Table(
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+# Every status callback, once per provider event: a duplicate callback changes nothing.
+provider_events = Table(
+    "provider_events",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("provider", Text, nullable=False),
+    Column("provider_event_id", Text, nullable=False),
+    Column("event", Text, nullable=False),
+    Column("delivery_id", BigInteger),
+    Column("provider_message_id", Text),
+    Column("body", JSONB, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("provider", "provider_event_id", name="provider_events_once"),
+)

@@ -2,18 +2,26 @@
 
 Bearer API key required (401 otherwise); the body is checked like the real API checks it (400 with
 `errors[].field`); an accepted message answers 202 with an `X-Message-Id` header and is recorded.
-Run: python -m shared.stack.sendgrid_server --port N
+Like the real service, it then posts the message's events (processed, then delivered, or bounce for a
+recipient at bounce.test) to the event webhook URL, signed with ECDSA P-256 over timestamp + body
+(headers X-Twilio-Email-Event-Webhook-Signature / -Timestamp), retrying until the webhook answers 2xx.
+Run: python -m shared.stack.sendgrid_server --port N [--event-webhook-url URL --signing-key PEM_FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import re
+import threading
 import time
 import uuid
 
-from shared.stack.vendor_server import VendorHandler, make_server
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from shared.stack.vendor_server import VendorHandler, deliver_callback, make_server
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -37,6 +45,32 @@ class SendGridHandler(VendorHandler):
         message_id = uuid.uuid4().hex[:22]
         self.state.record({"message_id": message_id, "received_at": time.time(), "mail": mail})
         self.reply(202, None, {"X-Message-Id": message_id})
+        if EVENT_WEBHOOK.url:
+            threading.Thread(target=_post_events, args=(message_id, mail), daemon=True).start()
+
+
+class _EventWebhook:
+    url: str | None = None
+    key: ec.EllipticCurvePrivateKey | None = None
+
+
+EVENT_WEBHOOK = _EventWebhook()
+
+
+def _post_events(message_id: str, mail: dict) -> None:
+    custom = mail.get("custom_args") or {}
+    email = mail["personalizations"][0]["to"][0]["email"]
+    outcome = "bounce" if email.endswith("@bounce.test") else "delivered"
+    events = [{"email": email, "timestamp": int(time.time()), "event": event, "sg_event_id": uuid.uuid4().hex,
+               "sg_message_id": f"{message_id}.filterdrecv-local-1", **custom}
+              for event in ("processed", outcome)]
+    body = json.dumps(events)
+    timestamp = str(int(time.time()))
+    assert EVENT_WEBHOOK.key is not None and EVENT_WEBHOOK.url is not None
+    signature = base64.b64encode(EVENT_WEBHOOK.key.sign((timestamp + body).encode(), ec.ECDSA(hashes.SHA256())))
+    deliver_callback(EVENT_WEBHOOK.url, body.encode(), {
+        "Content-Type": "application/json", "X-Twilio-Email-Event-Webhook-Signature": signature.decode(),
+        "X-Twilio-Email-Event-Webhook-Timestamp": timestamp})
 
 
 def _problems(mail: dict) -> list[dict]:
@@ -61,4 +95,10 @@ def _problems(mail: dict) -> list[dict]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
-    make_server(SendGridHandler, parser.parse_args().port).serve_forever()
+    parser.add_argument("--event-webhook-url")
+    parser.add_argument("--signing-key", help="PEM file of the ECDSA P-256 key that signs the event webhook")
+    args = parser.parse_args()
+    if args.event_webhook_url:
+        EVENT_WEBHOOK.url = args.event_webhook_url
+        EVENT_WEBHOOK.key = serialization.load_pem_private_key(open(args.signing_key, "rb").read(), None)
+    make_server(SendGridHandler, args.port).serve_forever()

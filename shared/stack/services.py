@@ -193,14 +193,14 @@ LOCAL_VENDORS = {
 }
 
 
-def start_vendor(layout: StackLayout, name: str, pid: int | None) -> tuple[int, bool]:
+def start_vendor(layout: StackLayout, name: str, pid: int | None, args: list[str] = ()) -> tuple[int, bool]:
     """Start one local vendor server unless it already answers; return its pid and whether it is new."""
     module, offset = LOCAL_VENDORS[name]
     port = layout.base_port + offset
     log_path = layout.logs / f"{name}.log"
     if pid and port_open(port):
         return pid, False
-    pid = spawn([sys.executable, "-m", module, "--port", str(port)], log_path, cwd=REPO_ROOT)
+    pid = spawn([sys.executable, "-m", module, "--port", str(port), *args], log_path, cwd=REPO_ROOT)
     wait_until(lambda: port_open(port), f"local {name} server", 30, log_path, pid)
     return pid, True
 

@@ -49,9 +49,11 @@ class Stack:
         state["emulator_pid"] = services.start_emulator(self.layout, state.get("emulator_pid"))
         state["anvil_pid"], fresh_chain = services.start_anvil(self.layout, state.get("anvil_pid"))
         fresh_vendors = {}
+        vendor_args = {"sendgrid": ["--event-webhook-url", f"{self.callbacks_url()}/sendgrid/events",
+                                    "--signing-key", str(self._sendgrid_event_key())]}
         for vendor in services.LOCAL_VENDORS:
             state[f"{vendor}_pid"], fresh_vendors[vendor] = services.start_vendor(
-                self.layout, vendor, state.get(f"{vendor}_pid"))
+                self.layout, vendor, state.get(f"{vendor}_pid"), vendor_args.get(vendor, []))
         self.layout.write_state(state)
         self.migrate()
         # anvil's first unlocked default account deploys.
@@ -140,6 +142,34 @@ class Stack:
             "deviation_threshold": "0.005", "liquidation_threshold": "0.825",
         }])
 
+    def callbacks_url(self) -> str:
+        """Where the local SendGrid and Twilio servers post their delivery callbacks."""
+        return f"http://127.0.0.1:{self.layout.function_port(self.topology, 'callbacks')}"
+
+    def _sendgrid_event_key(self) -> Path:
+        """The ECDSA P-256 key the local SendGrid signs its event webhook with (made once per stack)."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        path = self.layout.root / "sendgrid-event-webhook-key.pem"
+        if not path.exists():
+            self.layout.root.mkdir(parents=True, exist_ok=True)
+            key = ec.generate_private_key(ec.SECP256R1())
+            path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        return path
+
+    def sendgrid_webhook_public_key(self) -> str:
+        """The verification key, base64 DER, as SendGrid shows it in its mail settings."""
+        import base64
+
+        from cryptography.hazmat.primitives import serialization
+
+        key = serialization.load_pem_private_key(self._sendgrid_event_key().read_bytes(), None)
+        der = key.public_key().public_bytes(serialization.Encoding.DER,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+        return base64.b64encode(der).decode()
+
     def push_endpoints(self) -> dict[str, str]:
         """Function name -> the URL its push subscriptions deliver to."""
         return {
@@ -177,7 +207,10 @@ class Stack:
             # Tests and the demo receive webhooks on 127.0.0.1; production allows only public https.
             "WEBHOOK_ALLOW_LOOPBACK": "true",
             "NOTIFY_MAX_ATTEMPTS": "4",
+            "TWILIO_STATUS_CALLBACK_URL": f"{self.callbacks_url()}/twilio/status",
         }
+        if "SENDGRID_WEBHOOK_PUBLIC_KEY" in function.settings:
+            values["SENDGRID_WEBHOOK_PUBLIC_KEY"] = self.sendgrid_webhook_public_key()
         if "PRICE_ASSETS" in function.settings:
             values["PRICE_ASSETS"] = self.price_assets()
         # Locally, secrets are plain values that the local vendor servers accept.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -76,6 +77,17 @@ class VendorHandler(BaseHTTPRequestHandler):
 def make_server(handler: type[VendorHandler], port: int) -> ThreadingHTTPServer:
     """A server with fresh state on loopback `port` (call serve_forever to run it)."""
     return ThreadingHTTPServer(("127.0.0.1", port), type("Handler", (handler,), {"state": VendorState()}))
+
+
+def deliver_callback(url: str, body: bytes, headers: dict[str, str], attempts: int = 20) -> None:
+    """POST a callback the way the vendors do: again, after a pause, until it is answered 2xx."""
+    for _ in range(attempts):
+        try:
+            if requests.post(url, data=body, headers=headers, timeout=10).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
 
 
 class VendorControl:

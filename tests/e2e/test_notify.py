@@ -13,10 +13,14 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+import requests
 import sqlalchemy
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from shared.stack.chain_driver import wait_for
 from shared.stack.vendor_server import VendorControl
+from tests.support.openapi import assert_matches
 from tests.support.webhooks import WebhookReceiver
 
 SIGNING_KEY = "local-stack-webhook_signing_key"  # the stack's local value of the WEBHOOK_SIGNING_KEY secret
@@ -45,7 +49,7 @@ def vendors(stack):
     return VendorControl(stack.layout.sendgrid_url), VendorControl(stack.layout.twilio_url)
 
 
-def _register(bus, wallet: str, webhook_url: str, phone: str = "+14155550100",
+def _register(bus, wallet: str, webhook_url: str | None, phone: str = "+14155550100",
               channels=("email", "sms", "webhook")) -> dict:
     user = {"user_id": uuid.uuid4().hex, "name": "Notify Test", "date_of_birth": "1980-01-01", "country": "US",
             "email": f"notify-{uuid.uuid4().hex[:8]}@example.org", "phone": phone, "wallet_addresses": [wallet],
@@ -83,6 +87,18 @@ def _settled(engine, event_id: str, channels: int):
     return wait_for(done, f"deliveries of {event_id} to settle", timeout=60)
 
 
+def _final(engine, event_id: str, expected: dict):
+    """Wait until the event's deliveries reach `expected` (channel -> status), e.g. after callbacks."""
+    def reached():
+        rows = _deliveries(engine, event_id)
+        return rows if {c: r["status"] for c, r in rows.items()} == expected else None
+    try:
+        return wait_for(reached, f"deliveries of {event_id} to reach {expected}", timeout=60)
+    except TimeoutError:
+        raise AssertionError({c: (r["status"], r["reason"]) for c, r in _deliveries(engine, event_id).items()}) \
+            from None
+
+
 def _sent_to(vendor: VendorControl, key: str, value: str) -> list:
     if key == "email":
         return [m for m in vendor.messages() if m["mail"]["personalizations"][0]["to"][0]["email"] == value]
@@ -95,8 +111,7 @@ def test_a_margin_event_goes_out_on_every_channel_once(stack, bus, owner_engine,
     user = _register(bus, wallet, receiver.url)
     event = _margin_call(wallet.upper().replace("0X", "0x"))  # wallets match case-insensitively
     bus.publish("risk.margin-events.v1", json.dumps(event).encode())
-    rows = _settled(owner_engine, event["event_id"], 3)
-    assert {c: r["status"] for c, r in rows.items()} == {"email": "sent", "sms": "sent", "webhook": "sent"}
+    rows = _final(owner_engine, event["event_id"], {"email": "delivered", "sms": "delivered", "webhook": "delivered"})
     assert {r["correlation_id"] for r in rows.values()} == {event["correlation_id"]}
 
     [mail] = _sent_to(sendgrid, "email", user["email"])
@@ -141,8 +156,7 @@ def test_sendgrid_failing_twice_is_retried_and_other_channels_are_not_held_up(st
     sendgrid.fail_next(500, 2)
     event = _margin_call(wallet)
     bus.publish("risk.margin-events.v1", json.dumps(event).encode())
-    rows = _settled(owner_engine, event["event_id"], 3)
-    assert {c: r["status"] for c, r in rows.items()} == {"email": "sent", "sms": "sent", "webhook": "sent"}
+    rows = _final(owner_engine, event["event_id"], {"email": "delivered", "sms": "delivered", "webhook": "delivered"})
     assert [a.outcome for a in _attempts(owner_engine, rows["email"]["id"])] == ["transient", "transient", "sent"]
     assert [a.outcome for a in _attempts(owner_engine, rows["sms"]["id"])] == ["sent"]
     assert len(_sent_to(sendgrid, "email", user["email"])) == 1
@@ -156,7 +170,8 @@ def test_an_invalid_phone_number_fails_the_sms_only(stack, bus, owner_engine, re
     rows = _settled(owner_engine, event["event_id"], 3)
     assert rows["sms"]["status"] == "failed" and "21211" in rows["sms"]["reason"]
     assert [a.outcome for a in _attempts(owner_engine, rows["sms"]["id"])] == ["permanent"]
-    assert rows["email"]["status"] == "sent" and rows["webhook"]["status"] == "sent"
+    assert rows["webhook"]["status"] == "delivered"
+    assert _final(owner_engine, event["event_id"], {"email": "delivered", "sms": "failed", "webhook": "delivered"})
 
 
 def test_webhook_5xx_is_retried_and_410_disables_the_endpoint(stack, bus, owner_engine):
@@ -169,7 +184,7 @@ def test_webhook_5xx_is_retried_and_410_disables_the_endpoint(stack, bus, owner_
         for event in (retried, disabled):
             bus.publish("risk.margin-events.v1", json.dumps(event).encode())
         ok = _settled(owner_engine, retried["event_id"], 1)["webhook"]
-        assert ok["status"] == "sent"
+        assert ok["status"] == "delivered"
         assert [a.status_code for a in _attempts(owner_engine, ok["id"])] == [503, 429, 200]
         assert len({r["headers"]["webhook-id"] for r in flaky.received}) == 1  # one id across retries
         failed = _settled(owner_engine, disabled["event_id"], 1)["webhook"]
@@ -185,3 +200,66 @@ def test_webhook_5xx_is_retried_and_410_disables_the_endpoint(stack, bus, owner_
     finally:
         flaky.close()
         gone.close()
+
+
+def test_delivery_callbacks_are_verified_applied_once_and_shown_in_the_history(stack, bus, owner_engine):
+    wallet = _wallet()
+    user = _register(bus, wallet, None, phone="+14155550009", channels=("email", "sms"))
+    user_email_bounces = user["email"].replace("@example.org", "@bounce.test")
+    # Re-register with an address the local SendGrid bounces (a contact update, same user id).
+    bus.publish("users.registered.v1", json.dumps(_envelope("UserRegistered", {
+        **user, "email": user_email_bounces, "webhook_url": None})).encode())
+    wait_for(lambda: _contact_email(owner_engine, user["user_id"]) == user_email_bounces, "the contact update")
+    event = _margin_call(wallet)
+    bus.publish("risk.margin-events.v1", json.dumps(event).encode())
+    rows = _final(owner_engine, event["event_id"], {"email": "bounced", "sms": "undelivered"})
+
+    callbacks = stack.callbacks_url()
+    # A forged SendGrid event (wrong key) and a forged Twilio status are refused and change nothing.
+    forged = json.dumps([{"event": "delivered", "sg_event_id": "forged", "delivery_id": str(rows["email"]["id"]),
+                          "sg_message_id": rows["email"]["provider_message_id"]}])
+    reply = requests.post(f"{callbacks}/sendgrid/events", data=forged, timeout=10, headers={
+        "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(b"not a signature").decode(),
+        "X-Twilio-Email-Event-Webhook-Timestamp": str(int(time.time()))})
+    assert reply.status_code == 403
+    reply = requests.post(f"{callbacks}/twilio/status", timeout=10, data={
+        "MessageSid": rows["sms"]["provider_message_id"], "MessageStatus": "delivered"},
+        headers={"X-Twilio-Signature": "bm90IGEgc2lnbmF0dXJl"})
+    assert reply.status_code == 403
+    # A genuine callback sent twice (as providers do) is applied once.
+    with owner_engine.connect() as conn:
+        stored = conn.execute(sqlalchemy.text(
+            "SELECT body FROM notify.provider_events WHERE provider = 'sendgrid' AND delivery_id = :d "
+            "AND event = 'bounce'"), {"d": rows["email"]["id"]}).scalar_one()
+    body = json.dumps([stored])
+    timestamp = str(int(time.time()))
+    key = serialization.load_pem_private_key(stack._sendgrid_event_key().read_bytes(), None)
+    signature = base64.b64encode(key.sign((timestamp + body).encode(), ec.ECDSA(hashes.SHA256()))).decode()
+    replayed = requests.post(f"{callbacks}/sendgrid/events", data=body, timeout=10, headers={
+        "X-Twilio-Email-Event-Webhook-Signature": signature, "X-Twilio-Email-Event-Webhook-Timestamp": timestamp})
+    assert replayed.status_code == 200 and replayed.json()["outcomes"] == ["duplicate"]
+    assert {c: r["status"] for c, r in _deliveries(owner_engine, event["event_id"]).items()} == {
+        "email": "bounced", "sms": "undelivered"}
+
+    api = f"http://127.0.0.1:{stack.layout.function_port(stack.topology, 'api')}"
+    missing = requests.get(f"{api}/users/{user['user_id']}/notifications", timeout=10)
+    assert missing.status_code == 404  # registered straight on the topic: notify knows the user, identity not
+    registered = requests.post(f"{api}/users", timeout=10, json={
+        "name": "History Test", "date_of_birth": "1980-01-01", "country": "US",
+        "email": f"history-{uuid.uuid4().hex[:8]}@example.org", "phone": "+14155550100",
+        "wallet_addresses": [_wallet()], "notification_channels": ["email"]}).json()
+    wait_for(lambda: _contact_email(owner_engine, registered["user_id"]), "notify to learn the registered user")
+    later = _margin_call(registered["wallet_addresses"][0])
+    bus.publish("risk.margin-events.v1", json.dumps(later).encode())
+    _final(owner_engine, later["event_id"], {"email": "delivered"})
+    history = requests.get(f"{api}/users/{registered['user_id']}/notifications", timeout=10)
+    assert_matches("/users/{user_id}/notifications", "get", history)
+    [entry] = history.json()["notifications"]
+    assert (entry["event_id"], entry["channel"], entry["status"]) == (later["event_id"], "email", "delivered")
+    assert [a["outcome"] for a in entry["attempt_log"]] == ["sent"]
+
+
+def _contact_email(engine, user_id: str):
+    with engine.connect() as conn:
+        return conn.execute(sqlalchemy.text("SELECT email FROM notify.contacts WHERE user_id = :u"),
+                            {"u": user_id}).scalar()

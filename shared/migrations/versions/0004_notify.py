@@ -73,6 +73,19 @@ def upgrade() -> None:
         sa.Column("finished_at", timestamp, nullable=False, server_default=now),
         schema="notify",
     )
+    op.create_table(
+        "provider_events",
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("provider", sa.Text, nullable=False),
+        sa.Column("provider_event_id", sa.Text, nullable=False),
+        sa.Column("event", sa.Text, nullable=False),
+        sa.Column("delivery_id", sa.BigInteger),
+        sa.Column("provider_message_id", sa.Text),
+        sa.Column("body", JSONB, nullable=False),
+        sa.Column("received_at", timestamp, nullable=False, server_default=now),
+        sa.UniqueConstraint("provider", "provider_event_id", name="provider_events_once"),
+        schema="notify",
+    )
     # The query API serves notification history.
     op.execute("GRANT USAGE ON SCHEMA notify TO fn_api")
     op.execute("GRANT SELECT ON ALL TABLES IN SCHEMA notify TO fn_api")
