@@ -34,6 +34,7 @@ DEFAULT_RISK_TIER_THRESHOLDS = "WARNING=1.5,MARGIN_CALL=1.2,LIQUIDATION=1.0"
 DEFAULT_NOTIFY_PROVIDER_TIMEOUT_SECONDS = 10.0
 # Attempts per delivery before a transient failure becomes final.
 DEFAULT_NOTIFY_MAX_ATTEMPTS = 5
+DEFAULT_NOTIFY_ATTEMPTS_PER_CALL = 3
 # A position leaves a worse tier only once its health factor is this far above the tier's threshold.
 DEFAULT_RISK_HYSTERESIS = Decimal("0.05")
 
@@ -260,6 +261,8 @@ class NotifySettings:
     webhook_allow_loopback: bool
     provider_timeout_seconds: float
     max_attempts: int
+    # Quick attempts inside one invocation before Pub/Sub's redelivery takes over.
+    attempts_per_call: int
 
     @classmethod
     def read(cls, reader: _Reader) -> NotifySettings:
@@ -282,6 +285,8 @@ class NotifySettings:
                                                    DEFAULT_NOTIFY_PROVIDER_TIMEOUT_SECONDS),
             max_attempts=reader.integer("NOTIFY_MAX_ATTEMPTS", reader.optional("NOTIFY_MAX_ATTEMPTS"),
                                         DEFAULT_NOTIFY_MAX_ATTEMPTS),
+            attempts_per_call=reader.integer("NOTIFY_ATTEMPTS_PER_CALL", reader.optional("NOTIFY_ATTEMPTS_PER_CALL"),
+                                             DEFAULT_NOTIFY_ATTEMPTS_PER_CALL),
         )
 
 

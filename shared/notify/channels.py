@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import socket
 import time
 from dataclasses import dataclass
@@ -94,7 +95,10 @@ class _BaseUrlHttpClient(TwilioHttpClient):
     """The Twilio SDK's HTTP client, sending to `base_url` instead of api.twilio.com."""
 
     def __init__(self, base_url: str, timeout: float) -> None:
-        super().__init__(timeout=timeout)
+        # The SDK logs every request's headers at INFO; keep recipients out of the logs.
+        quiet = logging.getLogger("twilio.http_client")
+        quiet.setLevel(logging.WARNING)
+        super().__init__(timeout=timeout, logger=quiet)
         self.base_url = base_url.rstrip("/")
 
     def request(self, method, url, *args, **kwargs):  # noqa: ANN001 - the SDK's signature

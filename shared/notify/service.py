@@ -3,14 +3,16 @@
 In the consumer's transaction (inbox, effect, outbox): a `UserRegistered` updates the contact
 projection; a `MarginTierChanged` creates one pending delivery per channel of the depositor's contact.
 After the commit, on the first delivery and on every redelivery (`after_commit`), the pending
-deliveries of the event are attempted, each under its own row lock, each attempt recorded. A transient
-failure left pending raises, so Pub/Sub redelivers the event with backoff; a channel that went out is
-never sent again, and one channel's failure never blocks the others.
+deliveries of the event are attempted, each under its own row lock, each attempt recorded: a few quick
+attempts in the call, then, if a transient failure is left, the call raises so Pub/Sub redelivers
+the event with its backoff, up to NOTIFY_MAX_ATTEMPTS in all. A channel that went out is never sent
+again, and one channel's failure never blocks the others.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
@@ -19,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from shared.db import transaction
 from shared.envelope import Envelope
-from shared.errors import AwaitingPrerequisite, InvalidEvent, RetryableError
+from shared.errors import InvalidEvent, RetryableError
 from shared.events import MARGIN_TIER_CHANGED, USER_REGISTERED
 from shared.messaging.consumer import Outgoing
 from shared.notify.channels import (
@@ -31,10 +33,13 @@ from shared.notify.channels import (
     WebhookChannel,
     endpoint_secret,
 )
-from shared.notify.tables import contact_wallets, contacts, deliveries, delivery_attempts
+from shared.notify.tables import contact_wallets, contacts, deliveries, delivery_attempts, unrouted_events
 from shared.settings import NotifySettings
 
 log = logging.getLogger(__name__)
+
+# Between the quick attempts inside one call: 0.5 s, 1 s, …
+IN_CALL_BACKOFF_SECONDS = 0.5
 
 PENDING = "pending"
 FAILED = "failed"
@@ -86,8 +91,13 @@ class Notifier:
             .where(contact_wallets.c.wallet == p["depositor"].lower())
         ).mappings().first()
         if contact is None:
-            # The registration may still be on its way; after the grace period this is recorded.
-            raise AwaitingPrerequisite(f"no contact registered for wallet {p['depositor']}")
+            # Escrows are permissionless: a depositor need not be a registered user. Kept, not retried.
+            conn.execute(insert(unrouted_events).values(
+                event_id=envelope.event_id, wallet=p["depositor"], correlation_id=envelope.correlation_id,
+            ).on_conflict_do_nothing())
+            log.info("no registered user owns the wallet; nothing to notify",
+                     extra={"event_id": envelope.event_id, "wallet": p["depositor"]})
+            return
         planned = []
         for channel in contact["channels"]:
             recipient = {"email": contact["email"], "sms": contact["phone"],
@@ -115,9 +125,22 @@ class Notifier:
         with transaction(engine) as conn:
             ids: list[int] = conn.execute(select(deliveries.c.id).where(
                 deliveries.c.event_id == envelope.event_id, deliveries.c.status == PENDING)).scalars().all()  # type: ignore[assignment]
-        still_pending = [delivery_id for delivery_id in ids if self._attempt(engine, delivery_id)]
+        still_pending = [delivery_id for delivery_id in ids if self._attempts_in_this_call(engine, delivery_id)]
         if still_pending:
             raise DeliveriesPending(f"{len(still_pending)} deliveries of {envelope.event_id} will be retried")
+
+    def _attempts_in_this_call(self, engine: Engine, delivery_id: int) -> bool:
+        """A few quick attempts (short backoff) before leaving it to Pub/Sub's slower redelivery.
+
+        Raising for every transient failure would make Pub/Sub slow down the whole push subscription
+        (it backs off on errors), holding up every other user's alerts behind one flaky endpoint.
+        """
+        for attempt in range(self.settings.attempts_per_call):
+            if not self._attempt(engine, delivery_id):
+                return False
+            if attempt + 1 < self.settings.attempts_per_call:
+                time.sleep(IN_CALL_BACKOFF_SECONDS * 2**attempt)
+        return True
 
     def _attempt(self, engine: Engine, delivery_id: int) -> bool:
         """One attempt of one delivery under its row lock; True when it stays pending."""

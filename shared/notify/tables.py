@@ -81,3 +81,13 @@ provider_events = Table(
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("provider", "provider_event_id", name="provider_events_once"),
 )
+
+# Margin events about a wallet no registered user owns: nobody to notify; kept for operators.
+unrouted_events = Table(
+    "unrouted_events",
+    metadata,
+    Column("event_id", Text, primary_key=True),
+    Column("wallet", Text, nullable=False),
+    Column("correlation_id", Text, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

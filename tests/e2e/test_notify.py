@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from shared.stack.chain_driver import wait_for
 from shared.stack.vendor_server import VendorControl
+from tests.support.notify import attempts, contact_email, deliveries, final, sent_to, settled
 from tests.support.openapi import assert_matches
 from tests.support.webhooks import WebhookReceiver
 
@@ -66,59 +67,20 @@ def _margin_call(wallet: str) -> dict:
         "snapshot_id": 1}, correlation_id=f"31337:0x{uuid.uuid4().hex}:0")
 
 
-def _deliveries(engine, event_id: str) -> dict:
-    with engine.connect() as conn:
-        rows = conn.execute(sqlalchemy.text("SELECT * FROM notify.deliveries WHERE event_id = :e"),
-                            {"e": event_id}).mappings().all()
-    return {row["channel"]: row for row in rows}
-
-
-def _attempts(engine, delivery_id: int) -> list:
-    with engine.connect() as conn:
-        return conn.execute(sqlalchemy.text(
-            "SELECT outcome, status_code FROM notify.delivery_attempts WHERE delivery_id = :d ORDER BY attempt"),
-            {"d": delivery_id}).all()
-
-
-def _settled(engine, event_id: str, channels: int):
-    def done():
-        rows = _deliveries(engine, event_id)
-        return rows if len(rows) == channels and all(r["status"] != "pending" for r in rows.values()) else None
-    return wait_for(done, f"deliveries of {event_id} to settle", timeout=60)
-
-
-def _final(engine, event_id: str, expected: dict):
-    """Wait until the event's deliveries reach `expected` (channel -> status), e.g. after callbacks."""
-    def reached():
-        rows = _deliveries(engine, event_id)
-        return rows if {c: r["status"] for c, r in rows.items()} == expected else None
-    try:
-        return wait_for(reached, f"deliveries of {event_id} to reach {expected}", timeout=60)
-    except TimeoutError:
-        raise AssertionError({c: (r["status"], r["reason"]) for c, r in _deliveries(engine, event_id).items()}) \
-            from None
-
-
-def _sent_to(vendor: VendorControl, key: str, value: str) -> list:
-    if key == "email":
-        return [m for m in vendor.messages() if m["mail"]["personalizations"][0]["to"][0]["email"] == value]
-    return [m for m in vendor.messages() if m["form"]["To"] == value]
-
-
 def test_a_margin_event_goes_out_on_every_channel_once(stack, bus, owner_engine, receiver, vendors):
     sendgrid, twilio = vendors
     wallet = _wallet()
     user = _register(bus, wallet, receiver.url)
     event = _margin_call(wallet.upper().replace("0X", "0x"))  # wallets match case-insensitively
     bus.publish("risk.margin-events.v1", json.dumps(event).encode())
-    rows = _final(owner_engine, event["event_id"], {"email": "delivered", "sms": "delivered", "webhook": "delivered"})
+    rows = final(owner_engine, event["event_id"], {"email": "delivered", "sms": "delivered", "webhook": "delivered"})
     assert {r["correlation_id"] for r in rows.values()} == {event["correlation_id"]}
 
-    [mail] = _sent_to(sendgrid, "email", user["email"])
+    [mail] = sent_to(sendgrid, "email", user["email"])
     assert mail["message_id"] == rows["email"]["provider_message_id"]
     assert "MARGIN_CALL" in mail["mail"]["content"][0]["value"]
     assert mail["mail"]["custom_args"]["delivery_id"] == str(rows["email"]["id"])
-    [sms] = _sent_to(twilio, "sms", user["phone"])
+    [sms] = sent_to(twilio, "sms", user["phone"])
     assert sms["sid"] == rows["sms"]["provider_message_id"] and sms["form"]["From"] == "+15005550006"
 
     [hook] = receiver.received
@@ -137,8 +99,8 @@ def test_a_margin_event_goes_out_on_every_channel_once(stack, bus, owner_engine,
     bus.publish("risk.margin-events.v1", json.dumps(event).encode())
     wait_for(lambda: _inbox_outcomes(owner_engine, event["event_id"]) >= 1, "the redelivery to be seen")
     time.sleep(2)  # let a (wrong) second send land if there were one
-    assert len(_sent_to(sendgrid, "email", user["email"])) == 1
-    assert len(_sent_to(twilio, "sms", user["phone"])) == 1
+    assert len(sent_to(sendgrid, "email", user["email"])) == 1
+    assert len(sent_to(twilio, "sms", user["phone"])) == 1
     assert len(receiver.received) == 1
 
 
@@ -156,10 +118,10 @@ def test_sendgrid_failing_twice_is_retried_and_other_channels_are_not_held_up(st
     sendgrid.fail_next(500, 2)
     event = _margin_call(wallet)
     bus.publish("risk.margin-events.v1", json.dumps(event).encode())
-    rows = _final(owner_engine, event["event_id"], {"email": "delivered", "sms": "delivered", "webhook": "delivered"})
-    assert [a.outcome for a in _attempts(owner_engine, rows["email"]["id"])] == ["transient", "transient", "sent"]
-    assert [a.outcome for a in _attempts(owner_engine, rows["sms"]["id"])] == ["sent"]
-    assert len(_sent_to(sendgrid, "email", user["email"])) == 1
+    rows = final(owner_engine, event["event_id"], {"email": "delivered", "sms": "delivered", "webhook": "delivered"})
+    assert [a.outcome for a in attempts(owner_engine, rows["email"]["id"])] == ["transient", "transient", "sent"]
+    assert [a.outcome for a in attempts(owner_engine, rows["sms"]["id"])] == ["sent"]
+    assert len(sent_to(sendgrid, "email", user["email"])) == 1
 
 
 def test_an_invalid_phone_number_fails_the_sms_only(stack, bus, owner_engine, receiver, vendors):
@@ -167,11 +129,11 @@ def test_an_invalid_phone_number_fails_the_sms_only(stack, bus, owner_engine, re
     _register(bus, wallet, receiver.url, phone="+1555")
     event = _margin_call(wallet)
     bus.publish("risk.margin-events.v1", json.dumps(event).encode())
-    rows = _settled(owner_engine, event["event_id"], 3)
+    rows = settled(owner_engine, event["event_id"], 3)
     assert rows["sms"]["status"] == "failed" and "21211" in rows["sms"]["reason"]
-    assert [a.outcome for a in _attempts(owner_engine, rows["sms"]["id"])] == ["permanent"]
+    assert [a.outcome for a in attempts(owner_engine, rows["sms"]["id"])] == ["permanent"]
     assert rows["webhook"]["status"] == "delivered"
-    assert _final(owner_engine, event["event_id"], {"email": "delivered", "sms": "failed", "webhook": "delivered"})
+    assert final(owner_engine, event["event_id"], {"email": "delivered", "sms": "failed", "webhook": "delivered"})
 
 
 def test_webhook_5xx_is_retried_and_410_disables_the_endpoint(stack, bus, owner_engine):
@@ -183,11 +145,11 @@ def test_webhook_5xx_is_retried_and_410_disables_the_endpoint(stack, bus, owner_
         retried, disabled = _margin_call(first), _margin_call(second)
         for event in (retried, disabled):
             bus.publish("risk.margin-events.v1", json.dumps(event).encode())
-        ok = _settled(owner_engine, retried["event_id"], 1)["webhook"]
+        ok = settled(owner_engine, retried["event_id"], 1)["webhook"]
         assert ok["status"] == "delivered"
-        assert [a.status_code for a in _attempts(owner_engine, ok["id"])] == [503, 429, 200]
+        assert [a.status_code for a in attempts(owner_engine, ok["id"])] == [503, 429, 200]
         assert len({r["headers"]["webhook-id"] for r in flaky.received}) == 1  # one id across retries
-        failed = _settled(owner_engine, disabled["event_id"], 1)["webhook"]
+        failed = settled(owner_engine, disabled["event_id"], 1)["webhook"]
         assert failed["status"] == "failed" and "410" in failed["reason"]
         with owner_engine.connect() as conn:
             enabled = conn.execute(sqlalchemy.text("SELECT webhook_enabled FROM notify.contacts WHERE user_id = :u"),
@@ -195,7 +157,7 @@ def test_webhook_5xx_is_retried_and_410_disables_the_endpoint(stack, bus, owner_
         assert enabled is False
         later = _margin_call(second)
         bus.publish("risk.margin-events.v1", json.dumps(later).encode())
-        assert _settled(owner_engine, later["event_id"], 1)["webhook"]["reason"].startswith("endpoint disabled")
+        assert settled(owner_engine, later["event_id"], 1)["webhook"]["reason"].startswith("endpoint disabled")
         assert len(gone.received) == 1
     finally:
         flaky.close()
@@ -209,10 +171,10 @@ def test_delivery_callbacks_are_verified_applied_once_and_shown_in_the_history(s
     # Re-register with an address the local SendGrid bounces (a contact update, same user id).
     bus.publish("users.registered.v1", json.dumps(_envelope("UserRegistered", {
         **user, "email": user_email_bounces, "webhook_url": None})).encode())
-    wait_for(lambda: _contact_email(owner_engine, user["user_id"]) == user_email_bounces, "the contact update")
+    wait_for(lambda: contact_email(owner_engine, user["user_id"]) == user_email_bounces, "the contact update")
     event = _margin_call(wallet)
     bus.publish("risk.margin-events.v1", json.dumps(event).encode())
-    rows = _final(owner_engine, event["event_id"], {"email": "bounced", "sms": "undelivered"})
+    rows = final(owner_engine, event["event_id"], {"email": "bounced", "sms": "undelivered"})
 
     callbacks = stack.callbacks_url()
     # A forged SendGrid event (wrong key) and a forged Twilio status are refused and change nothing.
@@ -238,7 +200,7 @@ def test_delivery_callbacks_are_verified_applied_once_and_shown_in_the_history(s
     replayed = requests.post(f"{callbacks}/sendgrid/events", data=body, timeout=10, headers={
         "X-Twilio-Email-Event-Webhook-Signature": signature, "X-Twilio-Email-Event-Webhook-Timestamp": timestamp})
     assert replayed.status_code == 200 and replayed.json()["outcomes"] == ["duplicate"]
-    assert {c: r["status"] for c, r in _deliveries(owner_engine, event["event_id"]).items()} == {
+    assert {c: r["status"] for c, r in deliveries(owner_engine, event["event_id"]).items()} == {
         "email": "bounced", "sms": "undelivered"}
 
     api = f"http://127.0.0.1:{stack.layout.function_port(stack.topology, 'api')}"
@@ -248,10 +210,10 @@ def test_delivery_callbacks_are_verified_applied_once_and_shown_in_the_history(s
         "name": "History Test", "date_of_birth": "1980-01-01", "country": "US",
         "email": f"history-{uuid.uuid4().hex[:8]}@example.org", "phone": "+14155550100",
         "wallet_addresses": [_wallet()], "notification_channels": ["email"]}).json()
-    wait_for(lambda: _contact_email(owner_engine, registered["user_id"]), "notify to learn the registered user")
+    wait_for(lambda: contact_email(owner_engine, registered["user_id"]), "notify to learn the registered user")
     later = _margin_call(registered["wallet_addresses"][0])
     bus.publish("risk.margin-events.v1", json.dumps(later).encode())
-    _final(owner_engine, later["event_id"], {"email": "delivered"})
+    final(owner_engine, later["event_id"], {"email": "delivered"})
     history = requests.get(f"{api}/users/{registered['user_id']}/notifications", timeout=10)
     assert_matches("/users/{user_id}/notifications", "get", history)
     [entry] = history.json()["notifications"]
@@ -259,7 +221,3 @@ def test_delivery_callbacks_are_verified_applied_once_and_shown_in_the_history(s
     assert [a["outcome"] for a in entry["attempt_log"]] == ["sent"]
 
 
-def _contact_email(engine, user_id: str):
-    with engine.connect() as conn:
-        return conn.execute(sqlalchemy.text("SELECT email FROM notify.contacts WHERE user_id = :u"),
-                            {"u": user_id}).scalar()

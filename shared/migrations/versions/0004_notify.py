@@ -86,6 +86,14 @@ def upgrade() -> None:
         sa.UniqueConstraint("provider", "provider_event_id", name="provider_events_once"),
         schema="notify",
     )
+    op.create_table(
+        "unrouted_events",
+        sa.Column("event_id", sa.Text, primary_key=True),
+        sa.Column("wallet", sa.Text, nullable=False),
+        sa.Column("correlation_id", sa.Text, nullable=False),
+        sa.Column("received_at", timestamp, nullable=False, server_default=now),
+        schema="notify",
+    )
     # The query API serves notification history.
     op.execute("GRANT USAGE ON SCHEMA notify TO fn_api")
     op.execute("GRANT SELECT ON ALL TABLES IN SCHEMA notify TO fn_api")
