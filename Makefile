@@ -70,3 +70,4 @@ bench: install
 	$(PY) -m tests.bench.cold_start
 	$(PY) -m tests.bench.throughput
 	$(PY) -m tests.bench.risk_pass
+	$(PY) -m tests.bench.latency

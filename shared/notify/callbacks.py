@@ -17,23 +17,16 @@ from dataclasses import dataclass
 from flask import Flask, jsonify, request
 from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
-from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 from twilio.request_validator import RequestValidator
 
 from shared.db import get_engine, transaction
-from shared.notify.tables import deliveries, provider_events
+from shared.notify.statuses import apply_callback_status, lock_provider_message
+from shared.notify.tables import provider_events
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
-
-# Provider event -> the delivery status it means; absent: informational, recorded only.
-SENDGRID_STATUSES = {"delivered": "delivered", "bounce": "bounced", "dropped": "failed"}
-TWILIO_STATUSES = {"delivered": "delivered", "undelivered": "undelivered", "failed": "failed"}
-# Statuses a callback may move a delivery out of.
-OPEN_STATUSES = ("pending", "sent")
-
 
 @dataclass(frozen=True)
 class ProviderEvent:
@@ -45,23 +38,21 @@ class ProviderEvent:
     body: dict
 
 
-def record(conn: Connection, item: ProviderEvent, statuses: dict[str, str]) -> str:
+def record(conn: Connection, item: ProviderEvent) -> str:
     """Store one provider event and apply it; return what happened (for the log and the tests)."""
+    if item.provider_message_id:
+        lock_provider_message(conn, item.provider_message_id)
     inserted = conn.execute(insert(provider_events).values(
         provider=item.provider, provider_event_id=item.provider_event_id, event=item.event,
         delivery_id=item.delivery_id, provider_message_id=item.provider_message_id, body=item.body,
     ).on_conflict_do_nothing(constraint="provider_events_once").returning(provider_events.c.id)).first()
     if inserted is None:
         return "duplicate"
-    status = statuses.get(item.event)
-    if status is None:
-        return "recorded"
-    match = (deliveries.c.id == item.delivery_id if item.delivery_id is not None
-             else deliveries.c.provider_message_id == item.provider_message_id)
-    moved = conn.execute(update(deliveries).where(match, deliveries.c.status.in_(OPEN_STATUSES))
-                         .values(status=status, reason=f"{item.provider}: {item.event}")
-                         .returning(deliveries.c.id)).first()
-    return f"moved to {status}" if moved else "no open delivery"
+    status = apply_callback_status(conn, item.provider, item.event, delivery_id=item.delivery_id,
+                                   provider_message_id=item.provider_message_id)
+    # Not moved: informational, or about a delivery whose `sent` is not committed yet (the sender
+    # applies it then), or already final.
+    return f"moved to {status}" if status else "recorded"
 
 
 def create_app(settings: Settings) -> Flask:
@@ -90,7 +81,7 @@ def create_app(settings: Settings) -> Flask:
                 item = ProviderEvent("sendgrid", str(event["sg_event_id"]), str(event["event"]),
                                      int(custom) if custom else None,
                                      str(event.get("sg_message_id", "")).split(".")[0] or None, event)
-                outcomes.append(record(conn, item, SENDGRID_STATUSES))
+                outcomes.append(record(conn, item))
         log.info("SendGrid events applied", extra={"outcomes": outcomes})
         return jsonify(outcomes=outcomes), 200
 
@@ -104,7 +95,7 @@ def create_app(settings: Settings) -> Flask:
         sid, status = form.get("MessageSid", ""), form.get("MessageStatus", "")
         item = ProviderEvent("twilio", f"{sid}:{status}", status, None, sid, form)
         with transaction(engine()) as conn:
-            outcome = record(conn, item, TWILIO_STATUSES)
+            outcome = record(conn, item)
         log.info("Twilio status applied", extra={"message_sid": sid, "status": status, "outcome": outcome})
         return jsonify(outcome=outcome), 200
 

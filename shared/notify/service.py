@@ -33,6 +33,7 @@ from shared.notify.channels import (
     WebhookChannel,
     endpoint_secret,
 )
+from shared.notify.statuses import DELIVERED, FAILED, PENDING, apply_early_callbacks, lock_provider_message
 from shared.notify.tables import contact_wallets, contacts, deliveries, delivery_attempts, unrouted_events
 from shared.settings import NotifySettings
 
@@ -41,9 +42,6 @@ log = logging.getLogger(__name__)
 # Between the quick attempts inside one call: 0.5 s, 1 s, …
 IN_CALL_BACKOFF_SECONDS = 0.5
 
-PENDING = "pending"
-FAILED = "failed"
-DELIVERED = "delivered"
 
 
 class DeliveriesPending(RetryableError):
@@ -152,6 +150,8 @@ class Notifier:
                 return False  # sent meanwhile, or another instance holds it right now
             started = datetime.now(UTC)
             result = self.channels[delivery["channel"]].send(self._outbound(conn, delivery))
+            if result.provider_message_id:
+                lock_provider_message(conn, result.provider_message_id)
             attempt = delivery["attempts"] + 1
             conn.execute(insert(delivery_attempts).values(
                 delivery_id=delivery_id, attempt=attempt, outcome=result.outcome, status_code=result.status_code,
@@ -168,6 +168,8 @@ class Notifier:
             conn.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(
                 status=status, reason=reason, attempts=attempt, updated_at=func.now(),
                 provider_message_id=result.provider_message_id or delivery["provider_message_id"]))
+            if status == SENT:
+                apply_early_callbacks(conn, delivery_id, result.provider_message_id)
             if result.disable_endpoint:
                 conn.execute(update(contacts).where(contacts.c.user_id == delivery["user_id"])
                              .values(webhook_enabled=False, updated_at=func.now()))

@@ -32,11 +32,12 @@ class SendGridHandler(VendorHandler):
             return self.reply(404, {"errors": [{"message": "not found"}]})
         if not self.headers.get("Authorization", "").startswith("Bearer "):
             return self.reply(401, {"errors": [{"field": None, "message": "authorization required"}]})
-        failure = self.state.next_failure()
+        body = self.body()
+        failure = self.state.next_failure(body)
         if failure:
             return self.reply(failure, {"errors": [{"field": None, "message": "injected failure"}]})
         try:
-            mail = json.loads(self.body())
+            mail = json.loads(body)
         except json.JSONDecodeError:
             return self.reply(400, {"errors": [{"field": None, "message": "Bad Request"}]})
         errors = _problems(mail)

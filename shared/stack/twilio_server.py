@@ -34,10 +34,11 @@ class TwilioHandler(VendorHandler):
         account = match.group(1)
         if not self._authorised(account):
             return self.reply(401, {"code": 20003, "message": "Authenticate", "status": 401})
-        failure = self.state.next_failure()
+        body = self.body()
+        failure = self.state.next_failure(body)
         if failure:
             return self.reply(failure, {"code": 20500, "message": "injected failure", "status": failure})
-        form = {k: v[0] for k, v in parse_qs(self.body().decode()).items()}
+        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
         to = form.get("To", "")
         if not _E164.match(to):
             return self.reply(400, {"code": 21211, "message": f"The 'To' number {to} is not a valid phone number.",

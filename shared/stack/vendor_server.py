@@ -1,7 +1,9 @@
 """The part every local vendor server shares: JSON replies, recorded requests, injected failures.
 
 A test or the demo steers a server through `/_control/…`:
-    POST /_control/failures  {"status": 500, "count": 2}   the next `count` API calls answer `status`
+    POST /_control/failures  {"status": 500, "count": 2, "matching": "a@b.c"}
+                             the next `count` API calls (whose body contains `matching`, if given)
+                             answer `status`
     GET  /_control/messages                               every accepted message, oldest first
 """
 
@@ -21,12 +23,19 @@ class VendorState:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.failures: list[int] = []
+        # (status, text the request body must contain, or None for any request)
+        self.failures: list[tuple[int, str | None]] = []
         self.messages: list[dict] = []
 
-    def next_failure(self) -> int | None:
+    def next_failure(self, body: bytes) -> int | None:
+        """The status to fail this request with, if an injected failure applies to it."""
+        text = body.decode(errors="replace")
         with self.lock:
-            return self.failures.pop(0) if self.failures else None
+            for index, (status, matching) in enumerate(self.failures):
+                if matching is None or matching in text:
+                    del self.failures[index]
+                    return status
+        return None
 
     def record(self, message: dict) -> None:
         with self.lock:
@@ -66,7 +75,7 @@ class VendorHandler(BaseHTTPRequestHandler):
         if path == "/_control/failures":
             order = json.loads(self.body() or b"{}")
             with self.state.lock:
-                self.state.failures.extend([int(order["status"])] * int(order["count"]))
+                self.state.failures.extend([(int(order["status"]), order.get("matching"))] * int(order["count"]))
             return self.reply(204)
         self.api_post(path)
 
@@ -96,9 +105,10 @@ class VendorControl:
     def __init__(self, root: str) -> None:
         self.root = root.rstrip("/")
 
-    def fail_next(self, status: int, count: int) -> None:
-        requests.post(f"{self.root}/_control/failures", json={"status": status, "count": count},
-                      timeout=5).raise_for_status()
+    def fail_next(self, status: int, count: int, matching: str | None = None) -> None:
+        """Answer the next `count` calls (those whose body contains `matching`) with `status`."""
+        requests.post(f"{self.root}/_control/failures", json={"status": status, "count": count,
+                                                              "matching": matching}, timeout=5).raise_for_status()
 
     def messages(self) -> list[dict]:
         return requests.get(f"{self.root}/_control/messages", timeout=5).json()

@@ -19,6 +19,7 @@ import pytest
 import requests
 import sqlalchemy
 
+from shared.ops.trace import escrow_trace, format_trace
 from shared.stack.chain_driver import approve, complete, create_escrow, mine, new_funded_account, wait_for
 from shared.stack.vendor_server import VendorControl
 from tests.support.notify import contact_email, deliveries, final, sent_to
@@ -108,7 +109,7 @@ def test_chain_to_alert(variant, stack, bus, owner_engine, market, isolated_rela
 
         # 4-5. The price crashes on both sources; fetch-price, then assess-margin emits a margin call.
         if sendgrid_failures:
-            sendgrid.fail_next(500, sendgrid_failures)
+            sendgrid.fail_next(500, sendgrid_failures, matching=user["email"])
         crash_started = time.time()
         market.quote("1400", chainlink="1401")
         decision = market.tick()
@@ -143,6 +144,8 @@ def test_chain_to_alert(variant, stack, bus, owner_engine, market, isolated_rela
             assert json.loads(receiver.received[0]["body"])["data"]["escrow_id"] == str(escrow.escrow_id)
         assert position(owner_engine, contract, escrow.escrow_id).tier == "MARGIN_CALL"
         print(f"{variant}: crash to final delivery statuses in {time.time() - crash_started:.1f}s")
+        if variant == "clean":
+            _check_trace(owner_engine, contract, escrow.escrow_id)
 
         # Close the escrow, so the next tests' price moves do not alert this test's (closed) endpoint.
         approve(w3, relay.contract, escrow)
@@ -152,6 +155,21 @@ def test_chain_to_alert(variant, stack, bus, owner_engine, market, isolated_rela
         wait_position(owner_engine, contract, escrow.escrow_id, "completed")
     finally:
         receiver.close()
+
+
+def _check_trace(engine, contract: str, escrow_id: int) -> None:
+    """The trace CLI's view of the escrow: every stage, in time order, chain first."""
+    with engine.connect() as conn:
+        stages = escrow_trace(conn, 31337, contract, escrow_id)
+    names = [s.stage for s in stages]
+    assert names[0] == "chain"
+    for expected in ("relay", "settle received", "settle applied", "assess-margin received", "fetch-price decided",
+                     "assess-margin", "notify received", "notify email", "sendgrid callback", "notify sms",
+                     "twilio callback", "notify webhook", "email final"):
+        assert expected in names, (expected, names)
+    assert names.index("settle applied") < names.index("assess-margin") < names.index("notify email")
+    assert [s.at for s in stages] == sorted(s.at for s in stages)
+    assert "ms" in format_trace(stages)
 
 
 def _with_phone(registered_message, phone: str) -> bytes:

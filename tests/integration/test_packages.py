@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from twilio.request_validator import RequestValidator
 
 from shared.deploy.package import build
 from shared.stack.chain_driver import wait_for
@@ -75,11 +76,17 @@ def test_the_packaged_function_installs_starts_and_handles_a_message(stack, tmp_
                  "--source=main.py", "--host=127.0.0.1", f"--port={port}"], log, env=env, cwd=unpacked)
     try:
         wait_for(lambda: port_open(port), f"packaged {name} to listen (log: {log})", timeout=60)
-        if function.http:  # a registration: validation (checksummed wallets), a write and a publish
+        if function.name == "api":  # a registration: validation (checksummed wallets), a write and a publish
             reply = requests.post(f"http://127.0.0.1:{port}/users", timeout=60, json={
                 "name": "Package Smoke", "date_of_birth": "1980-05-05", "country": "NL",
                 "email": f"smoke-{uuid.uuid4().hex[:8]}@example.org", "phone": "+31201234567",
                 "wallet_addresses": ["0x" + uuid.uuid4().hex + "00000000"], "notification_channels": ["email"]})
+        elif function.name == "callbacks":  # a Twilio status callback, signed as Twilio signs it
+            form = {"MessageSid": "SM" + uuid.uuid4().hex, "MessageStatus": "delivered"}
+            signature = RequestValidator(env["TWILIO_AUTH_TOKEN"]).compute_signature(
+                env["TWILIO_STATUS_CALLBACK_URL"], form)
+            reply = requests.post(f"http://127.0.0.1:{port}/twilio/status", data=form, timeout=60,
+                                  headers={"X-Twilio-Signature": signature})
         else:
             reply = _push(port, MESSAGES[name] or body(unique_escrow_created()))
         assert reply.status_code < 300, (reply.status_code, log.read_text()[-2000:])

@@ -40,4 +40,6 @@ class WebhookReceiver:
         return f"http://127.0.0.1:{self.port}/hook"
 
     def close(self) -> None:
+        """Stop serving and release the port: later calls are refused at once, not left hanging."""
         self.server.shutdown()
+        self.server.server_close()
