@@ -32,7 +32,7 @@ test: install lint
 lint: install
 	$(VENV)/bin/ruff check shared functions tests
 	$(VENV)/bin/mypy
-	for f in functions/*/main.py; do $(VENV)/bin/mypy --no-incremental "$$f" || exit 1; done
+	for f in functions/*/main.py; do $(VENV)/bin/mypy "$$f" || exit 1; done
 
 ## Build dist/<function>.zip, the artifacts Terraform deploys.
 package: install
@@ -70,3 +70,4 @@ bench: install
 	$(PY) -m tests.bench.cold_start
 	$(PY) -m tests.bench.throughput
 	$(PY) -m tests.bench.risk_pass
+	$(PY) -m tests.bench.latency

@@ -9,6 +9,7 @@ from pathlib import Path
 from flask import Flask, Response, jsonify, request
 
 from shared.api.escrow_queries import find_escrows, get_escrow, parse_escrow_filter
+from shared.api.notification_queries import notification_history
 from shared.api.risk_queries import user_portfolio
 from shared.db import get_engine, transaction
 from shared.errors import InvalidRequest
@@ -64,6 +65,13 @@ def create_app(settings: Settings) -> Flask:
             user = get_user(conn, user_id)
             portfolio = user_portfolio(conn, user) if user else None
         return (jsonify(portfolio), 200) if portfolio else not_found(None)
+
+    @app.get("/users/<user_id>/notifications")
+    def read_notifications(user_id: str):
+        with transaction(engine()) as conn:
+            user = get_user(conn, user_id)
+            history = notification_history(conn, user_id) if user else None
+        return (jsonify(user_id=user_id, notifications=history), 200) if user else not_found(None)
 
     @app.get("/escrows")
     def list_escrows():

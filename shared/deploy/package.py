@@ -17,7 +17,7 @@ from shared.topology import Function, load_topology
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Local-only and deploy-only parts of shared/ that no function imports at runtime.
-EXCLUDED = ("shared/stack/", "shared/deploy/", "shared/migrations/", "shared/chain/contracts/",
+EXCLUDED = ("shared/stack/", "shared/deploy/", "shared/ops/", "shared/migrations/", "shared/chain/contracts/",
             "shared/chain/compile.mjs")
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 

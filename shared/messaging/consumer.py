@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from shared.db import get_engine, transaction
 from shared.envelope import Envelope
@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 # What a handler returns: the events to publish, each with its topic.
 Outgoing = Sequence[tuple[str, Envelope]]
 Handler = Callable[[Connection, Envelope], Outgoing]
+# Work with outside effects (sending an email) that must follow the commit, on the first delivery and
+# on every redelivery; it raises a RetryableError to have the message redelivered.
+AfterCommit = Callable[[Engine, Envelope], None]
 
 # Outcomes of one delivery, as logged and returned.
 OUTCOME_APPLIED = "applied"
@@ -72,11 +75,13 @@ class PushedMessage:
 class Consumer:
     """Runs one domain handler under the inbox/outbox discipline."""
 
-    def __init__(self, name: str, schema: str, settings: Settings, handler: Handler) -> None:
+    def __init__(self, name: str, schema: str, settings: Settings, handler: Handler,
+                 after_commit: AfterCommit | None = None) -> None:
         self.name = name
         self.schema = schema
         self.settings = settings
         self.handler = handler
+        self.after_commit = after_commit
         self.tables = messaging_tables(schema)
 
     def handle(self, cloud_event: Any) -> str:
@@ -95,6 +100,8 @@ class Consumer:
         with correlation(envelope.correlation_id):
             outcome = self._apply_once(message, envelope)
             self.publish_outbox()
+            if self.after_commit is not None and outcome != OUTCOME_REJECTED:
+                self.after_commit(self._engine(), envelope)
             return outcome
 
     def publish_outbox(self) -> int:

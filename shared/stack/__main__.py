@@ -1,7 +1,8 @@
-"""CLI: python -m shared.stack up | down | status | demo | relay-admin ARGS...
+"""CLI: python -m shared.stack up | down | status | demo | relay-admin ARGS... | trace ESCROW
 
 relay-admin runs `python -m shared.relay.admin ARGS` with the stack relay's own settings,
-e.g. `python -m shared.stack relay-admin status`.
+e.g. `python -m shared.stack relay-admin status`. trace prints one escrow's path through every stage
+(chain_id:contract:escrow_id), see shared/ops/trace.py.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from shared.stack.layout import DEMO_LAYOUT
 def main() -> None:
     """Parse the command and run it on the demo stack."""
     parser = argparse.ArgumentParser(prog="python -m shared.stack", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status", "demo", "relay-admin"])
+    parser.add_argument("command", choices=["up", "down", "status", "demo", "relay-admin", "trace"])
     parser.add_argument("arguments", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     # The Pub/Sub client library honours this variable; the stack's own publishes go to the emulator.
@@ -35,6 +36,14 @@ def main() -> None:
     elif args.command == "status":
         for name, address, status in stack.status():
             print(f"{name:18} {status:5} {address}")
+    elif args.command == "trace":
+        import sqlalchemy
+
+        from shared.ops.trace import escrow_trace, format_trace, parse_key
+
+        engine = sqlalchemy.create_engine(DEMO_LAYOUT.database_url())
+        with engine.connect() as conn:
+            print(format_trace(escrow_trace(conn, *parse_key(args.arguments[0]))))
     elif args.command == "relay-admin":
         completed = stack.run_relay_admin(args.arguments)
         print(completed.stdout + completed.stderr, end="")

@@ -1,16 +1,20 @@
 """The demo: a user registers, escrows live their lifecycle on anvil, and travel
 relay -> Pub/Sub -> settle -> PostgreSQL, then are read back through the api. Then the ETH price
-crashes on Chainlink and CoinGecko: fetch-price -> assess-margin turn it into margin calls."""
+crashes on Chainlink and CoinGecko: fetch-price -> assess-margin turn it into margin calls, notify
+emails and texts the user, the vendors' callbacks mark the alerts delivered, and the escrow's trace is
+printed."""
 
 from __future__ import annotations
 
 import json
 import time
+from decimal import Decimal
 
 import requests
 import sqlalchemy
 from google.cloud import pubsub_v1
 
+from shared.ops.trace import escrow_trace, format_trace
 from shared.stack.chain_driver import approve, complete, create_escrow, mine, refund, wait_for
 from shared.stack.layout import PROJECT_ID
 from shared.stack.market_driver import Market
@@ -88,6 +92,7 @@ def run_demo(stack: Stack) -> None:
     portfolio = requests.get(f"{api}/users/{user.json()['user_id']}/portfolio", timeout=30).json()
     print(f"GET /users/{portfolio['user_id']}/portfolio → total: " + ", ".join(
         f"{k}={v}" for k, v in portfolio["total"].items()))
+    _alerts_and_trace(engine, contract.address, leveraged.escrow_id)
     market.settle_at(PRICE_BEFORE)  # leave the market where the next demo run expects it
     engine.dispose()
     status = stack.run_relay_admin(["status"])
@@ -129,3 +134,21 @@ def _price_crash(stack: Stack, market: Market, engine, contract: str, escrow_ids
     for event in events:
         print(f"  escrow #{event.escrow_id}: {event.previous_tier} → {event.tier}, health factor "
               f"{event.health_factor} (correlation {event.correlation_id[:24]}…)")
+
+
+def _alerts_and_trace(engine, contract: str, escrow_id: int) -> None:
+    """Wait for the user's alerts about the escrow to be delivered, then print the escrow's trace."""
+    def delivered():
+        with engine.connect() as conn:
+            rows = conn.execute(sqlalchemy.text(
+                "SELECT d.channel, d.status FROM notify.deliveries d JOIN risk.margin_events m "
+                "ON m.event_id = d.event_id WHERE m.contract = :c AND m.escrow_id = :i"),
+                {"c": contract, "i": escrow_id}).all()
+        return rows if rows and all(r.status not in ("pending", "sent") for r in rows) else None
+
+    rows = wait_for(delivered, "the margin call's deliveries", timeout=60)
+    print("notify: " + ", ".join(f"{r.channel} {r.status}" for r in rows)
+          + " (local SendGrid and Twilio, their signed callbacks)")
+    print(f"trace of escrow #{escrow_id} (python -m shared.stack trace 31337:{contract}:{escrow_id}):")
+    with engine.connect() as conn:
+        print(format_trace(escrow_trace(conn, 31337, contract, Decimal(escrow_id))))

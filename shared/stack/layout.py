@@ -43,6 +43,16 @@ class StackLayout:
         """Base URL of the local CoinGecko server, as COINGECKO_BASE_URL."""
         return f"http://127.0.0.1:{self.coingecko_port}/api/v3"
 
+    @property
+    def sendgrid_url(self) -> str:
+        """Base URL of the local SendGrid server, as SENDGRID_BASE_URL."""
+        return f"http://127.0.0.1:{self.base_port + 4}"
+
+    @property
+    def twilio_url(self) -> str:
+        """Base URL of the local Twilio server, as TWILIO_BASE_URL."""
+        return f"http://127.0.0.1:{self.base_port + 5}"
+
     def function_port(self, topology: Topology, name: str) -> int:
         """Each function listens on its own port, in manifest order."""
         names = [f.name for f in topology.functions]

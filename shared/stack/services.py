@@ -185,14 +185,23 @@ def start_anvil(layout: StackLayout, pid: int | None) -> tuple[int, bool]:
 # ---------------------------------------------------------------- local vendor servers
 
 
-def start_coingecko(layout: StackLayout, pid: int | None) -> tuple[int, bool]:
-    """Start the local CoinGecko server unless it already answers; return its pid and whether it is new."""
-    log_path = layout.logs / "coingecko.log"
-    if pid and port_open(layout.coingecko_port):
+LOCAL_VENDORS = {
+    # name: (module, port offset from the layout's base port)
+    "coingecko": ("shared.stack.coingecko_server", 3),
+    "sendgrid": ("shared.stack.sendgrid_server", 4),
+    "twilio": ("shared.stack.twilio_server", 5),
+}
+
+
+def start_vendor(layout: StackLayout, name: str, pid: int | None, args: list[str] = ()) -> tuple[int, bool]:
+    """Start one local vendor server unless it already answers; return its pid and whether it is new."""
+    module, offset = LOCAL_VENDORS[name]
+    port = layout.base_port + offset
+    log_path = layout.logs / f"{name}.log"
+    if pid and port_open(port):
         return pid, False
-    pid = spawn([sys.executable, "-m", "shared.stack.coingecko_server", "--port", str(layout.coingecko_port)],
-                log_path, cwd=REPO_ROOT)
-    wait_until(lambda: port_open(layout.coingecko_port), "local CoinGecko server", 30, log_path, pid)
+    pid = spawn([sys.executable, "-m", module, "--port", str(port), *args], log_path, cwd=REPO_ROOT)
+    wait_until(lambda: port_open(port), f"local {name} server", 30, log_path, pid)
     return pid, True
 
 

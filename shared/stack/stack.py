@@ -28,6 +28,7 @@ FEED_DECIMALS = 8
 INITIAL_ETH_USD = 2000
 COINGECKO_ETH = "ethereum"
 NATIVE_ETH = "0x0000000000000000000000000000000000000000"
+LOCAL_TWILIO_ACCOUNT = "AC" + "0" * 32
 
 
 class Stack:
@@ -47,7 +48,12 @@ class Stack:
         services.start_postgres(self.layout)
         state["emulator_pid"] = services.start_emulator(self.layout, state.get("emulator_pid"))
         state["anvil_pid"], fresh_chain = services.start_anvil(self.layout, state.get("anvil_pid"))
-        state["coingecko_pid"], fresh_coingecko = services.start_coingecko(self.layout, state.get("coingecko_pid"))
+        fresh_vendors = {}
+        vendor_args = {"sendgrid": ["--event-webhook-url", f"{self.callbacks_url()}/sendgrid/events",
+                                    "--signing-key", str(self._sendgrid_event_key())]}
+        for vendor in services.LOCAL_VENDORS:
+            state[f"{vendor}_pid"], fresh_vendors[vendor] = services.start_vendor(
+                self.layout, vendor, state.get(f"{vendor}_pid"), vendor_args.get(vendor, []))
         self.layout.write_state(state)
         self.migrate()
         # anvil's first unlocked default account deploys.
@@ -58,7 +64,7 @@ class Stack:
         if fresh_chain or not self._contract_deployed(state.get("eth_usd_feed")):
             state["eth_usd_feed"] = deploy_contract(w3, "MockV3Aggregator", w3.eth.accounts[0], FEED_DECIMALS,
                                                     INITIAL_ETH_USD * 10**FEED_DECIMALS)
-        if fresh_coingecko:
+        if fresh_vendors["coingecko"]:
             self.coingecko().set_price(COINGECKO_ETH, str(INITIAL_ETH_USD))
         self.layout.write_state(state)
         self.admin.apply(self.topology, self.push_endpoints())
@@ -76,7 +82,8 @@ class Stack:
         for pid in state.get("functions", {}).values():
             stop_group(pid)
         services.stop(state.get("anvil_pid"))
-        services.stop(state.get("coingecko_pid"))
+        for vendor in services.LOCAL_VENDORS:
+            services.stop(state.get(f"{vendor}_pid"))
         services.stop(state.get("emulator_pid"))
         services.stop_postgres(self.layout)
         shutil.rmtree(self.layout.runtime_dir, ignore_errors=True)
@@ -91,6 +98,8 @@ class Stack:
             ("pubsub-emulator", self.layout.pubsub_host, port_open(self.layout.pubsub_port)),
             ("anvil", self.layout.rpc_url, port_open(self.layout.anvil_port)),
             ("coingecko (local)", self.layout.coingecko_url, port_open(self.layout.coingecko_port)),
+            ("sendgrid (local)", self.layout.sendgrid_url, port_open(self.layout.base_port + 4)),
+            ("twilio (local)", self.layout.twilio_url, port_open(self.layout.base_port + 5)),
         ]
         for function in self.topology.functions:
             port = self.layout.function_port(self.topology, function.name)
@@ -133,6 +142,34 @@ class Stack:
             "deviation_threshold": "0.005", "liquidation_threshold": "0.825",
         }])
 
+    def callbacks_url(self) -> str:
+        """Where the local SendGrid and Twilio servers post their delivery callbacks."""
+        return f"http://127.0.0.1:{self.layout.function_port(self.topology, 'callbacks')}"
+
+    def _sendgrid_event_key(self) -> Path:
+        """The ECDSA P-256 key the local SendGrid signs its event webhook with (made once per stack)."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        path = self.layout.root / "sendgrid-event-webhook-key.pem"
+        if not path.exists():
+            self.layout.root.mkdir(parents=True, exist_ok=True)
+            key = ec.generate_private_key(ec.SECP256R1())
+            path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        return path
+
+    def sendgrid_webhook_public_key(self) -> str:
+        """The verification key, base64 DER, as SendGrid shows it in its mail settings."""
+        import base64
+
+        from cryptography.hazmat.primitives import serialization
+
+        key = serialization.load_pem_private_key(self._sendgrid_event_key().read_bytes(), None)
+        der = key.public_key().public_bytes(serialization.Encoding.DER,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+        return base64.b64encode(der).decode()
+
     def push_endpoints(self) -> dict[str, str]:
         """Function name -> the URL its push subscriptions deliver to."""
         return {
@@ -162,7 +199,18 @@ class Stack:
             "PRICE_CACHE_TTL_SECONDS": "0",
             "COINGECKO_MAX_ATTEMPTS": "3",
             "COINGECKO_MAX_RETRY_WAIT_SECONDS": "5",
+            "SENDGRID_BASE_URL": self.layout.sendgrid_url,
+            "EMAIL_FROM": "alerts@escrow.local",
+            "TWILIO_BASE_URL": self.layout.twilio_url,
+            "TWILIO_ACCOUNT_SID": LOCAL_TWILIO_ACCOUNT,
+            "SMS_FROM": "+15005550006",
+            # Tests and the demo receive webhooks on 127.0.0.1; production allows only public https.
+            "WEBHOOK_ALLOW_LOOPBACK": "true",
+            "NOTIFY_MAX_ATTEMPTS": "4",
+            "TWILIO_STATUS_CALLBACK_URL": f"{self.callbacks_url()}/twilio/status",
         }
+        if "SENDGRID_WEBHOOK_PUBLIC_KEY" in function.settings:
+            values["SENDGRID_WEBHOOK_PUBLIC_KEY"] = self.sendgrid_webhook_public_key()
         if "PRICE_ASSETS" in function.settings:
             values["PRICE_ASSETS"] = self.price_assets()
         # Locally, secrets are plain values that the local vendor servers accept.

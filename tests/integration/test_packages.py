@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from twilio.request_validator import RequestValidator
 
 from shared.deploy.package import build
 from shared.stack.chain_driver import wait_for
@@ -29,7 +30,15 @@ STALE_PRICE = {
     "occurred_at": "2026-01-01T00:00:00+00:00", "correlation_id": "package-smoke-test", "causation_id": None,
     "payload": {"asset": "ETH", "token": "0x" + "00" * 20, "price": "1", "sequence": 0,
                 "observed_at": "2026-01-01T00:00:00+00:00", "reason": "smoke test", "sources": []}}
-MESSAGES = {"relay": TICK, "fetch-price": TICK, "settle": None, "assess-margin": json.dumps(STALE_PRICE).encode()}
+# A registration: notify projects the contact (no delivery, nothing sent).
+REGISTRATION = {
+    "event_id": "UserRegistered:package-smoke-test", "event_type": "UserRegistered", "schema_version": 1,
+    "occurred_at": "2026-01-01T00:00:00+00:00", "correlation_id": "package-smoke-test", "causation_id": None,
+    "payload": {"user_id": "package-smoke-test", "name": "Package Smoke", "date_of_birth": "1980-05-05",
+                "country": "NL", "email": "smoke@example.org", "phone": "+31201234567",
+                "wallet_addresses": ["0x" + "5a" * 20], "notification_channels": ["email"], "webhook_url": None}}
+MESSAGES = {"relay": TICK, "fetch-price": TICK, "settle": None, "assess-margin": json.dumps(STALE_PRICE).encode(),
+            "notify": json.dumps(REGISTRATION).encode()}
 
 
 def _push(port: int, data: bytes) -> requests.Response:
@@ -55,7 +64,7 @@ def test_the_packaged_function_installs_starts_and_handles_a_message(stack, tmp_
     venv.create(environment, with_pip=True)
     python = environment / "bin" / "python"
     installed = subprocess.run(  # the pip cache holds the wheels `make install` fetched
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
          "-r", str(unpacked / "requirements.txt")], capture_output=True, text=True, timeout=600)
     assert installed.returncode == 0, installed.stderr[-2000:]
 
@@ -67,11 +76,17 @@ def test_the_packaged_function_installs_starts_and_handles_a_message(stack, tmp_
                  "--source=main.py", "--host=127.0.0.1", f"--port={port}"], log, env=env, cwd=unpacked)
     try:
         wait_for(lambda: port_open(port), f"packaged {name} to listen (log: {log})", timeout=60)
-        if function.http:  # a registration: validation (checksummed wallets), a write and a publish
+        if function.name == "api":  # a registration: validation (checksummed wallets), a write and a publish
             reply = requests.post(f"http://127.0.0.1:{port}/users", timeout=60, json={
                 "name": "Package Smoke", "date_of_birth": "1980-05-05", "country": "NL",
                 "email": f"smoke-{uuid.uuid4().hex[:8]}@example.org", "phone": "+31201234567",
                 "wallet_addresses": ["0x" + uuid.uuid4().hex + "00000000"], "notification_channels": ["email"]})
+        elif function.name == "callbacks":  # a Twilio status callback, signed as Twilio signs it
+            form = {"MessageSid": "SM" + uuid.uuid4().hex, "MessageStatus": "delivered"}
+            signature = RequestValidator(env["TWILIO_AUTH_TOKEN"]).compute_signature(
+                env["TWILIO_STATUS_CALLBACK_URL"], form)
+            reply = requests.post(f"http://127.0.0.1:{port}/twilio/status", data=form, timeout=60,
+                                  headers={"X-Twilio-Signature": signature})
         else:
             reply = _push(port, MESSAGES[name] or body(unique_escrow_created()))
         assert reply.status_code < 300, (reply.status_code, log.read_text()[-2000:])

@@ -1,0 +1,18 @@
+"""callbacks: the public, signature-checked endpoint for SendGrid and Twilio delivery status callbacks."""
+
+import functions_framework
+
+from shared.logs import configure_logging
+from shared.notify.callbacks import create_app
+from shared.settings import Settings
+
+configure_logging()
+SETTINGS = Settings.from_env(callbacks=True)
+APP = create_app(SETTINGS)
+
+
+@functions_framework.http
+def callbacks(request):
+    """Dispatch into the Flask app: /sendgrid/events, /twilio/status."""
+    with APP.request_context(request.environ):
+        return APP.full_dispatch_request()

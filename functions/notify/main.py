@@ -1,0 +1,20 @@
+"""notify: margin events to email, SMS and signed webhooks, one tracked delivery per channel."""
+
+import functions_framework
+
+from shared.logs import configure_logging
+from shared.messaging.consumer import Consumer
+from shared.notify.service import Notifier
+from shared.notify.tables import SCHEMA
+from shared.settings import Settings
+
+configure_logging()
+SETTINGS = Settings.from_env(notify=True)
+NOTIFIER = Notifier(SETTINGS.require_notify())
+CONSUMER = Consumer("notify", SCHEMA, SETTINGS, NOTIFIER.handle, after_commit=NOTIFIER.send_pending)
+
+
+@functions_framework.cloud_event
+def notify(cloud_event) -> None:
+    """Record the event and plan its deliveries exactly once, then attempt what is still pending."""
+    CONSUMER.handle(cloud_event)

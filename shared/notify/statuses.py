@@ -1,0 +1,61 @@
+"""Delivery statuses, and how provider callbacks move them.
+
+    pending -> sent -> delivered | bounced | undelivered | failed        (email, SMS: by callback)
+    pending -> delivered                                                (webhook: its 2xx is the receipt)
+    pending -> failed                                                   (permanent error, or attempts exhausted)
+
+A callback can arrive before the commit that records the provider's message id (the provider answers,
+then calls back at once). Callbacks are therefore stored first and applied twice over: by the
+callback itself when the delivery is already known, and by the sender right after it records `sent`.
+Both take the same advisory lock on the provider message id first, so one of them always sees the
+other's commit.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import or_, select, text, update
+from sqlalchemy.engine import Connection
+
+from shared.notify.tables import deliveries, provider_events
+
+PENDING = "pending"
+SENT = "sent"
+DELIVERED = "delivered"
+FAILED = "failed"
+
+# Provider event -> the delivery status it means; absent: informational, recorded only.
+CALLBACK_STATUSES = {
+    "sendgrid": {"delivered": DELIVERED, "bounce": "bounced", "dropped": FAILED},
+    "twilio": {"delivered": DELIVERED, "undelivered": "undelivered", "failed": FAILED},
+}
+# Statuses a callback may move a delivery out of: only forward, never out of a final status.
+OPEN_STATUSES = (PENDING, SENT)
+
+
+def lock_provider_message(conn: Connection, provider_message_id: str) -> None:
+    """Serialise the sender's `sent` and a callback about the same provider message (this transaction)."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('notify.provider_message'), hashtext(:m))"),
+                 {"m": provider_message_id})
+
+
+def apply_callback_status(conn: Connection, provider: str, event: str, *, delivery_id: int | None,
+                          provider_message_id: str | None) -> str | None:
+    """Move the open delivery the callback is about; return the new status, or None if none moved."""
+    status = CALLBACK_STATUSES[provider].get(event)
+    if status is None:
+        return None
+    match = (deliveries.c.id == delivery_id if delivery_id is not None
+             else deliveries.c.provider_message_id == provider_message_id)
+    moved = conn.execute(update(deliveries).where(match, deliveries.c.status.in_(OPEN_STATUSES))
+                         .values(status=status, reason=f"{provider}: {event}").returning(deliveries.c.id)).first()
+    return status if moved else None
+
+
+def apply_early_callbacks(conn: Connection, delivery_id: int, provider_message_id: str | None) -> None:
+    """Apply callbacks that arrived before the delivery was recorded as sent, in arrival order."""
+    early = conn.execute(select(provider_events.c.provider, provider_events.c.event).where(or_(
+        provider_events.c.delivery_id == delivery_id,
+        provider_events.c.provider_message_id == provider_message_id,
+    )).order_by(provider_events.c.id)).tuples().all()
+    for provider, event in early:
+        apply_callback_status(conn, str(provider), str(event), delivery_id=delivery_id, provider_message_id=None)

@@ -1,0 +1,115 @@
+"""One escrow's path through every stage, with timestamps and per-hop latency.
+
+    python -m shared.ops.trace --url postgresql+pg8000://owner@host/escrow 31337:0xContract:7
+    python -m shared.stack trace 31337:0xContract:7          (the demo stack)
+
+It follows the escrow's correlation id (its creation log's event id) through the tables each stage
+writes: relay's relayed log and outbox, settle's inbox and transitions, assess-margin's inbox,
+snapshots and margin events, and for each margin event the price that caused it (fetch-price's
+decision), notify's inbox, deliveries, attempts and provider callbacks. Read as the schemas' owner.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+import sqlalchemy
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the escrow's path."""
+
+    at: datetime
+    stage: str
+    detail: str
+
+
+def _rows(conn: Connection, sql: str, **params) -> list:
+    return list(conn.execute(text(sql), params).mappings())
+
+
+def escrow_trace(conn: Connection, chain_id: int, contract: str, escrow_id: Decimal) -> list[Stage]:
+    """Every recorded stage of the escrow, in time order; empty if settle does not know it."""
+    escrow = _rows(conn, "SELECT * FROM settlement.escrows WHERE chain_id = :c AND lower(contract) = lower(:a) "
+                         "AND escrow_id = :i", c=chain_id, a=contract, i=escrow_id)
+    if not escrow:
+        return []
+    e = escrow[0]
+    correlation = e["created_event_id"]
+    stages = [Stage(e["created_at"], "chain", f"EscrowCreated in block {e['created_block']} ({correlation})")]
+    for row in _rows(conn, "SELECT * FROM relay.relayed_logs WHERE envelope->>'correlation_id' = :k", k=correlation):
+        stages.append(Stage(row["relayed_at"], "relay", f"relayed {row['event_id']} (block {row['block_number']})"))
+    for schema, consumer in (("relay", None), ("settlement", "settle"), ("risk", "assess-margin"),
+                             ("notify", "notify")):
+        for row in _rows(conn, f"SELECT * FROM {schema}.outbox WHERE envelope->>'correlation_id' = :k "
+                               "AND published_at IS NOT NULL", k=correlation):
+            stages.append(Stage(row["published_at"], f"{schema} published",
+                                f"{row['envelope']['event_type']} on {row['topic']}"))
+        if consumer:
+            for row in _rows(conn, f"SELECT i.* FROM {schema}.inbox i WHERE i.consumer = :n AND i.event_id IN "
+                                   f"(SELECT envelope->>'event_id' FROM settlement.outbox "
+                                   f" WHERE envelope->>'correlation_id' = :k UNION "
+                                   f" SELECT envelope->>'event_id' FROM relay.outbox "
+                                   f" WHERE envelope->>'correlation_id' = :k UNION "
+                                   f" SELECT envelope->>'event_id' FROM risk.outbox "
+                                   f" WHERE envelope->>'correlation_id' = :k)", n=consumer, k=correlation):
+                stages.append(Stage(row["received_at"], f"{consumer} received",
+                                    f"{row['event_type']} ({row['outcome']})"))
+    for row in _rows(conn, "SELECT * FROM settlement.transitions WHERE chain_id = :c AND lower(contract) = lower(:a) "
+                           "AND escrow_id = :i", c=chain_id, a=contract, i=escrow_id):
+        stages.append(Stage(row["recorded_at"], "settle applied", f"{row['from_state']} -> {row['to_state']}"))
+    for row in _rows(conn, "SELECT * FROM risk.margin_events WHERE correlation_id = :k", k=correlation):
+        for decision in _rows(conn, "SELECT * FROM pricing.decisions WHERE published_event_id = :p",
+                              p=row["cause_event_id"]):
+            stages.append(Stage(decision["decided_at"], "fetch-price decided",
+                                f"{decision['status']} {decision['price']} ({decision['published_event_id']})"))
+        stages.append(Stage(row["occurred_at"], "assess-margin",
+                            f"{row['previous_tier']} -> {row['tier']} at health factor {row['health_factor']}"))
+    for row in _rows(conn, "SELECT * FROM notify.deliveries WHERE correlation_id = :k", k=correlation):
+        stages.append(Stage(row["created_at"], "notify planned", f"{row['channel']} delivery {row['id']}"))
+        for attempt in _rows(conn, "SELECT * FROM notify.delivery_attempts WHERE delivery_id = :d", d=row["id"]):
+            stages.append(Stage(attempt["finished_at"], f"notify {row['channel']}",
+                                f"attempt {attempt['attempt']}: {attempt['outcome']} ({attempt['status_code']})"))
+        for callback in _rows(conn, "SELECT * FROM notify.provider_events WHERE delivery_id = :d OR "
+                                    "(provider_message_id IS NOT NULL AND provider_message_id = :m)",
+                              d=row["id"], m=row["provider_message_id"]):
+            stages.append(Stage(callback["received_at"], f"{callback['provider']} callback",
+                                f"{row['channel']}: {callback['event']}"))
+        stages.append(Stage(row["updated_at"], f"{row['channel']} final", row["status"]))
+    return sorted(stages, key=lambda s: s.at)
+
+
+def format_trace(stages: list[Stage]) -> str:
+    """The stages as lines: time, milliseconds since the previous stage, stage, detail."""
+    lines, previous = [], None
+    for stage in stages:
+        delta = "" if previous is None else f"+{(stage.at - previous).total_seconds() * 1000:,.0f} ms"
+        lines.append(f"{stage.at.isoformat(timespec='milliseconds')}  {delta:>12}  {stage.stage:22} {stage.detail}")
+        previous = stage.at
+    return "\n".join(lines)
+
+
+def parse_key(key: str) -> tuple[int, str, Decimal]:
+    chain_id, contract, escrow_id = key.split(":")
+    return int(chain_id), contract, Decimal(escrow_id)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", required=True, help="SQLAlchemy URL of a role that can read every schema")
+    parser.add_argument("escrow", help="chain_id:contract:escrow_id")
+    args = parser.parse_args()
+    engine = sqlalchemy.create_engine(args.url)
+    with engine.connect() as conn:
+        stages = escrow_trace(conn, *parse_key(args.escrow))
+    print(format_trace(stages) if stages else f"no escrow {args.escrow}")
+
+
+if __name__ == "__main__":
+    main()
