@@ -13,7 +13,7 @@ other's commit.
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select, text, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from shared.notify.tables import deliveries, provider_events
@@ -47,7 +47,8 @@ def apply_callback_status(conn: Connection, provider: str, event: str, *, delive
     match = (deliveries.c.id == delivery_id if delivery_id is not None
              else deliveries.c.provider_message_id == provider_message_id)
     moved = conn.execute(update(deliveries).where(match, deliveries.c.status.in_(OPEN_STATUSES))
-                         .values(status=status, reason=f"{provider}: {event}").returning(deliveries.c.id)).first()
+                         .values(status=status, reason=f"{provider}: {event}", updated_at=func.now())
+                         .returning(deliveries.c.id)).first()
     return status if moved else None
 
 
