@@ -40,7 +40,10 @@ class ProviderEvent:
 
 def record(conn: Connection, item: ProviderEvent) -> str:
     """Store one provider event and apply it; return what happened (for the log and the tests)."""
-    if item.provider_message_id:
+    if item.delivery_id is None and item.provider_message_id:
+        # Matched by provider id (Twilio): serialise with the sender recording that id. A callback that
+        # names its delivery (SendGrid's custom arg) waits on the delivery's row lock instead; taking
+        # the advisory lock too would deadlock with a sender holding the row and asking for it.
         lock_provider_message(conn, item.provider_message_id)
     inserted = conn.execute(insert(provider_events).values(
         provider=item.provider, provider_event_id=item.provider_event_id, event=item.event,

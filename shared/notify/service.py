@@ -123,9 +123,15 @@ class Notifier:
         with transaction(engine) as conn:
             ids: list[int] = conn.execute(select(deliveries.c.id).where(
                 deliveries.c.event_id == envelope.event_id, deliveries.c.status == PENDING)).scalars().all()  # type: ignore[assignment]
-        still_pending = [delivery_id for delivery_id in ids if self._attempts_in_this_call(engine, delivery_id)]
+        for delivery_id in ids:
+            self._attempts_in_this_call(engine, delivery_id)
+        # Counted again, not inferred: a delivery skipped because another call held its lock is
+        # still pending too, and acknowledging the event now would abandon it.
+        with transaction(engine) as conn:
+            still_pending = conn.execute(select(func.count()).where(
+                deliveries.c.event_id == envelope.event_id, deliveries.c.status == PENDING)).scalar_one()
         if still_pending:
-            raise DeliveriesPending(f"{len(still_pending)} deliveries of {envelope.event_id} will be retried")
+            raise DeliveriesPending(f"{still_pending} deliveries of {envelope.event_id} will be retried")
 
     def _attempts_in_this_call(self, engine: Engine, delivery_id: int) -> bool:
         """A few quick attempts (short backoff) before leaving it to Pub/Sub's slower redelivery.

@@ -7,8 +7,9 @@
 A callback can arrive before the commit that records the provider's message id (the provider answers,
 then calls back at once). Callbacks are therefore stored first and applied twice over: by the
 callback itself when the delivery is already known, and by the sender right after it records `sent`.
-Both take the same advisory lock on the provider message id first, so one of them always sees the
-other's commit.
+A callback matched by provider id (Twilio) and the sender take the same advisory lock on that id, so
+one of them always sees the other's commit; a callback naming its delivery (SendGrid) waits on the
+delivery's row lock, which the sender holds until it commits.
 """
 
 from __future__ import annotations

@@ -61,9 +61,10 @@ def escrow_trace(conn: Connection, chain_id: int, contract: str, escrow_id: Deci
                                    f" WHERE envelope->>'correlation_id' = :k)", n=consumer, k=correlation):
                 stages.append(Stage(row["received_at"], f"{consumer} received",
                                     f"{row['event_type']} ({row['outcome']})"))
-    for row in _rows(conn, "SELECT * FROM settlement.transitions WHERE chain_id = :c AND lower(contract) = lower(:a) "
-                           "AND escrow_id = :i", c=chain_id, a=contract, i=escrow_id):
-        stages.append(Stage(row["recorded_at"], "settle applied", f"{row['from_state'] or '(new)'} -> {row['to_state']}"))
+    for row in _rows(conn, "SELECT * FROM settlement.transitions WHERE chain_id = :c "
+                           "AND lower(contract) = lower(:a) AND escrow_id = :i", c=chain_id, a=contract, i=escrow_id):
+        change = f"{row['from_state'] or '(new)'} -> {row['to_state']}"
+        stages.append(Stage(row["recorded_at"], "settle applied", change))
     for row in _rows(conn, "SELECT * FROM risk.margin_events WHERE correlation_id = :k", k=correlation):
         for decision in _rows(conn, "SELECT * FROM pricing.decisions WHERE published_event_id = :p",
                               p=row["cause_event_id"]):
