@@ -3,6 +3,8 @@
 1. In one transaction: record `(consumer, dedupe_key)` in the inbox; if it was new, apply the handler's
    effect and write the events it returns to the outbox. A duplicate skips straight to step 2.
 2. Publish whatever the outbox still holds, wait for Pub/Sub to confirm, mark it published.
+3. Optionally, `after_commit`: work with outside effects that must follow the commit (notify's sending),
+   run on the first delivery and on every redelivery, so a duplicate still finishes what is pending.
 
 A crash anywhere between the two steps only re-publishes the same event ids on redelivery, and the
 downstream inboxes drop them. Permanent errors are recorded with their reason and acknowledged;
