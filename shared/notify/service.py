@@ -155,7 +155,7 @@ class Notifier:
             if delivery is None:
                 return False  # sent meanwhile, or another instance holds it right now
             started = datetime.now(UTC)
-            result = self.channels[delivery["channel"]].send(self._outbound(conn, delivery))
+            result = self.channels[delivery["channel"]].send(self._outbound(delivery))
             if result.provider_message_id:
                 lock_provider_message(conn, result.provider_message_id)
             attempt = delivery["attempts"] + 1
@@ -184,7 +184,7 @@ class Notifier:
             "outcome": result.outcome, "status": status, "status_code": result.status_code})
         return status == PENDING
 
-    def _outbound(self, conn: Connection, delivery) -> Outbound:
+    def _outbound(self, delivery) -> Outbound:
         event = delivery["payload"]
         p = event["payload"]
         subject = f"{p['tier'].replace('_', ' ').title()}: escrow #{p['escrow_id']}"

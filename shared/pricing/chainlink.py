@@ -23,6 +23,8 @@ class ChainlinkReader:
 
     def _feed(self, address: str):
         if address not in self._feeds:
+            # The mock's ABI is Chainlink's AggregatorV2V3Interface: the same decimals() and
+            # latestRoundData() as a production feed.
             feed = self.w3.eth.contract(address=Web3.to_checksum_address(address),
                                         abi=load_artifact("MockV3Aggregator")["abi"])
             # A feed's decimals never change; read them once per instance.
