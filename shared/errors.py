@@ -12,7 +12,8 @@
         ├── PublishFailed
         ├── ChainUnavailable
         │   └── RangeTooLarge   the provider refused an eth_getLogs range; relay halves it
-        └── PriceSourceUnavailable   a price API kept failing after its in-call retries
+        ├── PriceSourceUnavailable   a price API kept failing after its in-call retries
+        └── SanctionsListUnavailable no list loaded yet, or OFAC's files could not be downloaded
 
 Third-party exceptions are mapped to these once, at the adapter that caught them, with `from exc`.
 """
@@ -85,3 +86,7 @@ class RangeTooLarge(ChainUnavailable):
 
 class PriceSourceUnavailable(RetryableError):
     """A price source kept answering errors (429/5xx/timeouts) after the retries inside one call."""
+
+
+class SanctionsListUnavailable(RetryableError):
+    """No sanctions list is loaded yet, or OFAC's files could not be downloaded."""

@@ -26,6 +26,10 @@ ESCROW_STATE_CHANGED = "EscrowStateChanged"
 PRICE_UPDATED = "PriceUpdated"
 # Published on risk.margin-events.v1 by assess-margin when a position changes tier.
 MARGIN_TIER_CHANGED = "MarginTierChanged"
+# Published on compliance.results.v1 by screen-compliance (and refresh-sanctions): a user's decision.
+COMPLIANCE_SCREENED = "ComplianceScreened"
+# Published on compliance.reviews.v1 by the api when a reviewer confirms or dismisses a REVIEW hit.
+COMPLIANCE_REVIEW_REQUESTED = "ComplianceReviewRequested"
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
@@ -65,6 +69,8 @@ PAYLOAD_SCHEMAS: dict[tuple[str, int], dict[str, str]] = {
         "wallet_addresses": "list",
         "notification_channels": "list",
         "webhook_url": "str?",
+        # type, issuing_country, expires_on, number_last4 (the number itself never leaves the API).
+        "identity_document": "record?",
     },
     (ESCROW_STATE_CHANGED, 1): {
         "chain_id": "int",
@@ -104,6 +110,30 @@ PAYLOAD_SCHEMAS: dict[tuple[str, int], dict[str, str]] = {
         "price_event_id": "str",
         "snapshot_id": "int",
     },
+    (COMPLIANCE_SCREENED, 1): {
+        "user_id": "str",
+        "decision": "str",
+        "previous_decision": "str?",
+        # Per user, one more for each result: consumers ignore a result not newer than theirs.
+        "sequence": "int",
+        "score": "int",
+        "reasons": "list?",
+        "screening_id": "int",
+        "snapshot_id": "int",
+        "trigger": "str",
+        # The user's wallets: settle holds escrows that involve them while the decision is not APPROVED.
+        "wallet_addresses": "list",
+        "decided_at": "str",
+    },
+    (COMPLIANCE_REVIEW_REQUESTED, 1): {
+        "review_id": "str",
+        "user_id": "str",
+        "hit_id": "int",
+        "action": "str",
+        "reviewer": "str",
+        "note": "str?",
+        "requested_at": "str",
+    },
 }
 
 
@@ -117,6 +147,8 @@ def _kind_problem(kind: str, value: Any) -> str | None:
         ok = isinstance(value, bool)
     elif kind == "list":
         ok = isinstance(value, list) and all(isinstance(item, str) and item for item in value)
+    elif kind == "record":
+        ok = isinstance(value, dict)
     elif kind == "records":
         ok = isinstance(value, list) and all(isinstance(item, dict) for item in value)
     elif kind == "str":

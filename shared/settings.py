@@ -37,6 +37,14 @@ DEFAULT_NOTIFY_MAX_ATTEMPTS = 5
 DEFAULT_NOTIFY_ATTEMPTS_PER_CALL = 3
 # A position leaves a worse tier only once its health factor is this far above the tier's threshold.
 DEFAULT_RISK_HYSTERESIS = Decimal("0.05")
+DEFAULT_COMPLIANCE_MIN_AGE = 18
+# Name match scores (0-1): at or above REVIEW a human looks; between REPORT and REVIEW it feeds the score.
+DEFAULT_NAME_MATCH_REVIEW_THRESHOLD = 0.92
+DEFAULT_NAME_MATCH_REPORT_THRESHOLD = 0.85
+DEFAULT_AML_REVIEW_SCORE = 50
+DEFAULT_SANCTIONS_FETCH_TIMEOUT_SECONDS = 60.0
+# refresh-sanctions rescreens for this long per tick; the next tick carries on where it stopped.
+DEFAULT_RESCREEN_TIME_BUDGET_SECONDS = 240.0
 
 
 class _Reader:
@@ -310,6 +318,78 @@ class CallbackSettings:
         )
 
 
+def _jurisdictions(reader: _Reader, name: str) -> frozenset[str]:
+    """A comma-separated list of ISO 3166-1 alpha-2 codes; required (it may be `none`)."""
+    import pycountry
+
+    text = reader.required(name)
+    if text.lower() == "none":
+        return frozenset()
+    codes = frozenset(code.strip().upper() for code in text.split(",") if code.strip())
+    unknown = sorted(code for code in codes if len(code) != 2 or pycountry.countries.get(alpha_2=code) is None)
+    if unknown:
+        reader.malformed.append(f"{name}: {', '.join(unknown)} not ISO 3166-1 alpha-2 codes")
+    return codes
+
+
+@dataclass(frozen=True)
+class ComplianceSettings:
+    """The screening policy of `screen-compliance` and `refresh-sanctions`.
+
+    The jurisdiction lists are policy, not tuning, so they have no default: a deployment states them
+    (`none` for an empty list).
+    """
+
+    min_age: int
+    prohibited_jurisdictions: frozenset[str]
+    high_risk_jurisdictions: frozenset[str]
+    name_review_threshold: float
+    name_report_threshold: float
+    aml_review_score: int
+
+    @classmethod
+    def read(cls, reader: _Reader) -> ComplianceSettings:
+        """Read the compliance policy, recording what is missing or malformed."""
+        settings = cls(
+            min_age=reader.integer("COMPLIANCE_MIN_AGE", reader.optional("COMPLIANCE_MIN_AGE"),
+                                   DEFAULT_COMPLIANCE_MIN_AGE),
+            prohibited_jurisdictions=_jurisdictions(reader, "PROHIBITED_JURISDICTIONS"),
+            high_risk_jurisdictions=_jurisdictions(reader, "HIGH_RISK_JURISDICTIONS"),
+            name_review_threshold=reader.number("NAME_MATCH_REVIEW_THRESHOLD", DEFAULT_NAME_MATCH_REVIEW_THRESHOLD),
+            name_report_threshold=reader.number("NAME_MATCH_REPORT_THRESHOLD", DEFAULT_NAME_MATCH_REPORT_THRESHOLD),
+            aml_review_score=reader.integer("AML_REVIEW_SCORE", reader.optional("AML_REVIEW_SCORE"),
+                                            DEFAULT_AML_REVIEW_SCORE),
+        )
+        if not 0 < settings.name_report_threshold <= settings.name_review_threshold <= 1:
+            reader.malformed.append("need 0 < NAME_MATCH_REPORT_THRESHOLD <= NAME_MATCH_REVIEW_THRESHOLD <= 1")
+        if not 0 < settings.aml_review_score <= 100:
+            reader.malformed.append("AML_REVIEW_SCORE must be 1 to 100")
+        return settings
+
+
+@dataclass(frozen=True)
+class SanctionsSourceSettings:
+    """Where `refresh-sanctions` downloads OFAC's files from."""
+
+    # Base URL of SDN.CSV, ALT.CSV, ADD.CSV and SDN_COMMENTS.CSV.
+    list_base_url: str
+    # A plain-text list of sanctioned ETH addresses (OFAC lists some only in its XML); optional.
+    address_list_url: str | None
+    timeout_seconds: float
+    rescreen_time_budget_seconds: float
+
+    @classmethod
+    def read(cls, reader: _Reader) -> SanctionsSourceSettings:
+        """Read the list source, recording what is missing."""
+        return cls(
+            list_base_url=reader.required("SANCTIONS_LIST_BASE_URL").rstrip("/"),
+            address_list_url=reader.optional("SANCTIONED_ADDRESSES_URL"),
+            timeout_seconds=reader.number("SANCTIONS_FETCH_TIMEOUT_SECONDS", DEFAULT_SANCTIONS_FETCH_TIMEOUT_SECONDS),
+            rescreen_time_budget_seconds=reader.number("RESCREEN_TIME_BUDGET_SECONDS",
+                                                       DEFAULT_RESCREEN_TIME_BUDGET_SECONDS),
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a function needs to run, validated once per instance."""
@@ -325,10 +405,13 @@ class Settings:
     risk: RiskSettings | None = None
     notify: NotifySettings | None = None
     callbacks: CallbackSettings | None = None
+    compliance: ComplianceSettings | None = None
+    sanctions_source: SanctionsSourceSettings | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, chain: bool = False, prices: bool = False,
-                 risk: bool = False, notify: bool = False, callbacks: bool = False) -> Settings:
+                 risk: bool = False, notify: bool = False, callbacks: bool = False, compliance: bool = False,
+                 sanctions_source: bool = False) -> Settings:
         """Build settings from the environment; raise ConfigurationError naming every missing variable."""
         reader = _Reader(os.environ if env is None else env)
         service = reader.required("SERVICE_NAME")
@@ -347,6 +430,8 @@ class Settings:
             risk=RiskSettings.read(reader) if risk else None,
             notify=NotifySettings.read(reader) if notify else None,
             callbacks=CallbackSettings.read(reader) if callbacks else None,
+            compliance=ComplianceSettings.read(reader) if compliance else None,
+            sanctions_source=SanctionsSourceSettings.read(reader) if sanctions_source else None,
         )
         reader.raise_if_incomplete(service)
         return settings
@@ -370,6 +455,14 @@ class Settings:
     def require_callbacks(self) -> CallbackSettings:
         """The callback settings, for services built with `callbacks=True`."""
         return self._require(self.callbacks, "callback")
+
+    def require_compliance(self) -> ComplianceSettings:
+        """The screening policy, for services built with `compliance=True`."""
+        return self._require(self.compliance, "compliance")
+
+    def require_sanctions_source(self) -> SanctionsSourceSettings:
+        """The sanctions list source, for services built with `sanctions_source=True`."""
+        return self._require(self.sanctions_source, "sanctions source")
 
     def _require(self, part, what: str):
         if part is None:

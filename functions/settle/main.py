@@ -1,16 +1,16 @@
-"""settle: apply escrow contract events from settlement.events.v1 to the escrow records."""
+"""settle: apply escrow contract events to the escrow records, and compliance decisions to their holds."""
 
 import functions_framework
 
 from shared.logs import configure_logging
 from shared.messaging.consumer import Consumer
 from shared.settings import Settings
-from shared.settlement.service import apply_settlement_event
+from shared.settlement.service import handle
 from shared.settlement.tables import SCHEMA
 
 configure_logging()
 SETTINGS = Settings.from_env()
-CONSUMER = Consumer("settle", SCHEMA, SETTINGS, apply_settlement_event)
+CONSUMER = Consumer("settle", SCHEMA, SETTINGS, handle)
 
 
 @functions_framework.cloud_event

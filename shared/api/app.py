@@ -8,6 +8,7 @@ from pathlib import Path
 
 from flask import Flask, Response, jsonify, request
 
+from shared.api.compliance_queries import compliance_history, compliance_status, request_review, validate_review
 from shared.api.escrow_queries import find_escrows, get_escrow, parse_escrow_filter
 from shared.api.notification_queries import notification_history
 from shared.api.risk_queries import user_portfolio
@@ -57,6 +58,8 @@ def create_app(settings: Settings) -> Flask:
     def read_user(user_id: str):
         with transaction(engine()) as conn:
             user = get_user(conn, user_id)
+            if user:
+                user["compliance_status"] = compliance_status(conn, user_id)
         return (jsonify(user), 200) if user else not_found(None)
 
     @app.get("/users/<user_id>/portfolio")
@@ -72,6 +75,27 @@ def create_app(settings: Settings) -> Flask:
             user = get_user(conn, user_id)
             history = notification_history(conn, user_id) if user else None
         return (jsonify(user_id=user_id, notifications=history), 200) if user else not_found(None)
+
+    @app.get("/users/<user_id>/compliance")
+    def read_compliance(user_id: str):
+        with transaction(engine()) as conn:
+            user = get_user(conn, user_id)
+            history = compliance_history(conn, user_id) if user else None
+        return (jsonify(history), 200) if history else not_found(None)
+
+    @app.post("/users/<user_id>/compliance/reviews")
+    def post_review(user_id: str):
+        review = validate_review(request.get_json(silent=True))
+        with transaction(engine()) as conn:
+            if get_user(conn, user_id) is None:
+                return not_found(None)
+            accepted, refusal = request_review(conn, user_id, review)
+        if accepted is None:
+            log.info("review refused", extra={"user_id": user_id, "hit_id": review["hit_id"], "reason": refusal})
+            return jsonify(error="conflict", reason=refusal), 409
+        outbox.publish_pending(engine(), IDENTITY_SCHEMA, settings.project_id, settings.publish_timeout_seconds)
+        log.info("review accepted", extra={"user_id": user_id, "review_id": accepted["review_id"]})
+        return jsonify(accepted), 202
 
     @app.get("/escrows")
     def list_escrows():

@@ -13,6 +13,7 @@ from sqlalchemy import and_, or_, select, tuple_
 from sqlalchemy.engine import Connection
 
 from shared.errors import InvalidRequest
+from shared.settlement.holds import escrow_hold, holds_on
 from shared.settlement.states import EscrowState
 from shared.settlement.tables import escrows, transitions
 
@@ -124,8 +125,8 @@ def _conditions(f: EscrowFilter) -> list:
     return conditions
 
 
-def escrow_document(row) -> dict:
-    """An escrow record as the API shows it."""
+def escrow_document(row, holds: dict[str, dict]) -> dict:
+    """An escrow record as the API shows it, with its compliance hold (from `holds_on`) or null."""
     return {
         "id": f"{row['chain_id']}:{row['contract']}:{row['escrow_id']}",
         "chain_id": row["chain_id"],
@@ -145,6 +146,7 @@ def escrow_document(row) -> dict:
         "created_tx": row["created_tx"],
         "created_at": row["created_at"].isoformat(),
         "updated_at": row["updated_at"].isoformat(),
+        "compliance_hold": escrow_hold(row["depositor"], row["beneficiary"], holds),
     }
 
 
@@ -154,8 +156,9 @@ def find_escrows(conn: Connection, f: EscrowFilter) -> dict:
         select(escrows).where(and_(True, *_conditions(f))).order_by(*_ORDER).limit(f.limit + 1)
     ).mappings().all()
     page = rows[: f.limit]
+    holds = holds_on(conn, [row[party] for row in page for party in ("depositor", "beneficiary")])
     return {
-        "items": [escrow_document(row) for row in page],
+        "items": [escrow_document(row, holds) for row in page],
         "next_cursor": encode_cursor(page[-1]) if len(rows) > f.limit else None,
     }
 
@@ -179,7 +182,8 @@ def get_escrow(conn: Connection, key: str) -> dict | None:
         select(transitions).where(transitions.c.chain_id == chain_id, transitions.c.contract == contract,
                                   transitions.c.escrow_id == escrow_id).order_by(transitions.c.sequence)
     ).mappings().all()
-    return {**escrow_document(row), "transitions": [
+    holds = holds_on(conn, [row["depositor"], row["beneficiary"]])
+    return {**escrow_document(row, holds), "transitions": [
         {"sequence": t["sequence"], "from_state": t["from_state"], "to_state": t["to_state"],
          "event_id": t["event_id"], "block_number": t["block_number"], "log_index": t["log_index"],
          "occurred_at": t["occurred_at"].isoformat(),

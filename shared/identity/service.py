@@ -31,6 +31,12 @@ def user_document(row) -> dict:
         "wallet_addresses": list(row["wallet_addresses"]),
         "notification_channels": list(row["notification_channels"]),
         "webhook_url": row["webhook_url"],
+        "identity_document": {
+            "type": row["document_type"],
+            "issuing_country": row["document_issuing_country"],
+            "expires_on": row["document_expires_on"].isoformat(),
+            "number_last4": row["document_number_last4"],
+        } if row["document_type"] else None,
     }
 
 
@@ -52,6 +58,10 @@ def register_user(conn: Connection, registration: Registration) -> dict:
         "wallet_addresses": list(registration.wallet_addresses),
         "notification_channels": [c.value for c in registration.notification_channels],
         "webhook_url": registration.webhook_url,
+        "document_type": registration.document.type,
+        "document_issuing_country": registration.document.issuing_country,
+        "document_expires_on": registration.document.expires_on,
+        "document_number_last4": registration.document.last4,
     }
     try:
         with conn.begin_nested():

@@ -18,5 +18,10 @@ users = Table(
     Column("wallet_addresses", JSONB, nullable=False),
     Column("notification_channels", JSONB, nullable=False),
     Column("webhook_url", Text),
+    # The identity document, minimised: its number is never stored, only the last four characters.
+    Column("document_type", Text),
+    Column("document_issuing_country", Text),
+    Column("document_expires_on", Date),
+    Column("document_number_last4", Text),
     Column("registered_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

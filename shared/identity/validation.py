@@ -13,16 +13,20 @@ from urllib.parse import urlsplit
 import pycountry
 from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
 
+from shared.compliance.screening import DOCUMENT_TYPES
 from shared.errors import InvalidRequest
 
-MIN_AGE_YEARS = 18
+# The minimum age is a KYC rule (screen-compliance, COMPLIANCE_MIN_AGE): an under-age registration is
+# stored and REJECTED with that reason, not refused here.
 MAX_AGE_YEARS = 130
 MAX_WALLETS = 10
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DOCUMENT_NUMBER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 -]{3,29}$")
 FIELDS = ("name", "date_of_birth", "country", "email", "phone", "wallet_addresses",
-          "notification_channels", "webhook_url")
+          "notification_channels", "webhook_url", "identity_document")
+DOCUMENT_FIELDS = ("type", "number", "issuing_country", "expires_on")
 
 
 class Channel(StrEnum):
@@ -45,6 +49,21 @@ class Registration:
     wallet_addresses: tuple[str, ...]
     notification_channels: tuple[Channel, ...]
     webhook_url: str | None
+    document: IdentityDocument
+
+
+@dataclass(frozen=True)
+class IdentityDocument:
+    """The identity document as registered; only `last4` of its number is ever stored."""
+
+    type: str
+    number: str
+    issuing_country: str
+    expires_on: date
+
+    @property
+    def last4(self) -> str:
+        return self.number.replace(" ", "").replace("-", "")[-4:]
 
 
 def _age_on(born: date, today: date) -> int:
@@ -60,19 +79,37 @@ def _check_name(value: Any) -> str | None:
 
 
 def _check_birth(value: Any, today: date) -> str | None:
-    try:
-        born = date.fromisoformat(value) if isinstance(value, str) and len(value) == 10 else None
-    except ValueError:
-        born = None
+    born = _parse_date(value)
     if born is None:
         return "must be a date as YYYY-MM-DD"
     if born > today:
         return "is in the future"
-    if _age_on(born, today) < MIN_AGE_YEARS:
-        return f"user must be at least {MIN_AGE_YEARS} years old"
     if _age_on(born, today) > MAX_AGE_YEARS:
         return f"implies an age over {MAX_AGE_YEARS}"
     return None
+
+
+def _parse_date(value: Any) -> date | None:
+    try:
+        return date.fromisoformat(value) if isinstance(value, str) and len(value) == 10 else None
+    except ValueError:
+        return None
+
+
+def _check_document(value: Any) -> dict[str, str]:
+    """Problems of the identity document, keyed `identity_document.<field>`. An expired one is KYC's call."""
+    if not isinstance(value, dict):
+        return {"identity_document": f"must be an object with {', '.join(DOCUMENT_FIELDS)}"}
+    problems = {
+        "type": None if value.get("type") in DOCUMENT_TYPES else f"must be one of {', '.join(DOCUMENT_TYPES)}",
+        "number": None if isinstance(value.get("number"), str) and _DOCUMENT_NUMBER.match(value["number"])
+        else "must be 4 to 30 letters, digits, spaces or hyphens",
+        "issuing_country": _check_country(value.get("issuing_country")),
+        "expires_on": None if _parse_date(value.get("expires_on")) else "must be a date as YYYY-MM-DD",
+    }
+    for unknown in sorted(set(value) - set(DOCUMENT_FIELDS)):
+        problems[unknown] = "is not a field of an identity document"
+    return {f"identity_document.{name}": problem for name, problem in problems.items() if problem}
 
 
 def _check_country(value: Any) -> str | None:
@@ -139,6 +176,7 @@ def validate_registration(body: Any, today: date) -> Registration:
         "wallet_addresses": _check_wallets(body.get("wallet_addresses")),
         "notification_channels": _check_channels(body.get("notification_channels")),
         "webhook_url": _check_webhook(body.get("webhook_url"), body.get("notification_channels")),
+        **_check_document(body.get("identity_document")),
     }
     for unknown in sorted(set(body) - set(FIELDS)):
         problems[unknown] = "is not a field of a registration"
@@ -154,4 +192,10 @@ def validate_registration(body: Any, today: date) -> Registration:
         wallet_addresses=tuple(to_checksum_address(a) for a in body["wallet_addresses"]),
         notification_channels=tuple(Channel(c) for c in body["notification_channels"]),
         webhook_url=body.get("webhook_url"),
+        document=IdentityDocument(
+            type=body["identity_document"]["type"],
+            number=body["identity_document"]["number"],
+            issuing_country=body["identity_document"]["issuing_country"].upper(),
+            expires_on=date.fromisoformat(body["identity_document"]["expires_on"]),
+        ),
     )

@@ -19,8 +19,9 @@ from sqlalchemy.engine import Connection
 
 from shared.envelope import Envelope, derive_event_id
 from shared.errors import AwaitingPrerequisite, IllegalTransition
-from shared.events import ESCROW_STATE_CHANGED
+from shared.events import COMPLIANCE_SCREENED, ESCROW_STATE_CHANGED
 from shared.messaging.consumer import Outgoing
+from shared.settlement.holds import apply_compliance_result
 from shared.settlement.states import TARGET_STATE, EscrowState, apply_transition, is_reachable
 from shared.settlement.tables import escrows, orphaned_logs, transitions
 
@@ -29,6 +30,14 @@ log = logging.getLogger(__name__)
 STATE_CHANGES_TOPIC = "settlement.escrows.v1"
 # Position of an escrow that has no live transition (voided).
 NO_POSITION = (-1, -1)
+
+
+def handle(conn: Connection, envelope: Envelope) -> Outgoing:
+    """settle's handler: contract events from settlement.events.v1, compliance decisions from
+    compliance.results.v1."""
+    if envelope.event_type == COMPLIANCE_SCREENED:
+        return apply_compliance_result(conn, envelope)
+    return apply_settlement_event(conn, envelope)
 
 
 def apply_settlement_event(conn: Connection, envelope: Envelope) -> Outgoing:

@@ -1,6 +1,7 @@
 """The settlement schema: escrow records, their transition history, and orphaned logs."""
 
 from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, Numeric, Table, Text, func
+from sqlalchemy.dialects.postgresql import JSONB
 
 SCHEMA = "settlement"
 metadata = MetaData(schema=SCHEMA)
@@ -61,4 +62,26 @@ orphaned_logs = Table(
     Column("dedupe_key", Text, primary_key=True),
     Column("removal_event_id", Text, nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# The latest compliance decision per user (from compliance.results.v1) and the wallets it covers.
+# An escrow whose depositor or beneficiary is a wallet of a user whose decision is not APPROVED is held.
+compliance_statuses = Table(
+    "compliance_statuses",
+    metadata,
+    Column("user_id", Text, primary_key=True),
+    Column("decision", Text, nullable=False),
+    # compliance's result sequence for the user: an older result changes nothing.
+    Column("sequence", Integer, nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("reasons", JSONB, nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+compliance_wallets = Table(
+    "compliance_wallets",
+    metadata,
+    Column("wallet", Text, primary_key=True),
+    Column("user_id", Text, primary_key=True),
 )

@@ -37,6 +37,8 @@ def run_demo(stack: Stack) -> None:
         "name": "Demo Depositor", "date_of_birth": "1988-04-02", "country": "DE",
         "email": f"demo-{int(time.time())}@example.org", "phone": "+4915112345678",
         "wallet_addresses": [accounts[1]], "notification_channels": ["email", "sms"],
+        "identity_document": {"type": "national_id", "number": "T22000129", "issuing_country": "DE",
+                              "expires_on": "2031-08-31"},
     })
     user.raise_for_status()
     print(f"registered user {user.json()['user_id']} with wallet {accounts[1][:10]}…")

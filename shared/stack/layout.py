@@ -53,6 +53,16 @@ class StackLayout:
         """Base URL of the local Twilio server, as TWILIO_BASE_URL."""
         return f"http://127.0.0.1:{self.base_port + 5}"
 
+    @property
+    def ofac_url(self) -> str:
+        """Base URL of the local OFAC download server, as SANCTIONS_LIST_BASE_URL."""
+        return f"http://127.0.0.1:{self.base_port + 6}"
+
+    @property
+    def ofac_dir(self) -> Path:
+        """The files the local OFAC server publishes; a test edits them to publish a list update."""
+        return self.root / "ofac"
+
     def function_port(self, topology: Topology, name: str) -> int:
         """Each function listens on its own port, in manifest order."""
         names = [f.name for f in topology.functions]

@@ -26,6 +26,14 @@ class PubSubAdmin:
         """Create the subscription; an existing one is fine."""
         _accept_existing(requests.put(f"{self.base}/subscriptions/{name}", json=body, timeout=10))
 
+    def publish(self, topic: str, data: bytes) -> None:
+        """Publish one message (as Cloud Scheduler would)."""
+        import base64
+
+        reply = requests.post(f"{self.base}/topics/{topic}:publish", timeout=10,
+                              json={"messages": [{"data": base64.b64encode(data).decode()}]})
+        reply.raise_for_status()
+
     def delete_subscription(self, name: str) -> None:
         """Delete the subscription if it exists."""
         requests.delete(f"{self.base}/subscriptions/{name}", timeout=10)

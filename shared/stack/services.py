@@ -190,6 +190,7 @@ LOCAL_VENDORS = {
     "coingecko": ("shared.stack.coingecko_server", 3),
     "sendgrid": ("shared.stack.sendgrid_server", 4),
     "twilio": ("shared.stack.twilio_server", 5),
+    "ofac": ("shared.stack.ofac_server", 6),
 }
 
 

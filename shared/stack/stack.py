@@ -13,7 +13,7 @@ from web3 import Web3
 from shared.assets import assets_to_json
 from shared.chain.client import deploy_contract, escrow_contract
 from shared.migrations.run import upgrade
-from shared.stack import services
+from shared.stack import ofac_server, services
 from shared.stack.coingecko_server import CoinGeckoControl
 from shared.stack.layout import CHAIN_ID, DATABASE, PROJECT_ID, REPO_ROOT, StackLayout
 from shared.stack.processes import is_alive, port_open, spawn, stop_group, wait_until
@@ -29,6 +29,9 @@ INITIAL_ETH_USD = 2000
 COINGECKO_ETH = "ethereum"
 NATIVE_ETH = "0x0000000000000000000000000000000000000000"
 LOCAL_TWILIO_ACCOUNT = "AC" + "0" * 32
+SANCTIONS_TICK_TOPIC = "compliance.lists.tick"
+LOCAL_PROHIBITED_JURISDICTIONS = ("KP", "IR", "CU", "SY")
+LOCAL_HIGH_RISK_JURISDICTIONS = ("AF", "MM", "YE", "VE")
 
 
 class Stack:
@@ -50,7 +53,8 @@ class Stack:
         state["anvil_pid"], fresh_chain = services.start_anvil(self.layout, state.get("anvil_pid"))
         fresh_vendors = {}
         vendor_args = {"sendgrid": ["--event-webhook-url", f"{self.callbacks_url()}/sendgrid/events",
-                                    "--signing-key", str(self._sendgrid_event_key())]}
+                                    "--signing-key", str(self._sendgrid_event_key())],
+                       "ofac": ["--directory", str(self.layout.ofac_dir)]}
         for vendor in services.LOCAL_VENDORS:
             state[f"{vendor}_pid"], fresh_vendors[vendor] = services.start_vendor(
                 self.layout, vendor, state.get(f"{vendor}_pid"), vendor_args.get(vendor, []))
@@ -74,6 +78,7 @@ class Stack:
                 function, state["functions"].get(function.name), state["escrow_address"]
             )
             self.layout.write_state(state)
+        self.refresh_sanctions(first_load_only=True)
         return state
 
     def down(self) -> None:
@@ -100,6 +105,7 @@ class Stack:
             ("coingecko (local)", self.layout.coingecko_url, port_open(self.layout.coingecko_port)),
             ("sendgrid (local)", self.layout.sendgrid_url, port_open(self.layout.base_port + 4)),
             ("twilio (local)", self.layout.twilio_url, port_open(self.layout.base_port + 5)),
+            ("ofac (local)", self.layout.ofac_url, port_open(self.layout.base_port + 6)),
         ]
         for function in self.topology.functions:
             port = self.layout.function_port(self.topology, function.name)
@@ -141,6 +147,37 @@ class Stack:
             "chainlink_aggregator": self.layout.read_state()["eth_usd_feed"], "heartbeat_seconds": 3600,
             "deviation_threshold": "0.005", "liquidation_threshold": "0.825",
         }])
+
+    def refresh_sanctions(self, *, first_load_only: bool = False, timeout: float = 180.0) -> int:
+        """Run the sanctions-refresh job once (a tick, as Cloud Scheduler sends it) and wait for its snapshot.
+
+        Returns the newest snapshot id. With `first_load_only`, does nothing once a snapshot exists.
+        """
+        import json
+        import time
+
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(self.layout.database_url())
+        query = sqlalchemy.text("SELECT max(snapshot_id) FROM compliance.list_snapshots")
+        try:
+            with engine.connect() as conn:
+                before = conn.execute(query).scalar()
+            if before is not None and first_load_only:
+                return before
+            self.admin.publish(SANCTIONS_TICK_TOPIC, json.dumps({"source": "local-stack",
+                                                                 "job": "sanctions-refresh"}).encode())
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                with engine.connect() as conn:
+                    latest = conn.execute(query).scalar()
+                if latest is not None and latest != before:
+                    return latest
+                time.sleep(0.5)
+        finally:
+            engine.dispose()
+        raise RuntimeError(f"refresh-sanctions loaded no new snapshot within {timeout:.0f}s; see its log in "
+                           f"{self.layout.logs}")
 
     def callbacks_url(self) -> str:
         """Where the local SendGrid and Twilio servers post their delivery callbacks."""
@@ -208,6 +245,16 @@ class Stack:
             "WEBHOOK_ALLOW_LOOPBACK": "true",
             "NOTIFY_MAX_ATTEMPTS": "4",
             "TWILIO_STATUS_CALLBACK_URL": f"{self.callbacks_url()}/twilio/status",
+            # Screening policy: illustrative lists (a deployment states its own).
+            "PROHIBITED_JURISDICTIONS": ",".join(LOCAL_PROHIBITED_JURISDICTIONS),
+            "HIGH_RISK_JURISDICTIONS": ",".join(LOCAL_HIGH_RISK_JURISDICTIONS),
+            "COMPLIANCE_MIN_AGE": "18",
+            "NAME_MATCH_REVIEW_THRESHOLD": "0.92",
+            "NAME_MATCH_REPORT_THRESHOLD": "0.85",
+            "AML_REVIEW_SCORE": "50",
+            "SANCTIONS_LIST_BASE_URL": self.layout.ofac_url,
+            "SANCTIONED_ADDRESSES_URL": f"{self.layout.ofac_url}/{ofac_server.ADDRESS_LIST_NAME}",
+            "RESCREEN_TIME_BUDGET_SECONDS": "60",
         }
         if "SENDGRID_WEBHOOK_PUBLIC_KEY" in function.settings:
             values["SENDGRID_WEBHOOK_PUBLIC_KEY"] = self.sendgrid_webhook_public_key()

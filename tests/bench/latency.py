@@ -58,7 +58,9 @@ def measure_pipeline(stack: Stack, escrows: int, batch: int) -> list[float]:
     requests.post(f"{api}/users", timeout=30, json={
         "name": "Latency Bench", "date_of_birth": "1980-01-01", "country": "US",
         "email": f"bench-{uuid.uuid4().hex[:8]}@example.org", "phone": "+14155550100",
-        "wallet_addresses": [depositor], "notification_channels": ["email"]}).raise_for_status()
+        "wallet_addresses": [depositor], "notification_channels": ["email"],
+        "identity_document": {"type": "passport", "number": "LB1234567", "issuing_country": "US",
+                              "expires_on": "2031-01-31"}}).raise_for_status()
     time.sleep(2)  # notify learns the contact
     latencies: list[float] = []
     for _ in range(escrows // batch):

@@ -66,7 +66,9 @@ def test_chain_to_alert(variant, stack, bus, owner_engine, market, isolated_rela
             "name": "Critical Flow", "date_of_birth": "1985-06-15", "country": "US",
             "email": f"flow-{uuid.uuid4().hex[:8]}@example.org", "phone": "+14155550100",
             "wallet_addresses": [depositor], "notification_channels": ["email", "sms", "webhook"],
-            "webhook_url": receiver.url})
+            "webhook_url": receiver.url,
+            "identity_document": {"type": "driving_licence", "number": "D1234-5678", "issuing_country": "US",
+                                  "expires_on": "2030-06-30"}})
         assert reply.status_code == 201, reply.text
         user = reply.json()
         [registered] = _ours(bus.pull(subscriptions["users.registered.v1"], until=lambda ms: _ours(

@@ -218,7 +218,9 @@ def test_delivery_callbacks_are_verified_applied_once_and_shown_in_the_history(s
     registered = requests.post(f"{api}/users", timeout=10, json={
         "name": "History Test", "date_of_birth": "1980-01-01", "country": "US",
         "email": f"history-{uuid.uuid4().hex[:8]}@example.org", "phone": "+14155550100",
-        "wallet_addresses": [_wallet()], "notification_channels": ["email"]}).json()
+        "wallet_addresses": [_wallet()], "notification_channels": ["email"],
+        "identity_document": {"type": "passport", "number": "US7654321", "issuing_country": "US",
+                              "expires_on": "2031-01-31"}}).json()
     wait_for(lambda: contact_email(owner_engine, registered["user_id"]), "notify to learn the registered user")
     later = _margin_call(registered["wallet_addresses"][0])
     bus.publish("risk.margin-events.v1", json.dumps(later).encode())

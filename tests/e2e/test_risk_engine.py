@@ -166,7 +166,9 @@ def test_portfolio_matches_a_hand_computation(market, chain, stack, owner_engine
     user = requests.post(f"{api}/users", timeout=10, json={
         "name": "Ada Lovelace", "date_of_birth": "1990-12-10", "country": "GB",
         "email": f"ada-{secrets.token_hex(4)}@example.org", "phone": "+442079460000",
-        "wallet_addresses": [first.lower(), second], "notification_channels": ["email"]}).json()
+        "wallet_addresses": [first.lower(), second], "notification_channels": ["email"],
+        "identity_document": {"type": "passport", "number": "GB1234567", "issuing_country": "GB",
+                              "expires_on": "2031-01-31"}}).json()
     reply = requests.get(f"{api}/users/{user['user_id']}/portfolio", timeout=10)
     assert_matches("/users/{user_id}/portfolio", "get", reply)
     body = reply.json()

@@ -80,7 +80,9 @@ def test_the_packaged_function_installs_starts_and_handles_a_message(stack, tmp_
             reply = requests.post(f"http://127.0.0.1:{port}/users", timeout=60, json={
                 "name": "Package Smoke", "date_of_birth": "1980-05-05", "country": "NL",
                 "email": f"smoke-{uuid.uuid4().hex[:8]}@example.org", "phone": "+31201234567",
-                "wallet_addresses": ["0x" + uuid.uuid4().hex + "00000000"], "notification_channels": ["email"]})
+                "wallet_addresses": ["0x" + uuid.uuid4().hex + "00000000"], "notification_channels": ["email"],
+                "identity_document": {"type": "passport", "number": "NP1234567", "issuing_country": "NL",
+                                      "expires_on": "2031-01-31"}})
         elif function.name == "callbacks":  # a Twilio status callback, signed as Twilio signs it
             form = {"MessageSid": "SM" + uuid.uuid4().hex, "MessageStatus": "delivered"}
             signature = RequestValidator(env["TWILIO_AUTH_TOKEN"]).compute_signature(

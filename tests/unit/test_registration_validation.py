@@ -15,6 +15,8 @@ VALID = {
     "wallet_addresses": ["0x70997970c51812dc3a010c7d01b50e0d17dc79c8"],
     "notification_channels": ["email", "webhook"],
     "webhook_url": "https://hooks.example.org/escrow",
+    "identity_document": {"type": "passport", "number": "533401872", "issuing_country": "gb",
+                          "expires_on": "2030-04-30"},
 }
 
 
@@ -22,13 +24,21 @@ def test_valid_registration_is_normalised():
     registration = validate_registration(VALID, TODAY)
     assert registration.country == "GB"
     assert registration.wallet_addresses == ("0x70997970C51812dc3A010C7d01b50e0d17dc79C8",)
+    assert registration.document.issuing_country == "GB"
+    assert registration.document.last4 == "1872"
+
+
+def test_age_and_document_expiry_are_left_to_screening():
+    """Under-age users and expired documents are KYC findings (REJECTED with a reason), not form errors."""
+    body = {**VALID, "date_of_birth": "2012-01-01",
+            "identity_document": {**VALID["identity_document"], "expires_on": "2020-01-01"}}
+    assert validate_registration(body, TODAY).date_of_birth == date(2012, 1, 1)
 
 
 @pytest.mark.parametrize("field, value, reason", [
     ("name", "", "non-empty"),
     ("name", "a\x00b", "control characters"),
     ("date_of_birth", "10/12/1990", "YYYY-MM-DD"),
-    ("date_of_birth", "2010-01-01", "at least 18"),
     ("date_of_birth", "2027-01-01", "future"),
     ("date_of_birth", "1850-01-01", "over 130"),
     ("country", "XX", "ISO 3166-1"),
@@ -51,6 +61,30 @@ def test_each_invalid_field_is_named(field, value, reason):
         validate_registration(body, TODAY)
     assert set(raised.value.problems) == {field}
     assert reason in raised.value.problems[field]
+
+
+@pytest.mark.parametrize("field, value, reason", [
+    ("type", "library_card", "one of passport"),
+    ("number", "12", "4 to 30"),
+    ("number", "AB<<1234", "4 to 30"),
+    ("issuing_country", "ZZ", "ISO 3166-1"),
+    ("expires_on", "31/12/2030", "YYYY-MM-DD"),
+    ("expires_on", "2030-02-30", "YYYY-MM-DD"),
+    ("colour", "blue", "not a field"),
+])
+def test_each_invalid_document_field_is_named(field, value, reason):
+    body = {**VALID, "identity_document": {**VALID["identity_document"], field: value}}
+    with pytest.raises(InvalidRequest) as raised:
+        validate_registration(body, TODAY)
+    assert set(raised.value.problems) == {f"identity_document.{field}"}
+    assert reason in raised.value.problems[f"identity_document.{field}"]
+
+
+def test_a_missing_document_is_named():
+    body = {key: value for key, value in VALID.items() if key != "identity_document"}
+    with pytest.raises(InvalidRequest) as raised:
+        validate_registration(body, TODAY)
+    assert set(raised.value.problems) == {"identity_document"}
 
 
 def test_every_problem_is_reported_at_once_including_unknown_fields():

@@ -1,0 +1,19 @@
+"""screen-compliance: screen each registered user (KYC, sanctions, AML); apply reviewers' decisions."""
+
+import functions_framework
+
+from shared.compliance.service import ComplianceService
+from shared.compliance.tables import SCHEMA
+from shared.logs import configure_logging
+from shared.messaging.consumer import Consumer
+from shared.settings import Settings
+
+configure_logging()
+SETTINGS = Settings.from_env(compliance=True)
+CONSUMER = Consumer("screen-compliance", SCHEMA, SETTINGS, ComplianceService(SETTINGS.require_compliance()).handle)
+
+
+@functions_framework.cloud_event
+def screen_compliance(cloud_event) -> None:
+    """Apply one registration or review exactly once, then publish the result."""
+    CONSUMER.handle(cloud_event)

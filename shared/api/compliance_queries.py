@@ -1,0 +1,113 @@
+"""Compliance for the API: a user's status and full screening history; reviewers' requests."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from shared.compliance.tables import hits, list_snapshots, reviews, screenings, subjects
+from shared.envelope import Envelope, utc_iso
+from shared.errors import InvalidRequest
+from shared.events import COMPLIANCE_REVIEW_REQUESTED
+from shared.identity.tables import SCHEMA as IDENTITY_SCHEMA
+from shared.messaging import outbox
+
+REVIEWS_TOPIC = "compliance.reviews.v1"
+# Not screened yet (the registration is on its way to screen-compliance).
+PENDING_SCREENING = "PENDING"
+REVIEW_FIELDS = ("hit_id", "action", "reviewer", "note")
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def compliance_status(conn: Connection, user_id: str) -> str:
+    """The user's current decision, or PENDING before the first screening."""
+    return conn.execute(select(subjects.c.decision).where(subjects.c.user_id == user_id)).scalar() \
+        or PENDING_SCREENING
+
+
+def compliance_history(conn: Connection, user_id: str) -> dict:
+    """Current status, every screening (newest first) with its hits and list snapshot, and every review."""
+    subject = conn.execute(select(subjects).where(subjects.c.user_id == user_id)).mappings().first()
+    runs = conn.execute(
+        select(screenings, list_snapshots.c.source, list_snapshots.c.published_at, list_snapshots.c.loaded_at,
+               list_snapshots.c.counts)
+        .join(list_snapshots, list_snapshots.c.snapshot_id == screenings.c.snapshot_id)
+        .where(screenings.c.user_id == user_id).order_by(screenings.c.screening_id.desc())
+    ).mappings().all()
+    found: dict[int, list[dict]] = {}
+    for hit in conn.execute(select(hits).where(hits.c.user_id == user_id).order_by(hits.c.hit_id)).mappings():
+        found.setdefault(hit["screening_id"], []).append({
+            "hit_id": hit["hit_id"], "check": hit["check"], "code": hit["code"], "effect": hit["effect"],
+            "score": str(hit["score"]) if hit["score"] is not None else None, "list_entry": hit["list_entry"],
+            "evidence": hit["evidence"], "review_status": hit["review_status"], "review_id": hit["review_id"]})
+    decided = conn.execute(select(reviews).where(reviews.c.user_id == user_id).order_by(reviews.c.applied_at)
+                           ).mappings().all()
+    return {
+        "user_id": user_id,
+        "status": subject["decision"] if subject else PENDING_SCREENING,
+        "updated_at": _iso(subject["updated_at"]) if subject else None,
+        "list_snapshot_id": subject["last_snapshot_id"] if subject else None,
+        "screenings": [{
+            "screening_id": run["screening_id"], "trigger": run["trigger"], "decision": run["decision"],
+            "score": run["score"], "reasons": run["reasons"], "screened_at": _iso(run["screened_at"]),
+            "cause_event_id": run["cause_event_id"],
+            "list_snapshot": {"snapshot_id": run["snapshot_id"], "source": run["source"],
+                              "published_at": _iso(run["published_at"]), "loaded_at": _iso(run["loaded_at"]),
+                              "counts": run["counts"]},
+            "hits": found.get(run["screening_id"], []),
+        } for run in runs],
+        "reviews": [{
+            "review_id": r["review_id"], "hit_id": r["hit_id"], "action": r["action"], "reviewer": r["reviewer"],
+            "note": r["note"], "requested_at": _iso(r["requested_at"]), "applied_at": _iso(r["applied_at"]),
+            "outcome": r["outcome"], "reason": r["reason"]} for r in decided],
+    }
+
+
+def validate_review(body: Any) -> dict:
+    """A reviewer's request, or InvalidRequest naming each bad field."""
+    if not isinstance(body, dict):
+        raise InvalidRequest({"body": "must be a JSON object"})
+    problems = {
+        "hit_id": None if isinstance(body.get("hit_id"), int) and not isinstance(body["hit_id"], bool)
+        else "must be the integer id of a hit",
+        "action": None if body.get("action") in ("confirm", "dismiss") else "must be confirm or dismiss",
+        "reviewer": None if isinstance(body.get("reviewer"), str) and 0 < len(body["reviewer"].strip()) <= 200
+        else "must name the reviewer (1 to 200 characters)",
+        "note": None if body.get("note") is None or (isinstance(body["note"], str) and len(body["note"]) <= 2000)
+        else "must be a string of at most 2000 characters",
+    }
+    for unknown in sorted(set(body) - set(REVIEW_FIELDS)):
+        problems[unknown] = "is not a field of a review"
+    found = {name: problem for name, problem in problems.items() if problem}
+    if found:
+        raise InvalidRequest(found)
+    return {**body, "reviewer": body["reviewer"].strip()}
+
+
+def request_review(conn: Connection, user_id: str, review: dict) -> tuple[dict | None, str | None]:
+    """Stage the review for screen-compliance; (accepted review, None) or (None, why it cannot be)."""
+    subject = conn.execute(select(subjects).where(subjects.c.user_id == user_id)).mappings().first()
+    hit = conn.execute(select(hits).where(hits.c.hit_id == review["hit_id"], hits.c.user_id == user_id)
+                       ).mappings().first()
+    if subject is None or hit is None:
+        return None, "no such hit for this user"
+    if hit["screening_id"] != subject["latest_screening_id"]:
+        return None, "the hit belongs to an earlier screening"
+    if hit["review_status"] != "pending":
+        return None, f"the hit is not pending review (it is {hit['review_status'] or 'not reviewable'})"
+    review_id = uuid.uuid4().hex
+    requested_at = utc_iso(datetime.now(UTC))
+    event_id = f"{COMPLIANCE_REVIEW_REQUESTED}:{review_id}"
+    payload = {"review_id": review_id, "user_id": user_id, "hit_id": review["hit_id"], "action": review["action"],
+               "reviewer": review["reviewer"], "note": review.get("note"), "requested_at": requested_at}
+    outbox.enqueue(conn, IDENTITY_SCHEMA, REVIEWS_TOPIC, Envelope(
+        event_id=event_id, event_type=COMPLIANCE_REVIEW_REQUESTED, schema_version=1, occurred_at=requested_at,
+        correlation_id=subject["correlation_id"], causation_id=None, payload=payload))
+    return {"review_id": review_id, "status": "accepted", **payload}, None

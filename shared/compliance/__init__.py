@@ -1,0 +1,1 @@
+"""compliance: sanctions lists, KYC/sanctions/AML screening, decisions and reviews."""

@@ -1,0 +1,155 @@
+"""Sanctions list snapshots: download OFAC's files, store them as one versioned snapshot, read one back.
+
+A snapshot records the digest of its files; files equal to the latest snapshot's are not stored again.
+It is written in one transaction (rows travel as one JSON parameter per table and are expanded by
+`jsonb_to_recordset`, a few statements instead of thirty thousand round trips).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+
+import requests
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection
+
+from shared.compliance.names import ListedName, NameIndex
+from shared.compliance.ofac import ADDRESS_LIST, OFAC_FILES, ParsedLists
+from shared.compliance.screening import ListView
+from shared.compliance.tables import (
+    list_snapshots,
+    listed_wallets,
+    sdn_aliases,
+    sdn_entries,
+)
+from shared.errors import SanctionsListUnavailable
+from shared.settings import SanctionsSourceSettings
+
+log = logging.getLogger(__name__)
+# Screening matches names against individuals: users are people.
+SCREENED_SDN_TYPE = "individual"
+
+
+@dataclass(frozen=True)
+class DownloadedLists:
+    """OFAC's files as downloaded, and what the publisher said about them."""
+
+    files: dict[str, bytes]
+    source: str
+    published_at: datetime | None
+
+
+def download_lists(source: SanctionsSourceSettings) -> DownloadedLists:
+    """GET every file; SanctionsListUnavailable (retried) when one cannot be had."""
+    urls = {name: f"{source.list_base_url}/{filename}" for name, filename in OFAC_FILES.items()}
+    if source.address_list_url:
+        urls[ADDRESS_LIST] = source.address_list_url
+    files: dict[str, bytes] = {}
+    published_at = None
+    with requests.Session() as session:
+        for name, url in urls.items():
+            try:
+                reply = session.get(url, timeout=source.timeout_seconds)
+            except requests.RequestException as exc:
+                raise SanctionsListUnavailable(f"GET {url}: {exc}") from exc
+            if reply.status_code != 200:
+                raise SanctionsListUnavailable(f"GET {url}: HTTP {reply.status_code}")
+            files[name] = reply.content
+            if name == "sdn" and reply.headers.get("Last-Modified"):
+                try:
+                    published_at = parsedate_to_datetime(reply.headers["Last-Modified"])
+                except (TypeError, ValueError):
+                    published_at = None
+    return DownloadedLists(files=files, source=source.list_base_url, published_at=published_at)
+
+
+_RECORDS = {
+    # table: (columns, their SQL types in jsonb_to_recordset)
+    "sdn_entries": ("ent_num int, name text, sdn_type text, programs text, title text, remarks text"),
+    "sdn_aliases": ("ent_num int, alt_num int, alt_type text, name text, remarks text"),
+    "sdn_addresses": ("ent_num int, add_num int, address text, city text, country text, remarks text"),
+    "listed_wallets": ("address text, ent_num int"),
+}
+
+
+def _insert_records(conn: Connection, table: str, snapshot_id: int, rows: list[dict]) -> None:
+    definition = _RECORDS[table]
+    columns = ", ".join(part.split()[0] for part in definition.split(", "))
+    conn.execute(
+        text(f"INSERT INTO compliance.{table} (snapshot_id, {columns}) "
+             f"SELECT :snapshot_id, {columns} FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({definition})"),
+        {"snapshot_id": snapshot_id, "rows": json.dumps(rows)},
+    )
+
+
+def store_snapshot(conn: Connection, parsed: ParsedLists, source: str, published_at: datetime | None) -> int | None:
+    """Store the parsed files as a new snapshot; None when the latest snapshot is of these exact files.
+
+    Compared with the latest only: files equal to an older snapshot (a delisting reverted) are a new
+    version of the list. A transaction-scoped advisory lock makes concurrent loads take turns.
+    """
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('compliance.list_snapshots'))"))
+    latest_digest = conn.execute(
+        select(list_snapshots.c.digest).order_by(list_snapshots.c.snapshot_id.desc()).limit(1)).scalar()
+    if latest_digest == parsed.digest:
+        return None
+    snapshot_id = conn.execute(
+        insert(list_snapshots)
+        .values(digest=parsed.digest, source=source, published_at=published_at, counts=parsed.counts)
+        .returning(list_snapshots.c.snapshot_id)
+    ).scalar_one()
+    _insert_records(conn, "sdn_entries", snapshot_id, parsed.entries)
+    _insert_records(conn, "sdn_aliases", snapshot_id, parsed.aliases)
+    _insert_records(conn, "sdn_addresses", snapshot_id, parsed.addresses)
+    _insert_records(conn, "listed_wallets", snapshot_id,
+                    [{"address": address, "ent_num": ent_num} for address, ent_num in parsed.wallets.items()])
+    return snapshot_id
+
+
+def latest_snapshot_id(conn: Connection) -> int | None:
+    """The newest loaded snapshot, or None before the first load."""
+    return conn.execute(select(func.max(list_snapshots.c.snapshot_id))).scalar()
+
+
+def read_list_view(conn: Connection, snapshot_id: int) -> ListView:
+    """What screening needs of one snapshot: listed wallets, and individuals' names and aliases."""
+    wallets = {row.address: row.ent_num for row in conn.execute(
+        select(listed_wallets.c.address, listed_wallets.c.ent_num).where(listed_wallets.c.snapshot_id == snapshot_id))}
+    entries = {row.ent_num: {"name": row.name, "sdn_type": row.sdn_type, "programs": row.programs}
+               for row in conn.execute(
+                   select(sdn_entries.c.ent_num, sdn_entries.c.name, sdn_entries.c.sdn_type, sdn_entries.c.programs)
+                   .where(sdn_entries.c.snapshot_id == snapshot_id))}
+    names = [ListedName(ent_num, None, entry["name"]) for ent_num, entry in entries.items()
+             if entry["sdn_type"] == SCREENED_SDN_TYPE]
+    names += [ListedName(row.ent_num, row.alt_num, row.name) for row in conn.execute(
+        select(sdn_aliases.c.ent_num, sdn_aliases.c.alt_num, sdn_aliases.c.name)
+        .where(sdn_aliases.c.snapshot_id == snapshot_id))
+        if entries.get(row.ent_num, {}).get("sdn_type") == SCREENED_SDN_TYPE]
+    return ListView(snapshot_id=snapshot_id, wallets=wallets, names=NameIndex(names), entries=entries)
+
+
+class ListCache:
+    """The latest snapshot's ListView, built once per instance and per snapshot."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._view: ListView | None = None
+
+    def latest(self, conn: Connection) -> ListView:
+        """The newest snapshot's view; SanctionsListUnavailable before the first load."""
+        snapshot_id = latest_snapshot_id(conn)
+        if snapshot_id is None:
+            raise SanctionsListUnavailable("no sanctions list snapshot is loaded yet; run the sanctions-refresh job")
+        with self._lock:
+            if self._view is None or self._view.snapshot_id != snapshot_id:
+                self._view = read_list_view(conn, snapshot_id)
+                log.info("sanctions list loaded into memory",
+                         extra={"snapshot_id": snapshot_id, "names": len(self._view.names),
+                                "wallets": len(self._view.wallets)})
+            return self._view

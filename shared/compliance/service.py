@@ -1,0 +1,284 @@
+"""Screening users: at registration, after a new list snapshot, and when a reviewer decides a hit.
+
+Each run is stored (screening, hits) with the snapshot it used; the subject row holds the user's
+current decision. A result is published on compliance.results.v1 at registration and whenever the
+decision changes afterwards, with the registration's correlation id and a per-user sequence.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+
+from eth_utils import is_hex_address, to_checksum_address
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection, Engine
+
+from shared.compliance.lists import ListCache
+from shared.compliance.screening import Decision, Hit, ListView, Policy, decide, screen
+from shared.compliance.tables import SCHEMA, hits, reviews, screenings, subjects
+from shared.db import transaction
+from shared.envelope import Envelope, utc_iso
+from shared.errors import InvalidEvent
+from shared.events import COMPLIANCE_REVIEW_REQUESTED, COMPLIANCE_SCREENED, USER_REGISTERED
+from shared.messaging import outbox
+from shared.messaging.consumer import Outgoing
+from shared.settings import ComplianceSettings
+
+log = logging.getLogger(__name__)
+RESULTS_TOPIC = "compliance.results.v1"
+TRIGGER_REGISTRATION = "registration"
+TRIGGER_RESCREEN = "rescreen"
+TRIGGER_REVIEW = "review"
+PENDING, CONFIRMED, DISMISSED = "pending", "confirmed", "dismissed"
+REVIEW_ACTIONS = {"confirm": CONFIRMED, "dismiss": DISMISSED}
+RESCREEN_BATCH = 100
+
+
+def policy_from(settings: ComplianceSettings) -> Policy:
+    """The screening rules of these settings."""
+    return Policy(
+        min_age=settings.min_age,
+        prohibited_jurisdictions=settings.prohibited_jurisdictions,
+        high_risk_jurisdictions=settings.high_risk_jurisdictions,
+        name_review_threshold=settings.name_review_threshold,
+        name_report_threshold=settings.name_report_threshold,
+        aml_review_score=settings.aml_review_score,
+    )
+
+
+def _subject_fields(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """What compliance keeps of a registration: the fields screening reads, nothing else."""
+    born = payload.get("date_of_birth")
+    try:
+        date_of_birth = date.fromisoformat(born) if isinstance(born, str) else None
+    except ValueError:
+        date_of_birth = None
+    document = payload.get("identity_document")
+    wallets = payload.get("wallet_addresses")
+    return {
+        "name": payload.get("name") if isinstance(payload.get("name"), str) else None,
+        "date_of_birth": date_of_birth,
+        "country": payload.get("country") if isinstance(payload.get("country"), str) else None,
+        "wallet_addresses": [to_checksum_address(w) for w in wallets if isinstance(w, str) and is_hex_address(w)]
+        if isinstance(wallets, list) else [],
+        "identity_document": {key: document.get(key) for key in ("type", "issuing_country", "expires_on")}
+        if isinstance(document, dict) else None,
+    }
+
+
+def _screened_view(subject: Any) -> dict[str, Any]:
+    """A stored subject in the shape `screen` reads (a registration payload's identity fields)."""
+    return {
+        "name": subject["name"],
+        "date_of_birth": subject["date_of_birth"].isoformat() if subject["date_of_birth"] else None,
+        "country": subject["country"],
+        "wallet_addresses": list(subject["wallet_addresses"]),
+        "identity_document": subject["identity_document"],
+    }
+
+
+class ComplianceService:
+    """screen-compliance's handler, and the rescreening that refresh-sanctions runs."""
+
+    def __init__(self, settings: ComplianceSettings, lists: ListCache | None = None) -> None:
+        self.policy = policy_from(settings)
+        self.lists = lists or ListCache()
+
+    # ------------------------------------------------------------------ consumer entry point
+
+    def handle(self, conn: Connection, envelope: Envelope) -> Outgoing:
+        """Apply one UserRegistered or ComplianceReviewRequested."""
+        if envelope.event_type == USER_REGISTERED:
+            return self.screen_registration(conn, envelope)
+        if envelope.event_type == COMPLIANCE_REVIEW_REQUESTED:
+            return self.apply_review(conn, envelope)
+        raise InvalidEvent(f"screen-compliance does not handle {envelope.event_type}", event_id=envelope.event_id)
+
+    # ------------------------------------------------------------------ registration
+
+    def screen_registration(self, conn: Connection, registered: Envelope) -> Outgoing:
+        """Screen a newly registered user; store the run; publish the first result."""
+        user_id = registered.payload["user_id"]
+        if conn.execute(select(subjects.c.user_id).where(subjects.c.user_id == user_id)).first():
+            log.info("user already screened", extra={"user_id": user_id, "event_id": registered.event_id})
+            return []
+        view = self.lists.latest(conn)
+        fields = _subject_fields(registered.payload)
+        outcome = screen(registered.payload, self._today(), view, self.policy)
+        screening_id = self._store_screening(conn, user_id, view, TRIGGER_REGISTRATION, registered.event_id,
+                                             outcome.hits, {}, outcome.decision, outcome.score, outcome.reasons)
+        conn.execute(subjects.insert().values(
+            user_id=user_id, registered_event_id=registered.event_id, correlation_id=registered.correlation_id,
+            **fields, decision=outcome.decision.value, latest_screening_id=screening_id,
+            last_snapshot_id=view.snapshot_id, result_sequence=1))
+        self._log_decision(user_id, TRIGGER_REGISTRATION, outcome.decision, outcome.reasons, view.snapshot_id)
+        return [self._result(conn, user_id, None, TRIGGER_REGISTRATION, registered.event_id)]
+
+    # ------------------------------------------------------------------ rescreening
+
+    def rescreen_batch(self, conn: Connection, view: ListView) -> tuple[int, Outgoing]:
+        """Rescreen up to RESCREEN_BATCH users last screened against an older snapshot."""
+        due = conn.execute(
+            select(subjects).where(subjects.c.last_snapshot_id < view.snapshot_id)
+            .order_by(subjects.c.user_id).limit(RESCREEN_BATCH).with_for_update(skip_locked=True)
+        ).mappings().all()
+        outgoing = []
+        cause = f"ListSnapshotLoaded:{view.snapshot_id}"
+        for subject in due:
+            outcome = screen(_screened_view(subject), self._today(), view, self.policy)
+            carried = self._carried_reviews(conn, subject["user_id"], outcome.hits)
+            decision, reasons = decide(outcome.hits, carried)
+            screening_id = self._store_screening(conn, subject["user_id"], view, TRIGGER_RESCREEN, cause,
+                                                 outcome.hits, carried, decision, outcome.score, reasons)
+            changes: dict[str, Any] = {"latest_screening_id": screening_id, "last_snapshot_id": view.snapshot_id,
+                                       "updated_at": datetime.now(UTC)}
+            previous = Decision(subject["decision"])
+            if decision is not previous:
+                changes.update(decision=decision.value, result_sequence=subject["result_sequence"] + 1)
+            conn.execute(update(subjects).where(subjects.c.user_id == subject["user_id"]).values(**changes))
+            if decision is not previous:
+                self._log_decision(subject["user_id"], TRIGGER_RESCREEN, decision, reasons, view.snapshot_id,
+                                   previous)
+                outgoing.append(self._result(conn, subject["user_id"], previous, TRIGGER_RESCREEN, cause))
+        return len(due), outgoing
+
+    def rescreen_all(self, engine: Engine, publish, budget_seconds: float) -> int:
+        """Rescreen every user behind the latest snapshot, in batches, until done or out of time."""
+        deadline = time.monotonic() + budget_seconds
+        total = 0
+        while time.monotonic() < deadline:
+            with transaction(engine) as conn:
+                view = self.lists.latest(conn)
+                count, outgoing = self.rescreen_batch(conn, view)
+                for topic, event in outgoing:
+                    outbox.enqueue(conn, SCHEMA, topic, event)
+            publish()
+            total += count
+            if count < RESCREEN_BATCH:
+                return total
+        log.warning("rescreening stopped at its time budget; the next tick continues",
+                    extra={"rescreened": total})
+        return total
+
+    def _carried_reviews(self, conn: Connection, user_id: str, new_hits: list[Hit]) -> dict[int, str]:
+        """Reviewers' earlier decisions on the same SDN entry, applied to this run's REVIEW hits."""
+        decided = {
+            (row.code, row.list_entry): row.review_status
+            for row in conn.execute(
+                select(hits.c.code, hits.c.list_entry, hits.c.review_status)
+                .where(hits.c.user_id == user_id, hits.c.list_entry.is_not(None),
+                       hits.c.review_status.in_([CONFIRMED, DISMISSED]))
+                .order_by(hits.c.hit_id))
+        }
+        return {index: decided[hit.code, hit.list_entry] for index, hit in enumerate(new_hits)
+                if hit.effect is Decision.REVIEW and (hit.code, hit.list_entry) in decided}
+
+    # ------------------------------------------------------------------ reviews
+
+    def apply_review(self, conn: Connection, requested: Envelope) -> Outgoing:
+        """Confirm or dismiss a pending REVIEW hit; re-decide the user; publish when the decision changes."""
+        payload = requested.payload
+        action = REVIEW_ACTIONS.get(payload["action"])
+        if action is None:
+            raise InvalidEvent(f"review action {payload['action']!r} is not confirm or dismiss",
+                               event_id=requested.event_id)
+        user_id = payload["user_id"]
+        subject = conn.execute(select(subjects).where(subjects.c.user_id == user_id).with_for_update()
+                               ).mappings().first()
+        hit = conn.execute(select(hits).where(hits.c.hit_id == payload["hit_id"], hits.c.user_id == user_id)
+                           ).mappings().first()
+        reason = None
+        if subject is None or hit is None:
+            reason = "no such hit for this user"
+        elif hit["screening_id"] != subject["latest_screening_id"]:
+            reason = "the hit belongs to an earlier screening"
+        elif hit["review_status"] != PENDING:
+            reason = f"the hit is not pending review (it is {hit['review_status'] or 'not reviewable'})"
+        conn.execute(reviews.insert().values(
+            review_id=payload["review_id"], hit_id=payload["hit_id"], user_id=user_id, action=payload["action"],
+            reviewer=payload["reviewer"], note=payload.get("note"),
+            requested_at=datetime.fromisoformat(payload["requested_at"]),
+            outcome="ignored" if reason else "applied", reason=reason))
+        if reason or subject is None or hit is None:
+            log.warning("review ignored", extra={"review_id": payload["review_id"], "reason": reason})
+            return []
+        conn.execute(update(hits).where(hits.c.hit_id == hit["hit_id"])
+                     .values(review_status=action, review_id=payload["review_id"]))
+        decision, reasons = self._current_decision(conn, subject["latest_screening_id"])
+        previous = Decision(subject["decision"])
+        log.info("review applied", extra={"review_id": payload["review_id"], "user_id": user_id, "action": action,
+                                          "decision": decision.value})
+        if decision is previous:
+            return []
+        conn.execute(update(subjects).where(subjects.c.user_id == user_id).values(
+            decision=decision.value, result_sequence=subject["result_sequence"] + 1, updated_at=datetime.now(UTC)))
+        self._log_decision(user_id, TRIGGER_REVIEW, decision, reasons, None, previous)
+        return [self._result(conn, user_id, previous, TRIGGER_REVIEW, requested.event_id)]
+
+    def _current_decision(self, conn: Connection, screening_id: int) -> tuple[Decision, list[str]]:
+        rows = conn.execute(select(hits.c.code, hits.c.effect, hits.c.review_status)
+                            .where(hits.c.screening_id == screening_id).order_by(hits.c.hit_id)).all()
+        stored = [Hit("", row.code, Decision(row.effect)) for row in rows]
+        return decide(stored, {i: row.review_status for i, row in enumerate(rows)
+                               if row.review_status in (CONFIRMED, DISMISSED)})
+
+    # ------------------------------------------------------------------ storage and results
+
+    def _store_screening(self, conn: Connection, user_id: str, view: ListView, trigger: str, cause_event_id: str,
+                         found: list[Hit], carried: Mapping[int, str], decision: Decision, score: int,
+                         reasons: list[str]) -> int:
+        screening_id: int = conn.execute(screenings.insert().values(
+            user_id=user_id, snapshot_id=view.snapshot_id, trigger=trigger, cause_event_id=cause_event_id,
+            decision=decision.value, score=score, reasons=reasons).returning(screenings.c.screening_id)).scalar_one()
+        if found:
+            conn.execute(hits.insert(), [{
+                "screening_id": screening_id, "user_id": user_id, "check": hit.check, "code": hit.code,
+                "effect": hit.effect.value, "score": hit.score, "list_entry": hit.list_entry,
+                "evidence": hit.evidence,
+                "review_status": carried.get(index, PENDING) if hit.effect is Decision.REVIEW else None,
+            } for index, hit in enumerate(found)])
+        return screening_id
+
+    def _result(self, conn: Connection, user_id: str, previous: Decision | None, trigger: str,
+                cause_event_id: str) -> tuple[str, Envelope]:
+        subject = conn.execute(select(subjects).where(subjects.c.user_id == user_id)).mappings().one()
+        run = conn.execute(select(screenings).where(screenings.c.screening_id == subject["latest_screening_id"])
+                           ).mappings().one()
+        _, reasons = self._current_decision(conn, subject["latest_screening_id"])
+        now = datetime.now(UTC)
+        return RESULTS_TOPIC, Envelope(
+            event_id=f"{COMPLIANCE_SCREENED}:{user_id}:{subject['result_sequence']}",
+            event_type=COMPLIANCE_SCREENED,
+            schema_version=1,
+            occurred_at=utc_iso(now),
+            correlation_id=subject["correlation_id"],
+            causation_id=cause_event_id,
+            payload={
+                "user_id": user_id,
+                "decision": subject["decision"],
+                "previous_decision": previous.value if previous else None,
+                "sequence": subject["result_sequence"],
+                "score": run["score"],
+                "reasons": reasons,
+                "screening_id": run["screening_id"],
+                "snapshot_id": run["snapshot_id"],
+                "trigger": trigger,
+                "wallet_addresses": list(subject["wallet_addresses"]),
+                "decided_at": utc_iso(now),
+            },
+        )
+
+    def _log_decision(self, user_id: str, trigger: str, decision: Decision, reasons: list[str],
+                      snapshot_id: int | None, previous: Decision | None = None) -> None:
+        # Ids and codes only: never the name, date of birth or document.
+        log.info("compliance decision", extra={
+            "user_id": user_id, "trigger": trigger, "decision": decision.value, "reasons": reasons,
+            "previous_decision": previous.value if previous else None, "snapshot_id": snapshot_id})
+
+    @staticmethod
+    def _today() -> date:
+        return datetime.now(UTC).date()

@@ -1,0 +1,147 @@
+"""The compliance schema: sanctions list snapshots, screened subjects, screenings, hits and reviews."""
+
+from sqlalchemy import BigInteger, Column, Date, DateTime, Integer, MetaData, Numeric, Table, Text, func
+from sqlalchemy.dialects.postgresql import JSONB
+
+SCHEMA = "compliance"
+metadata = MetaData(schema=SCHEMA)
+
+# One loaded set of OFAC files; files whose `digest` equals the latest snapshot's are not loaded again.
+list_snapshots = Table(
+    "list_snapshots",
+    metadata,
+    Column("snapshot_id", Integer, primary_key=True),
+    Column("digest", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    # When the publisher last changed the SDN file (its Last-Modified), if it said.
+    Column("published_at", DateTime(timezone=True)),
+    Column("loaded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("counts", JSONB, nullable=False),
+)
+
+sdn_entries = Table(
+    "sdn_entries",
+    metadata,
+    Column("snapshot_id", Integer, primary_key=True),
+    Column("ent_num", Integer, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("sdn_type", Text),
+    Column("programs", Text),
+    Column("title", Text),
+    Column("remarks", Text),
+)
+
+sdn_aliases = Table(
+    "sdn_aliases",
+    metadata,
+    Column("snapshot_id", Integer, primary_key=True),
+    Column("ent_num", Integer, primary_key=True),
+    Column("alt_num", Integer, primary_key=True),
+    Column("alt_type", Text),
+    Column("name", Text, nullable=False),
+    Column("remarks", Text),
+)
+
+sdn_addresses = Table(
+    "sdn_addresses",
+    metadata,
+    Column("snapshot_id", Integer, primary_key=True),
+    Column("ent_num", Integer, primary_key=True),
+    Column("add_num", Integer, primary_key=True),
+    Column("address", Text),
+    Column("city", Text),
+    Column("country", Text),
+    Column("remarks", Text),
+)
+
+# Sanctioned Ethereum addresses, EIP-55 checksummed.
+listed_wallets = Table(
+    "listed_wallets",
+    metadata,
+    Column("snapshot_id", Integer, primary_key=True),
+    Column("address", Text, primary_key=True),
+    # The SDN entry whose remarks list it; NULL when only the address list has it.
+    Column("ent_num", Integer),
+)
+
+# Files that could not be loaded, and why (the refresh acknowledges them; nothing half-loaded).
+list_load_failures = Table(
+    "list_load_failures",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("digest", Text),
+    Column("reason", Text, nullable=False),
+    Column("failed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# The identity data screening needs, and the user's current status. No email, phone or document number.
+subjects = Table(
+    "subjects",
+    metadata,
+    Column("user_id", Text, primary_key=True),
+    Column("registered_event_id", Text, nullable=False),
+    Column("correlation_id", Text, nullable=False),
+    Column("name", Text),
+    Column("date_of_birth", Date),
+    Column("country", Text),
+    Column("wallet_addresses", JSONB, nullable=False),
+    # type, issuing_country, expires_on
+    Column("identity_document", JSONB),
+    Column("decision", Text, nullable=False),
+    Column("latest_screening_id", BigInteger, nullable=False),
+    Column("last_snapshot_id", Integer, nullable=False),
+    # One more for every published result: settle ignores a result not newer than what it has.
+    Column("result_sequence", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Every screening run: the history. Immutable once written.
+screenings = Table(
+    "screenings",
+    metadata,
+    Column("screening_id", BigInteger, primary_key=True),
+    Column("user_id", Text, nullable=False),
+    Column("snapshot_id", Integer, nullable=False),
+    # registration | rescreen
+    Column("trigger", Text, nullable=False),
+    Column("cause_event_id", Text, nullable=False),
+    Column("decision", Text, nullable=False),
+    Column("score", Integer, nullable=False),
+    Column("reasons", JSONB, nullable=False),
+    Column("screened_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+hits = Table(
+    "hits",
+    metadata,
+    Column("hit_id", BigInteger, primary_key=True),
+    Column("screening_id", BigInteger, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("check", Text, nullable=False),
+    Column("code", Text, nullable=False),
+    # What the hit does to the decision on its own: APPROVED (evidence only), REVIEW or REJECTED.
+    Column("effect", Text, nullable=False),
+    Column("score", Numeric),
+    Column("list_entry", Integer),
+    Column("evidence", JSONB, nullable=False),
+    # For REVIEW hits: pending, then confirmed or dismissed (by a review, possibly an earlier one).
+    Column("review_status", Text),
+    Column("review_id", Text),
+)
+
+# Reviewers' decisions on REVIEW hits: who, when, what, and whether it was applied.
+reviews = Table(
+    "reviews",
+    metadata,
+    Column("review_id", Text, primary_key=True),
+    Column("hit_id", BigInteger, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("reviewer", Text, nullable=False),
+    Column("note", Text),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # applied | ignored (the hit was no longer pending)
+    Column("outcome", Text, nullable=False),
+    Column("reason", Text),
+)
