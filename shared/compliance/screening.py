@@ -23,6 +23,11 @@ if TYPE_CHECKING:  # the api validates documents with this module and does not s
     from shared.compliance.names import NameIndex
 
 DOCUMENT_TYPES = ("passport", "national_id", "driving_licence")
+# AML score parts (0-100 in all): a listed wallet is 100; a name match scores up to 40, so a weak match
+# alone stays below the usual review score (50) and a weak match from a high-risk country (40) does not.
+NAME_MATCH_WEIGHT = 40
+HIGH_RISK_JURISDICTION_POINTS = 40
+KYC_FINDING_POINTS = 25
 
 
 class Decision(StrEnum):
@@ -177,11 +182,11 @@ def check_name(name: Any, lists: ListView, policy: Policy) -> list[Hit]:
 def aml_score(country: Any, hits: list[Hit], policy: Policy) -> tuple[int, dict[str, int]]:
     """0-100 from jurisdiction risk, the sanctions match score and KYC findings, with its parts."""
     code = country.upper() if isinstance(country, str) else ""
-    jurisdiction = 100 if code in policy.prohibited_jurisdictions else 40 if code in policy.high_risk_jurisdictions \
-        else 0
-    sanctions = max((round(float(hit.score or 0) * (100 if hit.check == "sanctions.wallet" else 60))
+    jurisdiction = (100 if code in policy.prohibited_jurisdictions
+                    else HIGH_RISK_JURISDICTION_POINTS if code in policy.high_risk_jurisdictions else 0)
+    sanctions = max((round(float(hit.score or 0) * (100 if hit.check == "sanctions.wallet" else NAME_MATCH_WEIGHT))
                      for hit in hits if hit.check.startswith("sanctions.")), default=0)
-    kyc = 25 * sum(1 for hit in hits if hit.check == "kyc")
+    kyc = KYC_FINDING_POINTS * sum(1 for hit in hits if hit.check == "kyc")
     parts = {"jurisdiction": jurisdiction, "sanctions": sanctions, "kyc": kyc}
     return min(100, sum(parts.values())), parts
 

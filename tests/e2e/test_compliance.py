@@ -285,6 +285,26 @@ def test_a_list_update_rescreens_holds_the_escrow_and_keeps_every_run(stack, api
         "eth_addresses"] + 1
 
 
+def test_malformed_list_files_are_recorded_and_the_last_good_snapshot_stays(stack, owner_engine):
+    sdn = stack.layout.ofac_dir / "SDN.CSV"
+    original = sdn.read_bytes()
+    latest = "SELECT max(snapshot_id) FROM compliance.list_snapshots"
+    before = _count(owner_engine, latest)
+    failures = _count(owner_engine, "SELECT count(*) FROM compliance.list_load_failures")
+    try:
+        sdn.write_bytes(b'36,"AEROCARIBBEAN AIRLINES",-0-\n')
+        stack.admin.publish("compliance.lists.tick", b'{"source": "test"}')
+        wait_for(lambda: _count(owner_engine, "SELECT count(*) FROM compliance.list_load_failures") > failures,
+                 "refresh-sanctions to record the refusal")
+    finally:
+        sdn.write_bytes(original)
+    with owner_engine.connect() as conn:
+        reason = conn.execute(sqlalchemy.text(
+            "SELECT reason FROM compliance.list_load_failures ORDER BY id DESC LIMIT 1")).scalar()
+    assert "SDN.CSV line 1: expected 12 columns" in reason
+    assert _count(owner_engine, latest) == before
+
+
 def test_no_log_line_carries_the_users_name_birth_date_or_document_number(stack, api_url, owner_engine):
     secret_name = f"Zebulon Quixworth {uuid.uuid4().hex[:6]}"
     body = registration(secret_name, date_of_birth="1979-03-14")

@@ -37,8 +37,15 @@ REGISTRATION = {
     "payload": {"user_id": "package-smoke-test", "name": "Package Smoke", "date_of_birth": "1980-05-05",
                 "country": "NL", "email": "smoke@example.org", "phone": "+31201234567",
                 "wallet_addresses": ["0x" + "5a" * 20], "notification_channels": ["email"], "webhook_url": None}}
+# screen-compliance screens it against the loaded list (a clean adult: APPROVED) and publishes the result.
+SCREENED_REGISTRATION = {
+    **REGISTRATION, "event_id": "UserRegistered:package-smoke-screening",
+    "payload": {**REGISTRATION["payload"], "user_id": "package-smoke-screening",
+                "identity_document": {"type": "passport", "issuing_country": "NL", "expires_on": "2031-01-31",
+                                      "number_last4": "4567"}}}
 MESSAGES = {"relay": TICK, "fetch-price": TICK, "settle": None, "assess-margin": json.dumps(STALE_PRICE).encode(),
-            "notify": json.dumps(REGISTRATION).encode()}
+            "notify": json.dumps(REGISTRATION).encode(), "screen-compliance": json.dumps(SCREENED_REGISTRATION).encode(),
+            "refresh-sanctions": TICK}
 
 
 def _push(port: int, data: bytes) -> requests.Response:

@@ -102,3 +102,36 @@ def test_tier_thresholds_default_and_must_fall():
         _risk(RISK_TIER_THRESHOLDS="WARNING=1.5,MARGIN_CALL=1.6,LIQUIDATION=1.0")
     with pytest.raises(ConfigurationError, match="exactly WARNING, MARGIN_CALL, LIQUIDATION"):
         _risk(RISK_TIER_THRESHOLDS="WARNING=1.5")
+
+
+COMPLIANCE = {**COMPLETE, "PROHIBITED_JURISDICTIONS": "kp, IR", "HIGH_RISK_JURISDICTIONS": "none"}
+
+
+def test_compliance_policy_loads_with_defaults_for_tuning_only():
+    policy = Settings.from_env(COMPLIANCE, compliance=True).require_compliance()
+    assert policy.prohibited_jurisdictions == {"KP", "IR"}
+    assert policy.high_risk_jurisdictions == frozenset()
+    assert (policy.min_age, policy.name_review_threshold, policy.name_report_threshold) == (18, 0.92, 0.85)
+
+
+def test_the_jurisdiction_lists_are_required_policy():
+    env = {k: v for k, v in COMPLIANCE.items() if k != "PROHIBITED_JURISDICTIONS"}
+    with pytest.raises(ConfigurationError) as raised:
+        Settings.from_env(env, compliance=True)
+    assert raised.value.missing == ("PROHIBITED_JURISDICTIONS",)
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("PROHIBITED_JURISDICTIONS", "KP,Narnia", "NARNIA not ISO 3166-1"),
+    ("NAME_MATCH_REPORT_THRESHOLD", "0.95", "NAME_MATCH_REPORT_THRESHOLD <= NAME_MATCH_REVIEW_THRESHOLD"),
+    ("AML_REVIEW_SCORE", "0", "AML_REVIEW_SCORE must be 1 to 100"),
+])
+def test_malformed_compliance_settings_stop_startup(name, value, message):
+    with pytest.raises(ConfigurationError, match=message):
+        Settings.from_env({**COMPLIANCE, name: value}, compliance=True)
+
+
+def test_the_refresh_needs_its_list_source():
+    with pytest.raises(ConfigurationError) as raised:
+        Settings.from_env(COMPLIANCE, compliance=True, sanctions_source=True)
+    assert raised.value.missing == ("SANCTIONS_LIST_BASE_URL",)

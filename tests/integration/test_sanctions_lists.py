@@ -1,0 +1,40 @@
+"""Storing sanctions list snapshots in the real PostgreSQL (in a transaction rolled back at the end)."""
+
+import sqlalchemy
+
+from shared.compliance.lists import read_list_view, store_snapshot
+from shared.compliance.ofac import ADDRESS_LIST, parse_lists
+from tests.support.compliance import OFAC_DATA
+
+NAMES = {"sdn": "sdn.csv", "alt": "alt.csv", "add": "add.csv", "comments": "sdn_comments.csv",
+         ADDRESS_LIST: "sanctioned_addresses_ETH.txt"}
+EXTRA = "0x" + "ab" * 20
+
+
+def _count(conn, table: str, snapshot_id: int) -> int:
+    return conn.execute(sqlalchemy.text(f"SELECT count(*) FROM compliance.{table} WHERE snapshot_id = :s"),
+                        {"s": snapshot_id}).scalar()
+
+
+def test_a_snapshot_is_stored_once_per_change_of_the_files(stack, owner_engine):
+    files = {key: (OFAC_DATA / name).read_bytes() for key, name in NAMES.items()}
+    real = parse_lists(files)
+    updated = parse_lists({**files, ADDRESS_LIST: files[ADDRESS_LIST] + f"{EXTRA}\n".encode()})
+    with owner_engine.connect() as conn:
+        transaction = conn.begin()
+        try:
+            # The stack loaded these very files at start-up: loading them again stores nothing.
+            assert store_snapshot(conn, real, "test", None) is None
+            added = store_snapshot(conn, updated, "test", None)
+            assert added is not None
+            assert store_snapshot(conn, updated, "test", None) is None
+            assert (_count(conn, "sdn_entries", added), _count(conn, "sdn_aliases", added),
+                    _count(conn, "sdn_addresses", added), _count(conn, "listed_wallets", added)) == (
+                8976, 11910, 13837, 153)
+            view = read_list_view(conn, added)
+            assert len(view.wallets) == 153 and len(view.names) > 10000
+            # Back to the earlier files (a delisting reverted): a new version, loaded again.
+            reverted = store_snapshot(conn, real, "test", None)
+            assert reverted is not None and reverted > added
+        finally:
+            transaction.rollback()

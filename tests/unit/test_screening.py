@@ -1,0 +1,90 @@
+"""KYC, sanctions and AML checks and the decision (pure), against the real list."""
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from shared.compliance.lists import SCREENED_SDN_TYPE
+from shared.compliance.names import ListedName, NameIndex
+from shared.compliance.screening import Decision, Hit, ListView, Policy, decide, screen
+from tests.support.compliance import real_lists
+
+TODAY = date(2026, 11, 26)
+POLICY = Policy(min_age=18, prohibited_jurisdictions=frozenset({"KP", "IR"}),
+                high_risk_jurisdictions=frozenset({"AF", "MM"}), name_review_threshold=0.92,
+                name_report_threshold=0.85, aml_review_score=50)
+
+
+@pytest.fixture(scope="module")
+def view():
+    lists = real_lists()
+    entries = {e["ent_num"]: e for e in lists.entries}
+    names = [ListedName(n, None, e["name"]) for n, e in entries.items() if e["sdn_type"] == SCREENED_SDN_TYPE]
+    names += [ListedName(a["ent_num"], a["alt_num"], a["name"]) for a in lists.aliases
+              if entries[a["ent_num"]]["sdn_type"] == SCREENED_SDN_TYPE]
+    return ListView(snapshot_id=1, wallets=lists.wallets, names=NameIndex(names), entries=entries)
+
+
+def subject(**overrides):
+    base = {"name": "Ada Lovelace", "date_of_birth": "1990-12-10", "country": "GB",
+            "wallet_addresses": ["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"],
+            "identity_document": {"type": "passport", "issuing_country": "GB", "expires_on": "2030-01-01"}}
+    return {**base, **overrides}
+
+
+def test_a_clean_adult_is_approved_with_no_hits(view):
+    outcome = screen(subject(), TODAY, view, POLICY)
+    assert (outcome.decision, outcome.hits, outcome.score, outcome.reasons) == (Decision.APPROVED, [], 0, [])
+
+
+def test_the_minimum_age_counts_birthdays(view):
+    assert screen(subject(date_of_birth="2008-11-26"), TODAY, view, POLICY).decision is Decision.APPROVED
+    under = screen(subject(date_of_birth="2008-11-27"), TODAY, view, POLICY)
+    assert (under.decision, under.reasons) == (Decision.REJECTED, ["kyc.under_minimum_age"])
+    assert under.hits[0].evidence == {"minimum_age": 18, "age": 17}
+
+
+@pytest.mark.parametrize("overrides, code", [
+    ({"identity_document": {"type": "passport", "issuing_country": "GB", "expires_on": "2026-11-25"}},
+     "kyc.document_expired"),
+    ({"country": "KP"}, "kyc.prohibited_jurisdiction"),
+    ({"identity_document": {"type": "passport", "issuing_country": "IR", "expires_on": "2030-01-01"}},
+     "kyc.prohibited_jurisdiction"),
+    ({"identity_document": None}, "kyc.missing_field"),
+    ({"date_of_birth": "1990-13-01"}, "kyc.malformed_field"),
+    ({"wallet_addresses": ["0x1234"]}, "kyc.malformed_field"),
+])
+def test_kyc_findings_reject(view, overrides, code):
+    outcome = screen(subject(**overrides), TODAY, view, POLICY)
+    assert outcome.decision is Decision.REJECTED
+    assert code in outcome.reasons
+
+
+def test_a_listed_wallet_matches_in_any_case_and_rejects(view):
+    listed = sorted(view.wallets)[0]
+    outcome = screen(subject(wallet_addresses=[listed.lower()]), TODAY, view, POLICY)
+    assert (outcome.decision, outcome.reasons, outcome.score) == (Decision.REJECTED, ["sanctions.listed_wallet"], 100)
+    assert outcome.hits[0].evidence["wallet"] == listed
+
+
+def test_a_strong_name_match_is_review_and_a_dismissal_approves(view):
+    outcome = screen(subject(name="Carlos Alberto Naser Arana"), TODAY, view, POLICY)
+    assert (outcome.decision, outcome.reasons) == (Decision.REVIEW, ["sanctions.name_match"])
+    assert decide(outcome.hits, {0: "dismissed"}) == (Decision.APPROVED, [])
+    assert decide(outcome.hits, {0: "confirmed"}) == (Decision.REJECTED, ["sanctions.name_match"])
+
+
+def test_a_weak_name_match_in_a_high_risk_country_is_review_by_score(view):
+    # Scores between report (0.85) and review (0.92) against listed individuals named Maria ... Garcia.
+    weak = screen(subject(name="Maria Elena Garcia"), TODAY, view, POLICY)
+    assert {h.code for h in weak.hits} == {"sanctions.weak_name_match"}
+    assert weak.decision is Decision.APPROVED and 0 < weak.score < 50
+    risky = screen(subject(name="Maria Elena Garcia", country="AF"), TODAY, view, POLICY)
+    assert (risky.decision, risky.reasons) == (Decision.REVIEW, ["aml.high_risk_score"])
+
+
+def test_the_decision_is_the_worst_effect():
+    hits = [Hit("aml", "a", Decision.APPROVED), Hit("x", "b", Decision.REVIEW), Hit("y", "c", Decision.REJECTED,
+                                                                                  score=Decimal(1))]
+    assert decide(hits) == (Decision.REJECTED, ["b", "c"])
