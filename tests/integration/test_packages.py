@@ -44,8 +44,8 @@ SCREENED_REGISTRATION = {
                 "identity_document": {"type": "passport", "issuing_country": "NL", "expires_on": "2031-01-31",
                                       "number_last4": "4567"}}}
 MESSAGES = {"relay": TICK, "fetch-price": TICK, "settle": None, "assess-margin": json.dumps(STALE_PRICE).encode(),
-            "notify": json.dumps(REGISTRATION).encode(), "screen-compliance": json.dumps(SCREENED_REGISTRATION).encode(),
-            "refresh-sanctions": TICK}
+            "notify": json.dumps(REGISTRATION).encode(),
+            "screen-compliance": json.dumps(SCREENED_REGISTRATION).encode(), "refresh-sanctions": TICK}
 
 
 def _push(port: int, data: bytes) -> requests.Response:
