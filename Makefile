@@ -71,3 +71,4 @@ bench: install
 	$(PY) -m tests.bench.throughput
 	$(PY) -m tests.bench.risk_pass
 	$(PY) -m tests.bench.latency
+	$(PY) -m tests.bench.screening

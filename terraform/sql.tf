@@ -5,7 +5,8 @@
 locals {
   # Connection budget. shared/db.py gives every instance at most pool_size 2 + max_overflow 2 = 4
   # connections. With the manifest's max_instances (relay 1, settle 5, api 5, fetch-price 1,
-  # assess-margin 5, notify 3, callbacks 3 = 23 instances) that is 23 x 4 = 92 connections, which must fit in
+  # assess-margin 5, notify 3, callbacks 3, screen-compliance 3, refresh-sanctions 1 = 27 instances) that is
+  # 27 x 4 = 108 connections, which must fit in
   # max_connections (default 200) minus the reserve (default 20) for migrations and operators.
   connections_per_instance = 4
   function_connections     = sum([for f in local.topology.functions : f.max_instances * local.connections_per_instance])

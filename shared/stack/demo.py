@@ -1,4 +1,5 @@
-"""The demo: a user registers, escrows live their lifecycle on anvil, and travel
+"""The demo: a user registers and is screened (with a second user whose wallet is on OFAC's list),
+escrows live their lifecycle on anvil, and travel
 relay -> Pub/Sub -> settle -> PostgreSQL, then are read back through the api. Then the ETH price
 crashes on Chainlink and CoinGecko: fetch-price -> assess-margin turn it into margin calls, notify
 emails and texts the user, the vendors' callbacks mark the alerts delivered, and the escrow's trace is
@@ -45,6 +46,7 @@ def run_demo(stack: Stack) -> None:
 
     publisher = pubsub_v1.PublisherClient()
     engine = sqlalchemy.create_engine(stack.layout.database_url())
+    _compliance(api, engine, user.json()["user_id"])
 
     def publish(topic: str, data: bytes) -> str:
         return publisher.publish(publisher.topic_path(PROJECT_ID, topic), data).result(30)
@@ -102,6 +104,36 @@ def run_demo(stack: Stack) -> None:
                                       if k in ("checkpoint_block", "head", "lag_blocks")}))
     print(f"demo done in {time.monotonic() - started:.1f}s; logs in {stack.layout.logs}; "
           "`make down` stops the stack")
+
+
+def _compliance(api: str, engine, clean_user_id: str) -> None:
+    """Show the clean user's screening, then register one with a real OFAC-listed wallet and show its."""
+    with engine.connect() as conn:
+        snapshot = conn.execute(sqlalchemy.text(
+            "SELECT snapshot_id, counts FROM compliance.list_snapshots ORDER BY snapshot_id DESC LIMIT 1")).first()
+        listed = conn.execute(sqlalchemy.text(
+            "SELECT address FROM compliance.listed_wallets WHERE snapshot_id = :s ORDER BY address LIMIT 1"),
+            {"s": snapshot.snapshot_id}).scalar()
+    print(f"sanctions list snapshot #{snapshot.snapshot_id} loaded by refresh-sanctions from the local OFAC "
+          f"server: {snapshot.counts}")
+    sanctioned = requests.post(f"{api}/users", timeout=30, json={
+        "name": "Demo Counterparty", "date_of_birth": "1975-09-30", "country": "NL",
+        "email": f"counterparty-{int(time.time())}@example.org", "phone": "+31612345678",
+        "wallet_addresses": [listed], "notification_channels": ["email"],
+        "identity_document": {"type": "passport", "number": "NX7Y0P2Q1", "issuing_country": "NL",
+                              "expires_on": "2030-02-28"},
+    })
+    sanctioned.raise_for_status()
+    for label, user_id in (("clean user", clean_user_id), ("user with a listed wallet", sanctioned.json()["user_id"])):
+        def screened(user_id=user_id):
+            history = requests.get(f"{api}/users/{user_id}/compliance", timeout=30).json()
+            return history if history["status"] != "PENDING" else None
+
+        history = wait_for(screened, f"screen-compliance to screen the {label}", timeout=60)
+        [run] = history["screenings"]
+        hits = "; ".join(f"{h['code']} {h['evidence'].get('wallet', '')}".strip() for h in run["hits"]) or "no hits"
+        print(f"screen-compliance: {label} {user_id[:8]}… → {history['status']} (AML score {run['score']}, "
+              f"list snapshot #{run['list_snapshot']['snapshot_id']}): {hits}")
 
 
 def _price_crash(stack: Stack, market: Market, engine, contract: str, escrow_ids: list[int]) -> None:
