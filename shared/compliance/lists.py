@@ -99,7 +99,7 @@ def store_snapshot(conn: Connection, parsed: ParsedLists, source: str, published
         select(list_snapshots.c.digest).order_by(list_snapshots.c.snapshot_id.desc()).limit(1)).scalar()
     if latest_digest == parsed.digest:
         return None
-    snapshot_id = conn.execute(
+    snapshot_id: int = conn.execute(
         insert(list_snapshots)
         .values(digest=parsed.digest, source=source, published_at=published_at, counts=parsed.counts)
         .returning(list_snapshots.c.snapshot_id)

@@ -165,17 +165,27 @@ class ComplianceService:
         return total
 
     def _carried_reviews(self, conn: Connection, user_id: str, new_hits: list[Hit]) -> dict[int, str]:
-        """Reviewers' earlier decisions on the same SDN entry, applied to this run's REVIEW hits."""
+        """Reviewers' latest decisions on the same finding, applied to this run's REVIEW hits.
+
+        The same finding: a name match on the same SDN entry, or an AML score no higher than the one
+        reviewed. Anything else is new and waits for a reviewer again.
+        """
         decided = {
-            (row.code, row.list_entry): row.review_status
+            (row.code, row.list_entry): (row.review_status, row.score)
             for row in conn.execute(
-                select(hits.c.code, hits.c.list_entry, hits.c.review_status)
-                .where(hits.c.user_id == user_id, hits.c.list_entry.is_not(None),
-                       hits.c.review_status.in_([CONFIRMED, DISMISSED]))
+                select(hits.c.code, hits.c.list_entry, hits.c.review_status, hits.c.score)
+                .where(hits.c.user_id == user_id, hits.c.review_status.in_([CONFIRMED, DISMISSED]))
                 .order_by(hits.c.hit_id))
         }
-        return {index: decided[hit.code, hit.list_entry] for index, hit in enumerate(new_hits)
-                if hit.effect is Decision.REVIEW and (hit.code, hit.list_entry) in decided}
+        carried = {}
+        for index, hit in enumerate(new_hits):
+            status, reviewed_score = decided.get((hit.code, hit.list_entry), (None, None))
+            if hit.effect is not Decision.REVIEW or status is None:
+                continue
+            if hit.list_entry is None and (reviewed_score is None or (hit.score or 0) > reviewed_score):
+                continue
+            carried[index] = status
+        return carried
 
     # ------------------------------------------------------------------ reviews
 

@@ -77,7 +77,7 @@ def main() -> None:
                 try:
                     seconds, snapshot_id = _timed(lambda: store_snapshot(conn, changed, "bench", None))
                     stores.append(seconds)
-                    seconds, view = _timed(lambda: read_list_view(conn, snapshot_id))
+                    seconds, view = _timed(lambda stored=snapshot_id: read_list_view(conn, stored))
                     builds.append(seconds)
                 finally:
                     transaction.rollback()

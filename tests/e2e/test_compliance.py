@@ -234,9 +234,18 @@ def test_bad_registrations_get_a_clear_error_and_nothing_is_stored(api_url, owne
 
 
 def test_a_list_update_rescreens_holds_the_escrow_and_keeps_every_run(stack, api_url, bus, owner_engine,
-                                                                     isolated_relay):
+                                                                     isolated_relay, lists):
     """The address list gains a registered user's wallet: rescreened REJECTED, escrow held; removed again:
-    APPROVED, hold lifted. Three runs in the history, each with its list snapshot."""
+    APPROVED, hold lifted. Three runs in the history, each with its list snapshot. A name match a
+    reviewer dismissed stays dismissed through the rescreens."""
+    _, near_name = _close_variant_of_a_listed_individual(lists)
+    reviewed = register(api_url, registration(near_name))
+    wait_decision(owner_engine, reviewed["user_id"], "REVIEW")
+    [name_hit] = [h for h in compliance(api_url, reviewed["user_id"])["screenings"][0]["hits"]
+                  if h["code"] == "sanctions.name_match"]
+    assert requests.post(f"{api_url}/users/{reviewed['user_id']}/compliance/reviews", timeout=10, json={
+        "hit_id": name_hit["hit_id"], "action": "dismiss", "reviewer": "analyst@example.org"}).status_code == 202
+    wait_decision(owner_engine, reviewed["user_id"], "APPROVED")
     relay = isolated_relay()
     w3 = stack.web3()
     wallet = new_funded_account(w3)
@@ -267,6 +276,12 @@ def test_a_list_update_rescreens_holds_the_escrow_and_keeps_every_run(stack, api
                 result["payload"]["trigger"], result["payload"]["sequence"]) == ("REJECTED", "APPROVED", "rescreen", 2)
         assert result["correlation_id"] == first["correlation_id"]
         held = wait_for(lambda: hold() or None, "settle to hold the escrow")
+        # The dismissed name match was found again and carried the reviewer's decision.
+        carried = wait_for(lambda: (lambda h: h if len(h["screenings"]) == 2 else None)(
+            compliance(api_url, reviewed["user_id"])), "the reviewed user's rescreen")
+        assert carried["status"] == "APPROVED"
+        assert [(r["trigger"], [h["review_status"] for h in r["hits"] if h["code"] == "sanctions.name_match"])
+                for r in carried["screenings"]] == [("rescreen", ["dismissed"]), ("registration", ["dismissed"])]
         assert (held["decision"], held["held_parties"]) == ("REJECTED", ["depositor"])
         listed = requests.get(f"{api_url}/escrows", params={"user": wallet}, timeout=10).json()["items"]
         assert [e["compliance_hold"]["decision"] for e in listed] == ["REJECTED"]
