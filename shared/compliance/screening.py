@@ -19,6 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from eth_utils import is_hex_address, to_checksum_address
 
+# The screening rules are the compliance settings (thresholds, jurisdictions, minimum age).
+from shared.settings import ComplianceSettings as Policy
+
 if TYPE_CHECKING:  # the api validates documents with this module and does not ship rapidfuzz
     from shared.compliance.names import NameIndex
 
@@ -40,20 +43,6 @@ class Decision(StrEnum):
     @property
     def severity(self) -> int:
         return list(Decision).index(self)
-
-
-@dataclass(frozen=True)
-class Policy:
-    """The screening rules, from the settings."""
-
-    min_age: int
-    prohibited_jurisdictions: frozenset[str]
-    high_risk_jurisdictions: frozenset[str]
-    # A name match at or above this is REVIEW; between report and review it is evidence for the score.
-    name_review_threshold: float
-    name_report_threshold: float
-    # An AML score at or above this is REVIEW.
-    aml_review_score: int
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, Engine
 
 from shared.compliance.lists import ListCache
-from shared.compliance.screening import Decision, Hit, ListView, Policy, decide, screen
+from shared.compliance.screening import Decision, Hit, ListView, decide, screen
 from shared.compliance.tables import SCHEMA, hits, reviews, screenings, subjects
 from shared.db import transaction
 from shared.envelope import Envelope, utc_iso
@@ -36,18 +36,6 @@ TRIGGER_REVIEW = "review"
 PENDING, CONFIRMED, DISMISSED = "pending", "confirmed", "dismissed"
 REVIEW_ACTIONS = {"confirm": CONFIRMED, "dismiss": DISMISSED}
 RESCREEN_BATCH = 100
-
-
-def policy_from(settings: ComplianceSettings) -> Policy:
-    """The screening rules of these settings."""
-    return Policy(
-        min_age=settings.min_age,
-        prohibited_jurisdictions=settings.prohibited_jurisdictions,
-        high_risk_jurisdictions=settings.high_risk_jurisdictions,
-        name_review_threshold=settings.name_review_threshold,
-        name_report_threshold=settings.name_report_threshold,
-        aml_review_score=settings.aml_review_score,
-    )
 
 
 def _subject_fields(payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -85,7 +73,7 @@ class ComplianceService:
     """screen-compliance's handler, and the rescreening that refresh-sanctions runs."""
 
     def __init__(self, settings: ComplianceSettings, lists: ListCache | None = None) -> None:
-        self.policy = policy_from(settings)
+        self.policy = settings
         self.lists = lists or ListCache()
 
     # ------------------------------------------------------------------ consumer entry point
