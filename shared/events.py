@@ -118,6 +118,8 @@ PAYLOAD_SCHEMAS: dict[tuple[str, int], dict[str, str]] = {
         "sequence": "int",
         "score": "int",
         "reasons": "list?",
+        # For REJECTED: "retry" (the user can put it right, e.g. an expired document) or "final".
+        "rejection": "str?",
         "screening_id": "int",
         "snapshot_id": "int",
         "trigger": "str",

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from shared.compliance.screening import Decision, Hit, decide, rejection_kind
 from shared.compliance.tables import hits, list_snapshots, reviews, screenings, subjects
 from shared.envelope import Envelope, utc_iso
 from shared.errors import InvalidRequest
@@ -47,16 +48,25 @@ def compliance_history(conn: Connection, user_id: str) -> dict:
             "hit_id": hit["hit_id"], "check": hit["check"], "code": hit["code"], "effect": hit["effect"],
             "score": str(hit["score"]) if hit["score"] is not None else None, "list_entry": hit["list_entry"],
             "evidence": hit["evidence"], "review_status": hit["review_status"], "review_id": hit["review_id"]})
+    current_reasons: list[str] = []
+    if subject:
+        latest = found.get(subject["latest_screening_id"], [])
+        _, current_reasons = decide([Hit(h["check"], h["code"], Decision(h["effect"])) for h in latest],
+                                    {i: h["review_status"] for i, h in enumerate(latest)
+                                     if h["review_status"] in ("confirmed", "dismissed")})
     decided = conn.execute(select(reviews).where(reviews.c.user_id == user_id).order_by(reviews.c.applied_at)
                            ).mappings().all()
     return {
         "user_id": user_id,
         "status": subject["decision"] if subject else PENDING_SCREENING,
+        "reasons": current_reasons,
+        "rejection": rejection_kind(subject["decision"], current_reasons) if subject else None,
         "updated_at": _iso(subject["updated_at"]) if subject else None,
         "list_snapshot_id": subject["last_snapshot_id"] if subject else None,
         "screenings": [{
             "screening_id": run["screening_id"], "trigger": run["trigger"], "decision": run["decision"],
             "score": run["score"], "reasons": run["reasons"], "screened_at": _iso(run["screened_at"]),
+            "rejection": rejection_kind(run["decision"], run["reasons"]),
             "cause_event_id": run["cause_event_id"],
             "list_snapshot": {"snapshot_id": run["snapshot_id"], "source": run["source"],
                               "published_at": _iso(run["published_at"]), "loaded_at": _iso(run["loaded_at"]),

@@ -198,6 +198,19 @@ def decide(hits: list[Hit], reviews: Mapping[int, str] | None = None) -> tuple[D
     return decision, sorted(set(reasons))
 
 
+# Rejections the user can put right (a new document, a corrected field, coming of age) are "retry", as in
+# Sumsub's RETRY; any other reason (a listed wallet, a confirmed match, a prohibited jurisdiction) is "final".
+RETRYABLE_REASONS = frozenset({"kyc.missing_field", "kyc.malformed_field", "kyc.document_expired",
+                               "kyc.under_minimum_age"})
+
+
+def rejection_kind(decision: Decision | str, reasons: list[str]) -> str | None:
+    """For a REJECTED decision, "retry" when every reason is one the user can put right, else "final"."""
+    if Decision(decision) is not Decision.REJECTED:
+        return None
+    return "retry" if reasons and set(reasons) <= RETRYABLE_REASONS else "final"
+
+
 def screen(subject: Mapping[str, Any], today: date, lists: ListView, policy: Policy) -> Outcome:
     """Run every check on `subject` (the identity fields of a UserRegistered payload)."""
     hits = check_kyc(subject, today, policy)

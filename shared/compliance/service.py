@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, Engine
 
 from shared.compliance.lists import ListCache
-from shared.compliance.screening import Decision, Hit, ListView, decide, screen
+from shared.compliance.screening import Decision, Hit, ListView, decide, rejection_kind, screen
 from shared.compliance.tables import SCHEMA, hits, reviews, screenings, subjects
 from shared.db import transaction
 from shared.envelope import Envelope, utc_iso
@@ -262,6 +262,7 @@ class ComplianceService:
                 "sequence": subject["result_sequence"],
                 "score": run["score"],
                 "reasons": reasons,
+                "rejection": rejection_kind(subject["decision"], reasons),
                 "screening_id": run["screening_id"],
                 "snapshot_id": run["snapshot_id"],
                 "trigger": trigger,

@@ -63,7 +63,8 @@ def test_onboarding_screens_the_user_and_publishes_the_result(api_url, bus, owne
     assert result["causation_id"] == registered["event_id"]
     assert result["payload"] | {"decided_at": None} == {
         "user_id": user_id, "decision": "APPROVED", "previous_decision": None, "sequence": 1, "score": 0,
-        "reasons": [], "screening_id": screened["latest_screening_id"], "snapshot_id": screened["last_snapshot_id"],
+        "reasons": [], "rejection": None, "screening_id": screened["latest_screening_id"],
+        "snapshot_id": screened["last_snapshot_id"],
         "trigger": "registration", "wallet_addresses": [to_checksum_address(body["wallet_addresses"][0])],
         "decided_at": None}
 
@@ -99,6 +100,7 @@ def test_a_real_sanctioned_wallet_is_rejected(api_url, owner_engine, lists):
     assert wallet_hit["effect"] == "REJECTED"
     assert "sanctions.listed_wallet" in run["reasons"]
     assert screened["decision"] == "REJECTED" and run["score"] == 100
+    assert (history["rejection"], run["rejection"]) == ("final", "final")
 
 
 def _close_variant_of_a_listed_individual(lists) -> tuple[int, str]:
@@ -161,6 +163,11 @@ def test_a_confirmed_name_match_rejects_the_user(api_url, owner_engine, lists):
         "hit_id": hit["hit_id"], "action": "confirm", "reviewer": "mlro@example.org"})
     assert reply.status_code == 202
     wait_decision(owner_engine, user["user_id"], "REJECTED")
+    history = compliance(api_url, user["user_id"])
+    assert (history["status"], history["reasons"], history["rejection"]) == (
+        "REJECTED", ["sanctions.name_match"], "final")
+    # The run itself stays as it was screened: REVIEW.
+    assert history["screenings"][0]["decision"] == "REVIEW"
 
 
 def test_a_clean_user_is_approved(api_url, owner_engine):
@@ -169,17 +176,18 @@ def test_a_clean_user_is_approved(api_url, owner_engine):
     assert compliance(api_url, user["user_id"])["screenings"][0]["reasons"] == []
 
 
-@pytest.mark.parametrize("overrides, reason", [
-    ({"date_of_birth": "2012-06-01"}, "kyc.under_minimum_age"),
+@pytest.mark.parametrize("overrides, reason, rejection", [
+    ({"date_of_birth": "2012-06-01"}, "kyc.under_minimum_age", "retry"),
     ({"identity_document": {"type": "passport", "number": "X9876543", "issuing_country": "GB",
-                            "expires_on": "2021-01-31"}}, "kyc.document_expired"),
-    ({"country": "KP"}, "kyc.prohibited_jurisdiction"),
+                            "expires_on": "2021-01-31"}}, "kyc.document_expired", "retry"),
+    ({"country": "KP"}, "kyc.prohibited_jurisdiction", "final"),
 ])
-def test_kyc_findings_reject_with_their_reason(api_url, owner_engine, overrides, reason):
+def test_kyc_findings_reject_with_their_reason(api_url, owner_engine, overrides, reason, rejection):
     user = register(api_url, registration("Linus Pauling", **overrides))
     wait_decision(owner_engine, user["user_id"], "REJECTED")
     [run] = compliance(api_url, user["user_id"])["screenings"]
     assert reason in run["reasons"]
+    assert run["rejection"] == rejection
     [hit] = [h for h in run["hits"] if h["code"] == reason]
     if reason == "kyc.under_minimum_age":
         assert hit["evidence"]["minimum_age"] == 18 and hit["evidence"]["age"] < 18

@@ -7,7 +7,7 @@ import pytest
 
 from shared.compliance.lists import SCREENED_SDN_TYPE
 from shared.compliance.names import ListedName, NameIndex
-from shared.compliance.screening import Decision, Hit, ListView, Policy, decide, screen
+from shared.compliance.screening import Decision, Hit, ListView, Policy, decide, rejection_kind, screen
 from tests.support.compliance import real_lists
 
 TODAY = date(2026, 11, 26)
@@ -88,3 +88,11 @@ def test_the_decision_is_the_worst_effect():
     hits = [Hit("aml", "a", Decision.APPROVED), Hit("x", "b", Decision.REVIEW), Hit("y", "c", Decision.REJECTED,
                                                                                   score=Decimal(1))]
     assert decide(hits) == (Decision.REJECTED, ["b", "c"])
+
+
+def test_rejections_the_user_can_put_right_are_retry_the_rest_final():
+    assert rejection_kind("APPROVED", []) is None
+    assert rejection_kind("REVIEW", ["sanctions.name_match"]) is None
+    assert rejection_kind("REJECTED", ["kyc.document_expired", "kyc.under_minimum_age"]) == "retry"
+    assert rejection_kind("REJECTED", ["kyc.document_expired", "sanctions.listed_wallet"]) == "final"
+    assert rejection_kind("REJECTED", ["kyc.prohibited_jurisdiction"]) == "final"
