@@ -5,7 +5,9 @@
 Import: a fresh interpreter imports the function's main.py (settings validated, nothing connected).
 Cold start: from spawning the server to its first answered request: for relay a tick, for settle a
 new EscrowCreated (so the first request opens the database pool and the publisher, as production's
-first request does), for the api a one-row escrow query.
+first request does), for the api a one-row escrow query, for screen-compliance and notify a new
+registration (screen-compliance's first one reads the list snapshot and builds the name index), for
+refresh-sanctions a tick (download, parse, compare with the latest snapshot, nothing to rescreen).
 """
 
 from __future__ import annotations
@@ -45,15 +47,45 @@ def _pubsub_event(body: bytes) -> dict:
             "subscription": "projects/local-escrow/subscriptions/bench"}
 
 
-def _first_request(port: int, body: bytes | None) -> requests.Response:
-    if body is None:  # an HTTP function: its first query
+def _first_request(port: int, body: bytes | dict | None) -> requests.Response:
+    if body is None:  # the api: its first query
         return requests.get(f"http://127.0.0.1:{port}/escrows", params={"limit": 1}, timeout=60)
+    if isinstance(body, dict):  # callbacks: a signed Twilio status callback (verified, recorded, 200)
+        return requests.post(f"http://127.0.0.1:{port}/twilio/status", data=body["form"], timeout=60,
+                             headers={"X-Twilio-Signature": body["signature"]})
     return requests.post(f"http://127.0.0.1:{port}/", json=_pubsub_event(body), timeout=60, headers={
         "ce-id": "bench", "ce-source": "//pubsub.googleapis.com/", "ce-specversion": "1.0",
         "ce-type": "google.cloud.pubsub.topic.v1.messagePublished"})
 
 
-def _cold_start_seconds(target: str, source, env, port: int, body: bytes | None) -> float:
+def _registration() -> bytes:
+    """A new user's UserRegistered envelope."""
+    import uuid
+
+    user_id = uuid.uuid4().hex
+    return json.dumps({
+        "event_id": f"UserRegistered:{user_id}", "event_type": "UserRegistered", "schema_version": 1,
+        "occurred_at": "2026-01-01T00:00:00+00:00", "correlation_id": f"UserRegistered:{user_id}",
+        "causation_id": None,
+        "payload": {"user_id": user_id, "name": "Cold Start", "date_of_birth": "1980-05-05", "country": "NL",
+                    "email": f"{user_id}@example.org", "phone": "+31201234567", "wallet_addresses": ["0x" + "5b" * 20],
+                    "notification_channels": ["email"], "webhook_url": None,
+                    "identity_document": {"type": "passport", "issuing_country": "NL", "expires_on": "2031-01-31",
+                                          "number_last4": "0001"}}}).encode()
+
+
+def _twilio_callback(env: dict) -> dict:
+    """A status callback signed as Twilio signs it, with the function's own token and URL."""
+    import uuid
+
+    from twilio.request_validator import RequestValidator
+
+    form = {"MessageSid": "SM" + uuid.uuid4().hex, "MessageStatus": "delivered"}
+    signature = RequestValidator(env["TWILIO_AUTH_TOKEN"]).compute_signature(env["TWILIO_STATUS_CALLBACK_URL"], form)
+    return {"form": form, "signature": signature}
+
+
+def _cold_start_seconds(target: str, source, env, port: int, body: bytes | dict | None) -> float:
     log = TEST_LAYOUT.logs / f"bench-{target}.log"
     started = time.perf_counter()
     pid = spawn([str(Path(sys.executable).with_name("functions-framework")), f"--target={target}",
@@ -91,17 +123,27 @@ def _measure(stack: Stack, state: dict) -> None:
         env = {**base_env, **stack.function_env(function, state["escrow_address"])}
         source = REPO_ROOT / function.source / "main.py"
         imported = statistics.median(_import_seconds(source, env) for _ in range(RUNS))
-        # HTTP functions get a GET, scheduled ones a tick, the others an escrow event (assess-margin
-        # records it as not its own: the first request still opens the database and writes).
-        payload = (None if function.http else tick if set(function.trigger_topics) & scheduled
-                   else body(unique_escrow_created()))
+        # HTTP functions get a GET, scheduled ones a tick, registration consumers a new registration
+        # (screen-compliance's first one builds the name index), the others an escrow event
+        # (assess-margin records it as not its own: the first request still opens the database and writes).
+        def payload(function=function, env=env) -> bytes | dict | None:
+            if function.name == "callbacks":
+                return _twilio_callback(env)
+            if function.http:
+                return None
+            if set(function.trigger_topics) & scheduled:
+                return tick
+            if "users.registered.v1" in function.trigger_topics:
+                return _registration()
+            return body(unique_escrow_created())
+
         cold = statistics.median(
-            _cold_start_seconds(function.entry_point, source, env, port, payload) for _ in range(RUNS))
+            _cold_start_seconds(function.entry_point, source, env, port, payload()) for _ in range(RUNS))
         rows.append((function.name, imported, cold))
-    print(f"{'function':14} {'import s':>9} {'x hello':>8} {'cold start s':>13} {'x hello':>8}")
-    print(f"{'hello':14} {hello_import:9.3f} {1:8.1f} {hello_cold:13.3f} {1:8.1f}")
+    print(f"{'function':17} {'import s':>9} {'x hello':>8} {'cold start s':>13} {'x hello':>8}")
+    print(f"{'hello':17} {hello_import:9.3f} {1:8.1f} {hello_cold:13.3f} {1:8.1f}")
     for name, imported, cold in rows:
-        print(f"{name:14} {imported:9.3f} {imported / hello_import:8.1f} {cold:13.3f} {cold / hello_cold:8.1f}")
+        print(f"{name:17} {imported:9.3f} {imported / hello_import:8.1f} {cold:13.3f} {cold / hello_cold:8.1f}")
     print(f"(median of {RUNS}; cold start = spawn to first answered request, including its work)")
 
 
