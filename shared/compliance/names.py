@@ -1,7 +1,8 @@
 """Fuzzy name matching against the SDN list, scored the way moov-io/watchman scores (pure).
 
-A name is normalised (accents folded, punctuation dropped, lower case; OFAC's "LAST, First" turned
-around) and split into tokens. Two names score by their best token pairs:
+A name is normalised (transliterated to ASCII, so accents fold and Cyrillic or Greek names meet
+OFAC's Latin spellings; punctuation dropped; lower case; OFAC's "LAST, First" turned around) and
+split into tokens. Two names score by their best token pairs:
 
 - each token pair scores Jaro-Winkler, times 0.9 when the first letters differ, and less the more
   the two lengths differ;
@@ -16,10 +17,10 @@ share a close token with the searched name (see there).
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from anyascii import anyascii
 from rapidfuzz import process
 from rapidfuzz.distance import JaroWinkler
 
@@ -37,8 +38,8 @@ def normalise(name: str, *, listed_individual: bool = False) -> str:
     if listed_individual and name.count(",") == 1:
         last, first = name.split(",")
         name = f"{first} {last}"
-    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    return _NOT_ALNUM.sub(" ", folded.lower()).strip()
+    # Transliterated, not dropped: "Дмитрий Попов" must meet the list's "POPOV, Dimitri".
+    return _NOT_ALNUM.sub(" ", anyascii(name).lower()).strip()
 
 
 def token_score(searched: str, listed: str) -> float:

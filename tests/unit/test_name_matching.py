@@ -37,6 +37,12 @@ def test_a_real_entry_with_a_typo_still_scores_high(index):
     assert 0.95 < best.score < 1.0
 
 
+def test_a_name_in_cyrillic_meets_the_lists_latin_spelling(index):
+    assert normalise("Дмитрий Игоревич Попов") == "dmitriy igorevich popov"
+    [best, *_] = index.search("Дмитрий Игоревич Попов", 0.85)
+    assert (best.listed.ent_num, best.listed.name) == (10030, "POPOV, Dimitri Igorevich")
+
+
 def test_unrelated_names_do_not_match(index):
     for name in ("Ada Lovelace", "Tobias Wexler-Lindqvist", "Demo Depositor", "Grace Brewster Hopper"):
         assert index.search(name, 0.85) == []
