@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from shared.compliance.screening import Decision, Hit, decide, rejection_kind
+from shared.compliance.screening import decide_reviewed, rejection_kind, review_refusal
 from shared.compliance.tables import hits, list_snapshots, reviews, screenings, subjects
 from shared.envelope import Envelope, utc_iso
 from shared.errors import InvalidRequest
@@ -51,9 +51,7 @@ def compliance_history(conn: Connection, user_id: str) -> dict:
     current_reasons: list[str] = []
     if subject:
         latest = found.get(subject["latest_screening_id"], [])
-        _, current_reasons = decide([Hit(h["check"], h["code"], Decision(h["effect"])) for h in latest],
-                                    {i: h["review_status"] for i, h in enumerate(latest)
-                                     if h["review_status"] in ("confirmed", "dismissed")})
+        _, current_reasons = decide_reviewed([(h["code"], h["effect"], h["review_status"]) for h in latest])
     decided = conn.execute(select(reviews).where(reviews.c.user_id == user_id).order_by(reviews.c.applied_at)
                            ).mappings().all()
     return {
@@ -106,12 +104,9 @@ def request_review(conn: Connection, user_id: str, review: dict) -> tuple[dict |
     subject = conn.execute(select(subjects).where(subjects.c.user_id == user_id)).mappings().first()
     hit = conn.execute(select(hits).where(hits.c.hit_id == review["hit_id"], hits.c.user_id == user_id)
                        ).mappings().first()
-    if subject is None or hit is None:
-        return None, "no such hit for this user"
-    if hit["screening_id"] != subject["latest_screening_id"]:
-        return None, "the hit belongs to an earlier screening"
-    if hit["review_status"] != "pending":
-        return None, f"the hit is not pending review (it is {hit['review_status'] or 'not reviewable'})"
+    refusal = review_refusal(subject, hit)
+    if refusal or subject is None:
+        return None, refusal
     review_id = uuid.uuid4().hex
     requested_at = utc_iso(datetime.now(UTC))
     event_id = f"{COMPLIANCE_REVIEW_REQUESTED}:{review_id}"

@@ -69,12 +69,12 @@ def download_lists(source: SanctionsSourceSettings) -> DownloadedLists:
     return DownloadedLists(files=files, source=source.list_base_url, published_at=published_at)
 
 
+# table -> its columns with their SQL types, as jsonb_to_recordset reads the rows
 _RECORDS = {
-    # table: (columns, their SQL types in jsonb_to_recordset)
-    "sdn_entries": ("ent_num int, name text, sdn_type text, programs text, title text, remarks text"),
-    "sdn_aliases": ("ent_num int, alt_num int, alt_type text, name text, remarks text"),
-    "sdn_addresses": ("ent_num int, add_num int, address text, city text, country text, remarks text"),
-    "listed_wallets": ("address text, ent_num int"),
+    "sdn_entries": "ent_num int, name text, sdn_type text, programs text, title text, remarks text",
+    "sdn_aliases": "ent_num int, alt_num int, alt_type text, name text, remarks text",
+    "sdn_addresses": "ent_num int, add_num int, address text, city text, country text, remarks text",
+    "listed_wallets": "address text, ent_num int",
 }
 
 

@@ -198,6 +198,24 @@ def decide(hits: list[Hit], reviews: Mapping[int, str] | None = None) -> tuple[D
     return decision, sorted(set(reasons))
 
 
+def decide_reviewed(stored: list[tuple[str, str, str | None]]) -> tuple[Decision, list[str]]:
+    """The decision of a stored run: its hits as (code, effect, review_status), reviews counted."""
+    found = [Hit("", code, Decision(effect)) for code, effect, _ in stored]
+    return decide(found, {index: status for index, (_, _, status) in enumerate(stored)
+                          if status in ("confirmed", "dismissed")})
+
+
+def review_refusal(subject: Any, hit: Any) -> str | None:
+    """Why a reviewer's decision cannot apply to this hit (row) of this subject (row), or None when it can."""
+    if subject is None or hit is None:
+        return "no such hit for this user"
+    if hit["screening_id"] != subject["latest_screening_id"]:
+        return "the hit belongs to an earlier screening"
+    if hit["review_status"] != "pending":
+        return f"the hit is not pending review (it is {hit['review_status'] or 'not reviewable'})"
+    return None
+
+
 # Rejections the user can put right (a new document, a corrected field, coming of age) are "retry", as in
 # Sumsub's RETRY; any other reason (a listed wallet, a confirmed match, a prohibited jurisdiction) is "final".
 RETRYABLE_REASONS = frozenset({"kyc.missing_field", "kyc.malformed_field", "kyc.document_expired",

@@ -18,7 +18,16 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, Engine
 
 from shared.compliance.lists import ListCache
-from shared.compliance.screening import Decision, Hit, ListView, decide, rejection_kind, screen
+from shared.compliance.screening import (
+    Decision,
+    Hit,
+    ListView,
+    decide,
+    decide_reviewed,
+    rejection_kind,
+    review_refusal,
+    screen,
+)
 from shared.compliance.tables import SCHEMA, hits, reviews, screenings, subjects
 from shared.db import transaction
 from shared.envelope import Envelope, utc_iso
@@ -104,7 +113,7 @@ class ComplianceService:
             **fields, decision=outcome.decision.value, latest_screening_id=screening_id,
             last_snapshot_id=view.snapshot_id, result_sequence=1))
         self._log_decision(user_id, TRIGGER_REGISTRATION, outcome.decision, outcome.reasons, view.snapshot_id)
-        return [self._result(conn, user_id, None, TRIGGER_REGISTRATION, registered.event_id)]
+        return [self._result(conn, user_id, None, outcome.reasons, TRIGGER_REGISTRATION, registered.event_id)]
 
     # ------------------------------------------------------------------ rescreening
 
@@ -131,7 +140,7 @@ class ComplianceService:
             if decision is not previous:
                 self._log_decision(subject["user_id"], TRIGGER_RESCREEN, decision, reasons, view.snapshot_id,
                                    previous)
-                outgoing.append(self._result(conn, subject["user_id"], previous, TRIGGER_RESCREEN, cause))
+                outgoing.append(self._result(conn, subject["user_id"], previous, reasons, TRIGGER_RESCREEN, cause))
         return len(due), outgoing
 
     def rescreen_all(self, engine: Engine, publish, budget_seconds: float) -> int:
@@ -189,13 +198,7 @@ class ComplianceService:
                                ).mappings().first()
         hit = conn.execute(select(hits).where(hits.c.hit_id == payload["hit_id"], hits.c.user_id == user_id)
                            ).mappings().first()
-        reason = None
-        if subject is None or hit is None:
-            reason = "no such hit for this user"
-        elif hit["screening_id"] != subject["latest_screening_id"]:
-            reason = "the hit belongs to an earlier screening"
-        elif hit["review_status"] != PENDING:
-            reason = f"the hit is not pending review (it is {hit['review_status'] or 'not reviewable'})"
+        reason = review_refusal(subject, hit)
         conn.execute(reviews.insert().values(
             review_id=payload["review_id"], hit_id=payload["hit_id"], user_id=user_id, action=payload["action"],
             reviewer=payload["reviewer"], note=payload.get("note"),
@@ -215,14 +218,12 @@ class ComplianceService:
         conn.execute(update(subjects).where(subjects.c.user_id == user_id).values(
             decision=decision.value, result_sequence=subject["result_sequence"] + 1, updated_at=datetime.now(UTC)))
         self._log_decision(user_id, TRIGGER_REVIEW, decision, reasons, None, previous)
-        return [self._result(conn, user_id, previous, TRIGGER_REVIEW, requested.event_id)]
+        return [self._result(conn, user_id, previous, reasons, TRIGGER_REVIEW, requested.event_id)]
 
     def _current_decision(self, conn: Connection, screening_id: int) -> tuple[Decision, list[str]]:
         rows = conn.execute(select(hits.c.code, hits.c.effect, hits.c.review_status)
                             .where(hits.c.screening_id == screening_id).order_by(hits.c.hit_id)).all()
-        stored = [Hit("", row.code, Decision(row.effect)) for row in rows]
-        return decide(stored, {i: row.review_status for i, row in enumerate(rows)
-                               if row.review_status in (CONFIRMED, DISMISSED)})
+        return decide_reviewed([(row.code, row.effect, row.review_status) for row in rows])
 
     # ------------------------------------------------------------------ storage and results
 
@@ -241,12 +242,11 @@ class ComplianceService:
             } for index, hit in enumerate(found)])
         return screening_id
 
-    def _result(self, conn: Connection, user_id: str, previous: Decision | None, trigger: str,
+    def _result(self, conn: Connection, user_id: str, previous: Decision | None, reasons: list[str], trigger: str,
                 cause_event_id: str) -> tuple[str, Envelope]:
         subject = conn.execute(select(subjects).where(subjects.c.user_id == user_id)).mappings().one()
         run = conn.execute(select(screenings).where(screenings.c.screening_id == subject["latest_screening_id"])
                            ).mappings().one()
-        _, reasons = self._current_decision(conn, subject["latest_screening_id"])
         now = datetime.now(UTC)
         return RESULTS_TOPIC, Envelope(
             event_id=f"{COMPLIANCE_SCREENED}:{user_id}:{subject['result_sequence']}",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import sqlalchemy
 from web3 import Web3
 
 from shared.assets import assets_to_json
@@ -153,11 +156,6 @@ class Stack:
 
         Returns the newest snapshot id. With `first_load_only`, does nothing once a snapshot exists.
         """
-        import json
-        import time
-
-        import sqlalchemy
-
         engine = sqlalchemy.create_engine(self.layout.database_url())
         query = sqlalchemy.text("SELECT max(snapshot_id) FROM compliance.list_snapshots")
         try:

@@ -96,3 +96,16 @@ def test_rejections_the_user_can_put_right_are_retry_the_rest_final():
     assert rejection_kind("REJECTED", ["kyc.document_expired", "kyc.under_minimum_age"]) == "retry"
     assert rejection_kind("REJECTED", ["kyc.document_expired", "sanctions.listed_wallet"]) == "final"
     assert rejection_kind("REJECTED", ["kyc.prohibited_jurisdiction"]) == "final"
+
+
+def test_a_review_applies_only_to_a_pending_hit_of_the_latest_run():
+    from shared.compliance.screening import decide_reviewed, review_refusal
+
+    subject = {"latest_screening_id": 2}
+    assert review_refusal(subject, {"screening_id": 2, "review_status": "pending"}) is None
+    assert review_refusal(None, None) == "no such hit for this user"
+    assert "earlier screening" in review_refusal(subject, {"screening_id": 1, "review_status": "pending"})
+    assert "it is dismissed" in review_refusal(subject, {"screening_id": 2, "review_status": "dismissed"})
+    assert "not reviewable" in review_refusal(subject, {"screening_id": 2, "review_status": None})
+    stored = [("sanctions.name_match", "REVIEW", "dismissed"), ("aml.high_risk_score", "REVIEW", "confirmed")]
+    assert decide_reviewed(stored) == (Decision.REJECTED, ["aml.high_risk_score"])
