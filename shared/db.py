@@ -11,9 +11,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
+import pg8000.dbapi
 import sqlalchemy
+from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, ExceptionContext
 
 from shared.errors import DatabaseUnavailable
 from shared.settings import DatabaseSettings
@@ -34,6 +36,8 @@ POOL_OPTIONS = {
     "pool_recycle": 1800,
     # Check a connection before use, so a database restart costs one reconnect, not a failed message.
     "pool_pre_ping": True,
+    # Statement parameters are users' names, emails and phones: never in an error's text or a log line.
+    "hide_parameters": True,
 }
 
 # Give up on an unreachable server quickly; the message is retried by Pub/Sub, not by us.
@@ -76,12 +80,43 @@ def _cloud_sql_engine(settings: DatabaseSettings) -> Engine:
     return sqlalchemy.create_engine("postgresql+pg8000://", creator=connect, **POOL_OPTIONS)
 
 
+def sqlstate(error: BaseException | None) -> str | None:
+    """The SQLSTATE of an error the server reported (pg8000 carries the server's fields as a dict)."""
+    fields = error.args[0] if isinstance(error, pg8000.dbapi.DatabaseError) and error.args else None
+    return fields.get("C") if isinstance(fields, dict) else None
+
+
+def is_data_error(error: sa_exc.DBAPIError) -> bool:
+    """The server refused a value (SQLSTATE class 22: out of range, invalid text representation...)."""
+    return (sqlstate(error.orig) or "").startswith("22")
+
+
+def _server_answered(error: BaseException) -> bool:
+    """True for an error the server reported (pg8000 has then read its reply up to ReadyForQuery)."""
+    return sqlstate(error) is not None
+
+
+def _discard_connections_in_unknown_state(context: ExceptionContext) -> None:
+    """Invalidate the connection when a statement failed anywhere but in the server.
+
+    pg8000 sends and flushes Parse/Describe before it converts the parameters; when a conversion
+    raises (a datetime out of range in UTC, an unpaired surrogate), the server's reply stays unread,
+    and the next statement on that connection would read it. Such a connection must never return to
+    the pool. An error the server reported leaves the protocol in step and the connection usable.
+    """
+    if not _server_answered(context.original_exception):
+        context.is_disconnect = True
+
+
 @functools.cache
 def get_engine(settings: DatabaseSettings) -> Engine:
     """The instance's engine for these settings, created on first call."""
     if settings.instance_connection_name:
-        return _cloud_sql_engine(settings)
-    return _tcp_engine(settings)
+        engine = _cloud_sql_engine(settings)
+    else:
+        engine = _tcp_engine(settings)
+    event.listen(engine, "handle_error", _discard_connections_in_unknown_state)
+    return engine
 
 
 # PostgreSQL's wire protocol carries at most 65,535 bind parameters per statement; multi-row

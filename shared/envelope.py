@@ -5,6 +5,11 @@
 
 The Pub/Sub attributes repeat `event_type`, `schema_version` and `correlation_id` so subscriptions can
 filter and operators can read them without decoding the body.
+
+Before any field is read, a body is refused whole when it is larger than MAX_MESSAGE_BYTES, nested
+deeper than MAX_NESTING (shared/text.py), or holds a string with a NUL byte or an unpaired surrogate
+anywhere (PostgreSQL text cannot store either, and neither is ever meant). The payload then becomes its
+canonical form (see shared/events.py): consumers never see the spelling a producer happened to use.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.chain.escrow_logs import chain_log_event_id, removal_event_id
 from shared.errors import InvalidEvent
-from shared.events import CHAIN_EVENT_TYPES, validate_payload
+from shared.events import CHAIN_EVENT_TYPES, MAX_ID_LENGTH, timestamp, validate_payload
+from shared.text import MAX_NESTING, too_deep, unstorable_text
 
 ENVELOPE_FIELDS = (
     "event_id",
@@ -27,6 +34,10 @@ ENVELOPE_FIELDS = (
     "causation_id",
     "payload",
 )
+
+
+# The largest body any producer writes is a few kilobytes; anything near this is not ours.
+MAX_MESSAGE_BYTES = 64 * 1024
 
 
 def derive_event_id(cause_event_id: str, event_type: str, discriminator: str = "") -> str:
@@ -93,8 +104,11 @@ class Envelope:
         for name in ("event_id", "event_type", "occurred_at", "correlation_id"):
             if not isinstance(document[name], str) or not document[name]:
                 problems.append(f"{name} must be a non-empty string")
-        if document["causation_id"] is not None and not isinstance(document["causation_id"], str):
-            problems.append("causation_id must be a string or null")
+            elif len(document[name]) > MAX_ID_LENGTH:
+                problems.append(f"{name} must be at most {MAX_ID_LENGTH} characters")
+        causation = document["causation_id"]
+        if causation is not None and (not isinstance(causation, str) or len(causation) > MAX_ID_LENGTH):
+            problems.append(f"causation_id must be null or a string of at most {MAX_ID_LENGTH} characters")
         version = document["schema_version"]
         if not isinstance(version, int) or isinstance(version, bool):
             problems.append("schema_version must be an integer")
@@ -102,25 +116,47 @@ class Envelope:
             problems.append("payload must be an object")
         if isinstance(document["occurred_at"], str):
             try:
-                if datetime.fromisoformat(document["occurred_at"]).tzinfo is None:
-                    problems.append("occurred_at must carry a UTC offset")
-            except ValueError:
-                problems.append("occurred_at is not ISO-8601")
+                timestamp(document["occurred_at"])
+            except ValueError as exc:
+                problems.append(f"occurred_at {exc}")
+        unknown = sorted(set(document) - set(ENVELOPE_FIELDS))
+        if unknown:
+            problems.append(f"unknown envelope fields {', '.join(unknown)}")
         if problems:
             raise InvalidEvent("; ".join(problems), event_id=_text_or_none(event_id))
-        envelope = cls(**{name: document[name] for name in ENVELOPE_FIELDS})
-        validate_payload(envelope.event_type, envelope.schema_version, envelope.payload, envelope.event_id)
-        return envelope
+        payload = validate_payload(document["event_type"], version, document["payload"], document["event_id"])
+        if document["event_type"] in CHAIN_EVENT_TYPES:
+            # The id says where the log sits on chain, in one spelling: a variant is a forgery.
+            expected = chain_log_event_id(payload["chain_id"], payload["tx_hash"], payload["log_index"])
+            if payload["removed"]:
+                expected = removal_event_id(expected)
+            if event_id != expected:
+                raise InvalidEvent(f"event_id of a chain log must be {expected}", event_id=event_id)
+        return cls(**{name: document[name] for name in ENVELOPE_FIELDS if name != "payload"}, payload=payload)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Envelope:
         """Decode and validate a message body."""
+        if len(data) > MAX_MESSAGE_BYTES:
+            raise InvalidEvent(f"message body of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
         try:
             document = json.loads(data)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InvalidEvent(f"message body is not JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise InvalidEvent("message body is nested too deeply") from exc
+        if too_deep(document):
+            raise InvalidEvent(f"message body is nested too deeply (more than {MAX_NESTING} levels)")
+        unstorable = unstorable_text(document)
+        if unstorable:
+            where, problem = unstorable
+            raise InvalidEvent(f"message body: {where} {problem}", event_id=_text_or_none(_get(document, "event_id")))
         return cls.from_json(document)
 
 
 def _text_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+    return value[:MAX_ID_LENGTH] if isinstance(value, str) and not unstorable_text(value) else None
+
+
+def _get(document: Any, name: str) -> Any:
+    return document.get(name) if isinstance(document, dict) else None

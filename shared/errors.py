@@ -3,6 +3,7 @@
     PlatformError
     ├── ConfigurationError      a required setting is missing or malformed; stops cold start
     ├── InvalidRequest          an HTTP request's parameters or body are invalid; answered with 400
+    ├── Conflict                a request that clashes with what is stored; answered with 409
     ├── PermanentError          acknowledged and recorded with its reason; never retried
     │   ├── InvalidEvent        not JSON, or not the envelope/payload schema
     │   └── IllegalTransition   the state machine refuses the event
@@ -37,6 +38,15 @@ class InvalidRequest(PlatformError):
     def __init__(self, problems: dict[str, str]) -> None:
         super().__init__("; ".join(f"{field}: {problem}" for field, problem in problems.items()))
         self.problems = problems
+
+
+class Conflict(PlatformError):
+    """A request that clashes with what is stored (a wallet another user owns); `field` names the cause."""
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"{field}: {detail}")
+        self.field = field
+        self.detail = detail
 
 
 class PermanentError(PlatformError):

@@ -1,16 +1,30 @@
-"""The catalogue of event types and the payload schema of each version.
+"""The catalogue of event types and the one declaration of each payload version.
 
-A schema is a mapping of field name to kind. Kinds are deliberately few: JSON numbers cannot carry
-uint256 safely, so on-chain amounts travel as decimal strings.
+Each payload is a pydantic model: strict types (no "1" for 1, no true for 1), ranges that fit the
+columns the consumers write, length limits on every string, and canonical forms for every key, so no
+spelling variant of the same fact can become a second row:
+
+- addresses are accepted in any EIP-55-valid form (checksummed, all lower or all upper case, with or
+  without `0x`) and become checksummed; mixed case with a wrong checksum is refused;
+- hashes become lower-case `0x` hex; uint256 values become decimal strings without leading zeros.
+
+JSON numbers cannot carry uint256 safely, so on-chain amounts travel as decimal strings. Validation
+returns the canonical payload, and consumers only ever see that.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from eth_utils import is_checksum_address, to_checksum_address
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import ValidationError as PydanticValidationError
 
 from shared.errors import InvalidEvent
+from shared.pricing.quotes import PRICE_SOURCES
 
 # Event types published on settlement.events.v1 by relay: one per escrow contract log.
 ESCROW_CREATED = "EscrowCreated"
@@ -31,161 +45,348 @@ COMPLIANCE_SCREENED = "ComplianceScreened"
 # Published on compliance.reviews.v1 by the api when a reviewer confirms or dismisses a REVIEW hit.
 COMPLIANCE_REVIEW_REQUESTED = "ComplianceReviewRequested"
 
-_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+# Column ranges: BIGINT, INTEGER, NUMERIC(78, 0) (uint256) and NUMERIC(38, 8) (USD amounts).
+MAX_BIGINT = 2**63 - 1
+MAX_INTEGER = 2**31 - 1
+MAX_UINT256 = 2**256 - 1
+MAX_USD = Decimal(10) ** 30
+# The last second PostgreSQL and Python can both hold (9999-12-31T23:59:59Z), for on-chain deadlines.
+MAX_EPOCH_SECONDS = 253_402_300_799
+# Identifiers, names and free text: the longest any producer writes, with room to spare.
+MAX_ID_LENGTH = 200
+MAX_NAME_LENGTH = 200
+MAX_TEXT_LENGTH = 2000
+MAX_URL_LENGTH = 2048
+
+_HEX_ADDRESS = re.compile(r"^(0x)?[0-9a-fA-F]{40}$")
 _HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
+_DIGITS = re.compile(r"^[0-9]{1,78}$")
 
-_CHAIN_LOG_FIELDS = {
-    "chain_id": "int",
-    "contract": "address",
-    "block_number": "int",
-    "block_hash": "hash",
-    "tx_hash": "hash",
-    "log_index": "int",
-    "removed": "bool",
+
+def canonical_address(value: Any) -> str:
+    """The checksummed form of an EIP-55-valid address; ValueError for anything else.
+
+    All lower or all upper case carries no checksum and is accepted; mixed case must match its checksum.
+    """
+    if not isinstance(value, str) or not _HEX_ADDRESS.match(value):
+        raise ValueError("must be a 20-byte hex address")
+    digits = value.removeprefix("0x")
+    if digits != digits.lower() and digits != digits.upper() and not is_checksum_address("0x" + digits):
+        raise ValueError(f"{value} fails its EIP-55 checksum")
+    return to_checksum_address("0x" + digits.lower())
+
+
+def _canonical_hash(value: Any) -> str:
+    if not isinstance(value, str) or not _HASH.match(value):
+        raise ValueError("must be a 32-byte 0x hex hash")
+    return value.lower()
+
+
+def _uint256(value: Any) -> str:
+    if not isinstance(value, str) or not _DIGITS.match(value) or int(value) > MAX_UINT256:
+        raise ValueError("must be a uint256 as a decimal string of ASCII digits")
+    return str(int(value))
+
+
+def _positive_uint256(value: str) -> str:
+    if int(value) == 0:
+        raise ValueError("must be greater than zero")
+    return value
+
+
+def _decimal(value: Any) -> Decimal:
+    if not isinstance(value, str) or not value.isascii() or len(value) > 80:
+        raise ValueError("must be a decimal number as a string")
+    try:
+        number = Decimal(value)
+    except InvalidOperation as exc:
+        raise ValueError("must be a decimal number as a string") from exc
+    if not number.is_finite():
+        raise ValueError("must be finite")
+    return number
+
+
+def _positive_usd(value: Any) -> str:
+    number = _decimal(value)
+    if not 0 < number < MAX_USD:
+        raise ValueError(f"must be greater than zero and below {MAX_USD:.0E}")
+    return value
+
+
+def _non_negative_usd(value: Any) -> str:
+    number = _decimal(value)
+    if not 0 <= number < MAX_USD:
+        raise ValueError(f"must be at least zero and below {MAX_USD:.0E}")
+    return value
+
+
+def _non_negative_decimal(value: Any) -> str:
+    if _decimal(value) < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def _ratio(value: Any) -> str:
+    """A health factor: a non-negative decimal, or "Infinity" when nothing is owed."""
+    return value if value == "Infinity" else _non_negative_decimal(value)
+
+
+def _price_source(value: str) -> str:
+    if value not in PRICE_SOURCES:
+        raise ValueError(f"must be one of {', '.join(PRICE_SOURCES)}")
+    return value
+
+
+def timestamp(value: Any) -> str:
+    """An ISO-8601 timestamp with a UTC offset that is also a valid moment in UTC; ValueError otherwise."""
+    if not isinstance(value, str) or len(value) > 40:
+        raise ValueError("must be an ISO-8601 timestamp")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError("must be an ISO-8601 timestamp") from exc
+    if moment.utcoffset() is None:
+        raise ValueError("must carry a UTC offset")
+    try:
+        moment.astimezone(UTC)
+    except OverflowError as exc:  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        raise ValueError("is outside the years 1-9999 in UTC") from exc
+    return value
+
+
+def _date(value: Any) -> str:
+    if not isinstance(value, str) or len(value) != 10:
+        raise ValueError("must be a date as YYYY-MM-DD")
+    date.fromisoformat(value)
+    return value
+
+
+Address = Annotated[str, BeforeValidator(canonical_address)]
+Hash = Annotated[str, BeforeValidator(_canonical_hash)]
+Uint256 = Annotated[str, BeforeValidator(_uint256)]
+PositiveUint256 = Annotated[str, BeforeValidator(_uint256), AfterValidator(_positive_uint256)]
+PositiveUsd = Annotated[str, BeforeValidator(_positive_usd)]
+NonNegativeUsd = Annotated[str, BeforeValidator(_non_negative_usd)]
+NonNegativeDecimal = Annotated[str, BeforeValidator(_non_negative_decimal)]
+Ratio = Annotated[str, BeforeValidator(_ratio)]
+Timestamp = Annotated[str, BeforeValidator(timestamp)]
+IsoDate = Annotated[str, BeforeValidator(_date)]
+ChainId = Annotated[StrictInt, Field(ge=1, le=MAX_BIGINT)]
+BlockNumber = Annotated[StrictInt, Field(ge=0, le=MAX_BIGINT)]
+SmallCount = Annotated[StrictInt, Field(ge=0, le=MAX_INTEGER)]
+DatabaseId = Annotated[StrictInt, Field(ge=1, le=MAX_BIGINT)]
+EpochSeconds = Annotated[StrictInt, Field(ge=0, le=MAX_EPOCH_SECONDS)]
+Id = Annotated[str, Field(strict=True, min_length=1, max_length=MAX_ID_LENGTH)]
+Name = Annotated[str, Field(strict=True, min_length=1, max_length=MAX_NAME_LENGTH)]
+Text = Annotated[str, Field(strict=True, min_length=1, max_length=MAX_TEXT_LENGTH)]
+Url = Annotated[str, Field(strict=True, min_length=1, max_length=MAX_URL_LENGTH)]
+CountryCode = Annotated[str, Field(strict=True, pattern=r"^[A-Z]{2}$")]
+
+
+class Payload(BaseModel):
+    """A payload: strict, closed (an unknown field is an error), immutable."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class ChainLog(Payload):
+    """Where a contract log sits on chain; `removed` marks a log a reorganisation orphaned."""
+
+    chain_id: ChainId
+    contract: Address
+    block_number: BlockNumber
+    block_hash: Hash
+    tx_hash: Hash
+    log_index: SmallCount
+    removed: StrictBool
+
+
+class EscrowTerms(Payload):
+    """An escrow's terms as created on chain. The contract refuses a zero deposit, not a zero obligation."""
+
+    escrow_id: Uint256
+    depositor: Address
+    beneficiary: Address
+    asset: Address
+    amount: PositiveUint256
+    obligation_usd: NonNegativeUsd
+    deadline: EpochSeconds
+
+
+class EscrowCreatedV1(ChainLog, EscrowTerms):
+    """EscrowCreated."""
+
+
+class EscrowApprovedV1(ChainLog):
+    """EscrowApproved."""
+
+    escrow_id: Uint256
+    approver: Address
+
+
+class EscrowCompletedV1(ChainLog):
+    """EscrowCompleted."""
+
+    escrow_id: Uint256
+    beneficiary: Address
+    amount: PositiveUint256
+
+
+class EscrowRefundedV1(ChainLog):
+    """EscrowRefunded."""
+
+    escrow_id: Uint256
+    depositor: Address
+    amount: PositiveUint256
+
+
+class IdentityDocumentV1(Payload):
+    """The registered identity document; the number itself never leaves the API (last four only)."""
+
+    type: Id
+    issuing_country: CountryCode
+    expires_on: IsoDate
+    number_last4: Annotated[str, Field(strict=True, min_length=1, max_length=4)]
+
+
+class UserRegisteredV1(Payload):
+    """UserRegistered."""
+
+    user_id: Id
+    name: Name
+    date_of_birth: IsoDate
+    country: CountryCode
+    email: Annotated[str, Field(strict=True, min_length=3, max_length=254)]
+    phone: Annotated[str, Field(strict=True, pattern=r"^\+[1-9][0-9]{6,14}$")]
+    wallet_addresses: Annotated[list[Address], Field(min_length=1, max_length=10)]
+    notification_channels: Annotated[list[Literal["email", "sms", "webhook"]], Field(min_length=1, max_length=3)]
+    webhook_url: Url | None = None
+    identity_document: IdentityDocumentV1 | None = None
+
+
+class EscrowStateChangedV1(EscrowTerms):
+    """EscrowStateChanged."""
+
+    chain_id: ChainId
+    contract: Address
+    state: Id
+    previous_state: Id | None = None
+    sequence: SmallCount
+    # True when the change undoes a log that a chain reorganisation orphaned.
+    reverted: StrictBool
+    block_number: BlockNumber
+    log_index: SmallCount
+
+
+class PriceSourceV1(Payload):
+    """One fresh source behind a published price: its price, round (Chainlink), update time and age."""
+
+    source: Annotated[str, Field(strict=True), AfterValidator(_price_source)]
+    price: PositiveUsd
+    round_id: Uint256 | None = None
+    updated_at: Timestamp
+    # Negative when the source's clock runs ahead of fetch-price's (anvil's, in tests, by days): judging
+    # that is fetch-price's staleness rule, not the schema's.
+    age_seconds: Annotated[float, Field(strict=False, allow_inf_nan=False)]
+
+
+class PriceUpdatedV1(Payload):
+    """PriceUpdated."""
+
+    asset: Id
+    token: Address
+    price: PositiveUsd
+    # Per asset, one more for each published price: consumers ignore anything not newer.
+    sequence: SmallCount
+    observed_at: Timestamp
+    reason: Text
+    # Provenance: each fresh source that agreed on the price.
+    sources: Annotated[list[PriceSourceV1], Field(min_length=1, max_length=10)]
+    # fetch-price's guard saw a jump beyond its bound and a second round confirmed it.
+    jump_confirmed: StrictBool = False
+
+
+class MarginTierChangedV1(Payload):
+    """MarginTierChanged."""
+
+    chain_id: ChainId
+    contract: Address
+    escrow_id: Uint256
+    depositor: Address
+    asset: Id
+    previous_tier: Id
+    tier: Id
+    health_factor: Ratio
+    price: PositiveUsd
+    collateral_amount: NonNegativeDecimal
+    obligation_usd: NonNegativeUsd
+    price_event_id: Id
+    snapshot_id: DatabaseId
+
+
+class ComplianceScreenedV1(Payload):
+    """ComplianceScreened."""
+
+    user_id: Id
+    decision: Literal["APPROVED", "REVIEW", "REJECTED"]
+    previous_decision: Literal["APPROVED", "REVIEW", "REJECTED"] | None = None
+    # Per user, one more for each result: consumers ignore a result not newer than theirs.
+    sequence: SmallCount
+    score: Annotated[StrictInt, Field(ge=0, le=100)]
+    reasons: Annotated[list[Id], Field(max_length=100)] | None = None
+    # For REJECTED: "retry" (the user can put it right, e.g. an expired document) or "final".
+    rejection: Literal["retry", "final"] | None = None
+    screening_id: DatabaseId
+    snapshot_id: DatabaseId
+    trigger: Id
+    # The user's wallets: settle holds escrows that involve them while the decision is not APPROVED.
+    wallet_addresses: Annotated[list[Address], Field(max_length=10)]
+    decided_at: Timestamp
+
+
+class ComplianceReviewRequestedV1(Payload):
+    """ComplianceReviewRequested."""
+
+    review_id: Id
+    user_id: Id
+    hit_id: DatabaseId
+    action: Literal["confirm", "dismiss"]
+    reviewer: Name
+    note: Text | None = None
+    requested_at: Timestamp
+
+
+PAYLOAD_MODELS: dict[tuple[str, int], type[Payload]] = {
+    (ESCROW_CREATED, 1): EscrowCreatedV1,
+    (ESCROW_APPROVED, 1): EscrowApprovedV1,
+    (ESCROW_COMPLETED, 1): EscrowCompletedV1,
+    (ESCROW_REFUNDED, 1): EscrowRefundedV1,
+    (USER_REGISTERED, 1): UserRegisteredV1,
+    (ESCROW_STATE_CHANGED, 1): EscrowStateChangedV1,
+    (PRICE_UPDATED, 1): PriceUpdatedV1,
+    (MARGIN_TIER_CHANGED, 1): MarginTierChangedV1,
+    (COMPLIANCE_SCREENED, 1): ComplianceScreenedV1,
+    (COMPLIANCE_REVIEW_REQUESTED, 1): ComplianceReviewRequestedV1,
 }
 
-_ESCROW_TERMS = {
-    "escrow_id": "uint",
-    "depositor": "address",
-    "beneficiary": "address",
-    "asset": "address",
-    "amount": "uint",
-    "obligation_usd": "decimal",
-    "deadline": "int",
-}
 
-PAYLOAD_SCHEMAS: dict[tuple[str, int], dict[str, str]] = {
-    (ESCROW_CREATED, 1): {**_CHAIN_LOG_FIELDS, **_ESCROW_TERMS},
-    (ESCROW_APPROVED, 1): {**_CHAIN_LOG_FIELDS, "escrow_id": "uint", "approver": "address"},
-    (ESCROW_COMPLETED, 1): {**_CHAIN_LOG_FIELDS, "escrow_id": "uint", "beneficiary": "address", "amount": "uint"},
-    (ESCROW_REFUNDED, 1): {**_CHAIN_LOG_FIELDS, "escrow_id": "uint", "depositor": "address", "amount": "uint"},
-    (USER_REGISTERED, 1): {
-        "user_id": "str",
-        "name": "str",
-        "date_of_birth": "str",
-        "country": "str",
-        "email": "str",
-        "phone": "str",
-        "wallet_addresses": "list",
-        "notification_channels": "list",
-        "webhook_url": "str?",
-        # type, issuing_country, expires_on, number_last4 (the number itself never leaves the API).
-        "identity_document": "record?",
-    },
-    (ESCROW_STATE_CHANGED, 1): {
-        "chain_id": "int",
-        "contract": "address",
-        **_ESCROW_TERMS,
-        "state": "str",
-        "previous_state": "str?",
-        "sequence": "int",
-        # True when the change undoes a log that a chain reorganisation orphaned.
-        "reverted": "bool",
-        "block_number": "int",
-        "log_index": "int",
-    },
-    (PRICE_UPDATED, 1): {
-        "asset": "str",
-        "token": "address",
-        "price": "decimal",
-        # Per asset, one more for each published price: consumers ignore anything not newer.
-        "sequence": "int",
-        "observed_at": "str",
-        "reason": "str",
-        # Provenance: each fresh source's price, round (Chainlink), update time and age.
-        "sources": "records",
-    },
-    (MARGIN_TIER_CHANGED, 1): {
-        "chain_id": "int",
-        "contract": "address",
-        "escrow_id": "uint",
-        "depositor": "address",
-        "asset": "str",
-        "previous_tier": "str",
-        "tier": "str",
-        "health_factor": "ratio",
-        "price": "decimal",
-        "collateral_amount": "decimal",
-        "obligation_usd": "decimal",
-        "price_event_id": "str",
-        "snapshot_id": "int",
-    },
-    (COMPLIANCE_SCREENED, 1): {
-        "user_id": "str",
-        "decision": "str",
-        "previous_decision": "str?",
-        # Per user, one more for each result: consumers ignore a result not newer than theirs.
-        "sequence": "int",
-        "score": "int",
-        "reasons": "list?",
-        # For REJECTED: "retry" (the user can put it right, e.g. an expired document) or "final".
-        "rejection": "str?",
-        "screening_id": "int",
-        "snapshot_id": "int",
-        "trigger": "str",
-        # The user's wallets: settle holds escrows that involve them while the decision is not APPROVED.
-        "wallet_addresses": "list",
-        "decided_at": "str",
-    },
-    (COMPLIANCE_REVIEW_REQUESTED, 1): {
-        "review_id": "str",
-        "user_id": "str",
-        "hit_id": "int",
-        "action": "str",
-        "reviewer": "str",
-        "note": "str?",
-        "requested_at": "str",
-    },
-}
+def describe_errors(error: PydanticValidationError, prefix: str) -> str:
+    """pydantic's errors as `prefix.field.sub: message` parts, without echoing the input."""
+    parts = []
+    for item in error.errors(include_url=False, include_input=False):
+        location = ".".join(str(part) for part in (prefix, *item["loc"]))
+        message = item["msg"].removeprefix("Value error, ")
+        parts.append(f"{location}: {message}" if item["type"] != "missing" else f"{location} is missing")
+    return "; ".join(parts)
 
 
-def _kind_problem(kind: str, value: Any) -> str | None:
-    """Why `value` is not of `kind`, or None when it is."""
-    if kind.endswith("?"):
-        return None if value is None else _kind_problem(kind[:-1], value)
-    if kind == "int":
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif kind == "bool":
-        ok = isinstance(value, bool)
-    elif kind == "list":
-        ok = isinstance(value, list) and all(isinstance(item, str) and item for item in value)
-    elif kind == "record":
-        ok = isinstance(value, dict)
-    elif kind == "records":
-        ok = isinstance(value, list) and all(isinstance(item, dict) for item in value)
-    elif kind == "str":
-        ok = isinstance(value, str) and value != ""
-    elif kind == "address":
-        ok = isinstance(value, str) and bool(_ADDRESS.match(value))
-    elif kind == "hash":
-        ok = isinstance(value, str) and bool(_HASH.match(value))
-    elif kind == "uint":
-        ok = isinstance(value, str) and value.isdigit()
-    elif kind in ("decimal", "ratio"):
-        # A ratio may also be "Infinity": a health factor with nothing owed.
-        try:
-            number = Decimal(value) if isinstance(value, str) else None
-            ok = number is not None and (number.is_finite() or (kind == "ratio" and value == "Infinity"))
-        except InvalidOperation:
-            ok = False
-    else:  # pragma: no cover - a schema typo, caught by the unit tests of every schema
-        raise ValueError(f"unknown kind {kind}")
-    return None if ok else f"expected {kind}, got {value!r}"
-
-
-def validate_payload(event_type: str, version: int, payload: dict[str, Any], event_id: str) -> None:
-    """Raise InvalidEvent unless the payload matches the schema registered for (type, version)."""
-    schema = PAYLOAD_SCHEMAS.get((event_type, version))
-    if schema is None:
+def validate_payload(event_type: str, version: int, payload: Any, event_id: str) -> dict[str, Any]:
+    """The canonical form of `payload` under the model of (type, version); InvalidEvent naming each problem."""
+    model = PAYLOAD_MODELS.get((event_type, version))
+    if model is None:
         raise InvalidEvent(f"unknown event type {event_type} v{version}", event_id=event_id)
-    problems = []
-    for name, kind in schema.items():
-        if name not in payload:
-            if not kind.endswith("?"):
-                problems.append(f"payload.{name} is missing")
-            continue
-        problem = _kind_problem(kind, payload[name])
-        if problem:
-            problems.append(f"payload.{name}: {problem}")
-    if problems:
-        raise InvalidEvent(f"{event_type} v{version}: " + "; ".join(problems), event_id=event_id)
+    try:
+        validated = model.model_validate(payload)
+    except PydanticValidationError as exc:
+        raise InvalidEvent(f"{event_type} v{version}: {describe_errors(exc, 'payload')}", event_id=event_id) from exc
+    return validated.model_dump(mode="json", exclude_unset=True)

@@ -3,6 +3,10 @@
 Cloud Functions (2nd gen) parse one JSON object per stdout line: `severity` and `message` are
 understood natively, and every other key lands in `jsonPayload`, where operators can filter on
 `jsonPayload.correlation_id` to follow one escrow from chain log to alert.
+
+Personal data never reaches a log line: engines hide statement parameters, and a database error's own
+message (which can quote the offending value, as in `invalid input syntax for type integer: "..."`)
+is replaced in logged tracebacks by its SQLSTATE and the statement text.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import contextvars
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -41,9 +46,36 @@ class CloudLoggingFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _RECORD_FIELDS and not key.startswith("_"):
                 entry[key] = value
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        if record.exc_info and record.exc_info[1] is not None:
+            entry["exception"] = format_exception_safely(record.exc_info[1])
         return json.dumps(entry, default=str)
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    return type(exc).__module__.split(".")[0] in ("sqlalchemy", "pg8000")
+
+
+def _safe_message(exc: BaseException) -> str:
+    """The exception's message, or for a database error its SQLSTATE and statement without any values."""
+    if not _is_database_error(exc):
+        return str(exc)
+    orig = getattr(exc, "orig", exc)
+    fields = orig.args[0] if getattr(orig, "args", None) and isinstance(orig.args[0], dict) else {}
+    statement = " ".join(str(getattr(exc, "statement", "") or "").split())[:500]
+    return f"SQLSTATE {fields.get('C', '?')} (message withheld: it may quote values); statement: {statement}"
+
+
+def format_exception_safely(exc: BaseException) -> str:
+    """A traceback of the exception and its causes, with database errors' messages withheld."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        parts.append("Traceback (most recent call last):\n" + "".join(traceback.format_tb(current.__traceback__))
+                     + f"{type(current).__module__}.{type(current).__qualname__}: {_safe_message(current)}")
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    return "\n\nCaused by:\n".join(parts)
 
 
 def configure_logging(level: int = logging.INFO) -> None:

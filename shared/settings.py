@@ -228,6 +228,8 @@ class RiskSettings:
     # (tier name, health factor below which a position is in it), best to worst.
     tier_thresholds: tuple[tuple[str, Decimal], ...]
     hysteresis: Decimal
+    # The same bound fetch-price holds prices to: a larger unconfirmed move is refused, not applied.
+    max_jump: Decimal
 
     @classmethod
     def read(cls, reader: _Reader) -> RiskSettings:
@@ -249,6 +251,7 @@ class RiskSettings:
             assets=reader.assets(),
             tier_thresholds=tuple((name, thresholds.get(name, Decimal(0))) for name in expected),
             hysteresis=reader.decimal("RISK_HYSTERESIS", DEFAULT_RISK_HYSTERESIS),
+            max_jump=reader.decimal("PRICE_MAX_JUMP", DEFAULT_PRICE_MAX_JUMP),
         )
 
 

@@ -18,13 +18,21 @@ os.environ["PUBSUB_EMULATOR_HOST"] = TEST_LAYOUT.pubsub_host
 
 @pytest.fixture(scope="session")
 def stack():
-    """The running test stack; a missing prerequisite fails the session with an install hint."""
+    """The running test stack; a missing prerequisite fails the session with an install hint.
+
+    With KEEP_STACK=1 a stack left by an earlier run is reused and left running afterwards.
+    """
     from shared.stack.stack import Stack
 
     test_stack = Stack(TEST_LAYOUT)
+    keep = os.environ.get("KEEP_STACK") == "1"
+    if keep:
+        test_stack.stop_functions()  # reuse the services, but serve the code as it is now
     test_stack.up()
     yield test_stack
-    test_stack.down()
+    # KEEP_STACK=1 leaves the stack running for the next run (the inner loop); `up` reuses it.
+    if not keep:
+        test_stack.down()
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,18 @@
 """api: user registration and escrow queries over HTTPS."""
 
 import functions_framework
+from werkzeug.exceptions import HTTPException
 
 from shared.api.app import create_app
 from shared.logs import configure_logging
+from shared.problems import http_problem
 from shared.settings import Settings
 
 configure_logging()
 SETTINGS = Settings.from_env()
 APP = create_app(SETTINGS)
+# Errors functions-framework's own app answers before the request reaches APP, as problems too.
+functions_framework.errorhandler(HTTPException)(http_problem)
 
 
 @functions_framework.http

@@ -7,17 +7,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import NotFound
 
 from shared.api.compliance_queries import compliance_history, compliance_status, request_review, validate_review
 from shared.api.escrow_queries import find_escrows, get_escrow, parse_escrow_filter
 from shared.api.notification_queries import notification_history
 from shared.api.risk_queries import user_portfolio
 from shared.db import get_engine, transaction
-from shared.errors import InvalidRequest
 from shared.identity.service import get_user, register_user
 from shared.identity.tables import SCHEMA as IDENTITY_SCHEMA
 from shared.identity.validation import validate_registration
 from shared.messaging import outbox
+from shared.problems import install as install_problems
+from shared.problems import json_body, problem
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,26 +29,17 @@ OPENAPI_PATH = Path(__file__).with_name("openapi.yaml")
 def create_app(settings: Settings) -> Flask:
     """The API bound to one set of settings."""
     app = Flask("api")
+    install_problems(app)
 
     def engine():
         return get_engine(settings.database)
 
-    @app.errorhandler(InvalidRequest)
-    def invalid(exc: InvalidRequest):
-        log.info("invalid request", extra={"path": request.path, "problems": exc.problems})
-        return jsonify(error="invalid request", problems=exc.problems), 400
-
-    @app.errorhandler(404)
-    def not_found(_exc):
-        return jsonify(error="not found", path=request.path), 404
-
-    @app.errorhandler(405)
-    def wrong_method(_exc):
-        return jsonify(error="method not allowed", path=request.path), 405
+    def not_found():
+        raise NotFound(f"Nothing at {request.path}.")
 
     @app.post("/users")
     def post_user():
-        registration = validate_registration(request.get_json(silent=True), datetime.now(UTC).date())
+        registration = validate_registration(json_body(), datetime.now(UTC).date())
         with transaction(engine()) as conn:
             user = register_user(conn, registration)
         # The user is stored either way; an unconfirmed publish stays in the outbox for the next call.
@@ -60,39 +53,39 @@ def create_app(settings: Settings) -> Flask:
             user = get_user(conn, user_id)
             if user:
                 user["compliance_status"] = compliance_status(conn, user_id)
-        return (jsonify(user), 200) if user else not_found(None)
+        return (jsonify(user), 200) if user else not_found()
 
     @app.get("/users/<user_id>/portfolio")
     def read_portfolio(user_id: str):
         with transaction(engine()) as conn:
             user = get_user(conn, user_id)
             portfolio = user_portfolio(conn, user) if user else None
-        return (jsonify(portfolio), 200) if portfolio else not_found(None)
+        return (jsonify(portfolio), 200) if portfolio else not_found()
 
     @app.get("/users/<user_id>/notifications")
     def read_notifications(user_id: str):
         with transaction(engine()) as conn:
             user = get_user(conn, user_id)
             history = notification_history(conn, user_id) if user else None
-        return (jsonify(user_id=user_id, notifications=history), 200) if user else not_found(None)
+        return (jsonify(user_id=user_id, notifications=history), 200) if user else not_found()
 
     @app.get("/users/<user_id>/compliance")
     def read_compliance(user_id: str):
         with transaction(engine()) as conn:
             user = get_user(conn, user_id)
             history = compliance_history(conn, user_id) if user else None
-        return (jsonify(history), 200) if history else not_found(None)
+        return (jsonify(history), 200) if history else not_found()
 
     @app.post("/users/<user_id>/compliance/reviews")
     def post_review(user_id: str):
-        review = validate_review(request.get_json(silent=True))
+        review = validate_review(json_body())
         with transaction(engine()) as conn:
             if get_user(conn, user_id) is None:
-                return not_found(None)
+                return not_found()
             accepted, refusal = request_review(conn, user_id, review)
         if accepted is None:
             log.info("review refused", extra={"user_id": user_id, "hit_id": review["hit_id"], "reason": refusal})
-            return jsonify(error="conflict", reason=refusal), 409
+            return problem(409, "Conflict", refusal)
         outbox.publish_pending(engine(), IDENTITY_SCHEMA, settings.project_id, settings.publish_timeout_seconds)
         log.info("review accepted", extra={"user_id": user_id, "review_id": accepted["review_id"]})
         return jsonify(accepted), 202
@@ -107,7 +100,7 @@ def create_app(settings: Settings) -> Flask:
     def read_escrow(id: str):  # noqa: A002 - the documented path parameter's name
         with transaction(engine()) as conn:
             escrow = get_escrow(conn, id)
-        return (jsonify(escrow), 200) if escrow else not_found(None)
+        return (jsonify(escrow), 200) if escrow else not_found()
 
     @app.get("/openapi.yaml")
     def openapi():

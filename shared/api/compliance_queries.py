@@ -13,7 +13,7 @@ from shared.compliance.screening import decide_reviewed, rejection_kind, review_
 from shared.compliance.tables import hits, list_snapshots, reviews, screenings, subjects
 from shared.envelope import Envelope, utc_iso
 from shared.errors import InvalidRequest
-from shared.events import COMPLIANCE_REVIEW_REQUESTED
+from shared.events import COMPLIANCE_REVIEW_REQUESTED, MAX_BIGINT, MAX_NAME_LENGTH, MAX_TEXT_LENGTH
 from shared.identity.tables import SCHEMA as IDENTITY_SCHEMA
 from shared.messaging import outbox
 
@@ -84,12 +84,14 @@ def validate_review(body: Any) -> dict:
         raise InvalidRequest({"body": "must be a JSON object"})
     problems = {
         "hit_id": None if isinstance(body.get("hit_id"), int) and not isinstance(body["hit_id"], bool)
-        else "must be the integer id of a hit",
+        and 1 <= body["hit_id"] <= MAX_BIGINT else "must be the integer id of a hit",
         "action": None if body.get("action") in ("confirm", "dismiss") else "must be confirm or dismiss",
-        "reviewer": None if isinstance(body.get("reviewer"), str) and 0 < len(body["reviewer"].strip()) <= 200
-        else "must name the reviewer (1 to 200 characters)",
-        "note": None if body.get("note") is None or (isinstance(body["note"], str) and len(body["note"]) <= 2000)
-        else "must be a string of at most 2000 characters",
+        "reviewer": None if isinstance(body.get("reviewer"), str)
+        and 0 < len(body["reviewer"].strip()) <= MAX_NAME_LENGTH and body["reviewer"].isprintable()
+        else f"must name the reviewer (1 to {MAX_NAME_LENGTH} printable characters)",
+        "note": None if body.get("note") is None
+        or (isinstance(body["note"], str) and len(body["note"]) <= MAX_TEXT_LENGTH)
+        else f"must be a string of at most {MAX_TEXT_LENGTH} characters",
     }
     for unknown in sorted(set(body) - set(REVIEW_FIELDS)):
         problems[unknown] = "is not a field of a review"

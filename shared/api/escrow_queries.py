@@ -5,14 +5,14 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
-from eth_utils import is_hex_address, to_checksum_address
 from sqlalchemy import and_, or_, select, tuple_
 from sqlalchemy.engine import Connection
 
 from shared.errors import InvalidRequest
+from shared.events import MAX_BIGINT, MAX_UINT256, canonical_address
 from shared.settlement.holds import escrow_hold, holds_on
 from shared.settlement.states import EscrowState
 from shared.settlement.tables import escrows, transitions
@@ -42,15 +42,28 @@ class EscrowFilter:
 
 
 def _address(value: str) -> str | None:
-    return to_checksum_address(value) if is_hex_address(value) else None
+    """The checksummed address, in any EIP-55-valid spelling; None for anything else."""
+    try:
+        return canonical_address(value)
+    except ValueError:
+        return None
+
+
+def _whole_number(value: str, maximum: int) -> int | None:
+    """ASCII digits only (str.isdigit also takes '²' and other scripts' digits), within 0..maximum."""
+    if not value.isascii() or not value.isdigit() or len(value) > len(str(maximum)):
+        return None
+    number = int(value)
+    return number if number <= maximum else None
 
 
 def _moment(value: str) -> datetime | None:
+    """A timestamp with a UTC offset, in UTC; None when unreadable or not representable in UTC."""
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        return parsed.astimezone(UTC) if parsed.utcoffset() is not None else None
+    except (ValueError, OverflowError):  # 0001-01-01T00:00+14:00 is before year 1 in UTC
         return None
-    return parsed if parsed.tzinfo else None
 
 
 def encode_cursor(row) -> str:
@@ -62,8 +75,14 @@ def encode_cursor(row) -> str:
 def _decode_cursor(value: str) -> tuple | None:
     try:
         created_at, chain_id, contract, escrow_id = json.loads(base64.urlsafe_b64decode(value.encode()))
-        return datetime.fromisoformat(created_at), int(chain_id), str(contract), Decimal(escrow_id)
-    except (ValueError, TypeError, InvalidOperation, json.JSONDecodeError):
+        moment = _moment(created_at)
+        chain = _whole_number(str(chain_id), MAX_BIGINT)
+        escrow = _whole_number(str(escrow_id), MAX_UINT256)
+        address = _address(contract)
+        if moment is None or chain is None or escrow is None or address is None:
+            return None
+        return moment, chain, address, Decimal(escrow)
+    except (ValueError, TypeError, InvalidOperation, RecursionError):
         return None
 
 
@@ -77,10 +96,11 @@ def parse_escrow_filter(args) -> EscrowFilter:
         if name in args:
             values[name] = _address(args[name]) or problems.setdefault(name, "must be an Ethereum address")
     if "escrow_id" in args:
-        if args["escrow_id"].isdigit():
-            values["escrow_id"] = Decimal(args["escrow_id"])
+        escrow_id = _whole_number(args["escrow_id"], MAX_UINT256)
+        if escrow_id is None:
+            problems["escrow_id"] = "must be a uint256 in ASCII digits"
         else:
-            problems["escrow_id"] = "must be a non-negative integer"
+            values["escrow_id"] = Decimal(escrow_id)
     if "status" in args:
         states = [s for raw in args.getlist("status") for s in raw.split(",") if s]
         known = {state.value for state in EscrowState}
@@ -92,8 +112,9 @@ def parse_escrow_filter(args) -> EscrowFilter:
             values[name] = _moment(args[name]) or problems.setdefault(
                 name, "must be an ISO-8601 timestamp with a UTC offset, like 2026-11-20T00:00:00+00:00")
     if "limit" in args:
-        if args["limit"].isdigit() and 1 <= int(args["limit"]) <= MAX_LIMIT:
-            values["limit"] = int(args["limit"])
+        limit = _whole_number(args["limit"], MAX_LIMIT)
+        if limit:
+            values["limit"] = limit
         else:
             problems["limit"] = f"must be an integer from 1 to {MAX_LIMIT}"
     if "cursor" in args:
@@ -166,9 +187,12 @@ def find_escrows(conn: Connection, f: EscrowFilter) -> dict:
 def parse_escrow_key(key: str) -> tuple[int, str, Decimal]:
     """`chain_id:contract:escrow_id` -> its parts, or InvalidRequest."""
     parts = key.split(":")
-    if len(parts) != 3 or not parts[0].isdigit() or not is_hex_address(parts[1]) or not parts[2].isdigit():
-        raise InvalidRequest({"id": "must be chain_id:contract:escrow_id, like 31337:0x5FbD…0aa3:1"})
-    return int(parts[0]), to_checksum_address(parts[1]), Decimal(parts[2])
+    if len(parts) == 3:
+        chain_id, contract, escrow_id = (_whole_number(parts[0], MAX_BIGINT), _address(parts[1]),
+                                         _whole_number(parts[2], MAX_UINT256))
+        if chain_id is not None and contract is not None and escrow_id is not None:
+            return chain_id, contract, Decimal(escrow_id)
+    raise InvalidRequest({"id": "must be chain_id:contract:escrow_id, like 31337:0x5FbD…0aa3:1"})
 
 
 def get_escrow(conn: Connection, key: str) -> dict | None:

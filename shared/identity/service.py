@@ -10,9 +10,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from shared.envelope import Envelope, utc_iso
-from shared.errors import InvalidRequest
+from shared.errors import Conflict, InvalidRequest
 from shared.events import USER_REGISTERED
-from shared.identity.tables import SCHEMA, users
+from shared.identity.tables import SCHEMA, users, wallet_owners
 from shared.identity.validation import Registration
 from shared.messaging import outbox
 
@@ -40,13 +40,26 @@ def user_document(row) -> dict:
     }
 
 
-def register_user(conn: Connection, registration: Registration) -> dict:
-    """Store the user and stage its UserRegistered event; InvalidRequest if the email is taken."""
+def _refuse_taken(conn: Connection, registration: Registration) -> None:
+    """InvalidRequest if the email is registered; Conflict if a wallet belongs to another user."""
     taken = conn.execute(
         select(users.c.user_id).where(func.lower(users.c.email) == registration.email.lower())
     ).first()
     if taken:
         raise InvalidRequest({"email": "is already registered"})
+    owned: list[str] = list(conn.execute(select(wallet_owners.c.wallet).where(
+        wallet_owners.c.wallet.in_(registration.wallet_addresses)).order_by(wallet_owners.c.wallet)).scalars())
+    if owned:
+        raise Conflict("wallet_addresses", f"{', '.join(owned)} already belongs to another user")
+
+
+def register_user(conn: Connection, registration: Registration) -> dict:
+    """Store the user, its wallets and its UserRegistered event.
+
+    InvalidRequest if the email is taken; Conflict if a wallet is: a wallet belongs to one user, so
+    alerts about it reach exactly one person.
+    """
+    _refuse_taken(conn, registration)
     user_id = uuid.uuid4().hex
     values = {
         "user_id": user_id,
@@ -66,8 +79,11 @@ def register_user(conn: Connection, registration: Registration) -> dict:
     try:
         with conn.begin_nested():
             conn.execute(users.insert().values(**values))
-    except IntegrityError as exc:  # a concurrent registration with the same email won the race
-        raise InvalidRequest({"email": "is already registered"}) from exc
+            conn.execute(wallet_owners.insert(), [{"wallet": wallet, "user_id": user_id}
+                                                  for wallet in registration.wallet_addresses])
+    except IntegrityError as exc:  # a concurrent registration with the same email or wallet won the race
+        _refuse_taken(conn, registration)
+        raise Conflict("registration", "a concurrent registration took its email or a wallet") from exc
     document = user_document(values)
     event_id = f"{USER_REGISTERED}:{user_id}"
     outbox.enqueue(conn, SCHEMA, USERS_TOPIC, Envelope(

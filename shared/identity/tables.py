@@ -1,6 +1,6 @@
 """The identity schema: registered users."""
 
-from sqlalchemy import Column, Date, DateTime, MetaData, Table, Text, func
+from sqlalchemy import Column, Date, DateTime, ForeignKey, MetaData, Table, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 
 SCHEMA = "identity"
@@ -23,5 +23,14 @@ users = Table(
     Column("document_issuing_country", Text),
     Column("document_expires_on", Date),
     Column("document_number_last4", Text),
+    Column("registered_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# A wallet belongs to one user: a second registration naming it is refused (409).
+wallet_owners = Table(
+    "wallet_owners",
+    metadata,
+    Column("wallet", Text, primary_key=True),
+    Column("user_id", Text, ForeignKey("identity.users.user_id"), nullable=False),
     Column("registered_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection, Engine
+from werkzeug.exceptions import ServiceUnavailable
 
 from shared.db import get_engine, transaction
 from shared.envelope import Envelope
@@ -31,6 +32,7 @@ from shared.logs import correlation
 from shared.messaging import outbox
 from shared.messaging.tables import APPLIED, REJECTED, messaging_tables
 from shared.settings import Settings
+from shared.text import unstorable_text
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,9 @@ class PushedMessage:
             raise InvalidEvent("CloudEvent carries no Pub/Sub message")
         message_id = str(message.get("messageId") or message.get("message_id") or cloud_event["id"])
         attributes = message.get("attributes") or {}
+        if not isinstance(attributes, dict) or unstorable_text(attributes):
+            # Kept with a rejection as JSONB, which cannot hold them; the body is what matters.
+            attributes = {"unstorable_attributes": "true"}
         try:
             body = base64.b64decode(message.get("data") or "", validate=True)
         except (binascii.Error, ValueError) as exc:
@@ -87,7 +92,17 @@ class Consumer:
         self.tables = messaging_tables(schema)
 
     def handle(self, cloud_event: Any) -> str:
-        """Process one push delivery; return its outcome or raise to have it redelivered."""
+        """Process one push delivery; return its outcome or raise to have it redelivered.
+
+        An event that waits for an earlier one is answered 503 without a traceback: waiting is expected
+        (out-of-order delivery) and already logged at INFO with its reason.
+        """
+        try:
+            return self._handle(cloud_event)
+        except AwaitingPrerequisite as exc:
+            raise ServiceUnavailable(f"waiting for an earlier event: {exc.reason}") from None
+
+    def _handle(self, cloud_event: Any) -> str:
         try:
             message = PushedMessage.from_cloud_event(cloud_event)
         except InvalidEvent as exc:

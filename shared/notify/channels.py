@@ -14,15 +14,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import socket
+import ssl
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
+import certifi
 import requests
+import urllib3
 from python_http_client.exceptions import HTTPError as SendGridHTTPError
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import CustomArg, Mail
@@ -30,6 +31,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client as TwilioClient
 
+from shared.notify.url_guard import Resolver, UnsafeUrl, VettedTarget, vet
 from shared.settings import NotifySettings
 
 SENT = "sent"
@@ -145,64 +147,55 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
-class UnsafeUrl(ValueError):
-    """A webhook URL the SSRF guard refuses."""
-
-
-def check_webhook_url(url: str, allow_loopback: bool) -> None:
-    """Refuse non-https URLs and hosts resolving to private, loopback or link-local addresses.
-
-    `allow_loopback` (local stack and tests only) admits http to 127.0.0.1/::1 and nothing else.
-    """
-    parts = urlsplit(url)
-    if not parts.hostname:
-        raise UnsafeUrl(f"{url!r} has no host")
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
-    except socket.gaierror as exc:
-        raise UnsafeUrl(f"{parts.hostname} does not resolve: {exc}") from exc
-    addresses = {ipaddress.ip_address(info[4][0]) for info in infos}
-    loopback_only = all(a.is_loopback for a in addresses)
-    if allow_loopback and loopback_only and parts.scheme in ("http", "https"):
-        return
-    if parts.scheme != "https":
-        raise UnsafeUrl(f"{url!r}: only https is allowed")
-    refused = sorted(str(a) for a in addresses if not a.is_global)
-    if refused:
-        raise UnsafeUrl(f"{parts.hostname} resolves to non-public addresses {', '.join(refused)}")
-
-
 class WebhookChannel:
-    """Signed webhooks (Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature)."""
+    """Signed webhooks (Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature).
 
-    def __init__(self, settings: NotifySettings) -> None:
+    The URL is vetted by the SSRF guard after one DNS lookup, and the request goes to that vetted
+    address; the name is kept for the Host header, TLS SNI and the certificate check. A second lookup,
+    which could answer differently (DNS rebinding), is never made.
+    """
+
+    def __init__(self, settings: NotifySettings, resolve: Resolver = socket.getaddrinfo) -> None:
         self.timeout = settings.provider_timeout_seconds
         self.allow_loopback = settings.webhook_allow_loopback
-        self.session = requests.Session()
+        self.resolve = resolve
+        self.tls = ssl.create_default_context(cafile=certifi.where())
 
     def send(self, outbound: Outbound) -> SendResult:
         try:
-            check_webhook_url(outbound.recipient, self.allow_loopback)
+            target = vet(outbound.recipient, allow_loopback=self.allow_loopback, resolve=self.resolve)
         except UnsafeUrl as exc:
             return SendResult(PERMANENT, detail=f"refused by the SSRF guard: {exc}")
         assert outbound.secret, "a webhook delivery carries its endpoint's secret"
         message_id = f"msg_{outbound.delivery_id}"  # the same on every retry: receivers deduplicate on it
         body = json.dumps(outbound.document, separators=(",", ":"), sort_keys=True).encode()
         timestamp = int(time.time())
-        headers = {"content-type": "application/json", "webhook-id": message_id,
-                   "webhook-timestamp": str(timestamp), "webhook-signature": sign(outbound.secret, message_id,
-                                                                                  timestamp, body)}
+        headers = {"host": target.host_header, "content-type": "application/json", "webhook-id": message_id,
+                   "webhook-timestamp": str(timestamp),
+                   "webhook-signature": sign(outbound.secret, message_id, timestamp, body)}
         try:
-            reply = self.session.post(outbound.recipient, data=body, headers=headers, timeout=self.timeout,
-                                      allow_redirects=False)
-        except requests.RequestException as exc:
+            reply = self._post(target, body, headers)
+        except urllib3.exceptions.HTTPError as exc:
             return SendResult(TRANSIENT, detail=f"{type(exc).__name__}: {exc}")
-        if 200 <= reply.status_code < 300:
-            return SendResult(SENT, message_id, reply.status_code)
-        if reply.status_code == 410:
+        if 200 <= reply.status < 300:
+            return SendResult(SENT, message_id, reply.status)
+        if reply.status == 410:
             return SendResult(PERMANENT, status_code=410, detail="endpoint gone (410): disabled",
                               disable_endpoint=True)
-        return SendResult(_classify(reply.status_code), status_code=reply.status_code, detail=reply.text[:300])
+        return SendResult(_classify(reply.status), status_code=reply.status, detail=_text(reply.data))
+
+    def _post(self, target: VettedTarget, body: bytes, headers: dict[str, str]) -> urllib3.BaseHTTPResponse:
+        timeout = urllib3.Timeout(total=self.timeout)
+        pool: urllib3.HTTPConnectionPool
+        if target.scheme == "https":
+            pool = urllib3.HTTPSConnectionPool(target.address, target.port, timeout=timeout, retries=False,
+                                               ssl_context=self.tls, server_hostname=target.host,
+                                               assert_hostname=target.host)
+        else:
+            pool = urllib3.HTTPConnectionPool(target.address, target.port, timeout=timeout, retries=False)
+        with pool:
+            return pool.urlopen("POST", target.path, body=body, headers=headers, redirect=False,
+                                preload_content=True, assert_same_host=False)
 
 
 def _text(body) -> str:

@@ -29,6 +29,9 @@ CALLBACK_STATUSES = {
     "sendgrid": {"delivered": DELIVERED, "bounce": "bounced", "dropped": FAILED},
     "twilio": {"delivered": DELIVERED, "undelivered": "undelivered", "failed": FAILED},
 }
+# The channel each provider carries: its callbacks can move deliveries of that channel only, so an id
+# that happens to match a delivery of another channel moves nothing.
+PROVIDER_CHANNELS = {"sendgrid": "email", "twilio": "sms"}
 # Statuses a callback may move a delivery out of: only forward, never out of a final status.
 OPEN_STATUSES = (PENDING, SENT)
 
@@ -47,7 +50,8 @@ def apply_callback_status(conn: Connection, provider: str, event: str, *, delive
         return None
     match = (deliveries.c.id == delivery_id if delivery_id is not None
              else deliveries.c.provider_message_id == provider_message_id)
-    moved = conn.execute(update(deliveries).where(match, deliveries.c.status.in_(OPEN_STATUSES))
+    moved = conn.execute(update(deliveries).where(match, deliveries.c.channel == PROVIDER_CHANNELS[provider],
+                                                  deliveries.c.status.in_(OPEN_STATUSES))
                          .values(status=status, reason=f"{provider}: {event}", updated_at=func.now())
                          .returning(deliveries.c.id)).first()
     return status if moved else None

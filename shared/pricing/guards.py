@@ -56,6 +56,8 @@ class Decision:
     reason: str
     readings: tuple[Reading, ...]
     publish: bool = False
+    # A move beyond the jump bound that a second round confirmed: consumers may apply it.
+    jump_confirmed: bool = False
 
     @property
     def fresh_readings(self) -> tuple[Reading, ...]:
@@ -94,7 +96,7 @@ def decide(asset: Asset, quotes: list[Quote], state: AssetPriceState, now: datet
                 return Decision(HELD, price, f"moved {jump:.2%} from the last good price {state.last_good_price} "
                                 f"(bound {max_jump:.2%}); held until the next round confirms it", readings)
             return Decision(ACCEPTED, price, f"jump of {jump:.2%} confirmed by a second round", readings,
-                            publish=True)
+                            publish=True, jump_confirmed=True)
     publish, why = _publish_reason(asset, price, state, now)
     return Decision(ACCEPTED, price, why, readings, publish=publish)
 
@@ -110,3 +112,22 @@ def _publish_reason(asset: Asset, price: Decimal, state: AssetPriceState, now: d
         return True, f"heartbeat: {elapsed:.0f}s since the last publish"
     due_in = asset.heartbeat_seconds - elapsed
     return False, f"moved {deviation:.2%}, within the threshold; heartbeat due in {due_in:.0f}s"
+
+
+def published_price_problem(price: Decimal, source_prices: list[Decimal], jump_confirmed: bool,
+                            last_applied: Decimal | None, max_jump: Decimal) -> str | None:
+    """Why a consumer must not apply a published price, or None (assess-margin's check on PriceUpdated).
+
+    The schema already holds the price and every source's price positive and finite. Here: the price
+    is what fetch-price would have published from those sources (their median), and a move beyond
+    the jump bound from the last applied price carries fetch-price's confirmation.
+    """
+    if not source_prices:
+        return "carries no source prices (no provenance)"
+    if price != statistics.median(source_prices):
+        return f"price {price} is not the median of its sources {', '.join(map(str, source_prices))}"
+    if last_applied is not None and not jump_confirmed:
+        jump = abs(price / last_applied - 1)
+        if jump > max_jump:
+            return f"moved {jump:.2%} from the applied {last_applied} (bound {max_jump:.2%}) without confirmation"
+    return None

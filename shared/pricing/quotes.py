@@ -8,6 +8,7 @@ from decimal import Decimal
 
 COINGECKO = "coingecko"
 CHAINLINK = "chainlink"
+PRICE_SOURCES = (COINGECKO, CHAINLINK)
 
 
 @dataclass(frozen=True)

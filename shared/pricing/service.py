@@ -146,6 +146,7 @@ def price_updated(asset: Asset, decision: Decision, sequence: int, now: datetime
             "observed_at": utc_iso(now),
             "reason": decision.reason,
             "sources": [_provenance(r) for r in decision.fresh_readings],
+            "jump_confirmed": decision.jump_confirmed,
         },
     )
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from eth_utils import to_checksum_address
-from sqlalchemy import func
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
@@ -19,6 +19,7 @@ from shared.envelope import Envelope
 from shared.errors import InvalidEvent
 from shared.events import ESCROW_STATE_CHANGED, PRICE_UPDATED
 from shared.messaging.consumer import Outgoing
+from shared.pricing.guards import published_price_problem
 from shared.risk.assessment import ALL_OPEN_ON_ASSET, ONE_ESCROW, assess
 from shared.risk.portfolio import refresh_exposures
 from shared.risk.tables import applied_prices, asset_prices, positions
@@ -93,8 +94,24 @@ class RiskEngine:
         Portfolios need no work here: they value the stored exposures at the current price when read.
         """
         p = envelope.payload
-        if p["asset"] not in self.assets_by_symbol:
+        asset = self.assets_by_symbol.get(p["asset"])
+        if asset is None:
             raise InvalidEvent(f"price for unconfigured asset {p['asset']}", event_id=envelope.event_id)
+        if p["token"] != asset.token:
+            raise InvalidEvent(f"price names token {p['token']}, {asset.symbol} is {asset.token}",
+                               event_id=envelope.event_id)
+        current = conn.execute(select(asset_prices.c.price, asset_prices.c.sequence).where(
+            asset_prices.c.asset_symbol == asset.symbol).with_for_update()).first()
+        if current is not None and p["sequence"] <= current.sequence:
+            log.info("price not newer than the one applied; ignored",
+                     extra={"asset": p["asset"], "sequence": p["sequence"]})
+            return
+        # Refused here, the transaction rolls back: the ordering does not advance, the next genuine price applies.
+        problem = published_price_problem(Decimal(p["price"]), [Decimal(s["price"]) for s in p["sources"]],
+                                          p.get("jump_confirmed", False), current.price if current else None,
+                                          self.policy.max_jump)
+        if problem:
+            raise InvalidEvent(f"price refused: {problem}", event_id=envelope.event_id)
         price = {"asset_symbol": p["asset"], "price": Decimal(p["price"]), "sequence": p["sequence"],
                  "price_event_id": envelope.event_id, "observed_at": datetime.fromisoformat(p["observed_at"])}
         statement = insert(asset_prices).values(**price)

@@ -84,6 +84,14 @@ class Stack:
         self.refresh_sanctions(first_load_only=True)
         return state
 
+    def stop_functions(self) -> None:
+        """Stop only the functions, so the next `up` serves the code as it is now (the inner loop)."""
+        state = self.layout.read_state()
+        for pid in state.pop("functions", {}).values():
+            stop_group(pid)
+        if state:
+            self.layout.write_state(state)
+
     def down(self) -> None:
         """Stop the functions, anvil, the emulator and PostgreSQL, and drop their data."""
         state = self.layout.read_state()

@@ -23,6 +23,8 @@ from twilio.request_validator import RequestValidator
 from shared.stack.vendor_server import VendorHandler, deliver_callback, make_server
 
 _MESSAGES = re.compile(r"^/2010-04-01/Accounts/(AC[0-9a-f]{32})/Messages\.json$")
+# Twilio's test credentials answer this well-formed number with 21211, "not a valid phone number".
+INVALID_NUMBER = "+15005550001"
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
@@ -40,7 +42,7 @@ class TwilioHandler(VendorHandler):
             return self.reply(failure, {"code": 20500, "message": "injected failure", "status": failure})
         form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
         to = form.get("To", "")
-        if not _E164.match(to):
+        if not _E164.match(to) or to == INVALID_NUMBER:
             return self.reply(400, {"code": 21211, "message": f"The 'To' number {to} is not a valid phone number.",
                                     "more_info": "https://www.twilio.com/docs/errors/21211", "status": 400})
         sid = "SM" + uuid.uuid4().hex

@@ -135,7 +135,7 @@ def test_sendgrid_failing_twice_is_retried_and_other_channels_are_not_held_up(st
 
 def test_an_invalid_phone_number_fails_the_sms_only(stack, bus, owner_engine, receiver, vendors):
     wallet = _wallet()
-    _register(bus, owner_engine, wallet, receiver.url, phone="+1555")
+    _register(bus, owner_engine, wallet, receiver.url, phone="+15005550001")
     event = _margin_call(wallet)
     bus.publish("risk.margin-events.v1", json.dumps(event).encode())
     rows = settled(owner_engine, event["event_id"], 3)

@@ -66,6 +66,8 @@ def test_a_jump_is_held_until_the_next_round_confirms_it(market, bus):
     events = _published(bus, prices, settle=2.0)
     assert [e["event_id"] for e in events] == [confirmed.published_event_id]
     assert Decimal(events[0]["payload"]["price"]) == Decimal("3500")
+    assert events[0]["payload"]["jump_confirmed"] is True  # so assess-margin applies the jump
+    market.wait_risk_caught_up()
 
 
 def test_an_unmoved_price_is_not_published_again(market, bus):

@@ -1,6 +1,7 @@
 """settle applies events by chain position: out-of-order, stale and illegal events, through the
 real push subscription into the running settle."""
 
+import json
 import time
 
 import sqlalchemy
@@ -23,11 +24,23 @@ def _history(engine, escrow_id: str) -> list[str]:
             {"i": int(escrow_id)}).scalars().all()
 
 
+def _settle_log(stack) -> list[dict]:
+    return [json.loads(line) for line in (stack.layout.logs / "settle.log").read_text().splitlines()
+            if line.startswith("{")]
+
+
 def test_approved_before_created_waits_and_then_applies(stack, bus, owner_engine):
     escrow_id = new_escrow_id()
-    bus.publish("settlement.events.v1", body(chain_event("EscrowApproved", escrow_id, block_number=11)))
+    errors_before = sum(1 for entry in _settle_log(stack) if entry["severity"] == "ERROR")
+    approved = chain_event("EscrowApproved", escrow_id, block_number=11)
+    bus.publish("settlement.events.v1", body(approved))
     time.sleep(3)  # delivered and retried while the escrow is unknown
     assert _escrow(owner_engine, escrow_id) is None
+    # Waiting is expected: INFO with the reason, no traceback, no ERROR line.
+    waits = [entry for entry in _settle_log(stack) if entry.get("event_id") == approved["event_id"]
+             and entry["message"].startswith("event waits")]
+    assert waits and all(entry["severity"] == "INFO" and "exception" not in entry for entry in waits)
+    assert sum(1 for entry in _settle_log(stack) if entry["severity"] == "ERROR") == errors_before
     bus.publish("settlement.events.v1", body(chain_event("EscrowCreated", escrow_id, block_number=10)))
     row = wait_for(lambda: (r := _escrow(owner_engine, escrow_id)) and r.state == "approved" and r,
                    "approved after created landed")

@@ -29,7 +29,9 @@ STALE_PRICE = {
     "event_id": "PriceUpdated:ETH:package-smoke-test", "event_type": "PriceUpdated", "schema_version": 1,
     "occurred_at": "2026-01-01T00:00:00+00:00", "correlation_id": "package-smoke-test", "causation_id": None,
     "payload": {"asset": "ETH", "token": "0x" + "00" * 20, "price": "1", "sequence": 0,
-                "observed_at": "2026-01-01T00:00:00+00:00", "reason": "smoke test", "sources": []}}
+                "observed_at": "2026-01-01T00:00:00+00:00", "reason": "smoke test",
+                "sources": [{"source": "chainlink", "price": "1", "round_id": "1",
+                             "updated_at": "2026-01-01T00:00:00+00:00", "age_seconds": 0.0}]}}
 # A registration: notify projects the contact (no delivery, nothing sent).
 REGISTRATION = {
     "event_id": "UserRegistered:package-smoke-test", "event_type": "UserRegistered", "schema_version": 1,

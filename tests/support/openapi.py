@@ -29,7 +29,12 @@ def assert_matches(path: str, method: str, response) -> None:
     """The response's status is documented for the operation, and its body fits the schema."""
     operation = document()["paths"][path][method.lower()]
     documented = operation["responses"]
-    assert str(response.status_code) in documented, f"{method} {path} answered undocumented {response.status_code}"
-    schema = _resolve(documented[str(response.status_code)])["content"]["application/json"]["schema"]
+    status = str(response.status_code)
+    assert status in documented or (status >= "400" and "default" in documented), \
+        f"{method} {path} answered undocumented {response.status_code}"
+    content = _resolve(documented.get(status) or documented["default"])["content"]
+    media_type = response.headers["content-type"].split(";")[0]
+    assert media_type in content, f"{method} {path} {status} answered {media_type}, documented {sorted(content)}"
+    schema = content[media_type]["schema"]
     jsonschema.validate(response.json(), {**schema, "components": document()["components"]},
                         cls=jsonschema.Draft202012Validator)

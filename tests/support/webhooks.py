@@ -9,9 +9,9 @@ from tests.support.relay import free_port
 
 
 class WebhookReceiver:
-    """http://127.0.0.1:<port>/hook; `answers` are used in order, then 200 for ever."""
+    """http://<host>:<port>/hook; `answers` are used in order, then 200 for ever."""
 
-    def __init__(self, answers: list[int] | None = None) -> None:
+    def __init__(self, answers: list[int] | None = None, host: str = "127.0.0.1", port: int | None = None) -> None:
         self.received: list[dict] = []
         self.answers = list(answers or [])
         self.lock = threading.Lock()
@@ -31,13 +31,14 @@ class WebhookReceiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        self.port = free_port()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.host = host
+        self.port = port or free_port()
+        self.server = ThreadingHTTPServer((host, self.port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        return f"http://{self.host}:{self.port}/hook"
 
     def close(self) -> None:
         """Stop serving and release the port: later calls are refused at once, not left hanging."""

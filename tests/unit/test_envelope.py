@@ -32,7 +32,22 @@ def test_body_that_is_not_json_is_invalid():
     [
         (lambda d: d.pop("event_id"), "lacks event_id"),
         (lambda d: d.update(schema_version="1"), "schema_version must be an integer"),
-        (lambda d: d.update(occurred_at="yesterday"), "not ISO-8601"),
+        (lambda d: d.update(occurred_at="yesterday"), "ISO-8601"),
+        (lambda d: d.update(occurred_at="0001-01-01T00:00:00+14:00"), "outside the years"),
+        (lambda d: d.update(surprise=1), "unknown envelope fields surprise"),
+        (lambda d: d.update(event_id="31337:0xABC:0"), "event_id of a chain log must be"),
+        (lambda d: d["payload"].update(contract="0x5fbdb2315678afecb367f032d93F642f64180aa3"), "EIP-55"),
+        (lambda d: d["payload"].update(depositor="0x70997970C51812dc3A010C7d01b50e0d17dc79c9"), "EIP-55"),
+        (lambda d: d["payload"].update(obligation_usd="-1500"), "payload.obligation_usd"),
+        (lambda d: d["payload"].update(obligation_usd="Infinity"), "payload.obligation_usd"),
+        (lambda d: d["payload"].update(obligation_usd="1" + "0" * 31), "payload.obligation_usd"),
+        (lambda d: d["payload"].update(amount="0"), "payload.amount"),
+        (lambda d: d["payload"].update(amount=str(2**256)), "payload.amount"),
+        (lambda d: d["payload"].update(escrow_id="²"), "payload.escrow_id"),
+        (lambda d: d["payload"].update(chain_id=2**63), "payload.chain_id"),
+        (lambda d: d["payload"].update(log_index=True), "payload.log_index"),
+        (lambda d: d["payload"].update(deadline=10**13), "payload.deadline"),
+        (lambda d: d["payload"].update(extra="x"), "payload.extra"),
         (lambda d: d.update(occurred_at="2026-11-20T12:00:00"), "UTC offset"),
         (lambda d: d.update(event_type="Nope"), "unknown event type"),
         (lambda d: d["payload"].update(amount=12), "payload.amount"),
@@ -54,3 +69,35 @@ def test_invalid_event_keeps_the_event_id_when_it_can():
     with pytest.raises(InvalidEvent) as raised:
         Envelope.from_json(document)
     assert raised.value.event_id == document["event_id"]
+
+
+def test_every_eip55_valid_spelling_becomes_the_checksummed_address():
+    for spelling in ("0x5fbdb2315678afecb367f032d93f642f64180aa3", "0x5FBDB2315678AFECB367F032D93F642F64180AA3",
+                     "5fbdb2315678afecb367f032d93f642f64180aa3"):
+        document = golden("escrow_created")
+        document["payload"]["contract"] = spelling
+        assert Envelope.from_json(document).payload["contract"] == "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+
+
+@pytest.mark.parametrize("body, reason", [
+    (json.dumps({**golden("escrow_created"), "event_id": "31337:0x11\u0000:0"}).encode(), "NUL byte"),
+    (json.dumps({**golden("escrow_created"), "causation_id": "\ud800"}).encode(), "unpaired surrogate"),
+    (b"[" * 100_000 + b"]" * 100_000, "exceeds"),
+    (b"[" * 30_000 + b"]" * 30_000, "nested too deeply"),
+    (json.dumps({"payload": "x" * 70_000}).encode(), "exceeds"),
+])
+def test_a_body_no_field_of_which_could_be_stored_is_refused_whole(body, reason):
+    with pytest.raises(InvalidEvent, match=reason):
+        Envelope.from_bytes(body)
+
+
+def test_nesting_is_bounded_whatever_the_recursion_limit():
+    import sys
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(100_000)  # as some runtimes and test tools do: json.loads then parses any depth
+    try:
+        with pytest.raises(InvalidEvent, match="nested too deeply"):
+            Envelope.from_bytes(b"[" * 40 + b"]" * 40)
+    finally:
+        sys.setrecursionlimit(limit)

@@ -6,7 +6,15 @@ from decimal import Decimal
 import pytest
 
 from shared.assets import Asset
-from shared.pricing.guards import ACCEPTED, HELD, SUSPECT, UNAVAILABLE, AssetPriceState, decide
+from shared.pricing.guards import (
+    ACCEPTED,
+    HELD,
+    SUSPECT,
+    UNAVAILABLE,
+    AssetPriceState,
+    decide,
+    published_price_problem,
+)
 from shared.pricing.quotes import CHAINLINK, COINGECKO, Quote
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -66,9 +74,9 @@ def test_a_jump_beyond_the_bound_is_held_then_confirmed_by_the_next_round():
     confirmed = run(quotes("3110", "3100"), AssetPriceState(
         last_good_price=Decimal(2000), held_price=first.price, last_published_price=Decimal(2000),
         last_published_at=NOW - timedelta(seconds=60)))
-    assert (confirmed.status, confirmed.publish) == (ACCEPTED, True)
+    assert (confirmed.status, confirmed.publish, confirmed.jump_confirmed) == (ACCEPTED, True, True)
     back = run(quotes("2001", "2001"), AssetPriceState(last_good_price=Decimal(2000), held_price=Decimal(3100)))
-    assert back.status == ACCEPTED  # the jump did not persist: the old level simply continues
+    assert (back.status, back.jump_confirmed) == (ACCEPTED, False)  # the jump did not persist
 
 
 @pytest.mark.parametrize(("price", "seconds_ago", "publish"), [
@@ -81,3 +89,19 @@ def test_a_jump_beyond_the_bound_is_held_then_confirmed_by_the_next_round():
 def test_publishing_follows_deviation_and_heartbeat(price, seconds_ago, publish):
     decision = run(quotes(price, price), published("2000", seconds_ago))
     assert decision.status == ACCEPTED and decision.publish is publish
+
+
+@pytest.mark.parametrize("price, sources, confirmed, applied, problem", [
+    ("2000", ["2000"], False, "1990", None),
+    ("2000", ["1990", "2010"], False, None, None),  # the median of an even count is the mean of the middle two
+    ("2000", [], False, None, "no source prices"),
+    ("2000", ["1000"], False, None, "not the median"),
+    ("4000", ["4000"], False, "2000", "without confirmation"),
+    ("4000", ["4000"], True, "2000", None),  # fetch-price saw the jump confirmed by a second round
+    ("1001", ["1001"], False, "2000", None),  # a move within PRICE_MAX_JUMP (0.5)
+])
+def test_a_published_price_applies_only_with_its_provenance_and_within_the_jump_bound(
+        price, sources, confirmed, applied, problem):
+    found = published_price_problem(Decimal(price), [Decimal(s) for s in sources], confirmed,
+                                    Decimal(applied) if applied else None, Decimal("0.5"))
+    assert (found is None) if problem is None else (problem in found)

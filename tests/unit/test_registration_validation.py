@@ -46,14 +46,28 @@ def test_age_and_document_expiry_are_left_to_screening():
     ("email", "not-an-email", "email address"),
     ("phone", "07700 900123", "E.164"),
     ("wallet_addresses", [], "1 to 10"),
-    ("wallet_addresses", ["0x1234"], "not an Ethereum address"),
+    ("wallet_addresses", ["0x1234"], "20-byte hex address"),
+    ("wallet_addresses", ["0xZZ997970c51812dc3a010c7d01b50e0d17dc79c8"], "20-byte hex address"),
     ("wallet_addresses", ["0x70997970C51812dc3A010C7d01b50e0d17dc79c8"], "EIP-55"),
     ("wallet_addresses", ["0x70997970c51812dc3a010c7d01b50e0d17dc79c8"] * 2, "twice"),
     ("notification_channels", [], "non-empty"),
     ("notification_channels", ["email", "pager"], "at most once"),
+    ("notification_channels", [{}], "non-empty list"),  # found by schemathesis: was a 500
     ("webhook_url", None, "required for the webhook channel"),
     ("webhook_url", "http://hooks.example.org/x", "https"),
     ("webhook_url", "ftp://hooks.example.org/x", "https URL"),
+    ("webhook_url", "https://user:secret@hooks.example.org/x", "credentials"),
+    ("webhook_url", "https://127.0.0.1:99999/x", "not a valid URL"),
+    ("webhook_url", "https://[::1/x", "not a valid URL"),
+    ("webhook_url", "https://[::127.0.0.1]/x", "non-public"),
+    ("webhook_url", "https://[64:ff9b::a9fe:a9fe]/x", "non-public"),
+    ("webhook_url", "https://[2002:a9fe:a9fe::]/x", "non-public"),
+    ("webhook_url", "https://[fd00::1]/x", "non-public"),
+    ("webhook_url", "https://169.254.169.254/x", "non-public"),
+    ("email", "ada\x00@example.org", "email address"),
+    ("email", "ada@example.org\n", "email address"),
+    ("phone", "+447700900123\n", "E.164"),
+    ("name", "x" * 900_000, "at most 200"),
 ])
 def test_each_invalid_field_is_named(field, value, reason):
     body = {**VALID, field: value}
@@ -92,6 +106,17 @@ def test_every_problem_is_reported_at_once_including_unknown_fields():
         validate_registration({"name": "x", "shoe_size": 44}, TODAY)
     assert {"date_of_birth", "country", "email", "phone", "wallet_addresses", "notification_channels",
             "shoe_size"} <= set(raised.value.problems)
+
+
+@pytest.mark.parametrize("spelling", [
+    "0x70997970c51812dc3a010c7d01b50e0d17dc79c8",
+    "0x70997970C51812DC3A010C7D01B50E0D17DC79C8",
+    "70997970c51812dc3a010c7d01b50e0d17dc79c8",
+    "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+])
+def test_every_eip55_valid_wallet_spelling_is_stored_checksummed(spelling):
+    registration = validate_registration({**VALID, "wallet_addresses": [spelling]}, TODAY)
+    assert registration.wallet_addresses == ("0x70997970C51812dc3A010C7d01b50e0d17dc79C8",)
 
 
 def test_loopback_webhook_may_use_plain_http():
