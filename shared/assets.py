@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from shared.addresses import checksum_address
 from shared.errors import ConfigurationError
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -71,13 +72,11 @@ def _parse_one(index: int, item: Any, problems: list[str]) -> Asset | None:
         return value
 
     def address(name: str) -> str:
-        from eth_utils import to_checksum_address  # only functions that configure assets ship eth-utils
-
         value = text(name)
         if value and not _ADDRESS.match(value):
             problems.append(f"{where}.{name} is not an address")
             return ""
-        return to_checksum_address(value) if value else ""
+        return checksum_address(value) if value else ""
 
     def positive_int(name: str) -> int:
         value = item.get(name)

@@ -19,10 +19,10 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
-from eth_utils import is_checksum_address, to_checksum_address
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
 from pydantic import ValidationError as PydanticValidationError
 
+from shared.addresses import canonical_address
 from shared.errors import InvalidEvent
 from shared.pricing.quotes import PRICE_SOURCES
 
@@ -58,22 +58,8 @@ MAX_NAME_LENGTH = 200
 MAX_TEXT_LENGTH = 2000
 MAX_URL_LENGTH = 2048
 
-_HEX_ADDRESS = re.compile(r"^(0x)?[0-9a-fA-F]{40}$")
 _HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
 _DIGITS = re.compile(r"^[0-9]{1,78}$")
-
-
-def canonical_address(value: Any) -> str:
-    """The checksummed form of an EIP-55-valid address; ValueError for anything else.
-
-    All lower or all upper case carries no checksum and is accepted; mixed case must match its checksum.
-    """
-    if not isinstance(value, str) or not _HEX_ADDRESS.match(value):
-        raise ValueError("must be a 20-byte hex address")
-    digits = value.removeprefix("0x")
-    if digits != digits.lower() and digits != digits.upper() and not is_checksum_address("0x" + digits):
-        raise ValueError(f"{value} fails its EIP-55 checksum")
-    return to_checksum_address("0x" + digits.lower())
 
 
 def _canonical_hash(value: Any) -> str:
@@ -184,9 +170,12 @@ CountryCode = Annotated[str, Field(strict=True, pattern=r"^[A-Z]{2}$")]
 
 
 class Payload(BaseModel):
-    """A payload: strict, closed (an unknown field is an error), immutable."""
+    """A payload: strict, closed (an unknown field is an error), immutable.
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    Validators are built on first use (`defer_build`): a function pays only for the types it consumes.
+    """
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, defer_build=True)
 
 
 class ChainLog(Payload):

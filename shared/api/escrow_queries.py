@@ -11,8 +11,9 @@ from decimal import Decimal, InvalidOperation
 from sqlalchemy import and_, or_, select, tuple_
 from sqlalchemy.engine import Connection
 
+from shared.addresses import canonical_address
 from shared.errors import InvalidRequest
-from shared.events import MAX_BIGINT, MAX_UINT256, canonical_address
+from shared.events import MAX_BIGINT, MAX_UINT256
 from shared.settlement.holds import escrow_hold, holds_on
 from shared.settlement.states import EscrowState
 from shared.settlement.tables import escrows, transitions

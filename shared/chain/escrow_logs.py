@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from eth_utils import to_checksum_address as _to_checksum_address
-
+from shared.addresses import checksum_address as to_checksum_address
 from shared.events import ESCROW_APPROVED, ESCROW_COMPLETED, ESCROW_CREATED, ESCROW_REFUNDED
 
 # The contract's fixed USD scale (Escrow.USD_DECIMALS), the same as Chainlink USD feeds.
 USD_DECIMALS = 8
-
-
-@functools.lru_cache(maxsize=65536)
-def to_checksum_address(address: str) -> str:
-    """EIP-55 form of an address, cached: the same parties and contract recur in every backfill."""
-    return _to_checksum_address(address)
 
 
 def chain_log_event_id(chain_id: int, tx_hash: str, log_index: int) -> str:

@@ -16,8 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from eth_utils import is_hex_address, to_checksum_address
-
+from shared.addresses import checksum_address, is_hex_address
 from shared.errors import PermanentError
 
 # What each file is called where OFAC publishes it; the keys name them everywhere else.
@@ -99,7 +98,7 @@ def parse_lists(files: Mapping[str, bytes]) -> ParsedLists:
         entries.append({"ent_num": ent_num, "name": row[1], "sdn_type": row[2], "programs": row[3],
                         "title": row[4], "remarks": remarks or None})
         for address in _ETH_IN_REMARKS.findall(remarks):
-            wallets[to_checksum_address(address)] = ent_num
+            wallets[checksum_address(address)] = ent_num
     if not entries:
         raise ListFormatError("SDN.CSV has no entries")
     aliases = [{"ent_num": _int(r[0]), "alt_num": _int(r[1]), "alt_type": r[2], "name": r[3], "remarks": r[4]}
@@ -112,6 +111,6 @@ def parse_lists(files: Mapping[str, bytes]) -> ParsedLists:
             continue
         if not is_hex_address(address):
             raise ListFormatError(f"address list line {line_number}: {address!r} is not an Ethereum address")
-        wallets.setdefault(to_checksum_address(address), None)
+        wallets.setdefault(checksum_address(address), None)
     return ParsedLists(digest=content_digest(files), entries=entries, aliases=aliases, addresses=addresses,
                        wallets=wallets)

@@ -17,9 +17,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from eth_utils import is_hex_address, to_checksum_address
-
 # The screening rules are the compliance settings (thresholds, jurisdictions, minimum age).
+from shared.addresses import checksum_address, is_hex_address
 from shared.settings import ComplianceSettings as Policy
 
 if TYPE_CHECKING:  # the api validates documents with this module and does not ship rapidfuzz
@@ -143,7 +142,7 @@ def check_wallets(wallets: Any, listed: Mapping[str, int | None]) -> list[Hit]:
     hits = []
     for wallet in wallets:
         if isinstance(wallet, str) and is_hex_address(wallet):
-            address = to_checksum_address(wallet)
+            address = checksum_address(wallet)
             if address in listed:
                 hits.append(Hit("sanctions.wallet", "sanctions.listed_wallet", Decision.REJECTED,
                                 {"wallet": address, "list": "OFAC SDN digital currency addresses"},

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
-from eth_utils import is_hex_address, to_checksum_address
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, Engine
 
+from shared.addresses import checksum_address, is_hex_address
 from shared.compliance.lists import ListCache
 from shared.compliance.screening import (
     Decision,
@@ -60,7 +60,7 @@ def _subject_fields(payload: Mapping[str, Any]) -> dict[str, Any]:
         "name": payload.get("name") if isinstance(payload.get("name"), str) else None,
         "date_of_birth": date_of_birth,
         "country": payload.get("country") if isinstance(payload.get("country"), str) else None,
-        "wallet_addresses": [to_checksum_address(w) for w in wallets if isinstance(w, str) and is_hex_address(w)]
+        "wallet_addresses": [checksum_address(w) for w in wallets if isinstance(w, str) and is_hex_address(w)]
         if isinstance(wallets, list) else [],
         "identity_document": {key: document.get(key) for key in ("type", "issuing_country", "expires_on")}
         if isinstance(document, dict) else None,

@@ -10,9 +10,10 @@ from typing import Any
 
 import pycountry
 
+from shared.addresses import canonical_address
 from shared.compliance.screening import DOCUMENT_TYPES
 from shared.errors import InvalidRequest
-from shared.events import MAX_NAME_LENGTH, canonical_address
+from shared.events import MAX_NAME_LENGTH
 from shared.notify.url_guard import url_problem
 
 # The minimum age is a KYC rule (screen-compliance, COMPLIANCE_MIN_AGE): an under-age registration is

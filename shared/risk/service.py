@@ -10,11 +10,11 @@ import logging
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from eth_utils import to_checksum_address
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
+from shared.addresses import checksum_address
 from shared.envelope import Envelope
 from shared.errors import InvalidEvent
 from shared.events import ESCROW_STATE_CHANGED, PRICE_UPDATED
@@ -51,7 +51,7 @@ class RiskEngine:
     def apply_escrow_change(self, conn: Connection, envelope: Envelope) -> None:
         """Sync one escrow into the projection, then reassess it and refresh its depositor's exposures."""
         p = envelope.payload
-        asset = self.assets_by_token.get(to_checksum_address(p["asset"]))
+        asset = self.assets_by_token.get(checksum_address(p["asset"]))
         if asset is None:
             log.warning("escrow collateral is not a configured asset; kept but not assessed",
                         extra={"escrow_id": p["escrow_id"], "asset": p["asset"]})
