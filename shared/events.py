@@ -58,18 +58,18 @@ MAX_NAME_LENGTH = 200
 MAX_TEXT_LENGTH = 2000
 MAX_URL_LENGTH = 2048
 
-_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
-_DIGITS = re.compile(r"^[0-9]{1,78}$")
+_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
+_DIGITS = re.compile(r"[0-9]{1,78}")
 
 
 def _canonical_hash(value: Any) -> str:
-    if not isinstance(value, str) or not _HASH.match(value):
+    if not isinstance(value, str) or not _HASH.fullmatch(value):
         raise ValueError("must be a 32-byte 0x hex hash")
     return value.lower()
 
 
 def _uint256(value: Any) -> str:
-    if not isinstance(value, str) or not _DIGITS.match(value) or int(value) > MAX_UINT256:
+    if not isinstance(value, str) or not _DIGITS.fullmatch(value) or int(value) > MAX_UINT256:
         raise ValueError("must be a uint256 as a decimal string of ASCII digits")
     return str(int(value))
 

@@ -19,6 +19,7 @@ import sqlalchemy
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from eth_utils import to_checksum_address
+from twilio.request_validator import RequestValidator
 
 PROBLEM = "application/problem+json"
 ESCROW = f"31337:{to_checksum_address('0x' + '5a' * 20)}"
@@ -268,3 +269,39 @@ def test_a_callback_of_one_provider_cannot_move_another_channels_delivery(stack,
     with owner_engine.connect() as conn:
         assert conn.execute(sqlalchemy.text("SELECT status FROM notify.deliveries WHERE id = :d"),
                             {"d": delivery_id}).scalar_one() == "sent"
+
+
+def _sign_twilio(stack, form: dict) -> dict:
+    callbacks = stack.topology.function("callbacks")
+    env = stack.function_env(callbacks, stack.layout.read_state()["escrow_address"])
+    signature = RequestValidator(env["TWILIO_AUTH_TOKEN"]).compute_signature(env["TWILIO_STATUS_CALLBACK_URL"], form)
+    return {"X-Twilio-Signature": signature}
+
+
+@pytest.mark.parametrize("name, form, field", [
+    ("no MessageSid", {"MessageStatus": "delivered"}, "MessageSid"),
+    ("a MessageStatus of 300 characters", {"MessageSid": "SM1", "MessageStatus": "d" * 300}, "MessageStatus"),
+    ("a NUL byte in a field", {"MessageSid": "SM1", "MessageStatus": "delivered", "To": "+1\x00"}, "To"),
+], ids=lambda value: value if isinstance(value, str) else None)
+def test_a_malformed_signed_twilio_callback_gets_a_problem_and_is_recorded(name, form, field, stack, callbacks,
+                                                                           owner_engine):
+    before = _rejected_callbacks(owner_engine)
+    reply = requests.post(f"{callbacks}/twilio/status", data=form, timeout=10, headers=_sign_twilio(stack, form))
+    assert_problem(reply, 400, field)
+    assert _rejected_callbacks(owner_engine) == before + 1
+    _genuine_callback_is_applied(stack, callbacks)
+
+
+# ------------------------------------------------------------------ tick topics
+
+@pytest.mark.parametrize("function", ["relay", "fetch-price", "refresh-sanctions"])
+@pytest.mark.parametrize("data", [b"\xff\xfe\x00 not json", b"[" * 30_000 + b"]" * 30_000, b"x" * 100_000],
+                         ids=["binary", "deeply-nested", "100-KB"])
+def test_a_tick_with_any_content_is_just_a_tick(function, data, stack):
+    """A tick's content is never read: whatever it carries, the function runs its tick and answers 2xx."""
+    port = stack.layout.function_port(stack.topology, function)
+    push = {"message": {"data": base64.b64encode(data).decode(), "messageId": uuid.uuid4().hex,
+                        "attributes": {"x": "\x00"}, "publishTime": "2026-01-01T00:00:00Z"},
+            "subscription": f"projects/local/subscriptions/{function}-hostile"}
+    reply = requests.post(f"http://127.0.0.1:{port}/", json=push, timeout=120)
+    assert 200 <= reply.status_code < 300, reply.text
