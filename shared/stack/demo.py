@@ -34,19 +34,18 @@ def run_demo(stack: Stack) -> None:
     contract = stack.escrow()
     accounts = w3.eth.accounts
 
-    user = requests.post(f"{api}/users", timeout=30, json={
+    engine = sqlalchemy.create_engine(stack.layout.database_url())
+    user_id = _register(api, engine, {
         "name": "Demo Depositor", "date_of_birth": "1988-04-02", "country": "DE",
         "email": f"demo-{int(time.time())}@example.org", "phone": "+4915112345678",
         "wallet_addresses": [accounts[1]], "notification_channels": ["email", "sms"],
         "identity_document": {"type": "national_id", "number": "T22000129", "issuing_country": "DE",
                               "expires_on": "2031-08-31"},
     })
-    user.raise_for_status()
-    print(f"registered user {user.json()['user_id']} with wallet {accounts[1][:10]}…")
+    print(f"user {user_id} holds wallet {accounts[1][:10]}…")
 
     publisher = pubsub_v1.PublisherClient()
-    engine = sqlalchemy.create_engine(stack.layout.database_url())
-    _compliance(api, engine, user.json()["user_id"])
+    _compliance(api, engine, user_id)
 
     def publish(topic: str, data: bytes) -> str:
         return publisher.publish(publisher.topic_path(PROJECT_ID, topic), data).result(30)
@@ -93,7 +92,7 @@ def run_demo(stack: Stack) -> None:
     print(f"GET /escrows/{detail['id']} history: "
           + " → ".join(f"{t['to_state']}@{t['block_number']}" for t in detail["transitions"]))
     _price_crash(stack, market, engine, contract.address, [waiting.escrow_id, leveraged.escrow_id])
-    portfolio = requests.get(f"{api}/users/{user.json()['user_id']}/portfolio", timeout=30).json()
+    portfolio = requests.get(f"{api}/users/{user_id}/portfolio", timeout=30).json()
     print(f"GET /users/{portfolio['user_id']}/portfolio → total: " + ", ".join(
         f"{k}={v}" for k, v in portfolio["total"].items()))
     _alerts_and_trace(engine, contract.address, leveraged.escrow_id)
@@ -106,6 +105,20 @@ def run_demo(stack: Stack) -> None:
           "`make down` stops the stack")
 
 
+def _register(api: str, engine, body: dict) -> str:
+    """Register a user; on a stack left up from an earlier demo its wallet has an owner already: reuse it.
+
+    A wallet belongs to one user, so a second registration with it answers 409.
+    """
+    reply = requests.post(f"{api}/users", timeout=30, json=body)
+    if reply.status_code != 409:
+        reply.raise_for_status()
+        return reply.json()["user_id"]
+    with engine.connect() as conn:
+        return conn.execute(sqlalchemy.text("SELECT user_id FROM identity.wallet_owners WHERE wallet = :w"),
+                            {"w": body["wallet_addresses"][0]}).scalar_one()
+
+
 def _compliance(api: str, engine, clean_user_id: str) -> None:
     """Show the clean user's screening, then register one with a real OFAC-listed wallet and show its."""
     with engine.connect() as conn:
@@ -116,15 +129,14 @@ def _compliance(api: str, engine, clean_user_id: str) -> None:
             {"s": snapshot.snapshot_id}).scalar()
     print(f"sanctions list snapshot #{snapshot.snapshot_id} loaded by refresh-sanctions from the local OFAC "
           f"server: {snapshot.counts}")
-    sanctioned = requests.post(f"{api}/users", timeout=30, json={
+    sanctioned = _register(api, engine, {
         "name": "Demo Counterparty", "date_of_birth": "1975-09-30", "country": "NL",
         "email": f"counterparty-{int(time.time())}@example.org", "phone": "+31612345678",
         "wallet_addresses": [listed], "notification_channels": ["email"],
         "identity_document": {"type": "passport", "number": "NX7Y0P2Q1", "issuing_country": "NL",
                               "expires_on": "2030-02-28"},
     })
-    sanctioned.raise_for_status()
-    for label, user_id in (("clean user", clean_user_id), ("user with a listed wallet", sanctioned.json()["user_id"])):
+    for label, user_id in (("clean user", clean_user_id), ("user with a listed wallet", sanctioned)):
         def screened(user_id=user_id):
             history = requests.get(f"{api}/users/{user_id}/compliance", timeout=30).json()
             return history if history["status"] != "PENDING" else None
