@@ -9,6 +9,8 @@ from pathlib import Path
 import yaml
 
 MANIFEST_PATH = Path(__file__).with_name("topology.yaml")
+# Pub/Sub refuses a longer ack deadline.
+MAX_ACK_DEADLINE_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,12 @@ class Topology:
                     found.append(f"subscription {sub.name}: max_delivery_attempts must be 5..100")
                 if sub.retry is None:
                     found.append(f"subscription {sub.name} has no retry policy")
+                target = functions.get(sub.push_to)
+                if target and not target.timeout_seconds <= sub.ack_deadline_seconds <= MAX_ACK_DEADLINE_SECONDS:
+                    # Shorter than the function may run, Pub/Sub pushes again while the first push still works.
+                    found.append(f"subscription {sub.name}: ack deadline {sub.ack_deadline_seconds}s must cover "
+                                 f"{sub.push_to}'s timeout {target.timeout_seconds}s (at most "
+                                 f"{MAX_ACK_DEADLINE_SECONDS}s)")
         for dlq in self.dead_letter_topics():
             if not any(s.topic == dlq and s.push_to is None for s in self.subscriptions):
                 found.append(f"dead-letter topic {dlq} has no pull subscription to hold its messages")

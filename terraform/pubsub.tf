@@ -27,6 +27,11 @@ resource "google_pubsub_subscription" "push" {
   topic                      = google_pubsub_topic.topic[each.value.topic].id
   ack_deadline_seconds       = each.value.ack_deadline_seconds
   message_retention_duration = "604800s"
+  # Never expire: by default GCP deletes a subscription after 31 days without activity, and a quiet
+  # topic (compliance.reviews.v1) would then lose its subscriber and every message after.
+  expiration_policy {
+    ttl = ""
+  }
 
   push_config {
     push_endpoint = google_cloudfunctions2_function.function[each.value.push_to].service_config[0].uri

@@ -105,6 +105,16 @@ def test_every_function_has_a_function_a_service_account_a_trigger_and_a_dlq(res
     assert invoker["member"] == "${google_service_account.pusher.member}"
 
 
+def test_no_subscription_ever_expires_and_ack_deadlines_come_from_the_manifest(resources, evaluated):
+    for kind in ("push", "hold"):
+        subscription = resources[("google_pubsub_subscription", kind)]
+        assert subscription["expiration_policy"] == [{"ttl": ""}], kind  # "" is never; the default is 31 days
+        assert subscription["ack_deadline_seconds"] == "${each.value.ack_deadline_seconds}", kind
+    topology = load_topology()
+    for name, sub in evaluated["push_subscriptions"].items():
+        assert sub["ack_deadline_seconds"] >= topology.function(sub["push_to"]).timeout_seconds, name
+
+
 def test_publisher_bindings_are_exactly_the_manifests_publishes(resources, evaluated):
     expected = {(f.name, topic) for f in load_topology().functions for topic in f.publishes}
     assert {(p["function"], p["topic"]) for p in evaluated["publishers"].values()} == expected

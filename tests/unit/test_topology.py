@@ -35,3 +35,19 @@ def test_consistency_check_finds_broken_manifests():
     assert "relay publishes to undeclared topic no.such.topic" in problems
     assert "relay has no push subscription on relay.tick" in problems
     assert "settlement.events.v1.settle has no declared dead-letter topic" in problems
+
+
+def test_an_ack_deadline_shorter_than_the_functions_timeout_is_refused():
+    topology = load_topology()
+    short = tuple(dataclasses.replace(s, ack_deadline_seconds=60) if s.name == "users.registered.v1.notify" else s
+                  for s in topology.subscriptions)
+    problems = dataclasses.replace(topology, subscriptions=short).problems()
+    assert problems == ["subscription users.registered.v1.notify: ack deadline 60s must cover notify's timeout "
+                        "120s (at most 600s)"]
+
+
+def test_every_push_subscription_covers_its_functions_timeout():
+    topology = load_topology()
+    for sub in topology.subscriptions:
+        if sub.push_to:
+            assert topology.function(sub.push_to).timeout_seconds <= sub.ack_deadline_seconds <= 600, sub.name
