@@ -189,22 +189,23 @@ class ComplianceService:
     def apply_review(self, conn: Connection, requested: Envelope) -> Outgoing:
         """Confirm or dismiss a pending REVIEW hit; re-decide the user; publish when the decision changes."""
         payload = requested.payload
-        action = REVIEW_ACTIONS.get(payload["action"])
-        if action is None:
-            raise InvalidEvent(f"review action {payload['action']!r} is not confirm or dismiss",
-                               event_id=requested.event_id)
+        action = REVIEW_ACTIONS[payload["action"]]  # the schema admits confirm and dismiss only
         user_id = payload["user_id"]
         subject = conn.execute(select(subjects).where(subjects.c.user_id == user_id).with_for_update()
                                ).mappings().first()
         hit = conn.execute(select(hits).where(hits.c.hit_id == payload["hit_id"], hits.c.user_id == user_id)
                            ).mappings().first()
+        if hit is None:
+            # Nothing to record it against (a review row names an existing hit): refused with the reason.
+            raise InvalidEvent(f"review names hit {payload['hit_id']}, which user {user_id} does not have",
+                               event_id=requested.event_id)
         reason = review_refusal(subject, hit)
         conn.execute(reviews.insert().values(
             review_id=payload["review_id"], hit_id=payload["hit_id"], user_id=user_id, action=payload["action"],
             reviewer=payload["reviewer"], note=payload.get("note"),
             requested_at=datetime.fromisoformat(payload["requested_at"]),
             outcome="ignored" if reason else "applied", reason=reason))
-        if reason or subject is None or hit is None:
+        if reason or subject is None:
             log.warning("review ignored", extra={"review_id": payload["review_id"], "reason": reason})
             return []
         conn.execute(update(hits).where(hits.c.hit_id == hit["hit_id"])
