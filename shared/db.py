@@ -7,7 +7,9 @@ never touches the database pays nothing and warm invocations reuse the pool.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -21,6 +23,7 @@ from shared.errors import DatabaseUnavailable
 from shared.settings import DatabaseSettings
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # Pool settings, shared by both connection paths.
 POOL_OPTIONS = {
@@ -146,3 +149,52 @@ def transaction(engine: Engine) -> Iterator[Connection]:
         raise
     except sa_exc.TimeoutError as exc:
         raise DatabaseUnavailable(f"database pool exhausted: {exc}") from exc
+
+
+# How long one push delivery waits, inside the request, for a database that went away (a restart, a
+# failover, a maintenance window). Bounded well inside every push ack deadline and function timeout
+# (at least 60 s; `Topology.problems` checks it), so the wait never makes Pub/Sub push a second copy.
+# Beyond it the delivery fails as retryable and Pub/Sub's own retries take over: the README's
+# "Outages" note gives the arithmetic for the local stack and for production.
+OUTAGE_WAIT_SECONDS = 40.0
+_FIRST_OUTAGE_PAUSE_SECONDS = 0.5
+_LONGEST_OUTAGE_PAUSE_SECONDS = 5.0
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def rides_out_database_outages(function: F) -> F:
+    """Run `function`, retrying it with backoff while the database is unavailable, up to OUTAGE_WAIT_SECONDS.
+
+    For push-triggered entry points only: their work is idempotent (inbox, outbox, checkpoints), so
+    running it again after a failed connection changes nothing that already committed. The wait is
+    retryable by nature and never recorded as poison.
+    """
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        deadline = time.monotonic() + OUTAGE_WAIT_SECONDS
+        pause = _FIRST_OUTAGE_PAUSE_SECONDS
+        waited_from = None
+        while True:
+            try:
+                result = function(*args, **kwargs)
+            except (DatabaseUnavailable, *TRANSIENT_DB_ERRORS) as exc:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    log.warning("database still unavailable after waiting; Pub/Sub will redeliver",
+                                extra={"waited_seconds": OUTAGE_WAIT_SECONDS, "error": type(exc).__name__})
+                    raise
+                if waited_from is None:
+                    waited_from = time.monotonic()
+                    log.warning("database unavailable; waiting for it inside the request",
+                                extra={"wait_budget_seconds": OUTAGE_WAIT_SECONDS, "error": type(exc).__name__})
+                time.sleep(min(pause, remaining))
+                pause = min(pause * 2, _LONGEST_OUTAGE_PAUSE_SECONDS)
+                continue
+            if waited_from is not None:
+                log.info("database back; delivery completed",
+                         extra={"waited_seconds": round(time.monotonic() - waited_from, 1)})
+            return result
+
+    return wrapper  # type: ignore[return-value]

@@ -8,9 +8,14 @@ from pathlib import Path
 
 import yaml
 
+from shared.db import OUTAGE_WAIT_SECONDS
+
 MANIFEST_PATH = Path(__file__).with_name("topology.yaml")
 # Pub/Sub refuses a longer ack deadline.
 MAX_ACK_DEADLINE_SECONDS = 600
+# A push-triggered function waits up to OUTAGE_WAIT_SECONDS for the database inside one delivery; its
+# timeout must leave at least this much to do the work once the database is back.
+MIN_WORK_AFTER_OUTAGE_SECONDS = 20
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,9 @@ class Topology:
                     found.append(f"subscription {sub.name}: ack deadline {sub.ack_deadline_seconds}s must cover "
                                  f"{sub.push_to}'s timeout {target.timeout_seconds}s (at most "
                                  f"{MAX_ACK_DEADLINE_SECONDS}s)")
+                if target and target.timeout_seconds < OUTAGE_WAIT_SECONDS + MIN_WORK_AFTER_OUTAGE_SECONDS:
+                    found.append(f"{target.name}: timeout {target.timeout_seconds}s leaves no room to work after "
+                                 f"waiting out a database outage ({OUTAGE_WAIT_SECONDS:.0f}s, shared/db.py)")
         for dlq in self.dead_letter_topics():
             if not any(s.topic == dlq and s.push_to is None for s in self.subscriptions):
                 found.append(f"dead-letter topic {dlq} has no pull subscription to hold its messages")

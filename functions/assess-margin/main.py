@@ -2,6 +2,7 @@
 
 import functions_framework
 
+from shared.db import rides_out_database_outages
 from shared.logs import configure_logging
 from shared.messaging.consumer import Consumer
 from shared.risk.service import RiskEngine
@@ -14,6 +15,7 @@ CONSUMER = Consumer("assess-margin", SCHEMA, SETTINGS, RiskEngine(SETTINGS.requi
 
 
 @functions_framework.cloud_event
+@rides_out_database_outages
 def assess_margin(cloud_event) -> None:
     """Apply one event exactly once (both subscriptions deliver here), then publish margin events."""
     CONSUMER.handle(cloud_event)

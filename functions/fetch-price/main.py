@@ -2,6 +2,7 @@
 
 import functions_framework
 
+from shared.db import rides_out_database_outages
 from shared.logs import configure_logging
 from shared.pricing.service import PriceService
 from shared.settings import Settings
@@ -12,6 +13,7 @@ SERVICE = PriceService(SETTINGS)
 
 
 @functions_framework.cloud_event
+@rides_out_database_outages
 def fetch_price(cloud_event) -> None:
     """The tick's content is irrelevant; a source that keeps failing raises so the tick is redelivered."""
     SERVICE.run_tick()

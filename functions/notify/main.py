@@ -2,6 +2,7 @@
 
 import functions_framework
 
+from shared.db import rides_out_database_outages
 from shared.logs import configure_logging
 from shared.messaging.consumer import Consumer
 from shared.notify.service import Notifier
@@ -15,6 +16,7 @@ CONSUMER = Consumer("notify", SCHEMA, SETTINGS, NOTIFIER.handle, after_commit=NO
 
 
 @functions_framework.cloud_event
+@rides_out_database_outages
 def notify(cloud_event) -> None:
     """Record the event and plan its deliveries exactly once, then attempt what is still pending."""
     CONSUMER.handle(cloud_event)

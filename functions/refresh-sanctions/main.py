@@ -3,6 +3,7 @@
 import functions_framework
 
 from shared.compliance.refresh import SanctionsRefresher
+from shared.db import rides_out_database_outages
 from shared.logs import configure_logging
 from shared.settings import Settings
 
@@ -12,6 +13,7 @@ REFRESHER = SanctionsRefresher(SETTINGS)
 
 
 @functions_framework.cloud_event
+@rides_out_database_outages
 def refresh_sanctions(cloud_event) -> None:
     """The tick's content is irrelevant; an unreachable source raises so the tick is redelivered."""
     REFRESHER.run_tick()

@@ -2,6 +2,7 @@
 
 import functions_framework
 
+from shared.db import rides_out_database_outages
 from shared.logs import configure_logging
 from shared.relay.service import run_tick
 from shared.settings import Settings
@@ -11,6 +12,7 @@ SETTINGS = Settings.from_env(chain=True)
 
 
 @functions_framework.cloud_event
+@rides_out_database_outages
 def relay(cloud_event) -> None:
     """Scan and publish; the tick's content is irrelevant, only its arrival."""
     run_tick(SETTINGS)

@@ -4,6 +4,7 @@ import functions_framework
 
 from shared.compliance.service import ComplianceService
 from shared.compliance.tables import SCHEMA
+from shared.db import rides_out_database_outages
 from shared.logs import configure_logging
 from shared.messaging.consumer import Consumer
 from shared.settings import Settings
@@ -14,6 +15,7 @@ CONSUMER = Consumer("screen-compliance", SCHEMA, SETTINGS, ComplianceService(SET
 
 
 @functions_framework.cloud_event
+@rides_out_database_outages
 def screen_compliance(cloud_event) -> None:
     """Apply one registration or review exactly once, then publish the result."""
     CONSUMER.handle(cloud_event)

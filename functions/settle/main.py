@@ -2,6 +2,7 @@
 
 import functions_framework
 
+from shared.db import rides_out_database_outages
 from shared.logs import configure_logging
 from shared.messaging.consumer import Consumer
 from shared.settings import Settings
@@ -14,6 +15,7 @@ CONSUMER = Consumer("settle", SCHEMA, SETTINGS, handle)
 
 
 @functions_framework.cloud_event
+@rides_out_database_outages
 def settle(cloud_event) -> None:
     """Apply one event exactly once, then publish the resulting state changes."""
     CONSUMER.handle(cloud_event)

@@ -51,3 +51,11 @@ def test_every_push_subscription_covers_its_functions_timeout():
     for sub in topology.subscriptions:
         if sub.push_to:
             assert topology.function(sub.push_to).timeout_seconds <= sub.ack_deadline_seconds <= 600, sub.name
+
+
+def test_a_timeout_that_leaves_no_room_after_an_outage_wait_is_refused():
+    topology = load_topology()
+    short = tuple(dataclasses.replace(f, timeout_seconds=45) if f.name == "settle" else f for f in topology.functions)
+    problems = dataclasses.replace(topology, functions=short).problems()
+    assert "settle: timeout 45s leaves no room to work after waiting out a database outage (40s, shared/db.py)" \
+        in problems
