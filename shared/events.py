@@ -40,6 +40,8 @@ ESCROW_STATE_CHANGED = "EscrowStateChanged"
 PRICE_UPDATED = "PriceUpdated"
 # Published on risk.margin-events.v1 by assess-margin when a position changes tier.
 MARGIN_TIER_CHANGED = "MarginTierChanged"
+# A chain reorganisation erased an escrow that had been alerted on: the alerts are withdrawn.
+MARGIN_ALERT_RETRACTED = "MarginAlertRetracted"
 # Published on compliance.results.v1 by screen-compliance (and refresh-sanctions): a user's decision.
 COMPLIANCE_SCREENED = "ComplianceScreened"
 # Published on compliance.reviews.v1 by the api when a reviewer confirms or dismisses a REVIEW hit.
@@ -313,6 +315,18 @@ class MarginTierChangedV1(Payload):
     snapshot_id: DatabaseId
 
 
+class MarginAlertRetractedV1(Payload):
+    """MarginAlertRetracted: the escrow an alert was about no longer exists on the canonical chain."""
+
+    chain_id: ChainId
+    contract: Address
+    escrow_id: Uint256
+    depositor: Address
+    # The tier the withdrawn alerts announced.
+    retracted_tier: Id
+    reason: Text
+
+
 class ComplianceScreenedV1(Payload):
     """ComplianceScreened."""
 
@@ -354,6 +368,7 @@ PAYLOAD_MODELS: dict[tuple[str, int], type[Payload]] = {
     (ESCROW_STATE_CHANGED, 1): EscrowStateChangedV1,
     (PRICE_UPDATED, 1): PriceUpdatedV1,
     (MARGIN_TIER_CHANGED, 1): MarginTierChangedV1,
+    (MARGIN_ALERT_RETRACTED, 1): MarginAlertRetractedV1,
     (COMPLIANCE_SCREENED, 1): ComplianceScreenedV1,
     (COMPLIANCE_REVIEW_REQUESTED, 1): ComplianceReviewRequestedV1,
 }

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from shared.db import transaction
 from shared.envelope import Envelope
 from shared.errors import InvalidEvent, RetryableError
-from shared.events import MARGIN_TIER_CHANGED, USER_REGISTERED
+from shared.events import MARGIN_ALERT_RETRACTED, MARGIN_TIER_CHANGED, USER_REGISTERED
 from shared.messaging.consumer import Outgoing
 from shared.notify.channels import (
     PERMANENT,
@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 # Between the quick attempts inside one call: 0.5 s, 1 s, …
 IN_CALL_BACKOFF_SECONDS = 0.5
+# Delivery statuses that mean the alert went out to the user (a correction follows on the same channel).
+ALERT_REACHED_USER = (SENT, DELIVERED)
 
 
 
@@ -63,6 +65,8 @@ class Notifier:
             self._project_contact(conn, envelope)
         elif envelope.event_type == MARGIN_TIER_CHANGED:
             self._plan_deliveries(conn, envelope)
+        elif envelope.event_type == MARGIN_ALERT_RETRACTED:
+            self._plan_corrections(conn, envelope)
         else:
             raise InvalidEvent(f"notify does not consume {envelope.event_type}", event_id=envelope.event_id)
         return []
@@ -114,11 +118,33 @@ class Notifier:
         log.info("deliveries planned", extra={"event_id": envelope.event_id, "user_id": contact["user_id"],
                                               "channels": planned})
 
+    def _plan_corrections(self, conn: Connection, envelope: Envelope) -> None:
+        """One correction per channel that carried an alert about the voided escrow, to the same recipient.
+
+        The alerts are found by the escrow's correlation id, which is its creation log's: an escrow id
+        reused after the reorg has another, so its own alerts are never retracted.
+        """
+        alerted = conn.execute(
+            select(deliveries.c.channel, deliveries.c.user_id, deliveries.c.recipient)
+            .where(deliveries.c.correlation_id == envelope.correlation_id,
+                   deliveries.c.event_type == MARGIN_TIER_CHANGED,
+                   deliveries.c.status.in_(ALERT_REACHED_USER))
+            .distinct(deliveries.c.channel).order_by(deliveries.c.channel, deliveries.c.id.desc())
+        ).mappings().all()
+        for alert in alerted:
+            conn.execute(insert(deliveries).values(
+                event_id=envelope.event_id, event_type=envelope.event_type, channel=alert["channel"],
+                user_id=alert["user_id"], recipient=alert["recipient"], status=PENDING,
+                correlation_id=envelope.correlation_id, payload=envelope.to_json(),
+            ).on_conflict_do_nothing(constraint="deliveries_event_channel"))
+        log.info("corrections planned", extra={"event_id": envelope.event_id,
+                                               "channels": [a["channel"] for a in alerted]})
+
     # ------------------------------------------------------------------ after the commit
 
     def send_pending(self, engine: Engine, envelope: Envelope) -> None:
         """Attempt every pending delivery of the event; raise DeliveriesPending if some must be retried."""
-        if envelope.event_type != MARGIN_TIER_CHANGED:
+        if envelope.event_type not in (MARGIN_TIER_CHANGED, MARGIN_ALERT_RETRACTED):
             return
         with transaction(engine) as conn:
             ids: list[int] = conn.execute(select(deliveries.c.id).where(
@@ -187,12 +213,18 @@ class Notifier:
     def _outbound(self, delivery) -> Outbound:
         event = delivery["payload"]
         p = event["payload"]
-        subject = f"{p['tier'].replace('_', ' ').title()}: escrow #{p['escrow_id']}"
-        text = (f"Escrow #{p['escrow_id']} on {p['contract']} moved from {p['previous_tier']} to {p['tier']}: "
-                f"health factor {p['health_factor']} at {p['asset']} {p['price']} USD.")
+        if event["event_type"] == MARGIN_ALERT_RETRACTED:
+            subject = f"Correction: escrow #{p['escrow_id']} alert withdrawn"
+            text = (f"Disregard the {p['retracted_tier']} alert about escrow #{p['escrow_id']} on {p['contract']}: "
+                    f"{p['reason']}.")
+            kind = "margin.alert_retracted"
+        else:
+            subject = f"{p['tier'].replace('_', ' ').title()}: escrow #{p['escrow_id']}"
+            text = (f"Escrow #{p['escrow_id']} on {p['contract']} moved from {p['previous_tier']} to {p['tier']}: "
+                    f"health factor {p['health_factor']} at {p['asset']} {p['price']} USD.")
+            kind = "margin.tier_changed"
         secret = (endpoint_secret(self.settings.webhook_signing_key, delivery["user_id"])
                   if delivery["channel"] == "webhook" else None)
-        document = {"type": "margin.tier_changed", "event_id": event["event_id"], "occurred_at": event["occurred_at"],
-                    "data": p}
+        document = {"type": kind, "event_id": event["event_id"], "occurred_at": event["occurred_at"], "data": p}
         return Outbound(delivery_id=delivery["id"], event_id=event["event_id"], recipient=delivery["recipient"],
                         subject=subject, text=text, document=document, secret=secret)

@@ -3,7 +3,8 @@
     python -m shared.ops.trace --url postgresql+pg8000://owner@host/escrow 31337:0xContract:7
     python -m shared.stack trace 31337:0xContract:7          (the demo stack)
 
-It follows the escrow's correlation id (its creation log's event id) through the tables each stage
+It follows the escrow's correlation id (its creation log's event id, carried by every later log of the
+escrow, every state change, margin event and delivery) through the tables each stage
 writes: relay's relayed log and outbox, settle's inbox and transitions, assess-margin's inbox,
 snapshots and margin events, and for each margin event the price that caused it (fetch-price's
 decision), notify's inbox, deliveries, attempts and provider callbacks. Read as the schemas' owner.
@@ -44,7 +45,12 @@ def escrow_trace(conn: Connection, chain_id: int, contract: str, escrow_id: Deci
     correlation = e["created_event_id"]
     stages = [Stage(e["created_at"], "chain", f"EscrowCreated in block {e['created_block']} ({correlation})")]
     for row in _rows(conn, "SELECT * FROM relay.relayed_logs WHERE envelope->>'correlation_id' = :k", k=correlation):
-        stages.append(Stage(row["relayed_at"], "relay", f"relayed {row['event_id']} (block {row['block_number']})"))
+        event = row["envelope"]
+        if event["event_type"] != "EscrowCreated":
+            stages.append(Stage(datetime.fromisoformat(event["occurred_at"]), "chain",
+                                f"{event['event_type']} in block {row['block_number']} ({row['event_id']})"))
+        stages.append(Stage(row["relayed_at"], "relay",
+                            f"relayed {event['event_type']} {row['event_id']} (block {row['block_number']})"))
     for schema, consumer in (("relay", None), ("settlement", "settle"), ("risk", "assess-margin"),
                              ("notify", "notify")):
         for row in _rows(conn, f"SELECT * FROM {schema}.outbox WHERE envelope->>'correlation_id' = :k "

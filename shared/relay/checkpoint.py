@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
@@ -115,3 +115,18 @@ def forget_blocks_after(conn: Connection, chain: ChainSettings, number: int) -> 
         blocks.c.chain_id == chain.chain_id, blocks.c.contract == chain.escrow_address.lower(),
         blocks.c.block_number > number,
     ))
+
+
+def creation_event_ids(conn: Connection, chain: ChainSettings, escrow_ids: set[str]) -> dict[str, str]:
+    """escrow id -> event id of its live EscrowCreated log already relayed (its correlation id)."""
+    if not escrow_ids:
+        return {}
+    rows = conn.execute(text(
+        "SELECT DISTINCT ON (envelope->'payload'->>'escrow_id') envelope->'payload'->>'escrow_id' AS escrow_id, "
+        "event_id FROM relay.relayed_logs "
+        "WHERE chain_id = :chain_id AND contract = :contract AND removed_at IS NULL "
+        "AND envelope->>'event_type' = 'EscrowCreated' "
+        "AND envelope->'payload'->>'escrow_id' = ANY(CAST(:ids AS text[])) "
+        "ORDER BY envelope->'payload'->>'escrow_id', block_number DESC, log_index DESC"
+    ), {**_key(chain), "ids": sorted(escrow_ids)}).all()
+    return {row.escrow_id: row.event_id for row in rows}

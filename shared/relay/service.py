@@ -25,6 +25,7 @@ from shared.chain.reader import ChainReader
 from shared.db import get_engine, transaction
 from shared.envelope import Envelope, utc_iso
 from shared.errors import RangeTooLarge
+from shared.events import ESCROW_CREATED
 from shared.messaging import outbox
 from shared.relay import checkpoint as cp
 from shared.relay.checkpoint import Checkpoint
@@ -145,6 +146,9 @@ def _stage_logs(conn: Connection, reader: ChainReader, chain: ChainSettings, fou
     """
     block_times: dict[int, str] = {}
     envelopes = []
+    # One correlation id per escrow: its creation log's event id, carried by every later log of it.
+    later = {d.payload["escrow_id"] for d in found if d.event_type != ESCROW_CREATED}
+    created_by = cp.creation_event_ids(conn, chain, later)
     for decoded in found:
         payload = decoded.payload
         number = payload["block_number"]
@@ -152,12 +156,15 @@ def _stage_logs(conn: Connection, reader: ChainReader, chain: ChainSettings, fou
             stamp = decoded.block_timestamp if decoded.block_timestamp is not None else reader.block_timestamp(number)
             block_times[number] = utc_iso(datetime.fromtimestamp(stamp, UTC))
         event_id = chain_log_event_id(chain.chain_id, payload["tx_hash"], payload["log_index"])
+        if decoded.event_type == ESCROW_CREATED:
+            created_by[payload["escrow_id"]] = event_id
         envelopes.append(Envelope(
             event_id=event_id,
             event_type=decoded.event_type,
             schema_version=SCHEMA_VERSION,
             occurred_at=block_times[number],
-            correlation_id=event_id,
+            # A log whose creation this relay never saw (it started later) keeps its own id.
+            correlation_id=created_by.get(payload["escrow_id"], event_id),
             causation_id=None,
             payload=payload,
         ))

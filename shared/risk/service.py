@@ -15,12 +15,12 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
 from shared.addresses import checksum_address
-from shared.envelope import Envelope
+from shared.envelope import Envelope, derive_event_id
 from shared.errors import InvalidEvent
-from shared.events import ESCROW_STATE_CHANGED, PRICE_UPDATED
+from shared.events import ESCROW_STATE_CHANGED, MARGIN_ALERT_RETRACTED, PRICE_UPDATED
 from shared.messaging.consumer import Outgoing
 from shared.pricing.guards import published_price_problem
-from shared.risk.assessment import ALL_OPEN_ON_ASSET, ONE_ESCROW, assess
+from shared.risk.assessment import ALL_OPEN_ON_ASSET, MARGIN_EVENTS_TOPIC, ONE_ESCROW, assess
 from shared.risk.portfolio import refresh_exposures
 from shared.risk.tables import applied_prices, asset_prices, positions
 from shared.settings import RiskSettings
@@ -28,6 +28,9 @@ from shared.settings import RiskSettings
 log = logging.getLogger(__name__)
 
 OPEN_STATES = frozenset({"created", "approved"})
+VOIDED = "voided"
+# A position in one of these tiers has had a margin event published about it.
+ALERTED_TIERS = frozenset({"WARNING", "MARGIN_CALL", "LIQUIDATION"})
 
 
 class RiskEngine:
@@ -39,17 +42,21 @@ class RiskEngine:
         self.assets_by_symbol = {asset.symbol: asset for asset in policy.assets}
 
     def handle(self, conn: Connection, envelope: Envelope) -> Outgoing:
-        """The consumer's handler; margin events go to the outbox from SQL, so nothing is returned."""
+        """The consumer's handler; margin events go to the outbox from SQL, retractions are returned."""
         if envelope.event_type == ESCROW_STATE_CHANGED:
-            self.apply_escrow_change(conn, envelope)
-        elif envelope.event_type == PRICE_UPDATED:
+            return self.apply_escrow_change(conn, envelope)
+        if envelope.event_type == PRICE_UPDATED:
             self.apply_price(conn, envelope)
         else:
             raise InvalidEvent(f"assess-margin does not consume {envelope.event_type}", event_id=envelope.event_id)
         return []
 
-    def apply_escrow_change(self, conn: Connection, envelope: Envelope) -> None:
-        """Sync one escrow into the projection, then reassess it and refresh its depositor's exposures."""
+    def apply_escrow_change(self, conn: Connection, envelope: Envelope) -> Outgoing:
+        """Sync one escrow into the projection, then reassess it and refresh its depositor's exposures.
+
+        An escrow a reorganisation voided leaves the risk set; if it had been alerted on (a tier worse
+        than HEALTHY was published), a retraction goes out so the user hears that the alert is void.
+        """
         p = envelope.payload
         asset = self.assets_by_token.get(checksum_address(p["asset"]))
         if asset is None:
@@ -69,9 +76,14 @@ class RiskEngine:
             "sequence": p["sequence"],
             "correlation_id": envelope.correlation_id,
         }
+        before = conn.execute(select(positions.c.tier, positions.c.sequence).where(
+            *[positions.c[name] == value for name, value in key.items()]).with_for_update()).first()
         statement = insert(positions).values(**row)
-        # The escrow keeps the correlation id of the log that created it; later changes don't replace it.
-        changed = {name: statement.excluded[name] for name in row if name not in key and name != "correlation_id"}
+        # The correlation id is settle's, the escrow's creation log's: it changes only when a reorg voided
+        # the escrow and its id was reused. A voided escrow forgets its tier, so a reused id starts fresh.
+        changed = {name: statement.excluded[name] for name in row if name not in key}
+        if p["state"] == VOIDED:
+            changed["tier"] = None
         applied = conn.execute(statement.on_conflict_do_update(
             index_elements=list(key), set_={**changed, "updated_at": func.now()},
             where=positions.c.sequence < statement.excluded.sequence,
@@ -79,7 +91,7 @@ class RiskEngine:
         if applied is None:
             log.info("escrow change not newer than the projection; ignored",
                      extra={"escrow_id": p["escrow_id"], "sequence": p["sequence"]})
-            return
+            return []
         now = datetime.now(UTC)
         if row["is_open"] and asset is not None:
             result = assess(conn, self.policy, ONE_ESCROW, key, cause_event_id=envelope.event_id, now=now)
@@ -87,6 +99,9 @@ class RiskEngine:
         else:
             log.info("escrow left the risk set", extra={"escrow_id": p["escrow_id"], "state": p["state"]})
         refresh_exposures(conn, p["depositor"], now)
+        if p["state"] == VOIDED and before is not None and before.tier in ALERTED_TIERS:
+            return [_retraction(envelope, before.tier)]
+        return []
 
     def apply_price(self, conn: Connection, envelope: Envelope) -> None:
         """Store the price, then reassess every open position on its asset in one pass.
@@ -132,3 +147,19 @@ class RiskEngine:
         log.info("positions reassessed at a new price", extra={
             "asset": p["asset"], "price": p["price"], "assessed": result.assessed,
             "tier_changes": result.tier_changes})
+
+
+def _retraction(change: Envelope, tier: str) -> tuple[str, Envelope]:
+    """The MarginAlertRetracted event for an alerted escrow that a reorganisation voided."""
+    p = change.payload
+    return MARGIN_EVENTS_TOPIC, Envelope(
+        event_id=derive_event_id(change.event_id, MARGIN_ALERT_RETRACTED),
+        event_type=MARGIN_ALERT_RETRACTED,
+        schema_version=1,
+        occurred_at=change.occurred_at,
+        correlation_id=change.correlation_id,
+        causation_id=change.event_id,
+        payload={"chain_id": p["chain_id"], "contract": p["contract"], "escrow_id": p["escrow_id"],
+                 "depositor": p["depositor"], "retracted_tier": tier,
+                 "reason": "a chain reorganisation erased the escrow; its alerts no longer apply"},
+    )

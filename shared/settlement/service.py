@@ -51,6 +51,12 @@ def apply_settlement_event(conn: Connection, envelope: Envelope) -> Outgoing:
     escrow = conn.execute(select(escrows).where(*_match(key)).with_for_update()).mappings().first()
     target = TARGET_STATE[envelope.event_type]
     current = EscrowState(escrow["state"]) if escrow else None
+    if (target is EscrowState.CREATED and escrow and current is not EscrowState.VOIDED
+            and escrow["created_event_id"] != envelope.event_id):
+        # After a reorganisation another creation log reuses the id; the removal of the first one must
+        # apply before it, or the new escrow would be taken for a repeat and lost.
+        raise AwaitingPrerequisite(f"escrow {envelope.payload['escrow_id']} was created by "
+                                   f"{escrow['created_event_id']}; waiting for its removal")
     position = (envelope.payload["block_number"], envelope.payload["log_index"])
     if escrow and current is not EscrowState.VOIDED and position <= (escrow["last_block"], escrow["last_log_index"]):
         log.info("event at or before the escrow's last change; nothing to do",
@@ -146,7 +152,8 @@ def _state_changed(escrow: Any, cause: Envelope, previous: EscrowState | None,
         event_type=ESCROW_STATE_CHANGED,
         schema_version=1,
         occurred_at=cause.occurred_at,
-        correlation_id=cause.correlation_id,
+        # The escrow's one correlation id: its creation log's (a reused id after a reorg gets a new one).
+        correlation_id=escrow["created_event_id"],
         causation_id=cause.event_id,
         payload={
             "chain_id": escrow["chain_id"],
