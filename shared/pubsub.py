@@ -64,3 +64,46 @@ def publish_all(project_id: str, messages: Sequence[OutgoingMessage], timeout: f
     # all of them mean the same here: not confirmed, so the invocation must be retried.
     except Exception as exc:
         raise PublishFailed(f"publish of {len(messages)} message(s) failed: {exc!r}") from exc
+
+
+@dataclass(frozen=True)
+class PulledMessage:
+    """A message pulled from a subscription, with what acknowledging it takes."""
+
+    ack_id: str
+    message_id: str
+    data: bytes
+    attributes: dict[str, str]
+
+
+@functools.cache
+def get_subscriber() -> pubsub_v1.SubscriberClient:
+    """The instance's subscriber client (for pulling dead letters), created on first use."""
+    return pubsub_v1.SubscriberClient()
+
+
+def subscription_path(project_id: str, subscription: str) -> str:
+    """The fully qualified subscription name."""
+    return f"projects/{project_id}/subscriptions/{subscription}"
+
+
+def pull_now(project_id: str, subscription: str, max_messages: int, timeout: float) -> list[PulledMessage]:
+    """What the subscription holds right now (up to `max_messages`); empty at once when it holds nothing."""
+    try:
+        reply = get_subscriber().pull(
+            request={"subscription": subscription_path(project_id, subscription), "max_messages": max_messages,
+                     "return_immediately": True},
+            timeout=timeout,
+        )
+    except Exception as exc:
+        raise PublishFailed(f"pull from {subscription} failed: {exc!r}") from exc
+    return [PulledMessage(ack_id=m.ack_id, message_id=m.message.message_id, data=bytes(m.message.data),
+                          attributes=dict(m.message.attributes)) for m in reply.received_messages]
+
+
+def acknowledge(project_id: str, subscription: str, ack_ids: Sequence[str], timeout: float) -> None:
+    """Acknowledge pulled messages, so the subscription does not hand them out again."""
+    if ack_ids:
+        get_subscriber().acknowledge(
+            request={"subscription": subscription_path(project_id, subscription), "ack_ids": list(ack_ids)},
+            timeout=timeout)

@@ -45,6 +45,12 @@ DEFAULT_AML_REVIEW_SCORE = 50
 DEFAULT_SANCTIONS_FETCH_TIMEOUT_SECONDS = 60.0
 # refresh-sanctions rescreens for this long per tick; the next tick carries on where it stopped.
 DEFAULT_RESCREEN_TIME_BUDGET_SECONDS = 240.0
+# The reconciler leaves alone what changed more recently than this: it may still be in flight.
+DEFAULT_RECONCILE_GRACE_SECONDS = 120.0
+# A dead letter is moved back to its topic at most this many times; then it is held for a person.
+DEFAULT_REDRIVE_MAX = 3
+# Escrows the rolling chain sweep reads per run (batched eth_call), besides the recently changed ones.
+DEFAULT_RECONCILE_SWEEP_BATCH = 2000
 
 
 class _Reader:
@@ -394,6 +400,28 @@ class SanctionsSourceSettings:
 
 
 @dataclass(frozen=True)
+class ReconcileSettings:
+    """How the reconciler paces itself."""
+
+    grace_seconds: float
+    redrive_max: int
+    sweep_batch: int
+
+    @classmethod
+    def read(cls, reader: _Reader) -> ReconcileSettings:
+        """Read the reconciler's tuning (all optional)."""
+        settings = cls(
+            grace_seconds=reader.number("RECONCILE_GRACE_SECONDS", DEFAULT_RECONCILE_GRACE_SECONDS),
+            redrive_max=reader.integer("REDRIVE_MAX", reader.optional("REDRIVE_MAX"), DEFAULT_REDRIVE_MAX),
+            sweep_batch=reader.integer("RECONCILE_SWEEP_BATCH", reader.optional("RECONCILE_SWEEP_BATCH"),
+                                       DEFAULT_RECONCILE_SWEEP_BATCH),
+        )
+        if settings.redrive_max < 1 or settings.sweep_batch < 1:
+            reader.malformed.append("REDRIVE_MAX and RECONCILE_SWEEP_BATCH must be at least 1")
+        return settings
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a function needs to run, validated once per instance."""
 
@@ -410,11 +438,12 @@ class Settings:
     callbacks: CallbackSettings | None = None
     compliance: ComplianceSettings | None = None
     sanctions_source: SanctionsSourceSettings | None = None
+    reconcile: ReconcileSettings | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, chain: bool = False, prices: bool = False,
                  risk: bool = False, notify: bool = False, callbacks: bool = False, compliance: bool = False,
-                 sanctions_source: bool = False) -> Settings:
+                 sanctions_source: bool = False, reconcile: bool = False) -> Settings:
         """Build settings from the environment; raise ConfigurationError naming every missing variable."""
         reader = _Reader(os.environ if env is None else env)
         service = reader.required("SERVICE_NAME")
@@ -435,6 +464,7 @@ class Settings:
             callbacks=CallbackSettings.read(reader) if callbacks else None,
             compliance=ComplianceSettings.read(reader) if compliance else None,
             sanctions_source=SanctionsSourceSettings.read(reader) if sanctions_source else None,
+            reconcile=ReconcileSettings.read(reader) if reconcile else None,
         )
         reader.raise_if_incomplete(service)
         return settings
@@ -466,6 +496,10 @@ class Settings:
     def require_sanctions_source(self) -> SanctionsSourceSettings:
         """The sanctions list source, for services built with `sanctions_source=True`."""
         return self._require(self.sanctions_source, "sanctions source")
+
+    def require_reconcile(self) -> ReconcileSettings:
+        """The reconciler's tuning, for services built with `reconcile=True`."""
+        return self._require(self.reconcile, "reconcile")
 
     def _require(self, part, what: str):
         if part is None:

@@ -47,6 +47,8 @@ class Function:
     concurrency: int
     # Secret Manager secrets exposed to it as environment variables of the same name.
     secrets: tuple[str, ...] = ()
+    # Pulls every dead-letter hold subscription and republishes to the source topics (the reconciler).
+    redrives_dead_letters: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,10 @@ class Topology:
             if function.name == name:
                 return function
         raise KeyError(name)
+
+    def subscription(self, name: str) -> Subscription:
+        """The subscription called `name`."""
+        return next(s for s in self.subscriptions if s.name == name)
 
     def dead_letter_topics(self) -> set[str]:
         """Every topic some subscription dead-letters into."""
@@ -139,6 +145,11 @@ class Topology:
                 if target and target.timeout_seconds < OUTAGE_WAIT_SECONDS + MIN_WORK_AFTER_OUTAGE_SECONDS:
                     found.append(f"{target.name}: timeout {target.timeout_seconds}s leaves no room to work after "
                                  f"waiting out a database outage ({OUTAGE_WAIT_SECONDS:.0f}s, shared/db.py)")
+        pushed_topics = {s.topic for s in self.subscriptions if s.push_to is not None}
+        for function in self.functions:
+            if function.redrives_dead_letters and not pushed_topics <= set(function.publishes):
+                missing = ", ".join(sorted(pushed_topics - set(function.publishes)))
+                found.append(f"{function.name} redrives dead letters but may not publish to {missing}")
         for dlq in self.dead_letter_topics():
             if not any(s.topic == dlq and s.push_to is None for s in self.subscriptions):
                 found.append(f"dead-letter topic {dlq} has no pull subscription to hold its messages")
@@ -165,6 +176,7 @@ def _function(entry: dict) -> Function:
         max_instances=int(entry["max_instances"]),
         concurrency=int(entry["concurrency"]),
         secrets=tuple(entry.get("secrets", ())),
+        redrives_dead_letters=bool(entry.get("redrives_dead_letters", False)),
     )
 
 

@@ -66,3 +66,18 @@ resource "google_project_iam_member" "migrator_sql" {
   role    = each.value
   member  = google_service_account.migrator.member
 }
+
+# The reconciler redrives dead letters: it pulls (and acknowledges) every hold subscription.
+resource "google_pubsub_subscription_iam_member" "redrive_subscriber" {
+  for_each = {
+    for pair in flatten([
+      for name, f in local.functions : [
+        for hold in keys(local.hold_subscriptions) : { function = name, hold = hold }
+      ] if try(f.redrives_dead_letters, false)
+    ]) : "${pair.function}/${pair.hold}" => pair
+  }
+
+  subscription = google_pubsub_subscription.hold[each.value.hold].id
+  role         = "roles/pubsub.subscriber"
+  member       = google_service_account.function[each.value.function].member
+}

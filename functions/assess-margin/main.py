@@ -11,7 +11,8 @@ from shared.settings import Settings
 
 configure_logging()
 SETTINGS = Settings.from_env(risk=True)
-CONSUMER = Consumer("assess-margin", SCHEMA, SETTINGS, RiskEngine(SETTINGS.require_risk()).handle)
+CONSUMER = Consumer("assess-margin", SCHEMA, SETTINGS, RiskEngine(SETTINGS.require_risk()).handle,
+                    replayable=True)
 
 
 @functions_framework.cloud_event

@@ -12,7 +12,8 @@ from shared.settings import Settings
 configure_logging()
 SETTINGS = Settings.from_env(notify=True)
 NOTIFIER = Notifier(SETTINGS.require_notify())
-CONSUMER = Consumer("notify", SCHEMA, SETTINGS, NOTIFIER.handle, after_commit=NOTIFIER.send_pending)
+CONSUMER = Consumer("notify", SCHEMA, SETTINGS, NOTIFIER.handle, after_commit=NOTIFIER.send_pending,
+                    replayable=True)
 
 
 @functions_framework.cloud_event

@@ -11,7 +11,7 @@ from shared.settlement.tables import SCHEMA
 
 configure_logging()
 SETTINGS = Settings.from_env()
-CONSUMER = Consumer("settle", SCHEMA, SETTINGS, handle)
+CONSUMER = Consumer("settle", SCHEMA, SETTINGS, handle, replayable=True)
 
 
 @functions_framework.cloud_event

@@ -47,6 +47,15 @@ AfterCommit = Callable[[Engine, Envelope], None]
 OUTCOME_APPLIED = "applied"
 OUTCOME_DUPLICATE = "duplicate"
 OUTCOME_REJECTED = "rejected"
+OUTCOME_REPLAYED = "replayed"
+
+# The reconciler republishes a source's events with this attribute when a downstream copy drifted
+# although its inbox has them (a row deleted or altered by hand, a restore): a replayable consumer then
+# runs its handler again instead of dropping the event as a duplicate. Replayable handlers are
+# idempotent by their own state (settle's chain positions, risk's sequences, notify's one delivery
+# per event and channel), so a replay restores what is missing and changes nothing else.
+REPLAY_ATTRIBUTE = "replay"
+REPLAY_BY_RECONCILER = "reconcile"
 
 
 @dataclass(frozen=True)
@@ -83,12 +92,13 @@ class Consumer:
     """Runs one domain handler under the inbox/outbox discipline."""
 
     def __init__(self, name: str, schema: str, settings: Settings, handler: Handler,
-                 after_commit: AfterCommit | None = None) -> None:
+                 after_commit: AfterCommit | None = None, *, replayable: bool = False) -> None:
         self.name = name
         self.schema = schema
         self.settings = settings
         self.handler = handler
         self.after_commit = after_commit
+        self.replayable = replayable
         self.tables = messaging_tables(schema)
 
     def handle(self, cloud_event: Any) -> str:
@@ -134,6 +144,12 @@ class Consumer:
         try:
             with transaction(self._engine()) as conn:
                 if not self._claim(conn, envelope, APPLIED, None):
+                    if self.replayable and message.attributes.get(REPLAY_ATTRIBUTE) == REPLAY_BY_RECONCILER:
+                        for topic, event in self.handler(conn, envelope):
+                            outbox.enqueue(conn, self.schema, topic, event)
+                        log.info("event replayed for the reconciler",
+                                 extra={"consumer": self.name, "event_id": envelope.event_id})
+                        return OUTCOME_REPLAYED
                     log.info(
                         "duplicate delivery skipped",
                         extra={"consumer": self.name, "event_id": envelope.event_id},

@@ -52,6 +52,11 @@ def enqueue_many(conn: Connection, schema: str, topic: str,
         conn.execute(insert(outbox).values(list(chunk)).on_conflict_do_nothing(index_elements=["dedupe_key"]))
 
 
+def wire_bytes(envelope: dict) -> bytes:
+    """A stored envelope as it goes on the wire (the same bytes on every republish)."""
+    return json.dumps(envelope, separators=(",", ":"), sort_keys=True).encode()
+
+
 def publish_pending(engine: Engine, schema: str, project_id: str, timeout: float) -> int:
     """Publish the outbox rows not yet published, oldest first; return how many were sent.
 
@@ -70,11 +75,7 @@ def publish_pending(engine: Engine, schema: str, project_id: str, timeout: float
         if not rows:
             return 0
         messages = [
-            OutgoingMessage(
-                topic=row.topic,
-                data=json.dumps(row.envelope, separators=(",", ":"), sort_keys=True).encode(),
-                attributes=dict(row.attributes),
-            )
+            OutgoingMessage(topic=row.topic, data=wire_bytes(row.envelope), attributes=dict(row.attributes))
             for row in rows
         ]
         message_ids = publish_all(project_id, messages, timeout)

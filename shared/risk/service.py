@@ -10,7 +10,7 @@ import logging
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 OPEN_STATES = frozenset({"created", "approved"})
 VOIDED = "voided"
+# The columns an escrow change sets from settle's record (what the reconciler compares).
+PROJECTED = ("depositor", "asset_token", "collateral_amount", "obligation_usd", "state", "is_open")
 # A position in one of these tiers has had a margin event published about it.
 ALERTED_TIERS = frozenset({"WARNING", "MARGIN_CALL", "LIQUIDATION"})
 
@@ -86,7 +88,12 @@ class RiskEngine:
             changed["tier"] = None
         applied = conn.execute(statement.on_conflict_do_update(
             index_elements=list(key), set_={**changed, "updated_at": func.now()},
-            where=positions.c.sequence < statement.excluded.sequence,
+            # The change at a sequence defines the projection at that sequence: one already applied
+            # changes nothing, unless the row no longer says what it said (restored on a replay).
+            where=or_(positions.c.sequence < statement.excluded.sequence,
+                      and_(positions.c.sequence == statement.excluded.sequence,
+                           tuple_(*(positions.c[name] for name in PROJECTED)).is_distinct_from(
+                               tuple_(*(statement.excluded[name] for name in PROJECTED))))),
         ).returning(positions.c.sequence)).first()
         if applied is None:
             log.info("escrow change not newer than the projection; ignored",

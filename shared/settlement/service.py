@@ -79,11 +79,12 @@ def apply_settlement_event(conn: Connection, envelope: Envelope) -> Outgoing:
         state=new_state.value, sequence=sequence, last_block=position[0], last_log_index=position[1],
         updated_at=occurred_at, recorded_at=func.now(),
     ).returning(escrows)).mappings().one()
+    # A replay (the reconciler restoring a lost escrow row) finds its transition still recorded.
     conn.execute(insert(transitions).values(
         **key, sequence=sequence, from_state=current.value if current else None, to_state=new_state.value,
         event_id=envelope.event_id, dedupe_key=envelope.dedupe_key, block_number=position[0],
         log_index=position[1], occurred_at=occurred_at,
-    ))
+    ).on_conflict_do_nothing(index_elements=["dedupe_key"]))
     return [_state_changed(updated, envelope, current, reverted=False)]
 
 

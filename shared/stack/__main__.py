@@ -1,8 +1,9 @@
-"""CLI: python -m shared.stack up | down | status | demo | relay-admin ARGS... | trace ESCROW
+"""CLI: python -m shared.stack up | down | status | demo | reconcile | relay-admin ARGS... | trace ESCROW
 
 relay-admin runs `python -m shared.relay.admin ARGS` with the stack relay's own settings,
 e.g. `python -m shared.stack relay-admin status`. trace prints one escrow's path through every stage
-(chain_id:contract:escrow_id), see shared/ops/trace.py.
+(chain_id:contract:escrow_id), see shared/ops/trace.py. reconcile runs the reconciler once and prints
+what it checked, what drifted and what it repaired (shared/reconcile/).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from shared.stack.layout import DEMO_LAYOUT
 def main() -> None:
     """Parse the command and run it on the demo stack."""
     parser = argparse.ArgumentParser(prog="python -m shared.stack", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status", "demo", "relay-admin", "trace"])
+    parser.add_argument("command", choices=["up", "down", "status", "demo", "reconcile", "relay-admin",
+                                                    "trace"])
     parser.add_argument("arguments", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     # The Pub/Sub client library honours this variable; the stack's own publishes go to the emulator.
@@ -24,7 +26,7 @@ def main() -> None:
 
     from shared.stack.stack import Stack
 
-    stack = Stack(DEMO_LAYOUT)
+    stack = Stack(DEMO_LAYOUT, run_scheduler=True)
     if args.command == "up":
         state = stack.up()
         for name, address, status in stack.status():
@@ -44,6 +46,12 @@ def main() -> None:
         engine = sqlalchemy.create_engine(DEMO_LAYOUT.database_url())
         with engine.connect() as conn:
             print(format_trace(escrow_trace(conn, *parse_key(args.arguments[0]))))
+    elif args.command == "reconcile":
+        run = stack.reconcile()
+        print(f"checked {run['checked']}; redriven {run['redriven']}, held {run['held']}")
+        for drift in run["found"]:
+            print(f"drift {drift['kind']:20} {drift['key']}: {drift['repair'] or 'left for a person'}")
+        print("clean" if not run["found"] and not run["held"] else f"{len(run['found'])} drifts")
     elif args.command == "relay-admin":
         completed = stack.run_relay_admin(args.arguments)
         print(completed.stdout + completed.stderr, end="")

@@ -33,6 +33,7 @@ COINGECKO_ETH = "ethereum"
 NATIVE_ETH = "0x0000000000000000000000000000000000000000"
 LOCAL_TWILIO_ACCOUNT = "AC" + "0" * 32
 SANCTIONS_TICK_TOPIC = "compliance.lists.tick"
+RECONCILE_TICK_TOPIC = "ops.reconcile.tick"
 LOCAL_PROHIBITED_JURISDICTIONS = ("KP", "IR", "CU", "SY")
 LOCAL_HIGH_RISK_JURISDICTIONS = ("AF", "MM", "YE", "VE")
 
@@ -40,9 +41,11 @@ LOCAL_HIGH_RISK_JURISDICTIONS = ("AF", "MM", "YE", "VE")
 class Stack:
     """PostgreSQL, the Pub/Sub emulator, anvil and the functions, for one layout."""
 
-    def __init__(self, layout: StackLayout, topology: Topology | None = None) -> None:
+    def __init__(self, layout: StackLayout, topology: Topology | None = None, *, run_scheduler: bool = False) -> None:
         self.layout = layout
         self.topology = topology or load_topology()
+        # The demo stack runs the manifest's Scheduler jobs (shared/stack/scheduler.py); tests tick by hand.
+        self.run_scheduler = run_scheduler
         self.admin = PubSubAdmin(layout.pubsub_host, PROJECT_ID)
 
     # ------------------------------------------------------------------ lifecycle
@@ -82,7 +85,17 @@ class Stack:
             )
             self.layout.write_state(state)
         self.refresh_sanctions(first_load_only=True)
+        if self.run_scheduler:
+            state["scheduler_pid"] = self._start_scheduler(state.get("scheduler_pid"))
+            self.layout.write_state(state)
         return state
+
+    def _start_scheduler(self, pid: int | None) -> int:
+        if is_alive(pid):
+            return pid  # type: ignore[return-value]
+        return spawn([sys.executable, "-m", "shared.stack.scheduler", "--emulator", self.layout.pubsub_host,
+                      "--project", PROJECT_ID], self.layout.logs / "scheduler.log",
+                     env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO_ROOT)}, cwd=REPO_ROOT)
 
     def stop_functions(self) -> None:
         """Stop only the functions, so the next `up` serves the code as it is now (the inner loop)."""
@@ -95,6 +108,7 @@ class Stack:
     def down(self) -> None:
         """Stop the functions, anvil, the emulator and PostgreSQL, and drop their data."""
         state = self.layout.read_state()
+        stop_group(state.get("scheduler_pid"))
         for pid in state.get("functions", {}).values():
             stop_group(pid)
         services.stop(state.get("anvil_pid"))
@@ -118,6 +132,8 @@ class Stack:
             ("twilio (local)", self.layout.twilio_url, port_open(self.layout.base_port + 5)),
             ("ofac (local)", self.layout.ofac_url, port_open(self.layout.base_port + 6)),
         ]
+        if self.run_scheduler:
+            rows.append(("scheduler", "cron jobs of shared/topology.yaml", is_alive(state.get("scheduler_pid"))))
         for function in self.topology.functions:
             port = self.layout.function_port(self.topology, function.name)
             alive = is_alive(state.get("functions", {}).get(function.name)) and port_open(port)
@@ -184,6 +200,28 @@ class Stack:
             engine.dispose()
         raise RuntimeError(f"refresh-sanctions loaded no new snapshot within {timeout:.0f}s; see its log in "
                            f"{self.layout.logs}")
+
+    def reconcile(self, timeout: float = 300.0) -> dict:
+        """Run the reconcile job once (a Scheduler-like tick) and return its run: what it checked and found."""
+        engine = sqlalchemy.create_engine(self.layout.database_url())
+        try:
+            with engine.connect() as conn:
+                before = conn.execute(sqlalchemy.text("SELECT coalesce(max(id), 0) FROM ops.runs")).scalar()
+            self.admin.publish(RECONCILE_TICK_TOPIC, json.dumps({"source": "local-stack", "job": "reconcile"}).encode())
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                with engine.connect() as conn:
+                    run = conn.execute(sqlalchemy.text("SELECT * FROM ops.runs WHERE id > :b ORDER BY id LIMIT 1"),
+                                       {"b": before}).mappings().first()
+                    if run is not None:
+                        found = conn.execute(sqlalchemy.text(
+                            "SELECT kind, key, repair FROM ops.drifts WHERE last_seen_at >= :s ORDER BY id"),
+                            {"s": run["started_at"]}).mappings().all()
+                        return {**run, "found": [dict(row) for row in found]}
+                time.sleep(0.5)
+        finally:
+            engine.dispose()
+        raise RuntimeError(f"reconcile finished no run within {timeout:.0f}s; see {self.layout.logs}/reconcile.log")
 
     def callbacks_url(self) -> str:
         """Where the local SendGrid and Twilio servers post their delivery callbacks."""
@@ -261,6 +299,9 @@ class Stack:
             "SANCTIONS_LIST_BASE_URL": self.layout.ofac_url,
             "SANCTIONED_ADDRESSES_URL": f"{self.layout.ofac_url}/{ofac_server.ADDRESS_LIST_NAME}",
             "RESCREEN_TIME_BUDGET_SECONDS": "60",
+            # Tests inject drift and expect it found at once; in GCP the default leaves in-flight work alone.
+            "RECONCILE_GRACE_SECONDS": "5",
+            "REDRIVE_MAX": "3",
         }
         if "SENDGRID_WEBHOOK_PUBLIC_KEY" in function.settings:
             values["SENDGRID_WEBHOOK_PUBLIC_KEY"] = self.sendgrid_webhook_public_key()

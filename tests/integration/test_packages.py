@@ -47,7 +47,8 @@ SCREENED_REGISTRATION = {
                                       "number_last4": "4567"}}}
 MESSAGES = {"relay": TICK, "fetch-price": TICK, "settle": None, "assess-margin": json.dumps(STALE_PRICE).encode(),
             "notify": json.dumps(REGISTRATION).encode(),
-            "screen-compliance": json.dumps(SCREENED_REGISTRATION).encode(), "refresh-sanctions": TICK}
+            "screen-compliance": json.dumps(SCREENED_REGISTRATION).encode(), "refresh-sanctions": TICK,
+            "reconcile": TICK}
 
 
 def _push(port: int, data: bytes) -> requests.Response:

@@ -1,0 +1,76 @@
+"""The escrow contract's own view of its escrows, read with batched JSON-RPC `eth_call`s at one block.
+
+`deals(uint256)` is the contract's public getter; one HTTP request carries a whole batch of calls, so a
+sweep of thousands of escrows costs a handful of round trips.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import requests
+from eth_hash.auto import keccak
+
+from shared.addresses import checksum_address
+from shared.errors import ChainUnavailable
+
+# The contract's State enum, in order, as settle names the states (None: no such escrow).
+CHAIN_STATES = (None, "created", "approved", "completed", "refunded")
+CALLS_PER_REQUEST = 500
+RPC_TIMEOUT_SECONDS = 30.0
+_DEALS = keccak(b"deals(uint256)")[:4].hex()
+_NEXT_ESCROW_ID = keccak(b"nextEscrowId()")[:4].hex()
+
+
+@dataclass(frozen=True)
+class ChainEscrow:
+    """One escrow as the contract holds it."""
+
+    escrow_id: int
+    depositor: str
+    amount: int
+    state: str | None
+
+
+class ContractView:
+    """Reads the escrow contract at `rpc_url`."""
+
+    def __init__(self, rpc_url: str, contract: str) -> None:
+        self.rpc_url = rpc_url
+        self.contract = contract
+
+    def next_escrow_id(self, block: int) -> int:
+        """The id the next escrow will get, at `block`."""
+        [result] = self._calls([_NEXT_ESCROW_ID], block)
+        return int(result, 16)
+
+    def escrows(self, escrow_ids: list[int], block: int) -> dict[int, ChainEscrow]:
+        """The escrows with these ids at `block` (state None for an id the contract never gave out)."""
+        found = {}
+        for start in range(0, len(escrow_ids), CALLS_PER_REQUEST):
+            chunk = escrow_ids[start:start + CALLS_PER_REQUEST]
+            results = self._calls([_DEALS + f"{escrow_id:064x}" for escrow_id in chunk], block)
+            for escrow_id, result in zip(chunk, results, strict=True):
+                words = [result[2 + i * 64: 2 + (i + 1) * 64] for i in range(7)]
+                found[escrow_id] = ChainEscrow(
+                    escrow_id=escrow_id, depositor=checksum_address("0x" + words[0][24:]),
+                    amount=int(words[3], 16), state=CHAIN_STATES[int(words[6], 16)])
+        return found
+
+    def _calls(self, calldata: list[str], block: int) -> list[str]:
+        batch = [{"jsonrpc": "2.0", "id": i, "method": "eth_call",
+                  "params": [{"to": self.contract, "data": "0x" + data}, hex(block)]}
+                 for i, data in enumerate(calldata)]
+        try:
+            reply = requests.post(self.rpc_url, json=batch, timeout=RPC_TIMEOUT_SECONDS)
+            reply.raise_for_status()
+            answers = {answer["id"]: answer for answer in reply.json()}
+        except (requests.RequestException, ValueError, TypeError, KeyError) as exc:
+            raise ChainUnavailable(f"batched eth_call failed: {exc!r}") from exc
+        results = []
+        for i in range(len(batch)):
+            answer = answers.get(i, {})
+            if "result" not in answer:
+                raise ChainUnavailable(f"eth_call {i} of the batch failed: {answer.get('error')!r}")
+            results.append(answer["result"])
+        return results

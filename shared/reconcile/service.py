@@ -1,0 +1,327 @@
+"""One reconcile run: redrive dead letters, then compare each copy of the data with its source.
+
+    chain          -> settlement   each escrow's state and terms, read from the contract at relay's checkpoint
+    settlement     -> risk         the projection of every escrow: state, sequence, parties, amounts
+    risk           -> notify       every margin event (and retraction) seen by notify
+    every outbox                   no row left unpublished beyond the grace period
+
+What changed within `RECONCILE_GRACE_SECONDS` is left alone: it may still be in flight. Each drift is
+recorded in `ops.drifts` (kind, key, both sides, first and last seen), logged as one `reconcile drift`
+line (a log-based metric alerts on it), and repaired when that is safe: the source's own events are
+republished with their ids, marked as a replay (see shared/messaging/consumer.py), so the copy applies
+what it lacks and drops what it has. A drift the source cannot explain is left for a person.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Engine
+
+from shared.addresses import checksum_address
+from shared.db import get_engine, transaction
+from shared.messaging import outbox
+from shared.messaging.consumer import REPLAY_ATTRIBUTE, REPLAY_BY_RECONCILER
+from shared.pubsub import OutgoingMessage, publish_all
+from shared.reconcile.chain import ContractView
+from shared.reconcile.redrive import redrive_dead_letters
+from shared.reconcile.tables import drifts, runs, sweep_cursors
+from shared.settings import Settings
+from shared.topology import load_topology
+
+log = logging.getLogger(__name__)
+
+# Schemas with an outbox, in pipeline order.
+OUTBOX_SCHEMAS = ("relay", "settlement", "identity", "pricing", "risk", "compliance")
+# Escrows whose chain log was relayed this recently (and outside the grace) are read from the chain on every run.
+RECENT_SECONDS = 3600
+# Rows of risk's outbox looked at for notify's copy, newest first.
+NOTIFY_WINDOW_SECONDS = 86400
+MAX_DRIFTS_PER_KIND = 1000
+
+SETTLEMENT_MISSING = "settlement_missing"
+SETTLEMENT_DIFFERS = "settlement_differs"
+RISK_MISSING = "risk_missing"
+RISK_DIFFERS = "risk_differs"
+NOTIFY_MISSING = "notify_missing"
+OUTBOX_UNPUBLISHED = "outbox_unpublished"
+
+
+@dataclass
+class Drift:
+    """One difference between a source and its copy."""
+
+    kind: str
+    key: str
+    source: dict | None
+    replica: dict | None
+    # Does the repair and says what it did; None: nothing is safe to do, a person decides.
+    repair: Callable[[], str] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What one run found and did."""
+
+    checked: dict
+    drifts: list[tuple[str, str, str | None]]
+    redriven: int
+    held: int
+    seconds: float
+
+    @property
+    def clean(self) -> bool:
+        return not self.drifts and not self.held
+
+
+class Reconciler:
+    """Compares the domains for one deployment (one chain and escrow contract)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.chain = settings.require_chain()
+        self.tuning = settings.require_reconcile()
+        self.decimals = {asset.token: asset.decimals for asset in settings.require_risk().assets}
+        # The contract as the payloads spell it (checksummed); relay's tables key it in lower case.
+        self.contract = checksum_address(self.chain.escrow_address)
+        self.contract_view = ContractView(self.chain.rpc_url, self.contract)
+
+    def _engine(self) -> Engine:
+        return get_engine(self.settings.database)
+
+    def run_tick(self) -> RunSummary:
+        """One run: redrive, compare, repair, record."""
+        started, clock = datetime.now(UTC), time.monotonic()
+        engine = self._engine()
+        redriven = redrive_dead_letters(engine, load_topology(), self.settings.project_id, self.tuning.redrive_max,
+                                        self.settings.publish_timeout_seconds)
+        checked: dict[str, int] = {}
+        found = (self.unpublished_outboxes(engine, checked) + self.chain_vs_settlement(engine, checked)
+                 + self.settlement_vs_risk(engine, checked) + self.risk_vs_notify(engine, checked))
+        recorded = []
+        for drift in found:
+            repair = drift.repair() if drift.repair else None
+            self._record(engine, drift, repair)
+            recorded.append((drift.kind, drift.key, repair))
+            log.warning("reconcile drift", extra={
+                "drift_kind": drift.kind, "drift_key": drift.key, "source": drift.source, "replica": drift.replica,
+                "repair": repair or "left for a person"})
+        with transaction(engine) as conn:
+            seen = [f"{kind}|{key}" for kind, key, _ in recorded]
+            conn.execute(update(drifts).where(drifts.c.resolved_at.is_(None),
+                                              (drifts.c.kind + "|" + drifts.c.key).not_in(seen))
+                         .values(resolved_at=func.now()))
+            conn.execute(insert(runs).values(
+                started_at=started, checked=checked, drifts=len(found),
+                repaired=sum(1 for _, _, repair in recorded if repair), redriven=redriven.redriven,
+                held=redriven.held))
+        summary = RunSummary(checked=checked, drifts=recorded, redriven=redriven.redriven, held=redriven.held,
+                             seconds=time.monotonic() - clock)
+        log.info("reconcile run done", extra={
+            "clean": summary.clean, "checked": checked, "drifts": len(found), "redriven": redriven.redriven,
+            "held": redriven.held, "seconds": round(summary.seconds, 2)})
+        return summary
+
+    # ------------------------------------------------------------------ outboxes
+
+    def unpublished_outboxes(self, engine: Engine, checked: dict) -> list[Drift]:
+        """An outbox row still unpublished after the grace period: its function has not run since."""
+        found = []
+        for schema in OUTBOX_SCHEMAS:
+            with transaction(engine) as conn:
+                row = conn.execute(text(
+                    f"SELECT count(*) AS rows, min(created_at) AS oldest, min(event_id) AS example "
+                    f"FROM {schema}.outbox WHERE published_at IS NULL "
+                    "AND created_at < now() - make_interval(secs => :grace)"),
+                    {"grace": self.tuning.grace_seconds}).one()
+            checked[f"{schema}.outbox"] = row.rows
+            if row.rows:
+                found.append(Drift(OUTBOX_UNPUBLISHED, f"{schema}.outbox",
+                                   source={"unpublished": row.rows, "oldest": row.oldest.isoformat(),
+                                           "example_event_id": row.example},
+                                   replica=None, repair=lambda schema=schema: self._publish_outbox(engine, schema)))
+        return found
+
+    def _publish_outbox(self, engine: Engine, schema: str) -> str:
+        sent = 0
+        while (batch := outbox.publish_pending(engine, schema, self.settings.project_id,
+                                               self.settings.publish_timeout_seconds)):
+            sent += batch
+        return f"published {sent} pending rows of {schema}.outbox with their own ids"
+
+    # ------------------------------------------------------------------ chain -> settlement
+
+    def chain_vs_settlement(self, engine: Engine, checked: dict) -> list[Drift]:
+        """The contract's escrows at relay's checkpoint against settle's records."""
+        chain_id, contract = self.chain.chain_id, self.contract
+        grace = {"grace": self.tuning.grace_seconds}
+        with transaction(engine) as conn:
+            block = conn.execute(text(
+                "SELECT block_number FROM relay.checkpoints WHERE chain_id = :c AND contract = :a"),
+                {"c": chain_id, "a": contract.lower()}).scalar()
+            if block is None:
+                checked["chain escrows"] = 0
+                return []
+            in_flight = {int(i) for i in conn.execute(text(
+                "SELECT DISTINCT envelope->'payload'->>'escrow_id' FROM relay.relayed_logs WHERE chain_id = :c "
+                "AND contract = :a AND relayed_at > now() - make_interval(secs => :grace)"),
+                {"c": chain_id, "a": contract.lower(), **grace}).scalars()}
+            recent = {int(i) for i in conn.execute(text(
+                "SELECT DISTINCT envelope->'payload'->>'escrow_id' FROM relay.relayed_logs WHERE chain_id = :c "
+                "AND contract = :a AND relayed_at > now() - make_interval(secs => :recent)"),
+                {"c": chain_id, "a": contract.lower(), "recent": RECENT_SECONDS}).scalars()}
+            settled_max = conn.execute(text("SELECT max(escrow_id) FROM settlement.escrows WHERE chain_id = :c "
+                                            "AND contract = :a"), {"c": chain_id, "a": contract}).scalar() or 0
+            cursor = conn.execute(select(sweep_cursors.c.next_escrow_id).where(
+                sweep_cursors.c.chain_id == chain_id, sweep_cursors.c.contract == contract)).scalar() or 1
+        next_id = self.contract_view.next_escrow_id(block)
+        batch = self.tuning.sweep_batch
+        sweep = [int(cursor) + i for i in range(batch) if int(cursor) + i < next_id]
+        unseen = range(int(settled_max) + 1, min(next_id, int(settled_max) + 1 + batch))
+        ids = sorted((set(sweep) | set(unseen) | {i for i in recent if i < next_id}) - in_flight)
+        on_chain = self.contract_view.escrows(ids, block)
+        with transaction(engine) as conn:
+            rows = conn.execute(text(
+                "SELECT escrow_id, state, depositor, amount FROM settlement.escrows WHERE chain_id = :c "
+                "AND contract = :a AND escrow_id = ANY(CAST(:ids AS numeric[]))"),
+                {"c": chain_id, "a": contract, "ids": ids}).mappings().all()
+            following = sweep[-1] + 1 if sweep and sweep[-1] + 1 < next_id else 1
+            statement = insert(sweep_cursors).values(chain_id=chain_id, contract=contract, next_escrow_id=following)
+            conn.execute(statement.on_conflict_do_update(index_elements=["chain_id", "contract"],
+                                                         set_={"next_escrow_id": following}))
+        settled = {int(row["escrow_id"]): row for row in rows}
+        checked["chain escrows"] = len(ids)
+        found = []
+        for escrow_id in ids:
+            chain, record = on_chain[escrow_id], settled.get(escrow_id)
+            source = None if chain.state is None else {"state": chain.state, "depositor": chain.depositor,
+                                                       "amount": str(chain.amount), "block": block}
+            replica = None if record is None else {"state": record["state"], "depositor": record["depositor"],
+                                                   "amount": str(int(record["amount"]))}
+            recorded_state = None if record is None or record["state"] == "voided" else record["state"]
+            if chain.state is None and recorded_state is None:
+                continue
+            if record is None:
+                kind = SETTLEMENT_MISSING
+            elif (recorded_state, record["depositor"], int(record["amount"])) != (chain.state, chain.depositor,
+                                                                                  chain.amount):
+                kind = SETTLEMENT_DIFFERS
+            else:
+                continue
+            key = f"{chain_id}:{contract}:{escrow_id}"
+            found.append(Drift(kind, key, source, replica,
+                               repair=lambda escrow_id=escrow_id: self._replay_relayed_logs(engine, escrow_id)))
+            if len(found) >= MAX_DRIFTS_PER_KIND:
+                break
+        return found
+
+    def _replay_relayed_logs(self, engine: Engine, escrow_id: int) -> str | None:
+        with transaction(engine) as conn:
+            rows = conn.execute(text(
+                "SELECT topic, envelope, attributes FROM relay.outbox WHERE published_at IS NOT NULL "
+                "AND envelope->'payload'->>'contract' = :a AND envelope->'payload'->>'escrow_id' = :i ORDER BY id"),
+                {"a": self.contract, "i": str(escrow_id)}).mappings().all()
+        if not rows:
+            return None  # relay never staged a log of it: a person backfills relay (relay-admin backfill)
+        self._republish(rows)
+        return f"replayed {len(rows)} chain logs from relay's outbox with their ids"
+
+    # ------------------------------------------------------------------ settlement -> risk
+
+    def settlement_vs_risk(self, engine: Engine, checked: dict) -> list[Drift]:
+        """Every escrow settled before the grace period against risk's projection of it."""
+        with transaction(engine) as conn:
+            rows = conn.execute(text(
+                "SELECT e.chain_id, e.contract, e.escrow_id, e.state, e.sequence, e.depositor, e.asset, e.amount, "
+                "e.obligation_usd, p.state AS p_state, p.sequence AS p_sequence, p.depositor AS p_depositor, "
+                "p.collateral_amount AS p_collateral, p.obligation_usd AS p_obligation, p.asset_symbol AS p_symbol "
+                "FROM settlement.escrows e LEFT JOIN risk.positions p USING (chain_id, contract, escrow_id) "
+                "WHERE e.recorded_at < now() - make_interval(secs => :grace)"),
+                {"grace": self.tuning.grace_seconds}).mappings().all()
+        checked["settled escrows"] = len(rows)
+        found = []
+        for row in rows:
+            decimals = self.decimals.get(row["asset"]) if row["p_symbol"] is not None else None
+            source = {"state": row["state"], "sequence": row["sequence"], "depositor": row["depositor"],
+                      "amount": str(int(row["amount"])), "obligation_usd": str(row["obligation_usd"])}
+            if row["p_state"] is None:
+                kind, replica = RISK_MISSING, None
+            else:
+                amount = row["p_collateral"].scaleb(decimals) if decimals is not None else row["p_collateral"]
+                replica = {"state": row["p_state"], "sequence": row["p_sequence"], "depositor": row["p_depositor"],
+                           "amount": str(int(amount)), "obligation_usd": str(row["p_obligation"])}
+                if (replica["state"], replica["sequence"], replica["depositor"], Decimal(replica["amount"]),
+                        row["p_obligation"]) == (row["state"], row["sequence"], row["depositor"],
+                                                 Decimal(row["amount"]), row["obligation_usd"]):
+                    continue
+                kind = RISK_DIFFERS
+            key = f"{row['chain_id']}:{row['contract']}:{int(row['escrow_id'])}"
+            found.append(Drift(kind, key, source, replica,
+                               repair=lambda row=row: self._replay_latest_change(engine, row)))
+            if len(found) >= MAX_DRIFTS_PER_KIND:
+                break
+        return found
+
+    def _replay_latest_change(self, engine: Engine, escrow) -> str | None:
+        with transaction(engine) as conn:
+            rows = conn.execute(text(
+                "SELECT topic, envelope, attributes FROM settlement.outbox WHERE published_at IS NOT NULL "
+                "AND envelope->'payload'->>'contract' = :a AND envelope->'payload'->>'escrow_id' = :i "
+                "AND (envelope->'payload'->>'sequence')::int = :s ORDER BY id DESC LIMIT 1"),
+                {"a": escrow["contract"], "i": str(int(escrow["escrow_id"])), "s": escrow["sequence"]}).mappings().all()
+        if not rows:
+            return None
+        self._republish(rows)
+        return f"replayed settle's state change at sequence {escrow['sequence']} with its id"
+
+    # ------------------------------------------------------------------ risk -> notify
+
+    def risk_vs_notify(self, engine: Engine, checked: dict) -> list[Drift]:
+        """Every margin event (and retraction) published by risk that notify never received."""
+        with transaction(engine) as conn:
+            checked["margin events"] = conn.execute(text(
+                "SELECT count(*) FROM risk.outbox WHERE topic = 'risk.margin-events.v1' "
+                "AND published_at > now() - make_interval(secs => :window)"),
+                {"window": NOTIFY_WINDOW_SECONDS}).scalar_one()
+            rows = conn.execute(text(
+                "SELECT o.topic, o.envelope, o.attributes, o.event_id FROM risk.outbox o "
+                "WHERE o.topic = 'risk.margin-events.v1' AND o.published_at IS NOT NULL "
+                "AND o.published_at > now() - make_interval(secs => :window) "
+                "AND o.published_at < now() - make_interval(secs => :grace) "
+                "AND NOT EXISTS (SELECT 1 FROM notify.inbox i WHERE i.consumer = 'notify' "
+                "AND i.dedupe_key = o.dedupe_key) ORDER BY o.id LIMIT :limit"),
+                {"window": NOTIFY_WINDOW_SECONDS, "grace": self.tuning.grace_seconds,
+                 "limit": MAX_DRIFTS_PER_KIND}).mappings().all()
+        return [Drift(NOTIFY_MISSING, row["event_id"],
+                      source={"event_type": row["envelope"]["event_type"],
+                              "escrow_id": row["envelope"]["payload"]["escrow_id"]},
+                      replica=None, repair=lambda row=row: self._republish_one(row)) for row in rows]
+
+    def _republish_one(self, row) -> str:
+        self._republish([row])
+        return "republished from risk's outbox with its id"
+
+    # ------------------------------------------------------------------ shared
+
+    def _republish(self, rows) -> None:
+        messages = [OutgoingMessage(topic=row["topic"], data=outbox.wire_bytes(row["envelope"]),
+                                    attributes={**row["attributes"], REPLAY_ATTRIBUTE: REPLAY_BY_RECONCILER})
+                    for row in rows]
+        publish_all(self.settings.project_id, messages, self.settings.publish_timeout_seconds)
+
+    def _record(self, engine: Engine, drift: Drift, repair: str | None) -> None:
+        statement = insert(drifts).values(kind=drift.kind, key=drift.key, source=drift.source, replica=drift.replica,
+                                          repair=repair, repaired_at=func.now() if repair else None)
+        with transaction(engine) as conn:
+            conn.execute(statement.on_conflict_do_update(
+                index_elements=["kind", "key"], index_where=drifts.c.resolved_at.is_(None),
+                set_={"source": statement.excluded.source, "replica": statement.excluded.replica,
+                      "last_seen_at": func.now(), "seen_count": drifts.c.seen_count + 1,
+                      "repair": statement.excluded.repair, "repaired_at": statement.excluded.repaired_at}))
