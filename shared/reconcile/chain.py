@@ -6,6 +6,7 @@ sweep of thousands of escrows costs a handful of round trips.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import requests
@@ -62,7 +63,8 @@ class ContractView:
                   "params": [{"to": self.contract, "data": "0x" + data}, hex(block)]}
                  for i, data in enumerate(calldata)]
         try:
-            reply = requests.post(self.rpc_url, json=batch, timeout=RPC_TIMEOUT_SECONDS)
+            reply = requests.post(self.rpc_url, data=json.dumps(batch), timeout=RPC_TIMEOUT_SECONDS,
+                                  headers={"Content-Type": "application/json"})
             reply.raise_for_status()
             answers = {answer["id"]: answer for answer in reply.json()}
         except (requests.RequestException, ValueError, TypeError, KeyError) as exc:

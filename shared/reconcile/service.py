@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
@@ -63,7 +64,7 @@ class Drift:
     source: dict | None
     replica: dict | None
     # Does the repair and says what it did; None: nothing is safe to do, a person decides.
-    repair: Callable[[], str] | None = field(default=None, repr=False)
+    repair: Callable[[], str | None] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ class Reconciler:
                 found.append(Drift(OUTBOX_UNPUBLISHED, f"{schema}.outbox",
                                    source={"unpublished": row.rows, "oldest": row.oldest.isoformat(),
                                            "example_event_id": row.example},
-                                   replica=None, repair=lambda schema=schema: self._publish_outbox(engine, schema)))
+                                   replica=None, repair=partial(self._publish_outbox, engine, schema)))
         return found
 
     def _publish_outbox(self, engine: Engine, schema: str) -> str:
@@ -161,7 +162,6 @@ class Reconciler:
     def chain_vs_settlement(self, engine: Engine, checked: dict) -> list[Drift]:
         """The contract's escrows at relay's checkpoint against settle's records."""
         chain_id, contract = self.chain.chain_id, self.contract
-        grace = {"grace": self.tuning.grace_seconds}
         with transaction(engine) as conn:
             block = conn.execute(text(
                 "SELECT block_number FROM relay.checkpoints WHERE chain_id = :c AND contract = :a"),
@@ -169,14 +169,8 @@ class Reconciler:
             if block is None:
                 checked["chain escrows"] = 0
                 return []
-            in_flight = {int(i) for i in conn.execute(text(
-                "SELECT DISTINCT envelope->'payload'->>'escrow_id' FROM relay.relayed_logs WHERE chain_id = :c "
-                "AND contract = :a AND relayed_at > now() - make_interval(secs => :grace)"),
-                {"c": chain_id, "a": contract.lower(), **grace}).scalars()}
-            recent = {int(i) for i in conn.execute(text(
-                "SELECT DISTINCT envelope->'payload'->>'escrow_id' FROM relay.relayed_logs WHERE chain_id = :c "
-                "AND contract = :a AND relayed_at > now() - make_interval(secs => :recent)"),
-                {"c": chain_id, "a": contract.lower(), "recent": RECENT_SECONDS}).scalars()}
+            in_flight = self._relayed_within(conn, self.tuning.grace_seconds)
+            recent = self._relayed_within(conn, RECENT_SECONDS)
             settled_max = conn.execute(text("SELECT max(escrow_id) FROM settlement.escrows WHERE chain_id = :c "
                                             "AND contract = :a"), {"c": chain_id, "a": contract}).scalar() or 0
             cursor = conn.execute(select(sweep_cursors.c.next_escrow_id).where(
@@ -217,10 +211,18 @@ class Reconciler:
                 continue
             key = f"{chain_id}:{contract}:{escrow_id}"
             found.append(Drift(kind, key, source, replica,
-                               repair=lambda escrow_id=escrow_id: self._replay_relayed_logs(engine, escrow_id)))
+                               repair=partial(self._replay_relayed_logs, engine, escrow_id)))
             if len(found) >= MAX_DRIFTS_PER_KIND:
                 break
         return found
+
+    def _relayed_within(self, conn, seconds: float) -> set[int]:
+        """Ids of this contract's escrows with a chain log relayed in the last `seconds`."""
+        ids: list[str] = conn.execute(text(
+            "SELECT DISTINCT envelope->'payload'->>'escrow_id' FROM relay.relayed_logs WHERE chain_id = :c "
+            "AND contract = :a AND relayed_at > now() - make_interval(secs => :seconds)"),
+            {"c": self.chain.chain_id, "a": self.contract.lower(), "seconds": seconds}).scalars().all()
+        return {int(escrow_id) for escrow_id in ids}
 
     def _replay_relayed_logs(self, engine: Engine, escrow_id: int) -> str | None:
         with transaction(engine) as conn:
@@ -264,7 +266,7 @@ class Reconciler:
                 kind = RISK_DIFFERS
             key = f"{row['chain_id']}:{row['contract']}:{int(row['escrow_id'])}"
             found.append(Drift(kind, key, source, replica,
-                               repair=lambda row=row: self._replay_latest_change(engine, row)))
+                               repair=partial(self._replay_latest_change, engine, row)))
             if len(found) >= MAX_DRIFTS_PER_KIND:
                 break
         return found
@@ -302,7 +304,7 @@ class Reconciler:
         return [Drift(NOTIFY_MISSING, row["event_id"],
                       source={"event_type": row["envelope"]["event_type"],
                               "escrow_id": row["envelope"]["payload"]["escrow_id"]},
-                      replica=None, repair=lambda row=row: self._republish_one(row)) for row in rows]
+                      replica=None, repair=partial(self._republish_one, row)) for row in rows]
 
     def _republish_one(self, row) -> str:
         self._republish([row])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import and_, func, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
@@ -83,7 +84,7 @@ class RiskEngine:
         statement = insert(positions).values(**row)
         # The correlation id is settle's, the escrow's creation log's: it changes only when a reorg voided
         # the escrow and its id was reused. A voided escrow forgets its tier, so a reused id starts fresh.
-        changed = {name: statement.excluded[name] for name in row if name not in key}
+        changed: dict[str, Any] = {name: statement.excluded[name] for name in row if name not in key}
         if p["state"] == VOIDED:
             changed["tier"] = None
         applied = conn.execute(statement.on_conflict_do_update(

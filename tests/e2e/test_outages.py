@@ -6,6 +6,9 @@ delivered once, and nothing dead-lettered.
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import threading
 import time
 import uuid
@@ -15,6 +18,7 @@ import sqlalchemy
 
 from shared.stack import services
 from shared.stack.chain_driver import create_escrow, mine, new_funded_account, wait_for
+from tests.support.events import body, unique_escrow_created
 from tests.support.pubsub import envelopes
 
 ETH, USD = 10**18, 10**8
@@ -109,3 +113,32 @@ def test_a_sixty_second_database_outage_mid_burst_loses_nothing_and_dead_letters
     held = {topic: envelopes(bus.pull(sub, timeout=2)) for topic, sub in dead_letters.items()}
     held["relay tick"] = envelopes(bus.pull(relay_dead_letters, timeout=1))
     assert {topic: len(messages) for topic, messages in held.items() if messages} == {}
+
+
+def test_a_function_killed_mid_request_finishes_on_redelivery(stack, bus, owner_engine):
+    settle = stack.topology.function("settle")
+    state = stack.layout.read_state()
+    document = unique_escrow_created()
+    changes = bus.pull_subscription("settlement.escrows.v1")
+    locker = owner_engine.connect()
+    transaction = locker.begin()
+    try:
+        # Hold settle's table, so its request stops mid-transaction, then kill it there.
+        locker.execute(sqlalchemy.text("LOCK TABLE settlement.escrows IN ACCESS EXCLUSIVE MODE"))
+        bus.publish("settlement.events.v1", body(document))
+        wait_for(lambda: _count(owner_engine, "SELECT count(*) FROM pg_stat_activity WHERE usename = 'fn_settle' "
+                                              "AND wait_event_type = 'Lock'"), "settle blocked mid-request")
+        os.killpg(state["functions"]["settle"], signal.SIGKILL)
+    finally:
+        transaction.rollback()
+        locker.close()
+    state["functions"]["settle"] = stack.start_function(settle, None, state["escrow_address"])
+    stack.layout.write_state(state)
+    escrow = "SELECT count(*) FROM settlement.escrows WHERE escrow_id = :i"
+    wait_for(lambda: _count(owner_engine, escrow, i=document["payload"]["escrow_id"]) == 1,
+             "the escrow applied on redelivery", timeout=60)
+    published = envelopes(bus.pull(changes, until=lambda ms: any(
+        json.loads(m.data)["payload"]["escrow_id"] == document["payload"]["escrow_id"] for m in ms), settle=3.0))
+    assert [e["payload"]["escrow_id"] for e in published].count(document["payload"]["escrow_id"]) == 1
+    assert _count(owner_engine, "SELECT count(*) FROM settlement.inbox WHERE event_id = :e",
+                  e=document["event_id"]) == 1

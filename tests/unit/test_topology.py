@@ -59,3 +59,11 @@ def test_a_timeout_that_leaves_no_room_after_an_outage_wait_is_refused():
     problems = dataclasses.replace(topology, functions=short).problems()
     assert "settle: timeout 45s leaves no room to work after waiting out a database outage (40s, shared/db.py)" \
         in problems
+
+
+def test_a_function_that_redrives_must_publish_every_pushed_topic():
+    topology = load_topology()
+    narrowed = tuple(dataclasses.replace(f, publishes=("settlement.events.v1",)) if f.redrives_dead_letters else f
+                     for f in topology.functions)
+    problems = "\n".join(dataclasses.replace(topology, functions=narrowed).problems())
+    assert "reconcile redrives dead letters but may not publish to compliance.lists.tick" in problems
