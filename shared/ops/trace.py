@@ -43,12 +43,19 @@ def escrow_trace(conn: Connection, chain_id: int, contract: str, escrow_id: Deci
         return []
     e = escrow[0]
     correlation = e["created_event_id"]
-    stages = [Stage(e["created_at"], "chain", f"EscrowCreated in block {e['created_block']} ({correlation})")]
-    for row in _rows(conn, "SELECT * FROM relay.relayed_logs WHERE envelope->>'correlation_id' = :k", k=correlation):
+    relayed = _rows(conn, "SELECT * FROM relay.relayed_logs WHERE envelope->>'correlation_id' = :k", k=correlation)
+    if not any(row["event_id"] == correlation for row in relayed):
+        stages = [Stage(e["created_at"], "chain", f"EscrowCreated in block {e['created_block']} ({correlation})")]
+    else:
+        stages = []
+    for row in relayed:
         event = row["envelope"]
-        if event["event_type"] != "EscrowCreated":
-            stages.append(Stage(datetime.fromisoformat(event["occurred_at"]), "chain",
-                                f"{event['event_type']} in block {row['block_number']} ({row['event_id']})"))
+        # A block's time is the chain's clock (a local chain runs ahead when blocks are mined fast): the
+        # chain line is placed no later than its relay line, and says the block's own time.
+        block_time = datetime.fromisoformat(event["occurred_at"])
+        stages.append(Stage(min(block_time, row["relayed_at"]), "chain",
+                            f"{event['event_type']} in block {row['block_number']} at {block_time.isoformat()} "
+                            f"({row['event_id']})"))
         stages.append(Stage(row["relayed_at"], "relay",
                             f"relayed {event['event_type']} {row['event_id']} (block {row['block_number']})"))
     for schema, consumer in (("relay", None), ("settlement", "settle"), ("risk", "assess-margin"),

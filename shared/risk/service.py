@@ -79,7 +79,7 @@ class RiskEngine:
             "sequence": p["sequence"],
             "correlation_id": envelope.correlation_id,
         }
-        before = conn.execute(select(positions.c.tier, positions.c.sequence).where(
+        before = conn.execute(select(positions.c.tier).where(
             *[positions.c[name] == value for name, value in key.items()]).with_for_update()).first()
         statement = insert(positions).values(**row)
         # The correlation id is settle's, the escrow's creation log's: it changes only when a reorg voided
