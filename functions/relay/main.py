@@ -4,7 +4,8 @@ import functions_framework
 
 from shared.db import rides_out_database_outages
 from shared.logs import configure_logging
-from shared.relay.service import run_tick
+from shared.messaging.consumer import tick_data
+from shared.relay.service import backfill_request, run_tick
 from shared.settings import Settings
 
 configure_logging()
@@ -14,5 +15,5 @@ SETTINGS = Settings.from_env(chain=True)
 @functions_framework.cloud_event
 @rides_out_database_outages
 def relay(cloud_event) -> None:
-    """Scan and publish; the tick's content is irrelevant, only its arrival."""
-    run_tick(SETTINGS)
+    """Scan and publish; a tick from the reconciler may ask for a backfill first."""
+    run_tick(SETTINGS, backfill_request(tick_data(cloud_event), SETTINGS.require_chain()))

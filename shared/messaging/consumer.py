@@ -232,6 +232,14 @@ class Consumer:
         )
 
 
+def tick_data(cloud_event: Any) -> bytes:
+    """The body of a tick (a Scheduler or reconciler message); empty when it carries none or is unreadable."""
+    try:
+        return PushedMessage.from_cloud_event(cloud_event).data
+    except InvalidEvent:
+        return b""
+
+
 def _parse_time(text: Any) -> datetime:
     """Pub/Sub's RFC 3339 publishTime; now when absent or unreadable (the wait then starts now)."""
     if isinstance(text, str):

@@ -43,7 +43,19 @@ class ContractView:
     def next_escrow_id(self, block: int) -> int:
         """The id the next escrow will get, at `block`."""
         [result] = self._calls([_NEXT_ESCROW_ID], block)
-        return int(result, 16)
+        return int(result, 16) if result not in ("0x", "") else 0  # not deployed yet at that block
+
+    def creation_block(self, escrow_id: int, latest: int) -> int:
+        """The block that created `escrow_id` (at or before `latest`): ids are handed out in order, so
+        a binary search on `nextEscrowId()` over past blocks finds it in about log2(latest) calls."""
+        low, high = 0, latest
+        while low < high:
+            middle = (low + high) // 2
+            if self.next_escrow_id(middle) > escrow_id:
+                high = middle
+            else:
+                low = middle + 1
+        return low
 
     def escrows(self, escrow_ids: list[int], block: int) -> dict[int, ChainEscrow]:
         """The escrows with these ids at `block` (state None for an id the contract never gave out)."""

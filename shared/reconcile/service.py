@@ -9,11 +9,14 @@ What changed within `RECONCILE_GRACE_SECONDS` is left alone: it may still be in 
 recorded in `ops.drifts` (kind, key, both sides, first and last seen), logged as one `reconcile drift`
 line (a log-based metric alerts on it), and repaired when that is safe: the source's own events are
 republished with their ids, marked as a replay (see shared/messaging/consumer.py), so the copy applies
-what it lacks and drops what it has. A drift the source cannot explain is left for a person.
+what it lacks and drops what it has. An escrow the contract holds but relay never relayed (a provider
+left its log out) is backfilled: relay is asked, on relay.tick, to rescan from the escrow's creation
+block. Whatever else cannot be explained by a source is left for a person, with the evidence.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -231,9 +234,22 @@ class Reconciler:
                 "AND envelope->'payload'->>'contract' = :a AND envelope->'payload'->>'escrow_id' = :i ORDER BY id"),
                 {"a": self.contract, "i": str(escrow_id)}).mappings().all()
         if not rows:
-            return None  # relay never staged a log of it: a person backfills relay (relay-admin backfill)
+            return self._request_backfill(engine, escrow_id)
         self._republish(rows)
         return f"replayed {len(rows)} chain logs from relay's outbox with their ids"
+
+    def _request_backfill(self, engine: Engine, escrow_id: int) -> str:
+        """relay never staged a log of the escrow (a provider left it out): ask relay to rescan from its block."""
+        with transaction(engine) as conn:
+            checkpoint: int = conn.execute(text(
+                "SELECT block_number FROM relay.checkpoints WHERE chain_id = :c AND contract = :a"),
+                {"c": self.chain.chain_id, "a": self.contract.lower()}).scalar_one()
+        block = self.contract_view.creation_block(escrow_id, checkpoint)
+        topic = load_topology().function("relay").trigger_topics[0]
+        request = {"backfill": {"contract": self.contract, "from_block": block}, "source": "reconcile"}
+        publish_all(self.settings.project_id, [OutgoingMessage(topic, json.dumps(request).encode(), {})],
+                    self.settings.publish_timeout_seconds)
+        return f"relay never relayed it: asked relay to rescan from block {block} (backfill on {topic})"
 
     # ------------------------------------------------------------------ settlement -> risk
 

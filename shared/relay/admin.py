@@ -21,8 +21,7 @@ from sqlalchemy import text
 
 from shared.db import get_engine, transaction
 from shared.logs import configure_logging
-from shared.relay import checkpoint as cp
-from shared.relay.service import get_reader, run_tick, scan_lock, status
+from shared.relay.service import get_reader, rewind_checkpoint, run_tick, scan_lock, status
 from shared.relay.tables import SCHEMA
 from shared.settings import ChainSettings, Settings
 
@@ -36,11 +35,7 @@ def rewind(settings: Settings, block: int, republish: bool) -> dict:
         if not acquired:
             raise SystemExit("relay is scanning right now; try again in a moment")
         with transaction(engine) as conn:
-            current = cp.load(conn, chain)
-            block_hash = reader.block_hash(block) if block >= 0 else ""
-            cp.forget_blocks_after(conn, chain, block)
-            cp.record_block(conn, chain, block, block_hash)
-            cp.save(conn, chain, block, block_hash, current.range)
+            rewound_from = rewind_checkpoint(conn, reader, chain, block)
             republished = 0
             if republish:
                 republished = conn.execute(text(
@@ -48,7 +43,7 @@ def rewind(settings: Settings, block: int, republish: bool) -> dict:
                     "WHERE (envelope->'payload'->>'block_number')::bigint > :block "
                     "AND envelope->'payload'->>'contract' ILIKE :contract"
                 ), {"block": block, "contract": chain.escrow_address}).rowcount
-    return {"rewound_from": current.block_number, "rewound_to": block, "republished": republished}
+    return {"rewound_from": rewound_from, "rewound_to": block, "republished": republished}
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ staged; the outbox is published after the scan, and at the start of the next tic
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
 import zlib
@@ -83,8 +84,48 @@ def scan_lock(engine: Engine, chain: ChainSettings) -> Iterator[bool]:
                 conn.commit()
 
 
-def run_tick(settings: Settings) -> TickResult:
-    """Relay every confirmed escrow log since the checkpoint, within the time budget."""
+def backfill_request(tick: bytes, chain: ChainSettings) -> int | None:
+    """The block a tick asks this relay to rescan from, or None for a plain tick.
+
+    The reconciler asks for a backfill when the contract holds an escrow that relay never relayed (a
+    provider that left a log out of an `eth_getLogs` answer): `{"backfill": {"contract": C, "from_block": N}}`
+    on relay.tick. A request for another contract, or a malformed one, is logged and the tick runs as usual.
+    """
+    try:
+        request = json.loads(tick).get("backfill") if tick else None
+    except (ValueError, AttributeError):
+        return None
+    if request is None:
+        return None
+    if not isinstance(request, dict):
+        request = {}
+    contract, block = request.get("contract"), request.get("from_block")
+    if not isinstance(contract, str) or contract.lower() != chain.escrow_address.lower():
+        log.info("backfill request for another contract; plain tick", extra={"requested": str(contract)[:64]})
+        return None
+    if isinstance(block, bool) or not isinstance(block, int) or block < chain.start_block:
+        log.warning("backfill request refused: from_block must be an integer at or after the start block",
+                    extra={"from_block": str(block)[:32], "start_block": chain.start_block})
+        return None
+    return block
+
+
+def rewind_checkpoint(conn: Connection, reader: ChainReader, chain: ChainSettings, block: int) -> int:
+    """Move the checkpoint back to `block` (the caller holds the scan lock); return where it was."""
+    current = cp.load(conn, chain)
+    block_hash = reader.block_hash(block) if block >= 0 else ""
+    cp.forget_blocks_after(conn, chain, block)
+    cp.record_block(conn, chain, block, block_hash)
+    cp.save(conn, chain, block, block_hash, current.range)
+    return current.block_number
+
+
+def run_tick(settings: Settings, backfill_from: int | None = None) -> TickResult:
+    """Relay every confirmed escrow log since the checkpoint, within the time budget.
+
+    With `backfill_from`, first move the checkpoint back to the block before it, so the scan reads those
+    blocks again: logs already relayed are recognised (`relayed_logs`) and only missing ones are staged.
+    """
     chain = settings.require_chain()
     engine = get_engine(settings.database)
     reader = get_reader(chain.rpc_url, chain.escrow_address, chain.chain_id)
@@ -93,6 +134,12 @@ def run_tick(settings: Settings) -> TickResult:
         if not acquired:
             log.info("another relay is scanning; returning", extra={"lock_key": lock_key(chain)})
             return TickResult(published=published, skipped_busy=True)
+        if backfill_from is not None:
+            with transaction(engine) as conn:
+                if backfill_from <= cp.load(conn, chain).block_number:
+                    was = rewind_checkpoint(conn, reader, chain, backfill_from - 1)
+                    log.warning("backfill: checkpoint moved back to rescan",
+                                extra={"from_block": backfill_from, "checkpoint_was": was})
         result = scan(engine, reader, chain, deadline=time.monotonic() + chain.time_budget_seconds)
     published += _publish_staged(engine, settings)
     log.info(

@@ -22,6 +22,7 @@ from shared.stack.processes import stop_group
 from shared.stack.stack import CONFIRMATIONS
 from tests.support.events import body, unique_escrow_created
 from tests.support.relay import free_port
+from tests.support.rpc_proxy import LimitingRpcProxy
 
 ETH, USD = 10**18, 10**8
 HEALTHY_OBLIGATION = 1000 * USD
@@ -272,3 +273,42 @@ def test_dead_letters_are_redriven_home_once_and_poison_is_held(stack, bus, owne
     assert any(reason.startswith("not an event") for reason in reasons.values())
     assert _rows(owner_engine, "SELECT count(*) AS n FROM settlement.escrows WHERE escrow_id = :i",
                  i=exhausted["payload"]["escrow_id"])[0]["n"] == 0
+
+
+def test_an_escrow_whose_log_the_provider_left_out_is_backfilled_by_relay(
+        stack, bus, owner_engine, isolated_relay, own_reconciler):
+    with LimitingRpcProxy(stack.layout.rpc_url, max_blocks=10_000) as provider:
+        relay = isolated_relay(ETH_RPC_URL=provider.url)
+        w3 = stack.web3()
+        relay.wait_caught_up(owner_engine)
+        kept = create_escrow(w3, relay.contract, w3.eth.accounts[1], w3.eth.accounts[2], ETH, HEALTHY_OBLIGATION)
+        lost = create_escrow(w3, relay.contract, w3.eth.accounts[1], w3.eth.accounts[2], ETH, HEALTHY_OBLIGATION)
+        provider.omit_transactions.add(lost.tx_hash.lower())
+        mine(w3, CONFIRMATIONS)
+        relay.wait_caught_up(owner_engine)
+        provider.omit_transactions.clear()
+        escrow = "SELECT state FROM settlement.escrows WHERE contract = :c AND escrow_id = :i"
+        wait_for(lambda: _rows(owner_engine, escrow, c=relay.contract.address, i=kept.escrow_id), "the kept escrow")
+        assert not _rows(owner_engine, escrow, c=relay.contract.address, i=lost.escrow_id)
+        time.sleep(PAST_GRACE_SECONDS)
+
+        # The reconciler asks relay.tick for a backfill; this test's relay listens on its own tick topic.
+        ticks = bus.pull_subscription("relay.tick")
+        reconciler = own_reconciler(relay.contract.address)
+        reconciler.run()
+        drift_key = f"31337:{relay.contract.address}:{lost.escrow_id}"
+        drift = reconciler.drifts(relay.contract.address)[("settlement_missing", drift_key)]
+        assert drift["repair"] == (f"relay never relayed it: asked relay to rescan from block {lost.block_number} "
+                                   "(backfill on relay.tick)")
+        [request] = [m for m in bus.pull(ticks, until=bool) if b"backfill" in m.data]
+        assert json.loads(request.data)["backfill"] == {"contract": relay.contract.address,
+                                                       "from_block": lost.block_number}
+        bus.publish(relay.tick_topic, request.data)
+        [restored] = wait_for(lambda: _rows(owner_engine, escrow, c=relay.contract.address, i=lost.escrow_id),
+                              "the lost escrow backfilled", timeout=60)
+        assert restored["state"] == "created"
+    # Backfilled once: relay re-staged only the log it lacked.
+    assert len(_rows(owner_engine, "SELECT 1 FROM relay.relayed_logs WHERE contract = :c",
+                     c=relay.contract.address.lower())) == 2
+    reconciler.run()
+    assert reconciler.drifts(relay.contract.address)[("settlement_missing", drift_key)]["resolved_at"] is not None

@@ -1,4 +1,5 @@
-"""A JSON-RPC proxy in front of anvil that refuses wide eth_getLogs ranges, as hosted providers do.
+"""A JSON-RPC proxy in front of anvil that refuses wide eth_getLogs ranges, as hosted providers do, and can
+leave chosen transactions' logs out of its answers, as a faulty provider would.
 
 anvil itself has no such limit; this proxy makes the provider error real, with the JSON-RPC error
 shape and code (-32005, "query returned more than 10000 results") that hosted providers return.
@@ -19,6 +20,8 @@ class LimitingRpcProxy:
         self.upstream = upstream
         self.max_blocks = max_blocks
         self.refused = 0
+        # Transaction hashes whose logs eth_getLogs answers leave out, silently.
+        self.omit_transactions: set[str] = set()
         self.served_ranges: list[tuple[int, int]] = []
         proxy = self
 
@@ -53,7 +56,11 @@ class LimitingRpcProxy:
         forwarded = urllib.request.Request(self.upstream, data=json.dumps(request).encode(),
                                            headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(forwarded, timeout=30) as response:
-            return json.loads(response.read())
+            reply = json.loads(response.read())
+        if request.get("method") == "eth_getLogs" and isinstance(reply.get("result"), list):
+            reply["result"] = [entry for entry in reply["result"]
+                               if entry.get("transactionHash", "").lower() not in self.omit_transactions]
+        return reply
 
     def __enter__(self) -> LimitingRpcProxy:
         self.thread.start()
