@@ -12,6 +12,7 @@ the first thing to run where they can, see the README).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 
@@ -171,3 +172,107 @@ def test_the_connection_budget_fits_the_default_max_connections(evaluated):
     # The arithmetic sql.tf's precondition checks, on the manifest's numbers and the variable defaults.
     used = sum(f["max_instances"] * 4 for f in evaluated["topology"]["functions"])
     assert used <= 200 - 20
+
+
+# ---------------------------------------------------------------- offline schema check
+
+SCHEMA = json.loads((TERRAFORM_DIR / "provider-schema.json").read_text())
+META_ARGUMENTS = {"for_each", "count", "depends_on", "provider"}
+# Blocks Terraform itself defines on every resource.
+META_BLOCKS = {"lifecycle", "provisioner", "connection"}
+HCL2_KEYS = {"__is_block__", "__comments__", "__inline_comments__"}
+REFERENCE = re.compile(r"(?<![\w.])(data\.)?(google_[a-z0-9_]+)\.([a-z0-9_]+)(?:\[[^\]]*\])?\.([a-z0-9_]+)")
+
+
+def _is_block(value) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) and v.get("__is_block__")
+                                                          for v in value)
+
+
+def schema_problems(where: str, body: dict, schema: dict) -> list[str]:
+    """Every argument or nested block of `body` (python-hcl2's form) that `schema` does not declare."""
+    found = []
+    for key, value in body.items():
+        if key in HCL2_KEYS or key in META_ARGUMENTS or key in META_BLOCKS:
+            continue
+        if key == "dynamic":
+            for dynamic in value:
+                for label, generator in dynamic.items():
+                    if label in HCL2_KEYS:
+                        continue
+                    if _unquote(label) not in schema["blocks"]:
+                        found.append(f"{where}: no block {_unquote(label)}")
+                        continue
+                    for content in generator.get("content", []):
+                        found += schema_problems(f"{where}.{_unquote(label)}", content,
+                                                 schema["blocks"][_unquote(label)])
+        elif _is_block(value):
+            if key not in schema["blocks"]:
+                found.append(f"{where}: no block {key}")
+                continue
+            for block in value:
+                found += schema_problems(f"{where}.{key}", block, schema["blocks"][key])
+        elif key not in schema["arguments"]:
+            found.append(f"{where}: no argument {key}")
+    return found
+
+
+def _declared(kind: str) -> dict[tuple[str, str], dict]:
+    found = {}
+    for path in sorted(TERRAFORM_DIR.glob("*.tf")):
+        with path.open() as handle:
+            document = hcl2.load(handle)
+        for block in document.get(kind, []):
+            for type_name, named in block.items():
+                for name, body in named.items():
+                    if _unquote(type_name) in HCL2_KEYS:
+                        continue
+                    found[(_unquote(type_name), _unquote(name))] = body
+    return found
+
+
+def test_the_schema_file_is_of_the_pinned_provider_version():
+    from shared.deploy.provider_schema import BINDINGS_VERSION, PROVIDER_VERSION, used_types
+
+    pinned = re.search(r'source\s*=\s*"hashicorp/google"\s*version\s*=\s*"([^"]+)"',
+                       (TERRAFORM_DIR / "versions.tf").read_text()).group(1)
+    assert pinned == PROVIDER_VERSION
+    assert SCHEMA["provider"] == f"hashicorp/google {PROVIDER_VERSION}"
+    assert SCHEMA["bindings"] == f"@cdktf/provider-google {BINDINGS_VERSION}"
+    used = used_types()
+    assert set(SCHEMA["resource"]) == used["resource"] and set(SCHEMA["data"]) == used["data"], \
+        "terraform/ uses a type the schema file lacks: python -m shared.deploy.provider_schema"
+
+
+def test_every_argument_and_block_is_in_the_providers_schema():
+    problems = []
+    for kind in ("resource", "data"):
+        for (type_name, name), body in _declared(kind).items():
+            problems += schema_problems(f"{kind} {type_name}.{name}", body, SCHEMA[kind][type_name])
+    assert problems == []
+
+
+def test_every_reference_names_an_attribute_of_its_type():
+    problems = []
+    for path in sorted(TERRAFORM_DIR.glob("*.tf")):
+        for data, type_name, name, attribute in REFERENCE.findall(path.read_text()):
+            schema = SCHEMA["data" if data else "resource"].get(type_name)
+            if schema is None:
+                problems.append(f"{path.name}: {type_name}.{name} is not declared")
+            elif attribute not in schema["attributes"]:
+                problems.append(f"{path.name}: {type_name}.{name} has no attribute {attribute}")
+    assert problems == []
+
+
+@pytest.mark.parametrize("mistake, expected", [
+    ({"ack_deadline_secs": "60"}, "no argument ack_deadline_secs"),
+    ({"expiration_polcy": [{"ttl": '""', "__is_block__": True}]}, "no block expiration_polcy"),
+    ({"push_config": [{"push_endpont": "x", "__is_block__": True}]}, "push_config: no argument push_endpont"),
+    ({"push_config": [{"oidc": [{"audience": "x", "__is_block__": True}], "__is_block__": True}]},
+     "push_config: no block oidc"),
+])
+def test_a_misspelt_argument_or_block_is_caught(mistake, expected):
+    body = {"name": "x", "topic": "t", **mistake, "__is_block__": True}
+    problems = schema_problems("resource google_pubsub_subscription.x", body,
+                               SCHEMA["resource"]["google_pubsub_subscription"])
+    assert len(problems) == 1 and problems[0].endswith(expected), problems
