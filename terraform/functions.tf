@@ -26,10 +26,6 @@ resource "google_storage_bucket_object" "source" {
 }
 
 locals {
-  # Settings the platform provides to every function; the rest come from var.function_settings.
-  # DB_HOST and DB_PORT are the local stack's; in GCP the Cloud SQL connector replaces them.
-  platform_settings = ["SERVICE_NAME", "GCP_PROJECT", "DB_NAME", "DB_USER", "DB_HOST", "DB_PORT"]
-
   function_env = {
     for name, f in local.functions : name => merge(
       {
@@ -89,11 +85,8 @@ resource "google_cloudfunctions2_function" "function" {
   lifecycle {
     precondition {
       # Every setting the manifest lists must get a value: a function missing one would refuse to start.
-      condition = length(setsubtract(
-        toset(each.value.settings),
-        setunion(toset(local.platform_settings), toset(keys(lookup(var.function_settings, each.key, {}))))
-      )) == 0
-      error_message = "function_settings lacks values for ${each.key}'s settings listed in shared/topology.yaml."
+      condition     = !contains(keys(local.missing_settings), each.key)
+      error_message = "function_settings lacks ${each.key}'s ${join(", ", lookup(local.missing_settings, each.key, []))} (listed in shared/topology.yaml)."
     }
   }
 

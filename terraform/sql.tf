@@ -2,16 +2,6 @@
 # account (an IAM database user) and is granted its domain role by the migration step
 # (`python -m shared.deploy.migrate`), which also runs Alembic before any function deploys.
 
-locals {
-  # Connection budget. shared/db.py gives every instance at most pool_size 2 + max_overflow 2 = 4
-  # connections. With the manifest's max_instances (relay 1, settle 5, api 5, fetch-price 1,
-  # assess-margin 5, notify 3, callbacks 3, screen-compliance 3, refresh-sanctions 1 = 27 instances) that is
-  # 27 x 4 = 108 connections, which must fit in
-  # max_connections (default 200) minus the reserve (default 20) for migrations and operators.
-  connections_per_instance = 4
-  function_connections     = sum([for f in local.topology.functions : f.max_instances * local.connections_per_instance])
-}
-
 resource "google_sql_database_instance" "main" {
   name                = "escrow-platform"
   region              = var.region
@@ -56,7 +46,7 @@ resource "google_sql_database_instance" "main" {
 
   lifecycle {
     precondition {
-      condition     = local.function_connections <= var.db_max_connections - var.db_reserved_connections
+      condition     = local.connections_fit
       error_message = "The functions may open ${local.function_connections} connections (max_instances x 4); raise db_max_connections or lower max_instances in shared/topology.yaml."
     }
   }

@@ -15,6 +15,7 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import hcl2
 import pytest
@@ -24,7 +25,7 @@ from shared.topology import load_topology
 
 TERRAFORM_DIR = REPO_ROOT / "terraform"
 EXPECTED_FILES = {"versions.tf", "variables.tf", "outputs.tf", "pubsub.tf", "functions.tf", "scheduler.tf",
-                  "sql.tf", "iam.tf", "secrets.tf", "manifest.tf", "main.tf"}
+                  "sql.tf", "iam.tf", "secrets.tf", "manifest.tf", "main.tf", "preconditions.tf"}
 
 
 def _unquote(value):
@@ -276,3 +277,39 @@ def test_a_misspelt_argument_or_block_is_caught(mistake, expected):
     problems = schema_problems("resource google_pubsub_subscription.x", body,
                                SCHEMA["resource"]["google_pubsub_subscription"])
     assert len(problems) == 1 and problems[0].endswith(expected), problems
+
+
+# ---------------------------------------------------------------- preconditions, evaluated offline
+
+PRECONDITION_FILES = ("manifest.tf", "variables.tf", "preconditions.tf")
+
+
+def _preconditions(tmp_path: Path, tfvars: str) -> dict:
+    """The preconditions' locals as `terraform console` evaluates them with these variable values."""
+    (tmp_path / "terraform").mkdir()
+    (tmp_path / "shared").mkdir()
+    for name in PRECONDITION_FILES:
+        shutil.copy(TERRAFORM_DIR / name, tmp_path / "terraform" / name)
+    shutil.copy(REPO_ROOT / "shared" / "topology.yaml", tmp_path / "shared" / "topology.yaml")
+    (tmp_path / "terraform" / "given.tfvars").write_text(tfvars)
+    expression = ("jsonencode({missing = local.missing_settings, connections = local.function_connections, "
+                  "fit = local.connections_fit})")
+    done = subprocess.run(["terraform", "console", "-var-file=given.tfvars"], input=expression, capture_output=True,
+                          text=True, cwd=tmp_path / "terraform", timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(json.loads(done.stdout.strip()))
+
+
+def test_the_example_tfvars_passes_every_precondition(tmp_path):
+    evaluated = _preconditions(tmp_path, (TERRAFORM_DIR / "terraform.tfvars.example").read_text())
+    assert evaluated["missing"] == {}
+    assert evaluated["fit"] is True and evaluated["connections"] == 4 * sum(
+        f.max_instances for f in load_topology().functions)
+
+
+def test_a_tfvars_without_a_functions_settings_fails_its_precondition_by_name(tmp_path):
+    example = (TERRAFORM_DIR / "terraform.tfvars.example").read_text()
+    start = example.index("  callbacks = {")
+    without_callbacks = example[:start] + example[example.index("  }\n", start) + 4:]
+    evaluated = _preconditions(tmp_path, without_callbacks)
+    assert evaluated["missing"] == {"callbacks": ["SENDGRID_WEBHOOK_PUBLIC_KEY", "TWILIO_STATUS_CALLBACK_URL"]}
