@@ -59,7 +59,11 @@ def main() -> None:
     else:
         from shared.stack.demo import run_demo
 
-        run_demo(stack)
+        # The demo ticks by hand; the Scheduler starts once it is done, so the stack left up runs like GCP.
+        stack.stop_scheduler()
+        run_demo(Stack(DEMO_LAYOUT))
+        stack.up()
+        print("the local Scheduler now ticks the stack on the manifest's cron schedules (make down stops it)")
 
 
 if __name__ == "__main__":

@@ -90,6 +90,13 @@ class Stack:
             self.layout.write_state(state)
         return state
 
+    def stop_scheduler(self) -> None:
+        """Stop the local Scheduler (the demo ticks by hand; a scheduled tick would race its steps)."""
+        state = self.layout.read_state()
+        if state.get("scheduler_pid"):
+            stop_group(state.pop("scheduler_pid"))
+            self.layout.write_state(state)
+
     def _start_scheduler(self, pid: int | None) -> int:
         if is_alive(pid):
             return pid  # type: ignore[return-value]
