@@ -81,3 +81,21 @@ variable "source_dir" {
   type        = string
   default     = "../dist"
 }
+
+variable "alert_notification_channels" {
+  description = "Cloud Monitoring notification channel ids (projects/<p>/notificationChannels/<n>) every alert goes to."
+  type        = list(string)
+  default     = []
+}
+
+variable "relay_max_lag_blocks" {
+  description = "relay lag, in blocks behind the confirmed head, that pages someone."
+  type        = number
+  default     = 50
+}
+
+variable "price_max_age_minutes" {
+  description = "Minutes without an accepted price for an asset before someone is paged (its heartbeat plus a margin)."
+  type        = number
+  default     = 90
+}

@@ -51,6 +51,8 @@ class TickResult:
     reorgs: int = 0
     published: int = 0
     skipped_busy: bool = False
+    # Blocks between the checkpoint and the confirmed target after the scan (a log-based metric alerts on it).
+    lag_blocks: int | None = None
 
 
 @functools.cache
@@ -145,19 +147,21 @@ def run_tick(settings: Settings, backfill_from: int | None = None) -> TickResult
     log.info(
         "relay tick done",
         extra={"scanned_from": result.scanned_from, "scanned_to": result.scanned_to, "logs": result.logs,
-               "reorgs": result.reorgs, "published": published},
+               "reorgs": result.reorgs, "published": published, "lag_blocks": result.lag_blocks},
     )
-    return TickResult(result.scanned_from, result.scanned_to, result.logs, result.reorgs, published)
+    return TickResult(result.scanned_from, result.scanned_to, result.logs, result.reorgs, published,
+                      lag_blocks=result.lag_blocks)
 
 
 def scan(engine: Engine, reader: ChainReader, chain: ChainSettings, deadline: float) -> TickResult:
     """Scan ranges until caught up with the confirmed target or out of time. Caller holds the lock."""
     target = calculate_target_block(reader.head(), chain.confirmations)
-    first = last = None
+    first = last = reached = None
     logs = reorgs = 0
     while time.monotonic() < deadline:
         with transaction(engine) as conn:
             checkpoint = cp.load(conn, chain)
+            reached = checkpoint.block_number
             if checkpoint.block_hash and reader.block_hash(checkpoint.block_number) != checkpoint.block_hash:
                 repair_reorg(conn, reader, chain, checkpoint, EVENTS_TOPIC)
                 reorgs += 1
@@ -182,7 +186,10 @@ def scan(engine: Engine, reader: ChainReader, chain: ChainSettings, deadline: fl
             cp.save(conn, chain, end, end_hash, checkpoint.range.after_success(chain.block_range))
         first = start if first is None else first
         last = end
-    return TickResult(scanned_from=first, scanned_to=last, logs=logs, reorgs=reorgs)
+    if last is not None:
+        reached = last
+    lag = None if reached is None else max(0, target - reached)
+    return TickResult(scanned_from=first, scanned_to=last, logs=logs, reorgs=reorgs, lag_blocks=lag)
 
 
 def _stage_logs(conn: Connection, reader: ChainReader, chain: ChainSettings, found) -> int:

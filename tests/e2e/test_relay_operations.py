@@ -106,6 +106,10 @@ def test_status_shows_lag_and_rewind_republishes_same_ids(stack, bus, owner_engi
     relay.wait_caught_up(owner_engine)
     after = json.loads(stack.run_relay_admin(["status"], relay.contract.address, overrides).stdout)
     assert after["lag_blocks"] == 0
+    # Every tick logs its lag too (a log-based metric in terraform/monitoring.tf alerts on it).
+    ticks = [json.loads(line) for line in (stack.layout.logs / f"relay-{relay.tick_topic}.log").read_text().splitlines()
+             if '"relay tick done"' in line]
+    assert ticks[-1]["lag_blocks"] == 0
 
     events_sub = bus.pull_subscription("settlement.events.v1")
     rewind = stack.run_relay_admin(["rewind", "--to", str(created[1].block_number), "--republish"],

@@ -25,7 +25,7 @@ from shared.topology import load_topology
 
 TERRAFORM_DIR = REPO_ROOT / "terraform"
 EXPECTED_FILES = {"versions.tf", "variables.tf", "outputs.tf", "pubsub.tf", "functions.tf", "scheduler.tf",
-                  "sql.tf", "iam.tf", "secrets.tf", "manifest.tf", "main.tf", "preconditions.tf"}
+                  "sql.tf", "iam.tf", "secrets.tf", "manifest.tf", "main.tf", "preconditions.tf", "monitoring.tf"}
 
 
 def _unquote(value):
