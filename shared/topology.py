@@ -204,7 +204,20 @@ def parse_topology(document: dict) -> Topology:
     )
 
 
+def secret_id(name: str) -> str:
+    """The Secret Manager id of a manifest secret (COINGECKO_API_KEY -> coingecko-api-key), as secrets.tf names it."""
+    return name.lower().replace("_", "-")
+
+
 @functools.cache
 def load_topology(path: Path = MANIFEST_PATH) -> Topology:
     """The manifest at `path`, parsed."""
     return parse_topology(yaml.safe_load(path.read_text()))
+
+
+if __name__ == "__main__":  # python -m shared.topology secret-ids: for the deploy scripts
+    import sys
+
+    if sys.argv[1:] != ["secret-ids"]:
+        raise SystemExit("usage: python -m shared.topology secret-ids")
+    print(" ".join(secret_id(name) for name in load_topology().secrets))

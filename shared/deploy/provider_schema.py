@@ -8,7 +8,7 @@ Providers cannot be downloaded here, but npm serves the provider's generated CDK
 synthesiser lists every argument and nested block with `isBlock`, and each block's own synthesiser lists
 its content; getters name every attribute that can be read, computed ones included. This module reads
 those files straight from the package tarball (about 25 MB, fetched with `npm pack`, never installed)
-for the types found in terraform/*.tf, and writes the result, sorted, to terraform/provider-schema.json.
+for the types found in terraform/**/*.tf, and writes the result, sorted, to terraform/provider-schema.json.
 `tests/integration/test_terraform.py` checks every resource, argument, nested block and attribute
 reference against it offline.
 """
@@ -38,9 +38,9 @@ _GETTER = re.compile(r"get\w*Attribute\('(\w+)'\)")
 
 
 def used_types(terraform_dir: Path = TERRAFORM_DIR) -> dict[str, set[str]]:
-    """{"resource": {...}, "data": {...}}: the google types terraform/*.tf declares."""
+    """{"resource": {...}, "data": {...}}: the google types terraform/ (and its bootstrap stage) declares."""
     used: dict[str, set[str]] = {"resource": set(), "data": set()}
-    for path in sorted(terraform_dir.glob("*.tf")):
+    for path in sorted(terraform_dir.rglob("*.tf")):
         for kind, name in _USED.findall(path.read_text()):
             used[kind].add(name)
     return used

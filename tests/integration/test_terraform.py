@@ -220,7 +220,7 @@ def schema_problems(where: str, body: dict, schema: dict) -> list[str]:
 
 def _declared(kind: str) -> dict[tuple[str, str], dict]:
     found = {}
-    for path in sorted(TERRAFORM_DIR.glob("*.tf")):
+    for path in sorted(TERRAFORM_DIR.rglob("*.tf")):
         with path.open() as handle:
             document = hcl2.load(handle)
         for block in document.get(kind, []):
@@ -255,7 +255,7 @@ def test_every_argument_and_block_is_in_the_providers_schema():
 
 def test_every_reference_names_an_attribute_of_its_type():
     problems = []
-    for path in sorted(TERRAFORM_DIR.glob("*.tf")):
+    for path in sorted(TERRAFORM_DIR.rglob("*.tf")):
         for data, type_name, name, attribute in REFERENCE.findall(path.read_text()):
             schema = SCHEMA["data" if data else "resource"].get(type_name)
             if schema is None:
@@ -313,3 +313,16 @@ def test_a_tfvars_without_a_functions_settings_fails_its_precondition_by_name(tm
     without_callbacks = example[:start] + example[example.index("  }\n", start) + 4:]
     evaluated = _preconditions(tmp_path, without_callbacks)
     assert evaluated["missing"] == {"callbacks": ["SENDGRID_WEBHOOK_PUBLIC_KEY", "TWILIO_STATUS_CALLBACK_URL"]}
+
+
+
+def test_the_build_runs_as_the_deployer_the_bootstrap_creates():
+    import yaml
+
+    bootstrap = (TERRAFORM_DIR / "bootstrap" / "main.tf").read_text()
+    account = re.search(r'resource "google_service_account" "deployer" \{\s*account_id\s*=\s*"([^"]+)"', bootstrap)
+    cloudbuild = yaml.safe_load((REPO_ROOT / "cloudbuild.yaml").read_text())
+    assert cloudbuild["serviceAccount"] == (
+        f"projects/$PROJECT_ID/serviceAccounts/{account.group(1)}@$PROJECT_ID.iam.gserviceaccount.com")
+    pool = re.search(r'resource "google_cloudbuild_worker_pool" "build" \{\s*name\s*=\s*"([^"]+)"', bootstrap)
+    assert cloudbuild["substitutions"]["_WORKER_POOL"] == pool.group(1)

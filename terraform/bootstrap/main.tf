@@ -1,0 +1,123 @@
+# The bootstrap stage: what only a project owner can do, once, before the first `terraform apply` of
+# ../ and the first Cloud Build. After it, the platform's apply and the build need no owner.
+#
+#   cd terraform/bootstrap
+#   terraform init -backend-config="bucket=<state-bucket>" -backend-config="prefix=escrow-bootstrap"
+#   terraform apply -var project_id=<project> -var region=<region> -var network=<vpc self link>
+#
+# It enables the APIs, creates the deployer identity Cloud Build runs as (with exactly the roles the
+# platform's apply and the pipeline use) and the private worker pool peered to the VPC (Cloud SQL has a
+# private IP only). The Pub/Sub service agent and the database bootstrap are one command each, in the
+# README ("Deploy to GCP"): the agent's resource exists only in the beta provider.
+
+terraform {
+  required_version = ">= 1.6.0"
+
+  required_providers {
+    google = {
+      source  = "hashicorp/google"
+      version = "6.14.1"
+    }
+  }
+
+  backend "gcs" {}
+}
+
+provider "google" {
+  project = var.project_id
+  region  = var.region
+}
+
+variable "project_id" {
+  description = "The GCP project the platform runs in."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the functions, the database and the build pool."
+  type        = string
+}
+
+variable "network" {
+  description = "Self link of the VPC with private services access (projects/<p>/global/networks/<n>)."
+  type        = string
+}
+
+locals {
+  apis = toset([
+    "cloudfunctions.googleapis.com", "run.googleapis.com", "cloudbuild.googleapis.com",
+    "artifactregistry.googleapis.com", "eventarc.googleapis.com", "pubsub.googleapis.com",
+    "cloudscheduler.googleapis.com", "sqladmin.googleapis.com", "secretmanager.googleapis.com",
+    "iam.googleapis.com", "iamcredentials.googleapis.com", "vpcaccess.googleapis.com",
+    "servicenetworking.googleapis.com", "storage.googleapis.com", "monitoring.googleapis.com",
+    "logging.googleapis.com", "cloudresourcemanager.googleapis.com",
+  ])
+
+  # What the platform's apply (../) and the pipeline's steps do, and nothing else.
+  deployer_roles = toset([
+    "roles/cloudfunctions.admin",            # the functions
+    "roles/run.admin",                       # their Cloud Run services and invoker bindings
+    "roles/iam.serviceAccountAdmin",         # the functions', pusher's and migrator's service accounts
+    "roles/iam.serviceAccountUser",          # actAs: deploy functions and subscriptions as those accounts
+    "roles/iam.serviceAccountTokenCreator",  # impersonate the migrator for the migrations
+    "roles/resourcemanager.projectIamAdmin", # the project-level role bindings of ../iam.tf and ../sql.tf
+    "roles/pubsub.admin",                    # topics, subscriptions and their IAM
+    "roles/cloudsql.admin",                  # the instance, database and IAM users
+    "roles/cloudsql.client",                 # the Auth Proxy for the migrations
+    "roles/secretmanager.admin",             # the secrets (never their values) and accessor bindings
+    "roles/secretmanager.viewer",            # check-secrets.sh: versions exist
+    "roles/cloudscheduler.admin",            # the Scheduler jobs
+    "roles/storage.admin",                   # the sources bucket and the state bucket
+    "roles/monitoring.editor",               # alert policies and the dashboard
+    "roles/logging.configWriter",            # log-based metrics
+    "roles/logging.logWriter",               # the build's own logs
+    "roles/cloudbuild.workerPoolUser",       # run in the private pool
+  ])
+}
+
+resource "google_project_service" "api" {
+  for_each = local.apis
+
+  service            = each.value
+  disable_on_destroy = false
+}
+
+resource "google_service_account" "deployer" {
+  account_id   = "escrow-deployer"
+  display_name = "Cloud Build: tests, migrations and terraform apply of the escrow platform"
+  depends_on   = [google_project_service.api]
+}
+
+resource "google_project_iam_member" "deployer" {
+  for_each = local.deployer_roles
+
+  project = var.project_id
+  role    = each.value
+  member  = google_service_account.deployer.member
+}
+
+resource "google_cloudbuild_worker_pool" "build" {
+  name     = "escrow-build"
+  location = var.region
+
+  worker_config {
+    machine_type = "e2-highcpu-8"
+    disk_size_gb = 100
+  }
+
+  network_config {
+    peered_network = var.network
+  }
+
+  depends_on = [google_project_service.api]
+}
+
+output "deployer_service_account" {
+  description = "Cloud Build's serviceAccount (cloudbuild.yaml substitution _DEPLOYER_SA)."
+  value       = google_service_account.deployer.email
+}
+
+output "worker_pool" {
+  description = "Cloud Build's private pool (cloudbuild.yaml substitution _WORKER_POOL)."
+  value       = google_cloudbuild_worker_pool.build.name
+}
