@@ -7,8 +7,9 @@
 #
 # It enables the APIs, creates the deployer identity Cloud Build runs as (with exactly the roles the
 # platform's apply and the pipeline use) and the private worker pool peered to the VPC (Cloud SQL has a
-# private IP only). The Pub/Sub service agent and the database bootstrap are one command each, in the
-# README ("Deploy to GCP"): the agent's resource exists only in the beta provider.
+# private IP only), and the secret that keeps the database admin's password. The Pub/Sub service agent
+# and the database bootstrap are one command each, in the README ("Deploy to GCP"): the agent's resource
+# exists only in the beta provider.
 
 terraform {
   required_version = ">= 1.6.0"
@@ -107,6 +108,18 @@ resource "google_cloudbuild_worker_pool" "build" {
 
   network_config {
     peered_network = var.network
+  }
+
+  depends_on = [google_project_service.api]
+}
+
+# The built-in `postgres` user's password, for the one database bootstrap (README, step 3). Its value is
+# added with gcloud and never passes through Terraform.
+resource "google_secret_manager_secret" "db_admin_password" {
+  secret_id = "db-admin-password"
+
+  replication {
+    auto {}
   }
 
   depends_on = [google_project_service.api]
