@@ -116,36 +116,31 @@ resource "google_monitoring_alert_policy" "oldest_unacked_message" {
   }
 }
 
-resource "google_monitoring_alert_policy" "reconcile_drift" {
-  display_name          = "Reconciler found drift"
+# Any line of these log-based counters pages someone.
+resource "google_monitoring_alert_policy" "log_line" {
+  for_each = {
+    reconcile_drift = {
+      title  = "Reconciler found drift"
+      metric = google_logging_metric.reconcile_drifts.name
+      doc    = "See ops.drifts: a drift with a repair was fixed by replay; one without waits for a person, with both sides recorded."
+    }
+    held_dead_letter = {
+      title  = "A dead letter is held for a person"
+      metric = google_logging_metric.held_dead_letters.name
+      doc    = "See ops.held_dead_letters for the message and the reason; replay it with shared.deploy.replay_dead_letters once fixed."
+    }
+  }
+
+  display_name          = each.value.title
   combiner              = "OR"
   notification_channels = local.alert_channels
   documentation {
-    content = "See ops.drifts: a drift with a repair was fixed by replay; one without waits for a person, with both sides recorded."
+    content = each.value.doc
   }
   conditions {
-    display_name = "reconcile drift lines"
+    display_name = each.value.title
     condition_threshold {
-      filter          = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.reconcile_drifts.name}\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period   = "300s"
-        per_series_aligner = "ALIGN_SUM"
-      }
-    }
-  }
-}
-
-resource "google_monitoring_alert_policy" "held_dead_letter" {
-  display_name          = "A dead letter is held for a person"
-  combiner              = "OR"
-  notification_channels = local.alert_channels
-  conditions {
-    display_name = "dead letter held"
-    condition_threshold {
-      filter          = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.held_dead_letters.name}\""
+      filter          = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${each.value.metric}\""
       comparison      = "COMPARISON_GT"
       threshold_value = 0
       duration        = "0s"

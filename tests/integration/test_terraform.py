@@ -238,6 +238,9 @@ def test_the_schema_file_is_of_the_pinned_provider_version():
     pinned = re.search(r'source\s*=\s*"hashicorp/google"\s*version\s*=\s*"([^"]+)"',
                        (TERRAFORM_DIR / "versions.tf").read_text()).group(1)
     assert pinned == PROVIDER_VERSION
+    bootstrap_pin = re.search(r'source\s*=\s*"hashicorp/google"\s*version\s*=\s*"([^"]+)"',
+                              (TERRAFORM_DIR / "bootstrap" / "main.tf").read_text()).group(1)
+    assert bootstrap_pin == PROVIDER_VERSION, "both stages run on the provider version the schema is of"
     assert SCHEMA["provider"] == f"hashicorp/google {PROVIDER_VERSION}"
     assert SCHEMA["bindings"] == f"@cdktf/provider-google {BINDINGS_VERSION}"
     used = used_types()
