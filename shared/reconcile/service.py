@@ -49,6 +49,8 @@ RECENT_SECONDS = 3600
 # Rows of risk's outbox looked at for notify's copy, newest first.
 NOTIFY_WINDOW_SECONDS = 86400
 MAX_DRIFTS_PER_KIND = 1000
+# Publish rounds (of outbox.PUBLISH_BATCH rows) one run spends on one stale outbox.
+MAX_PUBLISH_ROUNDS = 20
 
 SETTLEMENT_MISSING = "settlement_missing"
 SETTLEMENT_DIFFERS = "settlement_differs"
@@ -154,9 +156,14 @@ class Reconciler:
         return found
 
     def _publish_outbox(self, engine: Engine, schema: str) -> str:
+        # Bounded: while the domain's own function keeps adding rows, a run must still end; the next run
+        # (or the function itself) publishes the rest.
         sent = 0
-        while (batch := outbox.publish_pending(engine, schema, self.settings.project_id,
-                                               self.settings.publish_timeout_seconds)):
+        for _ in range(MAX_PUBLISH_ROUNDS):
+            batch = outbox.publish_pending(engine, schema, self.settings.project_id,
+                                           self.settings.publish_timeout_seconds)
+            if not batch:
+                break
             sent += batch
         return f"published {sent} pending rows of {schema}.outbox with their own ids"
 
