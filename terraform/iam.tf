@@ -59,14 +59,6 @@ resource "google_cloud_run_v2_service_iam_member" "http_invoker" {
   member   = each.value.member
 }
 
-resource "google_project_iam_member" "migrator_sql" {
-  for_each = toset(["roles/cloudsql.client", "roles/cloudsql.instanceUser"])
-
-  project = var.project_id
-  role    = each.value
-  member  = google_service_account.migrator.member
-}
-
 # The reconciler redrives dead letters: it pulls (and acknowledges) every hold subscription.
 resource "google_pubsub_subscription_iam_member" "redrive_subscriber" {
   for_each = {

@@ -66,15 +66,16 @@ resource "google_sql_user" "function" {
   type     = "CLOUD_IAM_SERVICE_ACCOUNT"
 }
 
-# The migrator: Cloud Build's deploy step connects as this service account (IAM user) through the
-# Cloud SQL Auth Proxy. It owns the schemas the migrations create.
-resource "google_service_account" "migrator" {
-  account_id   = "db-migrator"
-  display_name = "Runs the Alembic migrations before each deploy"
+# The migrator: Cloud Build's migrate step connects as this service account (IAM user) through the
+# Cloud SQL Auth Proxy, impersonating it. It owns the schemas the migrations create. The bootstrap stage
+# (bootstrap/) creates the account and its project roles; reading it here fails the plan, naming it,
+# if the bootstrap has not run.
+data "google_service_account" "migrator" {
+  account_id = "db-migrator"
 }
 
 resource "google_sql_user" "migrator" {
   instance = google_sql_database_instance.main.name
-  name     = trimsuffix(google_service_account.migrator.email, ".gserviceaccount.com")
+  name     = trimsuffix(data.google_service_account.migrator.email, ".gserviceaccount.com")
   type     = "CLOUD_IAM_SERVICE_ACCOUNT"
 }

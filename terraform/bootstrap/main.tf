@@ -6,7 +6,8 @@
 #   terraform apply -var project_id=<project> -var region=<region> -var network=<vpc self link>
 #
 # It enables the APIs, creates the deployer identity Cloud Build runs as (with exactly the roles the
-# platform's apply and the pipeline use) and the private worker pool peered to the VPC (Cloud SQL has a
+# platform's apply and the pipeline use), the migrator identity the migrations log in as (with the two
+# roles a Cloud SQL IAM login needs), and the private worker pool peered to the VPC (Cloud SQL has a
 # private IP only), and the secret that keeps the database admin's password. The Pub/Sub service agent
 # and the database bootstrap are one command each, in the README ("Deploy to GCP"): the agent's resource
 # exists only in the beta provider.
@@ -58,10 +59,10 @@ locals {
   deployer_roles = toset([
     "roles/cloudfunctions.admin",            # the functions
     "roles/run.admin",                       # their Cloud Run services and invoker bindings
-    "roles/iam.serviceAccountAdmin",         # the functions', pusher's and migrator's service accounts
+    "roles/iam.serviceAccountAdmin",         # the functions' and pusher's service accounts
     "roles/iam.serviceAccountUser",          # actAs: deploy functions and subscriptions as those accounts
     "roles/iam.serviceAccountTokenCreator",  # impersonate the migrator for the migrations
-    "roles/resourcemanager.projectIamAdmin", # the project-level role bindings of ../iam.tf and ../sql.tf
+    "roles/resourcemanager.projectIamAdmin", # the functions' project-level role bindings (../iam.tf)
     "roles/pubsub.admin",                    # topics, subscriptions and their IAM
     "roles/cloudsql.admin",                  # the instance, database and IAM users
     "roles/cloudsql.client",                 # the Auth Proxy for the migrations
@@ -74,6 +75,9 @@ locals {
     "roles/logging.logWriter",               # the build's own logs
     "roles/cloudbuild.workerPoolUser",       # run in the private pool
   ])
+
+  # A Cloud SQL IAM login: reach the instance through the Auth Proxy, and log in as an IAM user.
+  migrator_roles = toset(["roles/cloudsql.client", "roles/cloudsql.instanceUser"])
 }
 
 resource "google_project_service" "api" {
@@ -95,6 +99,23 @@ resource "google_project_iam_member" "deployer" {
   project = var.project_id
   role    = each.value
   member  = google_service_account.deployer.member
+}
+
+# The migrations' identity (../sql.tf reads it and makes it an IAM database user). The deployer only
+# impersonates it (roles/iam.serviceAccountTokenCreator above), so no build step holds the migrator's
+# database rights except the migrate step.
+resource "google_service_account" "migrator" {
+  account_id   = "db-migrator"
+  display_name = "Runs the Alembic migrations before each deploy"
+  depends_on   = [google_project_service.api]
+}
+
+resource "google_project_iam_member" "migrator" {
+  for_each = local.migrator_roles
+
+  project = var.project_id
+  role    = each.value
+  member  = google_service_account.migrator.member
 }
 
 resource "google_cloudbuild_worker_pool" "build" {
@@ -128,6 +149,11 @@ resource "google_secret_manager_secret" "db_admin_password" {
 output "deployer_service_account" {
   description = "Cloud Build's serviceAccount (cloudbuild.yaml substitution _DEPLOYER_SA)."
   value       = google_service_account.deployer.email
+}
+
+output "migrator_service_account" {
+  description = "The migrations' identity (cloudbuild.yaml substitution _MIGRATOR_SA)."
+  value       = google_service_account.migrator.email
 }
 
 output "worker_pool" {
