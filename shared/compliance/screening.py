@@ -151,7 +151,8 @@ def check_wallets(wallets: Any, listed: Mapping[str, int | None]) -> list[Hit]:
 
 
 def check_name(name: Any, lists: ListView, policy: Policy) -> list[Hit]:
-    """Fuzzy matches of the user's name against SDN names and aliases."""
+    """Fuzzy matches of the user's name against SDN names and aliases, each with its evidence: the entry,
+    the listed tokens matched and by which rule, what was missing (never the user's own words)."""
     if not isinstance(name, str) or not name.strip():
         return []
     hits = []
@@ -162,7 +163,8 @@ def check_name(name: Any, lists: ListView, policy: Policy) -> list[Hit]:
             "sanctions.name", "sanctions.name_match" if strong else "sanctions.weak_name_match",
             Decision.REVIEW if strong else Decision.APPROVED,
             {"listed_name": match.listed.name, "alias_of": entry.get("name") if match.listed.alt_num else None,
-             "sdn_type": entry.get("sdn_type"), "programs": entry.get("programs"), "ent_num": match.listed.ent_num},
+             "sdn_type": entry.get("sdn_type"), "programs": entry.get("programs"), "ent_num": match.listed.ent_num,
+             **match.describe()},
             Decimal(str(match.score)), match.listed.ent_num))
     return hits
 

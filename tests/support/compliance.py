@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 from pathlib import Path
@@ -9,7 +10,10 @@ from pathlib import Path
 import requests
 import sqlalchemy
 
+from shared.compliance.lists import SCREENED_SDN_TYPE
+from shared.compliance.names import ListedName, NameIndex
 from shared.compliance.ofac import ADDRESS_LIST, OFAC_FILES, parse_lists
+from shared.compliance.screening import ListView
 from shared.stack.chain_driver import wait_for
 
 # The real OFAC data the stack serves (shared/stack/data/ofac/README.md).
@@ -21,6 +25,17 @@ def real_lists():
     files = {name: (OFAC_DATA / filename.lower()).read_bytes() for name, filename in OFAC_FILES.items()}
     files[ADDRESS_LIST] = (OFAC_DATA / "sanctioned_addresses_ETH.txt").read_bytes()
     return parse_lists(files)
+
+
+@functools.cache
+def real_list_view() -> ListView:
+    """What screening reads of the real snapshot (as `read_list_view` builds it from the database)."""
+    lists = real_lists()
+    entries = {e["ent_num"]: e for e in lists.entries}
+    names = [ListedName(n, None, e["name"]) for n, e in entries.items() if e["sdn_type"] == SCREENED_SDN_TYPE]
+    names += [ListedName(a["ent_num"], a["alt_num"], a["name"]) for a in lists.aliases
+              if entries[a["ent_num"]]["sdn_type"] == SCREENED_SDN_TYPE]
+    return ListView(snapshot_id=1, wallets=lists.wallets, names=NameIndex(names), entries=entries)
 
 
 def random_wallet() -> str:

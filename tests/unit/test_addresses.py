@@ -19,6 +19,7 @@ def test_the_checksum_matches_the_reference_for_random_addresses():
     "0x5FBDB2315678AFECB367F032D93F642F64180AA3",
     "5fbdb2315678afecb367f032d93f642f64180aa3",
     "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+    "0X5FBDB2315678AFECB367F032D93F642F64180AA3",  # the whole string upper-cased
 ])
 def test_every_eip55_valid_spelling_is_accepted_and_checksummed(spelling):
     assert canonical_address(spelling) == "0x5FbDB2315678afecb367f032d93F642f64180aa3"

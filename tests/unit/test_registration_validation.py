@@ -49,6 +49,7 @@ def test_age_and_document_expiry_are_left_to_screening():
     ("wallet_addresses", ["0x1234"], "20-byte hex address"),
     ("wallet_addresses", ["0xZZ997970c51812dc3a010c7d01b50e0d17dc79c8"], "20-byte hex address"),
     ("wallet_addresses", ["0x70997970C51812dc3A010C7d01b50e0d17dc79c8"], "EIP-55"),
+    ("wallet_addresses", ["0X70997970c51812dc3a010c7d01b50e0d17dc79c8"], "20-byte hex address"),
     ("wallet_addresses", ["0x70997970c51812dc3a010c7d01b50e0d17dc79c8"] * 2, "twice"),
     ("notification_channels", [], "non-empty"),
     ("notification_channels", ["email", "pager"], "at most once"),
@@ -113,6 +114,7 @@ def test_every_problem_is_reported_at_once_including_unknown_fields():
     "0x70997970C51812DC3A010C7D01B50E0D17DC79C8",
     "70997970c51812dc3a010c7d01b50e0d17dc79c8",
     "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+    "0X70997970C51812DC3A010C7D01B50E0D17DC79C8",  # the whole string upper-cased
 ])
 def test_every_eip55_valid_wallet_spelling_is_stored_checksummed(spelling):
     registration = validate_registration({**VALID, "wallet_addresses": [spelling]}, TODAY)
