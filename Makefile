@@ -72,4 +72,5 @@ bench: install
 	$(PY) -m tests.bench.risk_pass
 	$(PY) -m tests.bench.latency
 	$(PY) -m tests.bench.screening
+	$(PY) -m tests.bench.rescreen
 	$(PY) -m tests.bench.reconcile

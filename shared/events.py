@@ -19,7 +19,16 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    model_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 
 from shared.addresses import canonical_address
@@ -46,6 +55,8 @@ MARGIN_ALERT_RETRACTED = "MarginAlertRetracted"
 COMPLIANCE_SCREENED = "ComplianceScreened"
 # Published on compliance.reviews.v1 by the api when a reviewer confirms or dismisses a REVIEW hit.
 COMPLIANCE_REVIEW_REQUESTED = "ComplianceReviewRequested"
+# Published on compliance.rescreen.v1 by refresh-sanctions: rescreen the users of one shard.
+RESCREEN_REQUESTED = "RescreenRequested"
 
 # Column ranges: BIGINT, INTEGER, NUMERIC(78, 0) (uint256) and NUMERIC(38, 8) (USD amounts).
 MAX_BIGINT = 2**63 - 1
@@ -359,6 +370,23 @@ class ComplianceReviewRequestedV1(Payload):
     requested_at: Timestamp
 
 
+class RescreenRequestedV1(Payload):
+    """RescreenRequested: the users whose rescreen key is in [key_from, key_to), behind `snapshot_id`."""
+
+    snapshot_id: DatabaseId
+    generation: Annotated[StrictInt, Field(ge=1, le=MAX_INTEGER)]
+    shard: Annotated[StrictInt, Field(ge=0, le=MAX_INTEGER)]
+    shards: Annotated[StrictInt, Field(ge=1, le=MAX_INTEGER)]
+    key_from: Annotated[StrictInt, Field(ge=0, le=65535)]
+    key_to: Annotated[StrictInt, Field(ge=1, le=65536)]
+
+    @model_validator(mode="after")
+    def _a_range_of_keys(self) -> RescreenRequestedV1:
+        if self.key_from >= self.key_to or self.shard >= self.shards:
+            raise ValueError("needs key_from < key_to and shard < shards")
+        return self
+
+
 PAYLOAD_MODELS: dict[tuple[str, int], type[Payload]] = {
     (ESCROW_CREATED, 1): EscrowCreatedV1,
     (ESCROW_APPROVED, 1): EscrowApprovedV1,
@@ -371,6 +399,7 @@ PAYLOAD_MODELS: dict[tuple[str, int], type[Payload]] = {
     (MARGIN_ALERT_RETRACTED, 1): MarginAlertRetractedV1,
     (COMPLIANCE_SCREENED, 1): ComplianceScreenedV1,
     (COMPLIANCE_REVIEW_REQUESTED, 1): ComplianceReviewRequestedV1,
+    (RESCREEN_REQUESTED, 1): RescreenRequestedV1,
 }
 
 

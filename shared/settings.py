@@ -43,8 +43,10 @@ DEFAULT_NAME_MATCH_REVIEW_THRESHOLD = 0.92
 DEFAULT_NAME_MATCH_REPORT_THRESHOLD = 0.85
 DEFAULT_AML_REVIEW_SCORE = 50
 DEFAULT_SANCTIONS_FETCH_TIMEOUT_SECONDS = 60.0
-# refresh-sanctions rescreens for this long per tick; the next tick carries on where it stopped.
-DEFAULT_RESCREEN_TIME_BUDGET_SECONDS = 240.0
+# A rescreening fans out into shards of about this many users (one `rescreen` invocation each, ~10 s);
+# users still behind this long after the last fan-out are fanned out again.
+DEFAULT_RESCREEN_SHARD_USERS = 1000
+DEFAULT_RESCREEN_REPLAN_SECONDS = 1800.0
 # The reconciler leaves alone what changed more recently than this: it may still be in flight.
 DEFAULT_RECONCILE_GRACE_SECONDS = 120.0
 # A dead letter is moved back to its topic at most this many times; then it is held for a person.
@@ -385,18 +387,23 @@ class SanctionsSourceSettings:
     # A plain-text list of sanctioned ETH addresses (OFAC lists some only in its XML); optional.
     address_list_url: str | None
     timeout_seconds: float
-    rescreen_time_budget_seconds: float
+    rescreen_shard_users: int
+    rescreen_replan_seconds: float
 
     @classmethod
     def read(cls, reader: _Reader) -> SanctionsSourceSettings:
-        """Read the list source, recording what is missing."""
-        return cls(
+        """Read the list source and the rescreening's fan-out, recording what is missing or malformed."""
+        settings = cls(
             list_base_url=reader.required("SANCTIONS_LIST_BASE_URL").rstrip("/"),
             address_list_url=reader.optional("SANCTIONED_ADDRESSES_URL"),
             timeout_seconds=reader.number("SANCTIONS_FETCH_TIMEOUT_SECONDS", DEFAULT_SANCTIONS_FETCH_TIMEOUT_SECONDS),
-            rescreen_time_budget_seconds=reader.number("RESCREEN_TIME_BUDGET_SECONDS",
-                                                       DEFAULT_RESCREEN_TIME_BUDGET_SECONDS),
+            rescreen_shard_users=reader.integer("RESCREEN_SHARD_USERS", reader.optional("RESCREEN_SHARD_USERS"),
+                                                DEFAULT_RESCREEN_SHARD_USERS),
+            rescreen_replan_seconds=reader.number("RESCREEN_REPLAN_SECONDS", DEFAULT_RESCREEN_REPLAN_SECONDS),
         )
+        if settings.rescreen_shard_users < 1 or settings.rescreen_replan_seconds <= 0:
+            reader.malformed.append("RESCREEN_SHARD_USERS must be at least 1 and RESCREEN_REPLAN_SECONDS positive")
+        return settings
 
 
 @dataclass(frozen=True)

@@ -42,9 +42,9 @@ variable "db_availability_type" {
 }
 
 variable "db_max_connections" {
-  description = "PostgreSQL max_connections; the functions' pools must fit in it (see sql.tf)."
+  description = "PostgreSQL max_connections; the functions' pools must fit in it (see sql.tf). 300 fits the default tier (7.5 GB): rescreen's 20 instances alone may hold 80."
   type        = number
-  default     = 200
+  default     = 300
 
   validation {
     condition     = var.db_max_connections >= 50 && var.db_max_connections <= 4000

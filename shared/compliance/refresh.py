@@ -1,4 +1,5 @@
-"""refresh-sanctions: on each tick, load OFAC's files as a new snapshot if they changed, then rescreen."""
+"""refresh-sanctions: on each tick, load OFAC's files as a new snapshot if they changed, then fan the
+rescreening of everyone behind the newest snapshot out into shards (shared/compliance/rescreen.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import logging
 
 from shared.compliance.lists import download_lists, store_snapshot
 from shared.compliance.ofac import ListFormatError, content_digest, parse_lists
-from shared.compliance.service import ComplianceService
+from shared.compliance.rescreen import RESCREEN_TOPIC, plan_rescreen
 from shared.compliance.tables import SCHEMA, list_load_failures
 from shared.db import get_engine, transaction
 from shared.messaging import outbox
@@ -16,12 +17,11 @@ log = logging.getLogger(__name__)
 
 
 class SanctionsRefresher:
-    """Download, load (a no-op for files already loaded), rescreen everyone behind the newest snapshot."""
+    """Download, load (a no-op for files already loaded), plan the rescreening behind the newest snapshot."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.source = settings.require_sanctions_source()
-        self.compliance = ComplianceService(settings.require_compliance())
 
     def run_tick(self) -> dict:
         """One refresh; returns what it did (also logged)."""
@@ -42,10 +42,13 @@ class SanctionsRefresher:
                 snapshot_id = store_snapshot(conn, parsed, downloaded.source, downloaded.published_at)
             log.info("sanctions list snapshot loaded" if snapshot_id else "sanctions files unchanged",
                      extra={"snapshot_id": snapshot_id, "digest": parsed.digest, "counts": parsed.counts})
-        rescreened = self.compliance.rescreen_all(engine, self.publish_outbox,
-                                                  self.source.rescreen_time_budget_seconds)
-        log.info("rescreening done", extra={"rescreened": rescreened})
-        return {"snapshot_id": snapshot_id, "rescreened": rescreened}
+        with transaction(engine) as conn:
+            plan = plan_rescreen(conn, self.source.rescreen_shard_users, self.source.rescreen_replan_seconds)
+            if plan is not None:
+                outbox.enqueue_many(conn, SCHEMA, RESCREEN_TOPIC, [(request, {}) for request in plan.requests()])
+        while self.publish_outbox():
+            pass
+        return {"snapshot_id": snapshot_id, "rescreen": plan}
 
     def publish_outbox(self) -> int:
         """Publish the results the rescreening staged."""

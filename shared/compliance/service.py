@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from shared.addresses import checksum_address, is_hex_address
 from shared.compliance.lists import ListCache
@@ -28,12 +28,10 @@ from shared.compliance.screening import (
     review_refusal,
     screen,
 )
-from shared.compliance.tables import SCHEMA, hits, reviews, screenings, subjects
-from shared.db import transaction
+from shared.compliance.tables import hits, reviews, screenings, subjects
 from shared.envelope import Envelope, utc_iso
 from shared.errors import InvalidEvent
-from shared.events import COMPLIANCE_REVIEW_REQUESTED, COMPLIANCE_SCREENED, USER_REGISTERED
-from shared.messaging import outbox
+from shared.events import COMPLIANCE_REVIEW_REQUESTED, COMPLIANCE_SCREENED, RESCREEN_REQUESTED, USER_REGISTERED
 from shared.messaging.consumer import Outgoing
 from shared.settings import ComplianceSettings
 
@@ -79,7 +77,7 @@ def _screened_view(subject: Any) -> dict[str, Any]:
 
 
 class ComplianceService:
-    """screen-compliance's handler, and the rescreening that refresh-sanctions runs."""
+    """screen-compliance's handler, and the rescreen function's (one shard of a rescreening)."""
 
     def __init__(self, settings: ComplianceSettings, lists: ListCache | None = None) -> None:
         self.policy = settings
@@ -117,10 +115,12 @@ class ComplianceService:
 
     # ------------------------------------------------------------------ rescreening
 
-    def rescreen_batch(self, conn: Connection, view: ListView) -> tuple[int, Outgoing]:
-        """Rescreen up to RESCREEN_BATCH users last screened against an older snapshot."""
+    def rescreen_batch(self, conn: Connection, view: ListView, keys: tuple[int, int]) -> tuple[int, Outgoing]:
+        """Rescreen up to RESCREEN_BATCH users with a rescreen key in [from, to), last screened against an
+        older snapshot; each one's `last_snapshot_id` moves in this transaction (so once per snapshot)."""
         due = conn.execute(
-            select(subjects).where(subjects.c.last_snapshot_id < view.snapshot_id)
+            select(subjects).where(subjects.c.last_snapshot_id < view.snapshot_id,
+                                   subjects.c.rescreen_key >= keys[0], subjects.c.rescreen_key < keys[1])
             .order_by(subjects.c.user_id).limit(RESCREEN_BATCH).with_for_update(skip_locked=True)
         ).mappings().all()
         outgoing = []
@@ -143,23 +143,28 @@ class ComplianceService:
                 outgoing.append(self._result(conn, subject["user_id"], previous, reasons, TRIGGER_RESCREEN, cause))
         return len(due), outgoing
 
-    def rescreen_all(self, engine: Engine, publish, budget_seconds: float) -> int:
-        """Rescreen every user behind the latest snapshot, in batches, until done or out of time."""
-        deadline = time.monotonic() + budget_seconds
+    def rescreen_shard(self, conn: Connection, requested: Envelope) -> Outgoing:
+        """The `rescreen` function's handler: every user of one shard behind the newest snapshot (which may
+        be newer than the one the shard was planned for), in this one transaction."""
+        if requested.event_type != RESCREEN_REQUESTED:
+            raise InvalidEvent(f"rescreen does not handle {requested.event_type}", event_id=requested.event_id)
+        keys = (requested.payload["key_from"], requested.payload["key_to"])
+        view = self.lists.latest(conn)
+        started = time.monotonic()
         total = 0
-        while time.monotonic() < deadline:
-            with transaction(engine) as conn:
-                view = self.lists.latest(conn)
-                count, outgoing = self.rescreen_batch(conn, view)
-                for topic, event in outgoing:
-                    outbox.enqueue(conn, SCHEMA, topic, event)
-            publish()
+        outgoing: list[tuple[str, Envelope]] = []
+        while True:
+            count, changed = self.rescreen_batch(conn, view, keys)
             total += count
+            outgoing.extend(changed)
             if count < RESCREEN_BATCH:
-                return total
-        log.warning("rescreening stopped at its time budget; the next tick continues",
-                    extra={"rescreened": total})
-        return total
+                break
+        log.info("rescreen shard done", extra={
+            "snapshot_id": view.snapshot_id, "planned_snapshot_id": requested.payload["snapshot_id"],
+            "generation": requested.payload["generation"], "shard": requested.payload["shard"],
+            "shards": requested.payload["shards"], "rescreened": total, "decisions_changed": len(outgoing),
+            "seconds": round(time.monotonic() - started, 2)})
+        return outgoing
 
     def _carried_reviews(self, conn: Connection, user_id: str, new_hits: list[Hit]) -> dict[int, str]:
         """Reviewers' latest decisions on the same finding, applied to this run's REVIEW hits.

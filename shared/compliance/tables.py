@@ -1,9 +1,12 @@
 """The compliance schema: sanctions list snapshots, screened subjects, screenings, hits and reviews."""
 
-from sqlalchemy import BigInteger, Column, Date, DateTime, Integer, MetaData, Numeric, Table, Text, func
+from sqlalchemy import BigInteger, Column, Computed, Date, DateTime, Integer, MetaData, Numeric, Table, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 
 SCHEMA = "compliance"
+# The rescreen key's expression, and how many keys there are (shards split 0..RESCREEN_KEYS-1).
+RESCREEN_KEY_SQL = "('x' || substr(md5(user_id), 1, 4))::bit(16)::integer"
+RESCREEN_KEYS = 65536
 metadata = MetaData(schema=SCHEMA)
 
 # One loaded set of OFAC files; files whose `digest` equals the latest snapshot's are not loaded again.
@@ -93,6 +96,20 @@ subjects = Table(
     # One more for every published result: settle ignores a result not newer than what it has.
     Column("result_sequence", Integer, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # 0..65535 from the user id's MD5: rescreening shards are ranges of it (uniform whatever the ids).
+    Column("rescreen_key", Integer, Computed(RESCREEN_KEY_SQL, persisted=True), nullable=False),
+)
+
+# One fan-out of a rescreening: refresh-sanctions published `shards` shard requests for the users behind
+# `snapshot_id`; a later generation re-publishes for whoever is still behind (a shard held as a dead letter).
+rescreen_plans = Table(
+    "rescreen_plans",
+    metadata,
+    Column("snapshot_id", Integer, primary_key=True),
+    Column("generation", Integer, primary_key=True),
+    Column("shards", Integer, nullable=False),
+    Column("users_behind", Integer, nullable=False),
+    Column("planned_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 # Every screening run: the history. Immutable once written.

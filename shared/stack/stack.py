@@ -305,7 +305,9 @@ class Stack:
             "AML_REVIEW_SCORE": "50",
             "SANCTIONS_LIST_BASE_URL": self.layout.ofac_url,
             "SANCTIONED_ADDRESSES_URL": f"{self.layout.ofac_url}/{ofac_server.ADDRESS_LIST_NAME}",
-            "RESCREEN_TIME_BUDGET_SECONDS": "60",
+            # Small shards, so a rescreening of the tests' few hundred users still fans out over many.
+            "RESCREEN_SHARD_USERS": "25",
+            "RESCREEN_REPLAN_SECONDS": "120",
             # Tests inject drift and expect it found at once; in GCP the default leaves in-flight work alone.
             "RECONCILE_GRACE_SECONDS": "5",
             "REDRIVE_MAX": "3",

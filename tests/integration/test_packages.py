@@ -45,10 +45,15 @@ SCREENED_REGISTRATION = {
     "payload": {**REGISTRATION["payload"], "user_id": "package-smoke-screening",
                 "identity_document": {"type": "passport", "issuing_country": "NL", "expires_on": "2031-01-31",
                                       "number_last4": "4567"}}}
+# One shard of a rescreening that finds nobody behind (the users are screened against the newest list).
+RESCREEN_SHARD = {
+    "event_id": "RescreenRequested:package-smoke-test", "event_type": "RescreenRequested", "schema_version": 1,
+    "occurred_at": "2026-01-01T00:00:00+00:00", "correlation_id": "package-smoke-test", "causation_id": None,
+    "payload": {"snapshot_id": 1, "generation": 1, "shard": 0, "shards": 65536, "key_from": 0, "key_to": 1}}
 MESSAGES = {"relay": TICK, "fetch-price": TICK, "settle": None, "assess-margin": json.dumps(STALE_PRICE).encode(),
             "notify": json.dumps(REGISTRATION).encode(),
             "screen-compliance": json.dumps(SCREENED_REGISTRATION).encode(), "refresh-sanctions": TICK,
-            "reconcile": TICK}
+            "rescreen": json.dumps(RESCREEN_SHARD).encode(), "reconcile": TICK}
 
 
 def _push(port: int, data: bytes) -> requests.Response:
@@ -60,8 +65,29 @@ def _push(port: int, data: bytes) -> requests.Response:
         "ce-type": "google.cloud.pubsub.topic.v1.messagePublished"})
 
 
+@pytest.fixture(scope="module")
+def venv_for(tmp_path_factory):
+    """A fresh venv with exactly these requirements installed; functions with the same requirements.txt
+    share one (screen-compliance, refresh-sanctions and rescreen do), which is what each would get."""
+    made: dict[str, Path] = {}
+
+    def install(requirements: Path) -> Path:
+        text = requirements.read_text()
+        if text not in made:
+            environment = tmp_path_factory.mktemp("venv")
+            venv.create(environment, with_pip=True)
+            installed = subprocess.run(  # the pip cache holds the wheels `make install` fetched
+                [str(environment / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                 "--disable-pip-version-check", "--no-compile", "-r", str(requirements)],
+                capture_output=True, text=True, timeout=600)
+            assert installed.returncode == 0, installed.stderr[-2000:]
+            made[text] = environment
+        return made[text]
+    return install
+
+
 @pytest.mark.parametrize("name", [f.name for f in load_topology().functions])
-def test_the_packaged_function_installs_starts_and_handles_a_message(stack, tmp_path: Path, name: str):
+def test_the_packaged_function_installs_starts_and_handles_a_message(stack, venv_for, tmp_path: Path, name: str):
     function = stack.topology.function(name)
     archive = build(function, tmp_path / "dist")
     unpacked = tmp_path / "unpacked"
@@ -70,13 +96,7 @@ def test_the_packaged_function_installs_starts_and_handles_a_message(stack, tmp_
     assert (unpacked / "main.py").exists() and (unpacked / "requirements.txt").exists()
     assert not (unpacked / "shared" / "stack").exists()
 
-    environment = tmp_path / "venv"
-    venv.create(environment, with_pip=True)
-    python = environment / "bin" / "python"
-    installed = subprocess.run(  # the pip cache holds the wheels `make install` fetched
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-         "-r", str(unpacked / "requirements.txt")], capture_output=True, text=True, timeout=600)
-    assert installed.returncode == 0, installed.stderr[-2000:]
+    environment = venv_for(unpacked / "requirements.txt")
 
     port = free_port()
     env = stack.function_env(function, stack.layout.read_state()["escrow_address"])

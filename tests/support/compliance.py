@@ -14,6 +14,7 @@ from shared.compliance.lists import SCREENED_SDN_TYPE
 from shared.compliance.names import ListedName, NameIndex
 from shared.compliance.ofac import ADDRESS_LIST, OFAC_FILES, parse_lists
 from shared.compliance.screening import ListView
+from shared.settings import ComplianceSettings
 from shared.stack.chain_driver import wait_for
 
 # The real OFAC data the stack serves (shared/stack/data/ofac/README.md).
@@ -25,6 +26,12 @@ def real_lists():
     files = {name: (OFAC_DATA / filename.lower()).read_bytes() for name, filename in OFAC_FILES.items()}
     files[ADDRESS_LIST] = (OFAC_DATA / "sanctioned_addresses_ETH.txt").read_bytes()
     return parse_lists(files)
+
+
+# The screening policy of the pure tests and benches (the stack's own is in shared/stack/stack.py).
+SCREENING_POLICY = ComplianceSettings(
+    min_age=18, prohibited_jurisdictions=frozenset({"KP", "IR"}), high_risk_jurisdictions=frozenset({"AF", "MM"}),
+    name_review_threshold=0.92, name_report_threshold=0.85, aml_review_score=50)
 
 
 @functools.cache

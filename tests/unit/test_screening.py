@@ -5,13 +5,11 @@ from decimal import Decimal
 
 import pytest
 
-from shared.compliance.screening import Decision, Hit, Policy, decide, rejection_kind, screen
-from tests.support.compliance import real_list_view
+from shared.compliance.screening import Decision, Hit, decide, rejection_kind, screen
+from tests.support.compliance import SCREENING_POLICY, real_list_view
 
 TODAY = date(2026, 11, 26)
-POLICY = Policy(min_age=18, prohibited_jurisdictions=frozenset({"KP", "IR"}),
-                high_risk_jurisdictions=frozenset({"AF", "MM"}), name_review_threshold=0.92,
-                name_report_threshold=0.85, aml_review_score=50)
+POLICY = SCREENING_POLICY
 
 
 @pytest.fixture(scope="module")

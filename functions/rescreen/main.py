@@ -1,0 +1,21 @@
+"""rescreen: rescreen one shard of users (a range of rescreen keys) against the newest sanctions list."""
+
+import functions_framework
+
+from shared.compliance.service import ComplianceService
+from shared.compliance.tables import SCHEMA
+from shared.db import rides_out_database_outages
+from shared.logs import configure_logging
+from shared.messaging.consumer import Consumer
+from shared.settings import Settings
+
+configure_logging()
+SETTINGS = Settings.from_env(compliance=True)
+CONSUMER = Consumer("rescreen", SCHEMA, SETTINGS, ComplianceService(SETTINGS.require_compliance()).rescreen_shard)
+
+
+@functions_framework.cloud_event
+@rides_out_database_outages
+def rescreen(cloud_event) -> None:
+    """Rescreen every user of the shard still behind the newest snapshot, once, then publish what changed."""
+    CONSUMER.handle(cloud_event)
