@@ -4,6 +4,7 @@ rescreening of everyone behind the newest snapshot out into shards (shared/compl
 from __future__ import annotations
 
 import logging
+import time
 
 from shared.compliance.lists import download_lists, store_snapshot
 from shared.compliance.ofac import ListFormatError, content_digest, parse_lists
@@ -46,11 +47,10 @@ class SanctionsRefresher:
             plan = plan_rescreen(conn, self.source.rescreen_shard_users, self.source.rescreen_replan_seconds)
             if plan is not None:
                 outbox.enqueue_many(conn, SCHEMA, RESCREEN_TOPIC, [(request, {}) for request in plan.requests()])
-        while self.publish_outbox():
-            pass
+        self.publish_outbox()
         return {"snapshot_id": snapshot_id, "rescreen": plan}
 
     def publish_outbox(self) -> int:
-        """Publish the results the rescreening staged."""
-        return outbox.publish_pending(get_engine(self.settings.database), SCHEMA, self.settings.project_id,
-                                      self.settings.publish_timeout_seconds)
+        """Publish what the compliance outbox holds (the shard requests of a plan: 1,000 for a million users)."""
+        return outbox.drain(get_engine(self.settings.database), SCHEMA, self.settings.project_id,
+                            self.settings.publish_timeout_seconds, time.monotonic() + outbox.DRAIN_SECONDS)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -132,10 +133,9 @@ class Consumer:
             return outcome
 
     def publish_outbox(self) -> int:
-        """Step 2: publish what the outbox still holds."""
-        return outbox.publish_pending(
-            self._engine(), self.schema, self.settings.project_id, self.settings.publish_timeout_seconds
-        )
+        """Step 2: publish what the outbox holds, in rounds, for up to outbox.DRAIN_SECONDS."""
+        return outbox.drain(self._engine(), self.schema, self.settings.project_id,
+                            self.settings.publish_timeout_seconds, time.monotonic() + outbox.DRAIN_SECONDS)
 
     def _engine(self):
         return get_engine(self.settings.database)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
@@ -16,8 +17,12 @@ from shared.pubsub import OutgoingMessage, publish_all
 
 log = logging.getLogger(__name__)
 
-# One publish round drains at most this many rows; the rest go in the next invocation.
+# One publish round sends at most this many rows (one transaction, one batch of publish futures).
 PUBLISH_BATCH = 500
+# How long a consumer keeps publishing rounds after its handler (`drain`): a handler that staged 100k
+# margin events gets them out in the same invocation; anything left goes with the next one, or the
+# reconciler publishes it.
+DRAIN_SECONDS = 20.0
 
 
 def enqueue(conn: Connection, schema: str, topic: str, envelope: Envelope,
@@ -90,6 +95,17 @@ def publish_pending(engine: Engine, schema: str, project_id: str, timeout: float
         )
     log.info("published outbox rows", extra={"schema": schema, "count": len(rows)})
     return len(rows)
+
+
+def drain(engine: Engine, schema: str, project_id: str, timeout: float, deadline: float) -> int:
+    """Publish rounds until the outbox is empty or the `deadline` (time.monotonic()) has passed; at least
+    one round. Returns how many rows were sent."""
+    total = 0
+    while True:
+        sent = publish_pending(engine, schema, project_id, timeout)
+        total += sent
+        if sent < PUBLISH_BATCH or time.monotonic() >= deadline:
+            return total
 
 
 def count_unpublished(conn: Connection, schema: str) -> int:

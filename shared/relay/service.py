@@ -2,7 +2,8 @@
 
 Each block range commits in one transaction: its outbox rows, its relayed-log records, its block
 hashes and the advanced checkpoint. The checkpoint therefore never passes a log that is not durably
-staged; the outbox is published after the scan, and at the start of the next tick after a crash.
+staged; the outbox is published (all of it, in rounds) after each range commits, and at the start of
+the next tick after a crash.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import logging
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -131,7 +132,13 @@ def run_tick(settings: Settings, backfill_from: int | None = None) -> TickResult
     chain = settings.require_chain()
     engine = get_engine(settings.database)
     reader = get_reader(chain.rpc_url, chain.escrow_address, chain.chain_id)
-    published = _publish_staged(engine, settings)
+    deadline = time.monotonic() + chain.time_budget_seconds
+
+    def publish() -> int:
+        # Everything staged goes out within the tick (rounds of outbox.PUBLISH_BATCH), not a round or two.
+        return outbox.drain(engine, SCHEMA, settings.project_id, settings.publish_timeout_seconds, deadline)
+
+    published = publish()
     with scan_lock(engine, chain) as acquired:
         if not acquired:
             log.info("another relay is scanning; returning", extra={"lock_key": lock_key(chain)})
@@ -142,8 +149,8 @@ def run_tick(settings: Settings, backfill_from: int | None = None) -> TickResult
                     was = rewind_checkpoint(conn, reader, chain, backfill_from - 1)
                     log.warning("backfill: checkpoint moved back to rescan",
                                 extra={"from_block": backfill_from, "checkpoint_was": was})
-        result = scan(engine, reader, chain, deadline=time.monotonic() + chain.time_budget_seconds)
-    published += _publish_staged(engine, settings)
+        result = scan(engine, reader, chain, deadline, publish)
+    published += result.published + publish()
     log.info(
         "relay tick done",
         extra={"scanned_from": result.scanned_from, "scanned_to": result.scanned_to, "logs": result.logs,
@@ -153,11 +160,13 @@ def run_tick(settings: Settings, backfill_from: int | None = None) -> TickResult
                       lag_blocks=result.lag_blocks)
 
 
-def scan(engine: Engine, reader: ChainReader, chain: ChainSettings, deadline: float) -> TickResult:
-    """Scan ranges until caught up with the confirmed target or out of time. Caller holds the lock."""
+def scan(engine: Engine, reader: ChainReader, chain: ChainSettings, deadline: float,
+         publish: Callable[[], int] = lambda: 0) -> TickResult:
+    """Scan ranges until caught up with the confirmed target or out of time, publishing each range's
+    logs after its commit (so the outbox holds at most a range). Caller holds the lock."""
     target = calculate_target_block(reader.head(), chain.confirmations)
     first = last = reached = None
-    logs = reorgs = 0
+    logs = reorgs = published = 0
     while time.monotonic() < deadline:
         with transaction(engine) as conn:
             checkpoint = cp.load(conn, chain)
@@ -184,12 +193,14 @@ def scan(engine: Engine, reader: ChainReader, chain: ChainSettings, deadline: fl
             end_hash = reader.block_hash(end)
             cp.record_block(conn, chain, end, end_hash)
             cp.save(conn, chain, end, end_hash, checkpoint.range.after_success(chain.block_range))
+        published += publish()
         first = start if first is None else first
         last = end
     if last is not None:
         reached = last
     lag = None if reached is None else max(0, target - reached)
-    return TickResult(scanned_from=first, scanned_to=last, logs=logs, reorgs=reorgs, lag_blocks=lag)
+    return TickResult(scanned_from=first, scanned_to=last, logs=logs, reorgs=reorgs, published=published,
+                      lag_blocks=lag)
 
 
 def _stage_logs(conn: Connection, reader: ChainReader, chain: ChainSettings, found) -> int:
@@ -227,10 +238,6 @@ def _stage_logs(conn: Connection, reader: ChainReader, chain: ChainSettings, fou
     outbox.enqueue_many(conn, SCHEMA, EVENTS_TOPIC, [(e, chain_attributes(e.payload)) for e in fresh])
     cp.record_blocks(conn, chain, {e.payload["block_number"]: e.payload["block_hash"] for e in fresh})
     return len(fresh)
-
-
-def _publish_staged(engine: Engine, settings: Settings) -> int:
-    return outbox.publish_pending(engine, SCHEMA, settings.project_id, settings.publish_timeout_seconds)
 
 
 def status(engine: Engine, reader: ChainReader, chain: ChainSettings) -> dict:

@@ -123,3 +123,26 @@ def test_status_shows_lag_and_rewind_republishes_same_ids(stack, bus, owner_engi
     assert expected <= resent
     # Downstream dropped the re-sent ids: still one transition per escrow.
     wait_for_equal(lambda: _relayed_and_settled(owner_engine, relay.contract.address), (4, 4, 4, 4), "no duplicates")
+
+
+def test_one_tick_publishes_everything_it_staged(stack, bus, owner_engine, isolated_relay):
+    # More than two publish rounds (outbox.PUBLISH_BATCH = 500): a tick once sent at most 1,000 logs,
+    # and at one tick a minute the outbox grew without bound while the checkpoint raced ahead.
+    relay = isolated_relay(RELAY_BLOCK_RANGE="2000")
+    count = 1050
+    w3, accounts = stack.web3(), stack.web3().eth.accounts
+    deadline = w3.eth.get_block("latest")["timestamp"] + 30 * 86400
+    sent = [relay.contract.functions.create(accounts[6], 10**9, deadline).transact(
+        {"from": accounts[1 + i % 5], "value": 10**15 + i, "gas": 300_000}) for i in range(count)]
+    assert w3.eth.wait_for_transaction_receipt(sent[-1], timeout=60)["status"] == 1
+    mine(w3, CONFIRMATIONS)
+    relay.tick()
+    log = stack.layout.logs / f"relay-{relay.tick_topic}.log"
+    [done] = wait_for(lambda: [json.loads(line) for line in log.read_text().splitlines()
+                               if '"relay tick done"' in line] or None, "the tick to finish", timeout=120)
+    assert (done["logs"], done["published"], done["lag_blocks"]) == (count, count, 0)
+    with owner_engine.connect() as conn:
+        unpublished = conn.execute(sqlalchemy.text(
+            "SELECT count(*) FROM relay.outbox WHERE published_at IS NULL AND envelope->'payload'->>'contract' = :c"),
+            {"c": relay.contract.address}).scalar()
+    assert unpublished == 0
