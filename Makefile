@@ -38,8 +38,8 @@ lint: install
 package: install
 	$(PY) -m shared.deploy.package
 
-test-unit: install
-	$(PY) -m pytest tests/unit
+test-unit: $(STAMP_PY)
+	$(PY) -m pytest -m "not stack"
 
 up: install
 	$(PY) -m shared.stack up

@@ -16,6 +16,14 @@ TEST_LAYOUT = StackLayout(root=REPO_ROOT / ".stack" / "test", base_port=19400)
 os.environ["PUBSUB_EMULATOR_HOST"] = TEST_LAYOUT.pubsub_host
 
 
+def pytest_collection_modifyitems(items):
+    """Mark every test that needs the local stack (it uses the `stack` fixture, directly or through
+    another), so `-m "not stack"` runs everything else in seconds."""
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.stack)
+
+
 @pytest.fixture(scope="session")
 def stack():
     """The running test stack; a missing prerequisite fails the session with an install hint.

@@ -10,8 +10,8 @@ Two tokens score the better of two rules, 0 below TOKEN_CUTOFF:
 - **spelling**: Jaro-Winkler, times 0.9 when the first letters differ, and less the more the lengths
   differ (watchman's penalties; a typo or a dropped letter);
 - **sound**: Jaro-Winkler of the tokens' transliteration keys (`sound_key`), times SOUND_WEIGHT and the
-  same length penalty, so
-  Omar/Umar, Mohamed/Muhammad, Yevgeny/Evgeni, Qadhafi/Gaddafi and Hussein/Husayn meet.
+  same length penalty, so Omar/Umar, Mohamed/Muhammad, Yevgeny/Evgeni, Qadhafi/Gaddafi and
+  Hussein/Husayn meet.
 
 Two names score by their best token pairs (best first, each token used once), averaged weighted by
 length, then shrunk by what found no partner:
@@ -23,7 +23,7 @@ length, then shrunk by what found no partner:
   without the listed (first) family name, a match costs MISSING_FAMILY_PENALTY more.
 
 `NameIndex.search` scores only the listed names that share close tokens with the searched name,
-found through a blocking index (see there), at about 2,000+ names a second.
+found through a blocking index (see there): about 2,000 names a second on one core (`make bench`).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ CLOSE_CACHE_SIZE = 100_000
 TOKEN_CUTOFF = 0.8
 # Joining words and name particles: part of a name, never what identifies it.
 PARTICLES = frozenset(
-    "al el ul ad ar as at az an ash ad-din bin ibn bint ben bent binti de del della der den di da do dos das du van "
+    "al el ul ad ar as at az an ash bin ibn bint ben bent binti de del della der den di da do dos das du van "
     "von la le y e".split())
 # Honorifics, religious and military titles: "Dr. Ayman AL ZAWAHIRI" is "Ayman al-Zawahiri".
 TITLES = frozenset(

@@ -1,12 +1,27 @@
 """The compliance schema: sanctions list snapshots, screened subjects, screenings, hits and reviews."""
 
-from sqlalchemy import BigInteger, Column, Computed, Date, DateTime, Integer, MetaData, Numeric, Table, Text, func
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Computed,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 
 SCHEMA = "compliance"
 # The rescreen key's expression, and how many keys there are (shards split 0..RESCREEN_KEYS-1).
 RESCREEN_KEY_SQL = "('x' || substr(md5(user_id), 1, 4))::bit(16)::integer"
 RESCREEN_KEYS = 65536
+SNAPSHOT_ID = "compliance.list_snapshots.snapshot_id"
 metadata = MetaData(schema=SCHEMA)
 
 # One loaded set of OFAC files; files whose `digest` equals the latest snapshot's are not loaded again.
@@ -25,7 +40,7 @@ list_snapshots = Table(
 sdn_entries = Table(
     "sdn_entries",
     metadata,
-    Column("snapshot_id", Integer, primary_key=True),
+    Column("snapshot_id", Integer, ForeignKey(SNAPSHOT_ID), primary_key=True),
     Column("ent_num", Integer, primary_key=True),
     Column("name", Text, nullable=False),
     Column("sdn_type", Text),
@@ -37,7 +52,7 @@ sdn_entries = Table(
 sdn_aliases = Table(
     "sdn_aliases",
     metadata,
-    Column("snapshot_id", Integer, primary_key=True),
+    Column("snapshot_id", Integer, ForeignKey(SNAPSHOT_ID), primary_key=True),
     Column("ent_num", Integer, primary_key=True),
     Column("alt_num", Integer, primary_key=True),
     Column("alt_type", Text),
@@ -48,7 +63,7 @@ sdn_aliases = Table(
 sdn_addresses = Table(
     "sdn_addresses",
     metadata,
-    Column("snapshot_id", Integer, primary_key=True),
+    Column("snapshot_id", Integer, ForeignKey(SNAPSHOT_ID), primary_key=True),
     Column("ent_num", Integer, primary_key=True),
     Column("add_num", Integer, primary_key=True),
     Column("address", Text),
@@ -61,7 +76,7 @@ sdn_addresses = Table(
 listed_wallets = Table(
     "listed_wallets",
     metadata,
-    Column("snapshot_id", Integer, primary_key=True),
+    Column("snapshot_id", Integer, ForeignKey(SNAPSHOT_ID), primary_key=True),
     Column("address", Text, primary_key=True),
     # The SDN entry whose remarks list it; NULL when only the address list has it.
     Column("ent_num", Integer),
@@ -118,7 +133,7 @@ screenings = Table(
     metadata,
     Column("screening_id", BigInteger, primary_key=True),
     Column("user_id", Text, nullable=False),
-    Column("snapshot_id", Integer, nullable=False),
+    Column("snapshot_id", Integer, ForeignKey(SNAPSHOT_ID), nullable=False),
     # registration | rescreen
     Column("trigger", Text, nullable=False),
     Column("cause_event_id", Text, nullable=False),
@@ -126,13 +141,15 @@ screenings = Table(
     Column("score", Integer, nullable=False),
     Column("reasons", JSONB, nullable=False),
     Column("screened_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # One run per user, snapshot and cause: a redelivered cause does not screen twice.
+    UniqueConstraint("user_id", "snapshot_id", "cause_event_id", name="screenings_once"),
 )
 
 hits = Table(
     "hits",
     metadata,
     Column("hit_id", BigInteger, primary_key=True),
-    Column("screening_id", BigInteger, nullable=False),
+    Column("screening_id", BigInteger, ForeignKey("compliance.screenings.screening_id"), nullable=False),
     Column("user_id", Text, nullable=False),
     Column("check", Text, nullable=False),
     Column("code", Text, nullable=False),
@@ -151,7 +168,7 @@ reviews = Table(
     "reviews",
     metadata,
     Column("review_id", Text, primary_key=True),
-    Column("hit_id", BigInteger, nullable=False),
+    Column("hit_id", BigInteger, ForeignKey("compliance.hits.hit_id"), nullable=False),
     Column("user_id", Text, nullable=False),
     Column("action", Text, nullable=False),
     Column("reviewer", Text, nullable=False),

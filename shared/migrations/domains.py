@@ -29,6 +29,14 @@ def create_domain(schema: str, role: str) -> None:
     op.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT USAGE, SELECT ON SEQUENCES TO {role}")
 
 
+def grant_reader(schema: str, role: str) -> None:
+    """Let `role` read every table of `schema`: those there now, and those later migrations create
+    (default privileges of the migrator, who creates them)."""
+    op.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
+    op.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}")
+    op.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT SELECT ON TABLES TO {role}")
+
+
 def create_messaging_tables(schema: str) -> None:
     """Create the inbox, outbox and rejected_messages tables of `schema`."""
     now = sa.text("now()")

@@ -1,6 +1,18 @@
 """The notify schema: its own projection of contacts, and every delivery with its attempts."""
 
-from sqlalchemy import BigInteger, Boolean, Column, DateTime, Integer, MetaData, Table, Text, UniqueConstraint, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 
 SCHEMA = "notify"
@@ -56,7 +68,7 @@ delivery_attempts = Table(
     "delivery_attempts",
     metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("delivery_id", BigInteger, nullable=False),
+    Column("delivery_id", BigInteger, ForeignKey("notify.deliveries.id"), nullable=False),
     Column("attempt", Integer, nullable=False),
     # sent | transient | permanent
     Column("outcome", Text, nullable=False),

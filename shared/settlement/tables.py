@@ -1,6 +1,6 @@
 """The settlement schema: escrow records, their transition history, and orphaned logs."""
 
-from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, Numeric, Table, Text, func
+from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, Numeric, Table, Text, UniqueConstraint, func
 from sqlalchemy.dialects.postgresql import JSONB
 
 SCHEMA = "settlement"
@@ -53,6 +53,7 @@ transitions = Table(
     Column("reverted_at", DateTime(timezone=True)),
     # On a revert row: the event id of the orphaned log it undid.
     Column("reverts_event_id", Text),
+    UniqueConstraint("chain_id", "contract", "escrow_id", "sequence"),
 )
 
 # Logs a reorganisation orphaned; if one arrives after its removal, it is ignored.
