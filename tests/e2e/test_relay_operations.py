@@ -146,3 +146,15 @@ def test_one_tick_publishes_everything_it_staged(stack, bus, owner_engine, isola
             "SELECT count(*) FROM relay.outbox WHERE published_at IS NULL AND envelope->'payload'->>'contract' = :c"),
             {"c": relay.contract.address}).scalar()
     assert unpublished == 0
+    # Downstream, each exactly once; waiting here also leaves no backlog in settle and assess-margin for
+    # the tests that follow.
+    wait_for_equal(lambda: _stored(owner_engine, relay.contract.address), (count, count),
+                   "settle and assess-margin to store every escrow once", timeout=240)
+
+
+def _stored(engine, contract: str) -> tuple[int, int]:
+    with engine.connect() as conn:
+        return (conn.execute(sqlalchemy.text("SELECT count(*) FROM settlement.escrows WHERE contract = :c"),
+                             {"c": contract}).scalar(),
+                conn.execute(sqlalchemy.text("SELECT count(*) FROM risk.positions WHERE contract = :c"),
+                             {"c": contract}).scalar())
