@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: demo test test-unit lint package bench up down status contracts lock install clean
+.PHONY: demo test test-unit test-db test-loop lint package bench up down status contracts lock install clean
 
 ## Install what is missing: a venv with the locked Python packages, and the locked npm tools.
 install: $(STAMP_PY) $(STAMP_NODE)
@@ -38,8 +38,18 @@ lint: install
 package: install
 	$(PY) -m shared.deploy.package
 
+## Tests that need no server at all (unit tests, offline Terraform, Cloud Build and packaging checks).
 test-unit: $(STAMP_PY)
-	$(PY) -m pytest -m "not stack"
+	$(PY) -m pytest -m "not stack and not db"
+
+## Tests on PostgreSQL alone (schema drift, SQL rules, handlers called directly): seconds, no emulator.
+test-db: $(STAMP_PY)
+	$(PY) -m pytest -m db
+
+## The inner loop: run T (a test file or node id) on the test stack a previous run left up, and leave it
+## up (`make test-loop T=tests/e2e/test_api.py`); functions restart so they serve the code as it is now.
+test-loop: install
+	KEEP_STACK=1 $(PY) -m pytest $(T)
 
 up: install
 	$(PY) -m shared.stack up

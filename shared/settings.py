@@ -14,6 +14,7 @@ from decimal import Decimal, InvalidOperation
 
 from shared.assets import Asset, parse_assets
 from shared.errors import ConfigurationError
+from shared.risk.tiers import THRESHOLD_TIERS
 
 DEFAULT_PUBLISH_TIMEOUT_SECONDS = 30.0
 DEFAULT_PREREQUISITE_GRACE_SECONDS = 600.0
@@ -250,7 +251,7 @@ class RiskSettings:
                 thresholds[name.strip()] = Decimal(value.strip())
             except InvalidOperation:
                 reader.malformed.append(f"RISK_TIER_THRESHOLDS: {part!r} is not NAME=decimal")
-        expected = ("WARNING", "MARGIN_CALL", "LIQUIDATION")
+        expected = THRESHOLD_TIERS
         if set(thresholds) != set(expected):
             reader.malformed.append(f"RISK_TIER_THRESHOLDS must set exactly {', '.join(expected)}")
         elif not thresholds["WARNING"] > thresholds["MARGIN_CALL"] > thresholds["LIQUIDATION"] > 0:

@@ -10,18 +10,25 @@ import sqlalchemy
 
 from shared.stack.layout import REPO_ROOT, StackLayout
 
-TEST_LAYOUT = StackLayout(root=REPO_ROOT / ".stack" / "test", base_port=19400)
+# TEST_STACK_BASE_PORT moves the test stack's ports (19400 and the next ~30), e.g. to run a second
+# checkout's tests beside a running suite.
+TEST_LAYOUT = StackLayout(root=REPO_ROOT / ".stack" / "test",
+                          base_port=int(os.environ.get("TEST_STACK_BASE_PORT", "19400")))
 
 # The client library reads this itself; tests publish and pull on the test stack's emulator.
 os.environ["PUBSUB_EMULATOR_HOST"] = TEST_LAYOUT.pubsub_host
 
 
 def pytest_collection_modifyitems(items):
-    """Mark every test that needs the local stack (it uses the `stack` fixture, directly or through
-    another), so `-m "not stack"` runs everything else in seconds."""
+    """Mark every test by the real parts it needs, from the fixtures it uses (directly or through
+    another): `stack` (the whole local stack), else `db` (PostgreSQL alone); the rest are unit tests.
+    `-m "not stack"` runs everything but the stack tests; `-m "not stack and not db"` needs no server."""
     for item in items:
-        if "stack" in getattr(item, "fixturenames", ()):
+        fixtures = getattr(item, "fixturenames", ())
+        if "stack" in fixtures:
             item.add_marker(pytest.mark.stack)
+        elif "database" in fixtures:
+            item.add_marker(pytest.mark.db)
 
 
 @pytest.fixture(scope="session")
@@ -44,9 +51,24 @@ def stack():
 
 
 @pytest.fixture(scope="session")
-def owner_engine(stack):
-    """A connection pool as the schema owner, for reading back what functions wrote."""
-    engine = sqlalchemy.create_engine(stack.layout.database_url(), pool_pre_ping=True)
+def database():
+    """PostgreSQL with every migration applied, and nothing else: SQL, handlers and consumers are tested
+    on it directly, without the emulator, anvil or running functions. Shares the stack's server (same
+    layout), so a session with both starts it once; KEEP_STACK=1 leaves it running too."""
+    from shared.stack.stack import Stack
+
+    test_stack = Stack(TEST_LAYOUT)
+    test_stack.start_database()
+    yield TEST_LAYOUT
+    if os.environ.get("KEEP_STACK") != "1":
+        test_stack.down()
+
+
+@pytest.fixture(scope="session")
+def owner_engine(database):
+    """A connection pool as the schema owner, for reading back what functions wrote (and, in db tests,
+    for setting up what a handler reads)."""
+    engine = sqlalchemy.create_engine(database.database_url(), pool_pre_ping=True)
     yield engine
     engine.dispose()
 

@@ -1,4 +1,5 @@
-"""Portfolio risk for the query API, read from the risk schema's `portfolios` view."""
+"""Portfolio risk for the query API, read from the risk schema's `portfolios` view; the total across a
+user's wallets follows the same rules (shared/risk/tiers.py)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,11 @@ from decimal import Decimal
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-TIER_ORDER = ("HEALTHY", "WARNING", "MARGIN_CALL", "LIQUIDATION")
-INFINITE = Decimal("Infinity")
+from shared.risk.tiers import INFINITE, health_factor, worst
 
 _BY_WALLETS = """
 SELECT * FROM risk.portfolios WHERE lower(depositor) = ANY(CAST(:wallets AS text[])) ORDER BY depositor
 """
-
-
-def _ratio(adjusted: Decimal, owed: Decimal) -> Decimal:
-    return INFINITE if owed == 0 else (adjusted / owed).quantize(Decimal("1e-8"))
 
 
 def _text(value: Decimal) -> str:
@@ -52,7 +48,7 @@ def user_portfolio(conn: Connection, user: dict) -> dict:
             "collateral_value_usd": _text(sum((row["collateral_value_usd"] for row in rows), Decimal(0))),
             "risk_adjusted_collateral_usd": _text(adjusted),
             "obligation_usd": _text(owed),
-            "health_factor": _text(_ratio(adjusted, owed)),
-            "worst_tier": max((row["worst_tier"] for row in rows), key=TIER_ORDER.index, default="HEALTHY"),
+            "health_factor": _text(health_factor(adjusted, owed)),
+            "worst_tier": worst(row["worst_tier"] for row in rows),
         },
     }

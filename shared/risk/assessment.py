@@ -6,12 +6,10 @@ with hysteresis, and writes a snapshot; the second takes the snapshots whose tie
 the position's tier, a margin event and its outbox row. No Python loop over positions: 100k positions
 are two round trips, and the second touches only the tier changes.
 
-    health factor = collateral amount x price x liquidation threshold / obligation   (Aave v3)
-                    'Infinity' when nothing is owed (PostgreSQL numeric has it)
-
-Tiers, best to worst: HEALTHY, WARNING, MARGIN_CALL, LIQUIDATION. A position moves to a worse tier as
-soon as its health factor falls below that tier's threshold, but leaves a worse tier only once it is
-`hysteresis` above the threshold: new = greatest(raw(hf), least(current, raw(hf - hysteresis))).
+The rules are shared/risk/tiers.py's (health factor, tiers, their ranks), called here as the SQL
+functions it defines. A position moves to a worse tier as soon as its health factor falls below that
+tier's threshold, but leaves a worse tier only once it is `hysteresis` above the threshold:
+new = greatest(rank(hf), least(current rank, rank(hf - hysteresis))).
 """
 
 from __future__ import annotations
@@ -25,31 +23,15 @@ from sqlalchemy.engine import Connection
 from shared.envelope import utc_iso
 from shared.events import MARGIN_TIER_CHANGED
 from shared.risk.tables import SCHEMA
+from shared.risk.tiers import BEST, rank_below_thresholds_sql, threshold_parameters
 from shared.settings import RiskSettings
 
 MARGIN_EVENTS_TOPIC = "risk.margin-events.v1"
-TIERS = ("HEALTHY", "WARNING", "MARGIN_CALL", "LIQUIDATION")
 
 # Which positions a pass covers.
 ALL_OPEN_ON_ASSET = "p.asset_symbol = :asset"
 ONE_ESCROW = "p.chain_id = :chain_id AND p.contract = :contract AND p.escrow_id = :escrow_id"
 
-
-def _tier_rank(hf: str, bounds: str = "") -> str:
-    """SQL: the tier rank (0 = HEALTHY … 3 = LIQUIDATION) of health factor `hf`.
-
-    `bounds` "" compares with the thresholds, "_recovered" with the thresholds plus the hysteresis
-    (both bound as parameters, so nothing is added up per row).
-    """
-    return (f"CASE WHEN {hf} < CAST(:liquidation{bounds} AS numeric) THEN 3 "
-            f"WHEN {hf} < CAST(:margin_call{bounds} AS numeric) THEN 2 "
-            f"WHEN {hf} < CAST(:warning{bounds} AS numeric) THEN 1 ELSE 0 END")
-
-
-_CURRENT_RANK = ("CASE coalesce(s.previous_tier, 'HEALTHY') WHEN 'LIQUIDATION' THEN 3 WHEN 'MARGIN_CALL' THEN 2 "
-                 "WHEN 'WARNING' THEN 1 ELSE 0 END")
-_HEALTH_FACTOR = ("CASE WHEN p.obligation_usd = 0 THEN 'Infinity'::numeric "
-                  "ELSE round(p.collateral_amount * ap.price * p.liquidation_threshold / p.obligation_usd, 8) END")
 # derive_event_id(cause, MarginTierChanged, "chain_id:contract:escrow_id"), computed in SQL.
 _EVENT_ID = ("'MarginTierChanged:' || left(encode(sha256(convert_to("
              "CAST(:cause_event_id AS text) || '|MarginTierChanged|' || c.chain_id || ':' || c.contract || ':' "
@@ -64,14 +46,16 @@ WITH taken AS (
          cause_event_id, taken_at)
     SELECT s.chain_id, s.contract, s.escrow_id, s.depositor, s.asset_symbol, s.collateral_amount,
            s.obligation_usd, s.price, s.collateral_amount * s.price, s.health_factor, s.previous_tier,
-           (ARRAY['HEALTHY', 'WARNING', 'MARGIN_CALL', 'LIQUIDATION'])[1 + greatest(
-               {_tier_rank("s.health_factor")},
-               least({_CURRENT_RANK}, {_tier_rank("s.health_factor", "_recovered")}))],
+           {SCHEMA}.tier_named(greatest(
+               {rank_below_thresholds_sql("s.health_factor")},
+               least({SCHEMA}.tier_rank(s.previous_tier),
+                     {rank_below_thresholds_sql("s.health_factor", "_recovered")}))),
            s.price_event_id, s.correlation_id, :cause_event_id, :now
     FROM (
         SELECT p.chain_id, p.contract, p.escrow_id, p.depositor, p.asset_symbol, p.collateral_amount,
                p.obligation_usd, p.tier AS previous_tier, p.correlation_id, ap.price, ap.price_event_id,
-               {_HEALTH_FACTOR} AS health_factor
+               {SCHEMA}.health_factor(p.collateral_amount * ap.price * p.liquidation_threshold,
+                                      p.obligation_usd) AS health_factor
         FROM {SCHEMA}.positions p JOIN {SCHEMA}.asset_prices ap ON ap.asset_symbol = p.asset_symbol
         WHERE p.is_open AND {{scope}}
     ) s
@@ -87,7 +71,7 @@ WITH changed AS (
     SELECT c.*, {_EVENT_ID} AS event_id
     FROM {SCHEMA}.margin_health_snapshots c
     WHERE c.id BETWEEN :first_id AND :last_id AND c.cause_event_id = :cause_event_id
-      AND c.tier <> coalesce(c.previous_tier, 'HEALTHY')
+      AND c.tier <> coalesce(c.previous_tier, '{BEST}')
 ), tier_updates AS (
     UPDATE {SCHEMA}.positions p SET tier = c.tier, updated_at = :now FROM changed c
     WHERE p.chain_id = c.chain_id AND p.contract = c.contract AND p.escrow_id = c.escrow_id
@@ -95,7 +79,7 @@ WITH changed AS (
     INSERT INTO {SCHEMA}.margin_events
         (event_id, chain_id, contract, escrow_id, depositor, previous_tier, tier, health_factor, price,
          snapshot_id, correlation_id, cause_event_id, occurred_at)
-    SELECT c.event_id, c.chain_id, c.contract, c.escrow_id, c.depositor, coalesce(c.previous_tier, 'HEALTHY'),
+    SELECT c.event_id, c.chain_id, c.contract, c.escrow_id, c.depositor, coalesce(c.previous_tier, '{BEST}'),
            c.tier, c.health_factor, c.price, c.id, c.correlation_id, :cause_event_id, :now
     FROM changed c
 ), published AS (
@@ -108,7 +92,7 @@ WITH changed AS (
                'payload', jsonb_build_object(
                    'chain_id', c.chain_id, 'contract', c.contract, 'escrow_id', c.escrow_id::text,
                    'depositor', c.depositor, 'asset', c.asset_symbol,
-                   'previous_tier', coalesce(c.previous_tier, 'HEALTHY'), 'tier', c.tier,
+                   'previous_tier', coalesce(c.previous_tier, '{BEST}'), 'tier', c.tier,
                    'health_factor', c.health_factor::text, 'price', c.price::text,
                    'collateral_amount', c.collateral_amount::text, 'obligation_usd', c.obligation_usd::text,
                    'price_event_id', c.price_event_id, 'snapshot_id', c.id)),
@@ -128,18 +112,12 @@ class PassResult:
     tier_changes: int
 
 
-def _tier_parameters(policy: RiskSettings) -> dict:
-    thresholds = dict(policy.tier_thresholds)
-    bounds = {"warning": thresholds["WARNING"], "margin_call": thresholds["MARGIN_CALL"],
-              "liquidation": thresholds["LIQUIDATION"]}
-    return {**bounds, **{f"{name}_recovered": value + policy.hysteresis for name, value in bounds.items()}}
-
-
 def assess(conn: Connection, policy: RiskSettings, scope: str, scope_parameters: dict, *,
            cause_event_id: str, now: datetime) -> PassResult:
     """Recompute every open position in `scope` (ALL_OPEN_ON_ASSET or ONE_ESCROW): two statements."""
     taken = conn.execute(text(_SNAPSHOT.format(scope=scope)), {
-        **scope_parameters, **_tier_parameters(policy), "cause_event_id": cause_event_id, "now": now,
+        **scope_parameters, **threshold_parameters(dict(policy.tier_thresholds), policy.hysteresis),
+        "cause_event_id": cause_event_id, "now": now,
     }).one()
     if not taken.assessed:
         return PassResult(assessed=0, tier_changes=0)

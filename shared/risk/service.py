@@ -24,6 +24,7 @@ from shared.pricing.guards import published_price_problem
 from shared.risk.assessment import ALL_OPEN_ON_ASSET, MARGIN_EVENTS_TOPIC, ONE_ESCROW, assess
 from shared.risk.portfolio import refresh_exposures
 from shared.risk.tables import applied_prices, asset_prices, positions
+from shared.risk.tiers import ALERTED_TIERS
 from shared.settings import RiskSettings
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,6 @@ VOIDED = "voided"
 # The columns an escrow change sets from settle's record (what the reconciler compares).
 PROJECTED = ("depositor", "asset_token", "collateral_amount", "obligation_usd", "state", "is_open")
 # A position in one of these tiers has had a margin event published about it.
-ALERTED_TIERS = frozenset({"WARNING", "MARGIN_CALL", "LIQUIDATION"})
 
 
 class RiskEngine:

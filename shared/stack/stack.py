@@ -50,6 +50,12 @@ class Stack:
 
     # ------------------------------------------------------------------ lifecycle
 
+    def start_database(self) -> None:
+        """Start PostgreSQL alone (if it is not running) and migrate it: enough to test handlers and SQL."""
+        self.layout.logs.mkdir(parents=True, exist_ok=True)
+        services.start_postgres(self.layout)
+        self.migrate()
+
     def up(self) -> dict:
         """Start everything that is not running; harmless when all of it is."""
         state = self.layout.read_state()

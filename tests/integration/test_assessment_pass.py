@@ -1,0 +1,96 @@
+"""assess-margin's handler straight on PostgreSQL (no emulator, no running function): the tiers an
+escrow moves through as its asset's price moves, with the hysteresis, the margin events and their
+outbox rows, and the portfolios view, all following shared/risk/tiers.py. Each test runs in one
+transaction that it rolls back, with an asset of its own, so it leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from decimal import Decimal
+
+import pytest
+import sqlalchemy
+
+from shared.addresses import checksum_address
+from shared.envelope import Envelope
+from shared.events import ESCROW_STATE_CHANGED, PRICE_UPDATED
+from shared.risk.service import RiskEngine
+from shared.risk.tiers import health_factor
+from shared.settings import Settings
+
+TOKEN = checksum_address("0x" + "7e" * 20)
+ASSET = {"symbol": "TST", "token": TOKEN, "decimals": 18, "coingecko_id": "test",
+         "chainlink_aggregator": "0x" + "11" * 20, "heartbeat_seconds": 3600, "deviation_threshold": "0.005",
+         "liquidation_threshold": "0.8"}
+ENV = {"SERVICE_NAME": "assess-margin", "GCP_PROJECT": "p", "DB_NAME": "escrow", "DB_USER": "fn_assess_margin",
+       "DB_HOST": "127.0.0.1", "DB_PORT": "1", "PRICE_ASSETS": json.dumps([ASSET]),
+       "RISK_TIER_THRESHOLDS": "WARNING=1.5,MARGIN_CALL=1.2,LIQUIDATION=1.0", "RISK_HYSTERESIS": "0.05"}
+OBLIGATION = Decimal(50)  # one TST of collateral at 0.8: health factor = price x 0.8 / 50
+
+
+def _envelope(event_type: str, payload: dict) -> Envelope:
+    return Envelope(event_id=f"{event_type}:{uuid.uuid4().hex}", event_type=event_type, schema_version=1,
+                    occurred_at="2026-12-02T00:00:00+00:00", correlation_id="assessment-pass-test",
+                    causation_id=None, payload=payload)
+
+
+def _price(price: str, sequence: int) -> Envelope:
+    return _envelope(PRICE_UPDATED, {
+        "asset": "TST", "token": TOKEN, "price": price, "sequence": sequence,
+        "observed_at": "2026-12-02T00:00:00+00:00", "reason": "test",
+        "sources": [{"source": "chainlink", "price": price, "round_id": str(sequence),
+                     "updated_at": "2026-12-02T00:00:00+00:00", "age_seconds": 0.0}]})
+
+
+def _escrow(depositor: str) -> Envelope:
+    return _envelope(ESCROW_STATE_CHANGED, {
+        "chain_id": 31337, "contract": "0x" + "ab" * 20, "escrow_id": "1", "depositor": depositor,
+        "beneficiary": "0x" + "cd" * 20, "asset": TOKEN, "amount": str(10**18), "obligation_usd": f"{OBLIGATION:.8f}",
+        "deadline": 1893456000, "state": "created", "previous_state": None, "sequence": 1, "reverted": False,
+        "block_number": 1, "log_index": 0})
+
+
+@pytest.fixture
+def conn(owner_engine):
+    with owner_engine.connect() as connection:
+        transaction = connection.begin()
+        yield connection
+        transaction.rollback()
+
+
+def test_a_position_moves_through_the_tiers_with_hysteresis(conn):
+    engine = RiskEngine(Settings.from_env(ENV, risk=True).require_risk())
+    depositor = "0x" + uuid.uuid4().hex + "00000000"
+    engine.handle(conn, _price("100", 1))
+    engine.handle(conn, _escrow(depositor))  # 100 x 0.8 / 50 = 1.6: healthy
+    # (price, its health factor, the tier after it)
+    walk = [("90", "1.44", "WARNING"),       # below 1.5: worse at once
+            ("94", "1.504", "WARNING"),      # above 1.5 but within the 0.05 hysteresis: stays
+            ("97", "1.552", "HEALTHY"),      # 0.05 above: recovers
+            ("70", "1.12", "MARGIN_CALL"),
+            ("60", "0.96", "LIQUIDATION"),
+            ("63", "1.008", "LIQUIDATION"),  # above 1.0, within the hysteresis
+            ("66", "1.056", "MARGIN_CALL")]  # better by one tier only
+    for sequence, (price, expected_hf, expected_tier) in enumerate(walk, start=2):
+        engine.handle(conn, _price(price, sequence))
+        snapshot = conn.execute(sqlalchemy.text(
+            "SELECT health_factor, tier FROM risk.margin_health_snapshots WHERE depositor = :d ORDER BY id DESC "
+            "LIMIT 1"), {"d": depositor}).one()
+        assert (snapshot.health_factor, snapshot.tier) == (Decimal(expected_hf), expected_tier), price
+
+    events = conn.execute(sqlalchemy.text(
+        "SELECT previous_tier, tier, event_id FROM risk.margin_events WHERE depositor = :d ORDER BY snapshot_id"),
+        {"d": depositor}).all()
+    assert [(e.previous_tier, e.tier) for e in events] == [
+        ("HEALTHY", "WARNING"), ("WARNING", "HEALTHY"), ("HEALTHY", "MARGIN_CALL"),
+        ("MARGIN_CALL", "LIQUIDATION"), ("LIQUIDATION", "MARGIN_CALL")]
+    outbox = conn.execute(sqlalchemy.text(
+        "SELECT event_id, envelope->'payload'->>'tier' AS tier FROM risk.outbox WHERE event_id = ANY(:ids)"),
+        {"ids": [e.event_id for e in events]}).all()
+    assert sorted((o.event_id, o.tier) for o in outbox) == sorted((e.event_id, e.tier) for e in events)
+
+    portfolio = conn.execute(sqlalchemy.text(
+        "SELECT health_factor, worst_tier FROM risk.portfolios WHERE depositor = :d"), {"d": depositor}).one()
+    assert portfolio.worst_tier == "MARGIN_CALL"
+    assert portfolio.health_factor == health_factor(Decimal(66) * Decimal("0.8"), OBLIGATION)
