@@ -35,14 +35,15 @@ def pytest_collection_modifyitems(items):
 def stack():
     """The running test stack; a missing prerequisite fails the session with an install hint.
 
-    With KEEP_STACK=1 a stack left by an earlier run is reused and left running afterwards.
+    With KEEP_STACK=1 a stack left by an earlier run is reused and left running afterwards; only the
+    functions whose code or settings changed since they started are restarted.
     """
     from shared.stack.stack import Stack
 
     test_stack = Stack(TEST_LAYOUT)
     keep = os.environ.get("KEEP_STACK") == "1"
     if keep:
-        test_stack.stop_functions()  # reuse the services, but serve the code as it is now
+        test_stack.stop_changed_functions()  # reuse the services, but serve the code as it is now
     test_stack.up()
     yield test_stack
     # KEEP_STACK=1 leaves the stack running for the next run (the inner loop); `up` reuses it.

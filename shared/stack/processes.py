@@ -7,7 +7,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 
@@ -57,18 +57,28 @@ def is_alive(pid: int | None) -> bool:
 
 def stop_group(pid: int | None, timeout: float = 10.0) -> None:
     """SIGTERM the process group led by `pid`, then SIGKILL what is left after `timeout`."""
-    if not is_alive(pid):
-        return
+    stop_groups([pid], timeout)
+
+
+def stop_groups(pids: Iterable[int | None], timeout: float = 10.0) -> None:
+    """Stop several process groups at once: SIGTERM to all, then SIGKILL to what is left after `timeout`.
+
+    (A function takes a couple of seconds to shut down; eleven of them one after another took 26 s.)
+    """
+    alive = [pid for pid in pids if is_alive(pid)]
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
+        for pid in alive:
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                pass
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not is_alive(pid):
-                return
-            time.sleep(0.1)
+        while alive and time.monotonic() < deadline:
+            alive = [pid for pid in alive if is_alive(pid)]
+            if alive:
+                time.sleep(0.1)
+        if not alive:
+            return
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
