@@ -40,6 +40,8 @@ class Function:
     schema: str | None
     db_role: str | None
     timeout_seconds: int
+    # Environment variables it reads: required ones, then those with a default in code (the platform's
+    # included: see topology.yaml).
     settings: tuple[str, ...]
     # Deployed sizing (Terraform): memory ("512Mi"), instances and concurrent requests per instance.
     memory: str
@@ -49,6 +51,7 @@ class Function:
     secrets: tuple[str, ...] = ()
     # Pulls every dead-letter hold subscription and republishes to the source topics (the reconciler).
     redrives_dead_letters: bool = False
+    tuning: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -115,8 +118,10 @@ class Topology:
             for secret in function.secrets:
                 if secret not in self.secrets:
                     found.append(f"{function.name} uses undeclared secret {secret}")
-                if secret in function.settings:
+                if secret in function.settings or secret in function.tuning:
                     found.append(f"{function.name} lists {secret} both as a setting and as a secret")
+            for name in set(function.settings) & set(function.tuning):
+                found.append(f"{function.name} lists {name} both as a setting and as tuning")
             if function.max_instances < 1 or function.concurrency < 1:
                 found.append(f"{function.name}: max_instances and concurrency must be at least 1")
             for trigger in function.trigger_topics:
@@ -159,7 +164,7 @@ class Topology:
         return found
 
 
-def _function(entry: dict) -> Function:
+def _function(entry: dict, platform: dict) -> Function:
     trigger = entry.get("trigger") or {}
     return Function(
         name=entry["name"],
@@ -171,7 +176,8 @@ def _function(entry: dict) -> Function:
         schema=entry.get("schema"),
         db_role=entry.get("db_role"),
         timeout_seconds=int(entry["timeout_seconds"]),
-        settings=tuple(entry.get("settings", ())),
+        settings=tuple(platform.get("settings", ())) + tuple(entry.get("settings", ())),
+        tuning=tuple(platform.get("tuning", ())) + tuple(entry.get("tuning", ())),
         memory=str(entry["memory"]),
         max_instances=int(entry["max_instances"]),
         concurrency=int(entry["concurrency"]),
@@ -198,7 +204,7 @@ def parse_topology(document: dict) -> Topology:
     return Topology(
         topics=tuple(document["topics"]),
         secrets=tuple(document.get("secrets", ())),
-        functions=tuple(_function(f) for f in document["functions"]),
+        functions=tuple(_function(f, document.get("platform") or {}) for f in document["functions"]),
         subscriptions=tuple(_subscription(s) for s in document["subscriptions"]),
         scheduler_jobs=tuple(SchedulerJob(**j) for j in document.get("scheduler_jobs", ())),
     )

@@ -88,6 +88,11 @@ resource "google_cloudfunctions2_function" "function" {
       condition     = !contains(keys(local.missing_settings), each.key)
       error_message = "function_settings lacks ${each.key}'s ${join(", ", lookup(local.missing_settings, each.key, []))} (listed in shared/topology.yaml)."
     }
+    precondition {
+      # Every value given must be one the function reads (its manifest settings or tuning).
+      condition     = !contains(keys(local.undeclared_settings), each.key)
+      error_message = "function_settings gives ${each.key} ${join(", ", lookup(local.undeclared_settings, each.key, []))}, which it never reads (see its settings and tuning in shared/topology.yaml)."
+    }
   }
 
   depends_on = [google_secret_manager_secret_iam_member.reader]

@@ -3,9 +3,10 @@
 # (tests/integration/test_terraform.py): a plan can never fail on them for a copied example again.
 
 locals {
-  # Settings the platform provides to every function; the rest come from var.function_settings.
-  # DB_HOST and DB_PORT are the local stack's; in GCP the Cloud SQL connector replaces them.
-  platform_settings = ["SERVICE_NAME", "GCP_PROJECT", "DB_NAME", "DB_USER", "DB_HOST", "DB_PORT"]
+  # Settings the platform provides to every function (the manifest's platform.settings); the rest come
+  # from var.function_settings. DB_HOST and DB_PORT are the local stack's; in GCP the Cloud SQL
+  # connector replaces them.
+  platform_settings = local.topology.platform.settings
 
   # function -> the settings its manifest entry lists that nothing provides (functions.tf refuses these).
   missing_settings = {
@@ -15,6 +16,20 @@ locals {
       ))) if length(setsubtract(
       toset(try(f.settings, [])),
       setunion(toset(local.platform_settings), toset(keys(lookup(var.function_settings, name, {})))),
+    )) > 0
+  }
+
+  # function -> the names var.function_settings gives it that its code never reads (neither its manifest
+  # settings and tuning nor the platform's): a misspelt tuning name would otherwise be ignored silently.
+  undeclared_settings = {
+    for name, values in var.function_settings : name => sort(tolist(setsubtract(
+      toset(keys(values)),
+      toset(concat(local.topology.platform.settings, local.topology.platform.tuning,
+      try(local.functions[name].settings, []), try(local.functions[name].tuning, []))),
+      ))) if length(setsubtract(
+      toset(keys(values)),
+      toset(concat(local.topology.platform.settings, local.topology.platform.tuning,
+      try(local.functions[name].settings, []), try(local.functions[name].tuning, []))),
     )) > 0
   }
 

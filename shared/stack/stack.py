@@ -314,7 +314,9 @@ class Stack:
         }
 
     def function_env(self, function: Function, escrow_address: str) -> dict[str, str]:
-        """The environment a function runs with: exactly the settings it declares, plus plumbing."""
+        """The environment a function runs with: the settings and tuning its manifest entry declares (every
+        setting must have a value here; tuning only where the stack differs from the code's default), plus
+        plumbing."""
         values = {
             "SERVICE_NAME": function.name,
             "GCP_PROJECT": PROJECT_ID,
@@ -359,6 +361,7 @@ class Stack:
             # Tests inject drift and expect it found at once; in GCP the default leaves in-flight work alone.
             "RECONCILE_GRACE_SECONDS": "5",
             "REDRIVE_MAX": "3",
+            "PUBLISH_TIMEOUT_SECONDS": "10",
         }
         if "SENDGRID_WEBHOOK_PUBLIC_KEY" in function.settings:
             values["SENDGRID_WEBHOOK_PUBLIC_KEY"] = self.sendgrid_webhook_public_key()
@@ -370,12 +373,11 @@ class Stack:
         unknown = [name for name in declared if name not in values]
         if unknown:
             raise RuntimeError(f"the local stack has no value for {function.name}'s {', '.join(unknown)}")
-        env = {name: values[name] for name in declared}
+        env = {name: values[name] for name in declared + function.tuning if name in values}
         env.update(
             PATH=os.environ.get("PATH", ""),
             PYTHONPATH=str(REPO_ROOT),
             PUBSUB_EMULATOR_HOST=self.layout.pubsub_host,
-            PUBLISH_TIMEOUT_SECONDS="10",
             # A few request threads per instance, like a 2nd-gen function with small concurrency.
             THREADS="4",
         )

@@ -295,8 +295,8 @@ def _preconditions(tmp_path: Path, tfvars: str) -> dict:
         shutil.copy(TERRAFORM_DIR / name, tmp_path / "terraform" / name)
     shutil.copy(REPO_ROOT / "shared" / "topology.yaml", tmp_path / "shared" / "topology.yaml")
     (tmp_path / "terraform" / "given.tfvars").write_text(tfvars)
-    expression = ("jsonencode({missing = local.missing_settings, connections = local.function_connections, "
-                  "fit = local.connections_fit})")
+    expression = ("jsonencode({missing = local.missing_settings, undeclared = local.undeclared_settings, "
+                  "connections = local.function_connections, fit = local.connections_fit})")
     done = subprocess.run(["terraform", "console", "-var-file=given.tfvars"], input=expression, capture_output=True,
                           text=True, cwd=tmp_path / "terraform", timeout=120)
     assert done.returncode == 0, done.stderr
@@ -305,7 +305,7 @@ def _preconditions(tmp_path: Path, tfvars: str) -> dict:
 
 def test_the_example_tfvars_passes_every_precondition(tmp_path):
     evaluated = _preconditions(tmp_path, (TERRAFORM_DIR / "terraform.tfvars.example").read_text())
-    assert evaluated["missing"] == {}
+    assert evaluated["missing"] == {} and evaluated["undeclared"] == {}
     assert evaluated["fit"] is True and evaluated["connections"] == 4 * sum(
         f.max_instances for f in load_topology().functions)
 
@@ -316,6 +316,14 @@ def test_a_tfvars_without_a_functions_settings_fails_its_precondition_by_name(tm
     without_callbacks = example[:start] + example[example.index("  }\n", start) + 4:]
     evaluated = _preconditions(tmp_path, without_callbacks)
     assert evaluated["missing"] == {"callbacks": ["SENDGRID_WEBHOOK_PUBLIC_KEY", "TWILIO_STATUS_CALLBACK_URL"]}
+
+
+def test_a_tfvars_value_the_function_never_reads_fails_its_precondition_by_name(tmp_path):
+    example = (TERRAFORM_DIR / "terraform.tfvars.example").read_text()
+    misspelt = example.replace("  settle = {\n", '  settle = {\n    PREREQUISITE_GRACE_SECOND = "600"\n', 1)
+    evaluated = _preconditions(tmp_path, misspelt)
+    assert evaluated["undeclared"] == {"settle": ["PREREQUISITE_GRACE_SECOND"]}
+    assert evaluated["missing"] == {}
 
 
 
