@@ -5,15 +5,16 @@ import functions_framework
 from shared.db import rides_out_database_outages
 from shared.logs import configure_logging
 from shared.messaging.consumer import tick_data
-from shared.relay.service import backfill_request, run_tick
+from shared.relay.service import Relay, backfill_request
 from shared.settings import Settings
 
 configure_logging()
 SETTINGS = Settings.from_env(chain=True)
+RELAY = Relay(SETTINGS)
 
 
 @functions_framework.cloud_event
 @rides_out_database_outages
 def relay(cloud_event) -> None:
     """Scan and publish; a tick from the reconciler may ask for a backfill first."""
-    run_tick(SETTINGS, backfill_request(tick_data(cloud_event), SETTINGS.require_chain()))
+    RELAY.run_tick(backfill_request(tick_data(cloud_event), RELAY.chain))

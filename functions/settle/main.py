@@ -6,12 +6,12 @@ from shared.db import rides_out_database_outages
 from shared.logs import configure_logging
 from shared.messaging.consumer import Consumer
 from shared.settings import Settings
-from shared.settlement.service import handle
+from shared.settlement.service import Settlement
 from shared.settlement.tables import SCHEMA
 
 configure_logging()
 SETTINGS = Settings.from_env()
-CONSUMER = Consumer("settle", SCHEMA, SETTINGS, handle, replayable=True)
+CONSUMER = Consumer("settle", SCHEMA, SETTINGS, Settlement().handle, replayable=True)
 
 
 @functions_framework.cloud_event

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from shared import topics
 from shared.compliance.screening import decide_reviewed, rejection_kind, review_refusal
 from shared.compliance.tables import hits, list_snapshots, reviews, screenings, subjects
 from shared.envelope import Envelope, utc_iso
@@ -17,7 +18,6 @@ from shared.events import COMPLIANCE_REVIEW_REQUESTED, MAX_BIGINT, MAX_NAME_LENG
 from shared.identity.tables import SCHEMA as IDENTITY_SCHEMA
 from shared.messaging import outbox
 
-REVIEWS_TOPIC = "compliance.reviews.v1"
 # Not screened yet (the registration is on its way to screen-compliance).
 PENDING_SCREENING = "PENDING"
 REVIEW_FIELDS = ("hit_id", "action", "reviewer", "note")
@@ -114,7 +114,7 @@ def request_review(conn: Connection, user_id: str, review: dict) -> tuple[dict |
     event_id = f"{COMPLIANCE_REVIEW_REQUESTED}:{review_id}"
     payload = {"review_id": review_id, "user_id": user_id, "hit_id": review["hit_id"], "action": review["action"],
                "reviewer": review["reviewer"], "note": review.get("note"), "requested_at": requested_at}
-    outbox.enqueue(conn, IDENTITY_SCHEMA, REVIEWS_TOPIC, Envelope(
+    outbox.enqueue(conn, IDENTITY_SCHEMA, topics.COMPLIANCE_REVIEWS, Envelope(
         event_id=event_id, event_type=COMPLIANCE_REVIEW_REQUESTED, schema_version=1, occurred_at=requested_at,
         correlation_id=subject["correlation_id"], causation_id=None, payload=payload))
     return {"review_id": review_id, "status": "accepted", **payload}, None

@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 import time
 
+from shared import topics
 from shared.compliance.lists import download_lists, store_snapshot
 from shared.compliance.ofac import ListFormatError, content_digest, parse_lists
-from shared.compliance.rescreen import RESCREEN_TOPIC, plan_rescreen
+from shared.compliance.rescreen import plan_rescreen
 from shared.compliance.tables import SCHEMA, list_load_failures
 from shared.db import get_engine, transaction
 from shared.messaging import outbox
@@ -46,7 +47,8 @@ class SanctionsRefresher:
         with transaction(engine) as conn:
             plan = plan_rescreen(conn, self.source.rescreen_shard_users, self.source.rescreen_replan_seconds)
             if plan is not None:
-                outbox.enqueue_many(conn, SCHEMA, RESCREEN_TOPIC, [(request, {}) for request in plan.requests()])
+                outbox.enqueue_many(conn, SCHEMA, topics.RESCREEN_REQUESTS,
+                                    [(request, {}) for request in plan.requests()])
         self.publish_outbox()
         return {"snapshot_id": snapshot_id, "rescreen": plan}
 

@@ -24,7 +24,6 @@ from shared.envelope import Envelope, utc_iso
 from shared.events import RESCREEN_REQUESTED
 
 log = logging.getLogger(__name__)
-RESCREEN_TOPIC = "compliance.rescreen.v1"
 
 
 def shard_ranges(shards: int) -> list[tuple[int, int]]:

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
+from shared import topics
 from shared.addresses import checksum_address, is_hex_address
 from shared.compliance.lists import ListCache
 from shared.compliance.screening import (
@@ -36,7 +37,6 @@ from shared.messaging.consumer import Outgoing
 from shared.settings import ComplianceSettings
 
 log = logging.getLogger(__name__)
-RESULTS_TOPIC = "compliance.results.v1"
 TRIGGER_REGISTRATION = "registration"
 TRIGGER_RESCREEN = "rescreen"
 TRIGGER_REVIEW = "review"
@@ -254,7 +254,7 @@ class ComplianceService:
         run = conn.execute(select(screenings).where(screenings.c.screening_id == subject["latest_screening_id"])
                            ).mappings().one()
         now = datetime.now(UTC)
-        return RESULTS_TOPIC, Envelope(
+        return topics.COMPLIANCE_RESULTS, Envelope(
             event_id=f"{COMPLIANCE_SCREENED}:{user_id}:{subject['result_sequence']}",
             event_type=COMPLIANCE_SCREENED,
             schema_version=1,

@@ -9,14 +9,13 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from shared import topics
 from shared.envelope import Envelope, utc_iso
 from shared.errors import Conflict, InvalidRequest
 from shared.events import USER_REGISTERED
 from shared.identity.tables import SCHEMA, users, wallet_owners
 from shared.identity.validation import Registration
 from shared.messaging import outbox
-
-USERS_TOPIC = "users.registered.v1"
 
 
 def user_document(row) -> dict:
@@ -86,7 +85,7 @@ def register_user(conn: Connection, registration: Registration) -> dict:
         raise Conflict("registration", "a concurrent registration took its email or a wallet") from exc
     document = user_document(values)
     event_id = f"{USER_REGISTERED}:{user_id}"
-    outbox.enqueue(conn, SCHEMA, USERS_TOPIC, Envelope(
+    outbox.enqueue(conn, SCHEMA, topics.USERS_REGISTERED, Envelope(
         event_id=event_id,
         event_type=USER_REGISTERED,
         schema_version=1,

@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
+from shared import topics
 from shared.assets import Asset
 from shared.db import get_engine, transaction
 from shared.envelope import Envelope, utc_iso
@@ -30,7 +31,6 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PRICES_TOPIC = "market.prices.v1"
 
 
 class PriceService:
@@ -114,7 +114,7 @@ class PriceService:
         if decision.publish:
             sequence = state["sequence"] + 1
             envelope = price_updated(asset, decision, sequence, now)
-            outbox.enqueue(conn, SCHEMA, PRICES_TOPIC, envelope, {"asset": asset.symbol})
+            outbox.enqueue(conn, SCHEMA, topics.MARKET_PRICES, envelope, {"asset": asset.symbol})
             event_id = envelope.event_id
             changes.update(sequence=sequence, last_published_price=decision.price, last_published_at=now)
         conn.execute(update(asset_state).where(asset_state.c.asset == asset.symbol).values(**changes))

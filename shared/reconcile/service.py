@@ -29,6 +29,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 
+from shared import topics
 from shared.addresses import checksum_address
 from shared.db import get_engine, transaction
 from shared.messaging import outbox
@@ -312,18 +313,18 @@ class Reconciler:
         """Every margin event (and retraction) published by risk that notify never received."""
         with transaction(engine) as conn:
             checked["margin events"] = conn.execute(text(
-                "SELECT count(*) FROM risk.outbox WHERE topic = 'risk.margin-events.v1' "
+                "SELECT count(*) FROM risk.outbox WHERE topic = :topic "
                 "AND published_at > now() - make_interval(secs => :window)"),
-                {"window": NOTIFY_WINDOW_SECONDS}).scalar_one()
+                {"window": NOTIFY_WINDOW_SECONDS, "topic": topics.MARGIN_EVENTS}).scalar_one()
             rows = conn.execute(text(
                 "SELECT o.topic, o.envelope, o.attributes, o.event_id FROM risk.outbox o "
-                "WHERE o.topic = 'risk.margin-events.v1' AND o.published_at IS NOT NULL "
+                "WHERE o.topic = :topic AND o.published_at IS NOT NULL "
                 "AND o.published_at > now() - make_interval(secs => :window) "
                 "AND o.published_at < now() - make_interval(secs => :grace) "
                 "AND NOT EXISTS (SELECT 1 FROM notify.inbox i WHERE i.consumer = 'notify' "
                 "AND i.dedupe_key = o.dedupe_key) ORDER BY o.id LIMIT :limit"),
                 {"window": NOTIFY_WINDOW_SECONDS, "grace": self.tuning.grace_seconds,
-                 "limit": MAX_DRIFTS_PER_KIND}).mappings().all()
+                 "limit": MAX_DRIFTS_PER_KIND, "topic": topics.MARGIN_EVENTS}).mappings().all()
         return [Drift(NOTIFY_MISSING, row["event_id"],
                       source={"event_type": row["envelope"]["event_type"],
                               "escrow_id": row["envelope"]["payload"]["escrow_id"]},

@@ -21,7 +21,7 @@ from sqlalchemy import text
 
 from shared.db import get_engine, transaction
 from shared.logs import configure_logging
-from shared.relay.service import get_reader, rewind_checkpoint, run_tick, scan_lock, status
+from shared.relay.service import Relay, get_reader, rewind_checkpoint, scan_lock, status
 from shared.relay.tables import SCHEMA
 from shared.settings import ChainSettings, Settings
 
@@ -68,7 +68,7 @@ def main() -> None:
         result = rewind(settings, args.block, args.republish)
     else:
         started = time.monotonic()
-        result = {**rewind(settings, args.block - 1, republish=False), **vars(run_tick(settings)),
+        result = {**rewind(settings, args.block - 1, republish=False), **vars(Relay(settings).run_tick()),
                   "seconds": round(time.monotonic() - started, 2)}
     print(json.dumps(result, indent=2, default=str))
 

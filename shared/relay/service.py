@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
 
+from shared import topics
 from shared.chain.client import get_web3
 from shared.chain.escrow_logs import chain_attributes, chain_log_event_id
 from shared.chain.reader import ChainReader
@@ -38,7 +39,6 @@ from shared.settings import ChainSettings, Settings
 
 log = logging.getLogger(__name__)
 
-EVENTS_TOPIC = "settlement.events.v1"
 SCHEMA_VERSION = 1
 
 
@@ -123,41 +123,49 @@ def rewind_checkpoint(conn: Connection, reader: ChainReader, chain: ChainSetting
     return current.block_number
 
 
-def run_tick(settings: Settings, backfill_from: int | None = None) -> TickResult:
-    """Relay every confirmed escrow log since the checkpoint, within the time budget.
+class Relay:
+    """relay's service: one tick relays every confirmed escrow log since the checkpoint."""
 
-    With `backfill_from`, first move the checkpoint back to the block before it, so the scan reads those
-    blocks again: logs already relayed are recognised (`relayed_logs`) and only missing ones are staged.
-    """
-    chain = settings.require_chain()
-    engine = get_engine(settings.database)
-    reader = get_reader(chain.rpc_url, chain.escrow_address, chain.chain_id)
-    deadline = time.monotonic() + chain.time_budget_seconds
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.chain = settings.require_chain()
 
-    def publish() -> int:
-        # Everything staged goes out within the tick (rounds of outbox.PUBLISH_BATCH), not a round or two.
-        return outbox.drain(engine, SCHEMA, settings.project_id, settings.publish_timeout_seconds, deadline)
+    def run_tick(self, backfill_from: int | None = None) -> TickResult:
+        """Relay every confirmed escrow log since the checkpoint, within the time budget.
 
-    published = publish()
-    with scan_lock(engine, chain) as acquired:
-        if not acquired:
-            log.info("another relay is scanning; returning", extra={"lock_key": lock_key(chain)})
-            return TickResult(published=published, skipped_busy=True)
-        if backfill_from is not None:
-            with transaction(engine) as conn:
-                if backfill_from <= cp.load(conn, chain).block_number:
-                    was = rewind_checkpoint(conn, reader, chain, backfill_from - 1)
-                    log.warning("backfill: checkpoint moved back to rescan",
-                                extra={"from_block": backfill_from, "checkpoint_was": was})
-        result = scan(engine, reader, chain, deadline, publish)
-    published += result.published + publish()
-    log.info(
-        "relay tick done",
-        extra={"scanned_from": result.scanned_from, "scanned_to": result.scanned_to, "logs": result.logs,
-               "reorgs": result.reorgs, "published": published, "lag_blocks": result.lag_blocks},
-    )
-    return TickResult(result.scanned_from, result.scanned_to, result.logs, result.reorgs, published,
-                      lag_blocks=result.lag_blocks)
+        With `backfill_from`, first move the checkpoint back to the block before it, so the scan reads
+        those blocks again: logs already relayed are recognised (`relayed_logs`) and only missing ones
+        are staged.
+        """
+        settings, chain = self.settings, self.chain
+        engine = get_engine(settings.database)
+        reader = get_reader(chain.rpc_url, chain.escrow_address, chain.chain_id)
+        deadline = time.monotonic() + chain.time_budget_seconds
+
+        def publish() -> int:
+            # Everything staged goes out within the tick (rounds of outbox.PUBLISH_BATCH), not a round or two.
+            return outbox.drain(engine, SCHEMA, settings.project_id, settings.publish_timeout_seconds, deadline)
+
+        published = publish()
+        with scan_lock(engine, chain) as acquired:
+            if not acquired:
+                log.info("another relay is scanning; returning", extra={"lock_key": lock_key(chain)})
+                return TickResult(published=published, skipped_busy=True)
+            if backfill_from is not None:
+                with transaction(engine) as conn:
+                    if backfill_from <= cp.load(conn, chain).block_number:
+                        was = rewind_checkpoint(conn, reader, chain, backfill_from - 1)
+                        log.warning("backfill: checkpoint moved back to rescan",
+                                    extra={"from_block": backfill_from, "checkpoint_was": was})
+            result = scan(engine, reader, chain, deadline, publish)
+        published += result.published + publish()
+        log.info(
+            "relay tick done",
+            extra={"scanned_from": result.scanned_from, "scanned_to": result.scanned_to, "logs": result.logs,
+                   "reorgs": result.reorgs, "published": published, "lag_blocks": result.lag_blocks},
+        )
+        return TickResult(result.scanned_from, result.scanned_to, result.logs, result.reorgs, published,
+                          lag_blocks=result.lag_blocks)
 
 
 def scan(engine: Engine, reader: ChainReader, chain: ChainSettings, deadline: float,
@@ -172,7 +180,7 @@ def scan(engine: Engine, reader: ChainReader, chain: ChainSettings, deadline: fl
             checkpoint = cp.load(conn, chain)
             reached = checkpoint.block_number
             if checkpoint.block_hash and reader.block_hash(checkpoint.block_number) != checkpoint.block_hash:
-                repair_reorg(conn, reader, chain, checkpoint, EVENTS_TOPIC)
+                repair_reorg(conn, reader, chain, checkpoint, topics.SETTLEMENT_EVENTS)
                 reorgs += 1
                 continue
             planned = plan_range(checkpoint.block_number + 1, target, checkpoint.range)
@@ -235,7 +243,7 @@ def _stage_logs(conn: Connection, reader: ChainReader, chain: ChainSettings, fou
         ))
     new_keys = cp.record_relayed_logs(conn, chain, envelopes)
     fresh = [envelope for envelope in envelopes if envelope.dedupe_key in new_keys]
-    outbox.enqueue_many(conn, SCHEMA, EVENTS_TOPIC, [(e, chain_attributes(e.payload)) for e in fresh])
+    outbox.enqueue_many(conn, SCHEMA, topics.SETTLEMENT_EVENTS, [(e, chain_attributes(e.payload)) for e in fresh])
     cp.record_blocks(conn, chain, {e.payload["block_number"]: e.payload["block_hash"] for e in fresh})
     return len(fresh)
 

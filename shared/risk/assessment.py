@@ -20,13 +20,12 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from shared import topics
 from shared.envelope import utc_iso
 from shared.events import MARGIN_TIER_CHANGED
 from shared.risk.tables import SCHEMA
 from shared.risk.tiers import BEST, rank_below_thresholds_sql, threshold_parameters
 from shared.settings import RiskSettings
-
-MARGIN_EVENTS_TOPIC = "risk.margin-events.v1"
 
 # Which positions a pass covers.
 ALL_OPEN_ON_ASSET = "p.asset_symbol = :asset"
@@ -123,6 +122,6 @@ def assess(conn: Connection, policy: RiskSettings, scope: str, scope_parameters:
         return PassResult(assessed=0, tier_changes=0)
     changes: int = conn.execute(text(_EMIT_TIER_CHANGES), {
         "first_id": taken.first_id, "last_id": taken.last_id, "cause_event_id": cause_event_id, "now": now,
-        "occurred_at": utc_iso(now), "topic": MARGIN_EVENTS_TOPIC,
+        "occurred_at": utc_iso(now), "topic": topics.MARGIN_EVENTS,
     }).scalar_one()
     return PassResult(assessed=taken.assessed, tier_changes=changes)

@@ -15,13 +15,14 @@ from sqlalchemy import and_, func, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
+from shared import topics
 from shared.addresses import checksum_address
 from shared.envelope import Envelope, derive_event_id
 from shared.errors import InvalidEvent
 from shared.events import ESCROW_STATE_CHANGED, MARGIN_ALERT_RETRACTED, PRICE_UPDATED
 from shared.messaging.consumer import Outgoing
 from shared.pricing.guards import published_price_problem
-from shared.risk.assessment import ALL_OPEN_ON_ASSET, MARGIN_EVENTS_TOPIC, ONE_ESCROW, assess
+from shared.risk.assessment import ALL_OPEN_ON_ASSET, ONE_ESCROW, assess
 from shared.risk.portfolio import refresh_exposures
 from shared.risk.tables import applied_prices, asset_prices, positions
 from shared.risk.tiers import ALERTED_TIERS
@@ -160,7 +161,7 @@ class RiskEngine:
 def _retraction(change: Envelope, tier: str) -> tuple[str, Envelope]:
     """The MarginAlertRetracted event for an alerted escrow that a reorganisation voided."""
     p = change.payload
-    return MARGIN_EVENTS_TOPIC, Envelope(
+    return topics.MARGIN_EVENTS, Envelope(
         event_id=derive_event_id(change.event_id, MARGIN_ALERT_RETRACTED),
         event_type=MARGIN_ALERT_RETRACTED,
         schema_version=1,

@@ -17,6 +17,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
+from shared import topics
 from shared.envelope import Envelope, derive_event_id
 from shared.errors import AwaitingPrerequisite, IllegalTransition
 from shared.events import COMPLIANCE_SCREENED, ESCROW_STATE_CHANGED
@@ -27,17 +28,19 @@ from shared.settlement.tables import escrows, orphaned_logs, transitions
 
 log = logging.getLogger(__name__)
 
-STATE_CHANGES_TOPIC = "settlement.escrows.v1"
 # Position of an escrow that has no live transition (voided).
 NO_POSITION = (-1, -1)
 
 
-def handle(conn: Connection, envelope: Envelope) -> Outgoing:
-    """settle's handler: contract events from settlement.events.v1, compliance decisions from
-    compliance.results.v1."""
-    if envelope.event_type == COMPLIANCE_SCREENED:
-        return apply_compliance_result(conn, envelope)
-    return apply_settlement_event(conn, envelope)
+class Settlement:
+    """settle's service: the escrow records and their state machine."""
+
+    def handle(self, conn: Connection, envelope: Envelope) -> Outgoing:
+        """The consumer's handler: contract events from settlement.events.v1, compliance decisions from
+        compliance.results.v1."""
+        if envelope.event_type == COMPLIANCE_SCREENED:
+            return apply_compliance_result(conn, envelope)
+        return apply_settlement_event(conn, envelope)
 
 
 def apply_settlement_event(conn: Connection, envelope: Envelope) -> Outgoing:
@@ -174,7 +177,7 @@ def _state_changed(escrow: Any, cause: Envelope, previous: EscrowState | None,
             "log_index": cause.payload["log_index"],
         },
     )
-    return STATE_CHANGES_TOPIC, change
+    return topics.ESCROW_CHANGES, change
 
 
 def _is_orphaned(conn: Connection, dedupe_key: str) -> bool:

@@ -9,9 +9,9 @@ import secrets
 import pytest
 import sqlalchemy
 
-from shared.compliance.rescreen import RESCREEN_TOPIC
 from shared.stack.chain_driver import wait_for
 from shared.stack.ofac_server import ADDRESS_LIST_NAME
+from shared.topics import RESCREEN_REQUESTS
 from tests.support.compliance import register, registration, wait_decision
 
 SHARD_USERS = 25  # the stack's RESCREEN_SHARD_USERS
@@ -74,7 +74,7 @@ def test_every_user_is_rescreened_exactly_once_across_the_shards(owner_engine, r
 def test_a_shard_planned_again_finds_nobody_left(stack, owner_engine, rescreened):
     before = _rows(owner_engine, "SELECT count(*) FROM compliance.screenings")[0][0]
     event_id = f"RescreenRequested:{rescreened}:99:0"
-    stack.admin.publish(RESCREEN_TOPIC, _shard_request(event_id, snapshot_id=rescreened, generation=99, shard=0,
+    stack.admin.publish(RESCREEN_REQUESTS, _shard_request(event_id, snapshot_id=rescreened, generation=99, shard=0,
                                                        shards=1, key_from=0, key_to=65536))
     wait_for(lambda: _rows(owner_engine, "SELECT outcome FROM compliance.inbox WHERE consumer = 'rescreen' "
                                          "AND event_id = :e", e=event_id), "the re-planned shard applied")
@@ -91,7 +91,7 @@ def test_a_shard_planned_again_finds_nobody_left(stack, owner_engine, rescreened
 def test_a_malformed_shard_request_is_refused_with_its_reason(stack, owner_engine, payload, reason):
     event_id = f"RescreenRequested:hostile:{secrets.token_hex(4)}"
     before = _rows(owner_engine, "SELECT count(*) FROM compliance.screenings")[0][0]
-    stack.admin.publish(RESCREEN_TOPIC, _shard_request(event_id, **payload))
+    stack.admin.publish(RESCREEN_REQUESTS, _shard_request(event_id, **payload))
     [(stored_reason,)] = wait_for(lambda: _rows(
         owner_engine, "SELECT reason FROM compliance.rejected_messages WHERE consumer = 'rescreen' "
                       "AND event_id = :e", e=event_id), "the refusal recorded")
@@ -99,7 +99,7 @@ def test_a_malformed_shard_request_is_refused_with_its_reason(stack, owner_engin
     assert _rows(owner_engine, "SELECT count(*) FROM compliance.screenings")[0][0] == before
     # The function still serves: a well-formed shard of nobody is applied.
     served = f"RescreenRequested:served:{secrets.token_hex(4)}"
-    stack.admin.publish(RESCREEN_TOPIC, _shard_request(served, snapshot_id=1, generation=1, shard=0, shards=65536,
+    stack.admin.publish(RESCREEN_REQUESTS, _shard_request(served, snapshot_id=1, generation=1, shard=0, shards=65536,
                                                        key_from=0, key_to=1))
     wait_for(lambda: _rows(owner_engine, "SELECT 1 FROM compliance.inbox WHERE consumer = 'rescreen' "
                                          "AND event_id = :e", e=served), "the next shard applied")
