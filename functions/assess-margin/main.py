@@ -6,12 +6,13 @@ from shared.db import rides_out_database_outages
 from shared.logs import configure_logging
 from shared.messaging.consumer import Consumer
 from shared.risk.service import RiskEngine
+from shared.risk.settings import RiskSettings
 from shared.risk.tables import SCHEMA
 from shared.settings import Settings
 
 configure_logging()
-SETTINGS = Settings.from_env(risk=True)
-CONSUMER = Consumer("assess-margin", SCHEMA, SETTINGS, RiskEngine(SETTINGS.require_risk()).handle,
+SETTINGS = Settings.from_env(parts=[RiskSettings])
+CONSUMER = Consumer("assess-margin", SCHEMA, SETTINGS, RiskEngine(SETTINGS.part(RiskSettings)).handle,
                     replayable=True)
 
 

@@ -5,11 +5,12 @@ from werkzeug.exceptions import HTTPException
 
 from shared.logs import configure_logging
 from shared.notify.callbacks import create_app
+from shared.notify.settings import CallbackSettings
 from shared.problems import http_problem
 from shared.settings import Settings
 
 configure_logging()
-SETTINGS = Settings.from_env(callbacks=True)
+SETTINGS = Settings.from_env(parts=[CallbackSettings])
 APP = create_app(SETTINGS)
 # Errors functions-framework's own app answers before the request reaches APP, as problems too.
 functions_framework.errorhandler(HTTPException)(http_problem)

@@ -5,10 +5,11 @@ import functions_framework
 from shared.db import rides_out_database_outages
 from shared.logs import configure_logging
 from shared.pricing.service import PriceService
+from shared.pricing.settings import PriceSettings
 from shared.settings import Settings
 
 configure_logging()
-SETTINGS = Settings.from_env(prices=True)
+SETTINGS = Settings.from_env(parts=[PriceSettings])
 SERVICE = PriceService(SETTINGS)
 
 

@@ -6,12 +6,13 @@ from shared.db import rides_out_database_outages
 from shared.logs import configure_logging
 from shared.messaging.consumer import Consumer
 from shared.notify.service import Notifier
+from shared.notify.settings import NotifySettings
 from shared.notify.tables import SCHEMA
 from shared.settings import Settings
 
 configure_logging()
-SETTINGS = Settings.from_env(notify=True)
-NOTIFIER = Notifier(SETTINGS.require_notify())
+SETTINGS = Settings.from_env(parts=[NotifySettings])
+NOTIFIER = Notifier(SETTINGS.part(NotifySettings))
 CONSUMER = Consumer("notify", SCHEMA, SETTINGS, NOTIFIER.handle, after_commit=NOTIFIER.send_pending,
                     replayable=True)
 

@@ -5,10 +5,13 @@ import functions_framework
 from shared.db import rides_out_database_outages
 from shared.logs import configure_logging
 from shared.reconcile.service import Reconciler
+from shared.reconcile.settings import ReconcileSettings
+from shared.relay.settings import ChainSettings
+from shared.risk.settings import RiskSettings
 from shared.settings import Settings
 
 configure_logging()
-SETTINGS = Settings.from_env(chain=True, risk=True, reconcile=True)
+SETTINGS = Settings.from_env(parts=[ChainSettings, RiskSettings, ReconcileSettings])
 RECONCILER = Reconciler(SETTINGS)
 
 

@@ -3,12 +3,13 @@
 import functions_framework
 
 from shared.compliance.refresh import SanctionsRefresher
+from shared.compliance.settings import ComplianceSettings, SanctionsSourceSettings
 from shared.db import rides_out_database_outages
 from shared.logs import configure_logging
 from shared.settings import Settings
 
 configure_logging()
-SETTINGS = Settings.from_env(compliance=True, sanctions_source=True)
+SETTINGS = Settings.from_env(parts=[ComplianceSettings, SanctionsSourceSettings])
 REFRESHER = SanctionsRefresher(SETTINGS)
 
 

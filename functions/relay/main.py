@@ -6,10 +6,11 @@ from shared.db import rides_out_database_outages
 from shared.logs import configure_logging
 from shared.messaging.consumer import tick_data
 from shared.relay.service import Relay, backfill_request
+from shared.relay.settings import ChainSettings
 from shared.settings import Settings
 
 configure_logging()
-SETTINGS = Settings.from_env(chain=True)
+SETTINGS = Settings.from_env(parts=[ChainSettings])
 RELAY = Relay(SETTINGS)
 
 

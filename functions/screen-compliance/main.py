@@ -3,6 +3,7 @@
 import functions_framework
 
 from shared.compliance.service import ComplianceService
+from shared.compliance.settings import ComplianceSettings
 from shared.compliance.tables import SCHEMA
 from shared.db import rides_out_database_outages
 from shared.logs import configure_logging
@@ -10,8 +11,8 @@ from shared.messaging.consumer import Consumer
 from shared.settings import Settings
 
 configure_logging()
-SETTINGS = Settings.from_env(compliance=True)
-CONSUMER = Consumer("screen-compliance", SCHEMA, SETTINGS, ComplianceService(SETTINGS.require_compliance()).handle)
+SETTINGS = Settings.from_env(parts=[ComplianceSettings])
+CONSUMER = Consumer("screen-compliance", SCHEMA, SETTINGS, ComplianceService(SETTINGS.part(ComplianceSettings)).handle)
 
 
 @functions_framework.cloud_event

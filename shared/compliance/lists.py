@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 from shared.compliance.names import ListedName, NameIndex
 from shared.compliance.ofac import ADDRESS_LIST, OFAC_FILES, ParsedLists
 from shared.compliance.screening import ListView
+from shared.compliance.settings import SanctionsSourceSettings
 from shared.compliance.tables import (
     list_snapshots,
     listed_wallets,
@@ -29,7 +30,6 @@ from shared.compliance.tables import (
     sdn_entries,
 )
 from shared.errors import SanctionsListUnavailable
-from shared.settings import SanctionsSourceSettings
 
 log = logging.getLogger(__name__)
 # Screening matches names against individuals: users are people.

@@ -10,6 +10,7 @@ from shared import topics
 from shared.compliance.lists import download_lists, store_snapshot
 from shared.compliance.ofac import ListFormatError, content_digest, parse_lists
 from shared.compliance.rescreen import plan_rescreen
+from shared.compliance.settings import SanctionsSourceSettings
 from shared.compliance.tables import SCHEMA, list_load_failures
 from shared.db import get_engine, transaction
 from shared.messaging import outbox
@@ -23,7 +24,7 @@ class SanctionsRefresher:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.source = settings.require_sanctions_source()
+        self.source = settings.part(SanctionsSourceSettings)
 
     def run_tick(self) -> dict:
         """One refresh; returns what it did (also logged)."""

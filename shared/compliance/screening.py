@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 # The screening rules are the compliance settings (thresholds, jurisdictions, minimum age).
 from shared.addresses import checksum_address, is_hex_address
-from shared.settings import ComplianceSettings as Policy
+from shared.compliance.settings import ComplianceSettings as Policy
 
 if TYPE_CHECKING:  # the api validates documents with this module and does not ship rapidfuzz
     from shared.compliance.names import NameIndex

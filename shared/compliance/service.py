@@ -29,12 +29,12 @@ from shared.compliance.screening import (
     review_refusal,
     screen,
 )
+from shared.compliance.settings import ComplianceSettings
 from shared.compliance.tables import hits, reviews, screenings, subjects
 from shared.envelope import Envelope, utc_iso
 from shared.errors import InvalidEvent
 from shared.events import COMPLIANCE_REVIEW_REQUESTED, COMPLIANCE_SCREENED, RESCREEN_REQUESTED, USER_REGISTERED
 from shared.messaging.consumer import Outgoing
-from shared.settings import ComplianceSettings
 
 log = logging.getLogger(__name__)
 TRIGGER_REGISTRATION = "registration"

@@ -32,6 +32,7 @@ from shared.db import get_engine, transaction
 from shared.errors import InvalidRequest
 from shared.events import MAX_BIGINT, MAX_ID_LENGTH
 from shared.messaging.tables import messaging_tables
+from shared.notify.settings import CallbackSettings
 from shared.notify.statuses import apply_callback_status, lock_provider_message
 from shared.notify.tables import SCHEMA, provider_events
 from shared.problems import install as install_problems
@@ -122,7 +123,7 @@ def _fresh(timestamp: str, now: float) -> bool:
 
 def create_app(settings: Settings) -> Flask:
     """The callbacks endpoint bound to one set of settings."""
-    notify = settings.require_callbacks()
+    notify = settings.part(CallbackSettings)
     app = Flask("callbacks")
     install_problems(app)
     rejected = messaging_tables(SCHEMA).rejected

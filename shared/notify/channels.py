@@ -31,8 +31,8 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client as TwilioClient
 
+from shared.notify.settings import NotifySettings
 from shared.notify.url_guard import Resolver, UnsafeUrl, VettedTarget, vet
-from shared.settings import NotifySettings
 
 SENT = "sent"
 TRANSIENT = "transient"

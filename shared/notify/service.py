@@ -33,9 +33,9 @@ from shared.notify.channels import (
     WebhookChannel,
     endpoint_secret,
 )
+from shared.notify.settings import NotifySettings
 from shared.notify.statuses import DELIVERED, FAILED, PENDING, apply_early_callbacks, lock_provider_message
 from shared.notify.tables import contact_wallets, contacts, deliveries, delivery_attempts, unrouted_events
-from shared.settings import NotifySettings
 
 log = logging.getLogger(__name__)
 

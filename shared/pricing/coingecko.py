@@ -18,7 +18,7 @@ import requests
 from shared.assets import Asset
 from shared.errors import ConfigurationError, PriceSourceUnavailable
 from shared.pricing.quotes import COINGECKO, Quote
-from shared.settings import PriceSettings
+from shared.pricing.settings import PriceSettings
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ from shared.pricing.chainlink import ChainlinkReader
 from shared.pricing.coingecko import CoinGeckoClient
 from shared.pricing.guards import ACCEPTED, HELD, AssetPriceState, Decision, Reading, decide
 from shared.pricing.quotes import Quote
+from shared.pricing.settings import PriceSettings
 from shared.pricing.tables import SCHEMA, asset_state, decisions, observations
 from shared.settings import Settings
 
@@ -38,7 +39,7 @@ class PriceService:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.prices = settings.require_prices()
+        self.prices = settings.part(PriceSettings)
         self.coingecko = CoinGeckoClient(self.prices)
         self.chainlink = ChainlinkReader(self.prices.rpc_url)
 

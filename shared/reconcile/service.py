@@ -37,7 +37,10 @@ from shared.messaging.consumer import REPLAY_ATTRIBUTE, REPLAY_BY_RECONCILER
 from shared.pubsub import OutgoingMessage, publish_all
 from shared.reconcile.chain import ContractView
 from shared.reconcile.redrive import redrive_dead_letters
+from shared.reconcile.settings import ReconcileSettings
 from shared.reconcile.tables import drifts, runs, sweep_cursors
+from shared.relay.settings import ChainSettings
+from shared.risk.settings import RiskSettings
 from shared.settings import Settings
 from shared.topology import load_topology
 
@@ -93,9 +96,9 @@ class Reconciler:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.chain = settings.require_chain()
-        self.tuning = settings.require_reconcile()
-        self.decimals = {asset.token: asset.decimals for asset in settings.require_risk().assets}
+        self.chain = settings.part(ChainSettings)
+        self.tuning = settings.part(ReconcileSettings)
+        self.decimals = {asset.token: asset.decimals for asset in settings.part(RiskSettings).assets}
         # The contract as the payloads spell it (checksummed); relay's tables key it in lower case.
         self.contract = checksum_address(self.chain.escrow_address)
         self.contract_view = ContractView(self.chain.rpc_url, self.contract)

@@ -22,13 +22,14 @@ from sqlalchemy import text
 from shared.db import get_engine, transaction
 from shared.logs import configure_logging
 from shared.relay.service import Relay, get_reader, rewind_checkpoint, scan_lock, status
+from shared.relay.settings import ChainSettings
 from shared.relay.tables import SCHEMA
-from shared.settings import ChainSettings, Settings
+from shared.settings import Settings
 
 
 def rewind(settings: Settings, block: int, republish: bool) -> dict:
     """Move the checkpoint back to `block` (under the scan lock); optionally re-send later logs."""
-    chain: ChainSettings = settings.require_chain()
+    chain: ChainSettings = settings.part(ChainSettings)
     engine = get_engine(settings.database)
     reader = get_reader(chain.rpc_url, chain.escrow_address, chain.chain_id)
     with scan_lock(engine, chain) as acquired:
@@ -59,8 +60,8 @@ def main() -> None:
     backfill_parser.add_argument("--from", type=int, required=True, dest="block")
     args = parser.parse_args()
     configure_logging()
-    settings = Settings.from_env(chain=True)
-    chain = settings.require_chain()
+    settings = Settings.from_env(parts=[ChainSettings])
+    chain = settings.part(ChainSettings)
     if args.command == "status":
         reader = get_reader(chain.rpc_url, chain.escrow_address, chain.chain_id)
         result = status(get_engine(settings.database), reader, chain)

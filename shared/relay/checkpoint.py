@@ -12,8 +12,8 @@ from sqlalchemy.engine import Connection
 from shared.db import in_chunks
 from shared.envelope import Envelope
 from shared.relay.ranges import RangeState
+from shared.relay.settings import ChainSettings
 from shared.relay.tables import blocks, checkpoints, relayed_logs
-from shared.settings import ChainSettings
 
 
 @dataclass(frozen=True)

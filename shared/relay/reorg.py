@@ -12,8 +12,8 @@ from shared.envelope import Envelope
 from shared.messaging import outbox
 from shared.relay import checkpoint as cp
 from shared.relay.checkpoint import Checkpoint
+from shared.relay.settings import ChainSettings
 from shared.relay.tables import SCHEMA
-from shared.settings import ChainSettings
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,9 @@ from shared.relay import checkpoint as cp
 from shared.relay.checkpoint import Checkpoint
 from shared.relay.ranges import plan_range
 from shared.relay.reorg import repair_reorg
+from shared.relay.settings import ChainSettings
 from shared.relay.tables import SCHEMA
-from shared.settings import ChainSettings, Settings
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ class Relay:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.chain = settings.require_chain()
+        self.chain = settings.part(ChainSettings)
 
     def run_tick(self, backfill_from: int | None = None) -> TickResult:
         """Relay every confirmed escrow log since the checkpoint, within the time budget.

@@ -23,9 +23,9 @@ from sqlalchemy.engine import Connection
 from shared import topics
 from shared.envelope import utc_iso
 from shared.events import MARGIN_TIER_CHANGED
+from shared.risk.settings import RiskSettings
 from shared.risk.tables import SCHEMA
 from shared.risk.tiers import BEST, rank_below_thresholds_sql, threshold_parameters
-from shared.settings import RiskSettings
 
 # Which positions a pass covers.
 ALL_OPEN_ON_ASSET = "p.asset_symbol = :asset"

@@ -24,9 +24,9 @@ from shared.messaging.consumer import Outgoing
 from shared.pricing.guards import published_price_problem
 from shared.risk.assessment import ALL_OPEN_ON_ASSET, ONE_ESCROW, assess
 from shared.risk.portfolio import refresh_exposures
+from shared.risk.settings import RiskSettings
 from shared.risk.tables import applied_prices, asset_prices, positions
 from shared.risk.tiers import ALERTED_TIERS
-from shared.settings import RiskSettings
 
 log = logging.getLogger(__name__)
 

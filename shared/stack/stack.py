@@ -150,6 +150,8 @@ class Stack:
         in settle restarts settle alone, in a second, where restarting all eleven took ~30 s)."""
         state = self.layout.read_state()
         running = state.get("functions", {})
+        if not running:  # no stack yet, or its functions are down: `up` starts them all
+            return []
         started = state.get("function_code", {})
         escrow_address = state.get("escrow_address", "")
         changed = [f.name for f in self.topology.functions

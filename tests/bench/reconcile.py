@@ -21,6 +21,9 @@ import sqlalchemy
 from shared.chain.client import deploy_contract, escrow_contract
 from shared.db import get_engine
 from shared.reconcile.service import Reconciler
+from shared.reconcile.settings import ReconcileSettings
+from shared.relay.settings import ChainSettings
+from shared.risk.settings import RiskSettings
 from shared.settings import Settings
 from shared.stack.stack import Stack
 from tests.conftest import TEST_LAYOUT
@@ -65,7 +68,7 @@ def main() -> None:
         address = deploy_contract(w3, "Escrow", w3.eth.accounts[0])
         function = stack.topology.function("reconcile")
         env = stack.function_env(function, address)
-        settings = Settings.from_env(env, chain=True, risk=True, reconcile=True)
+        settings = Settings.from_env(env, parts=[ChainSettings, RiskSettings, ReconcileSettings])
         reconciler = Reconciler(settings)
         engine = get_engine(settings.database)
         block = w3.eth.block_number

@@ -25,6 +25,7 @@ from shared.db import get_engine, transaction
 from shared.envelope import Envelope, utc_iso
 from shared.events import PRICE_UPDATED
 from shared.risk.service import RiskEngine
+from shared.risk.settings import RiskSettings
 from shared.settings import Settings
 from shared.stack.layout import DATABASE
 from shared.stack.stack import Stack
@@ -138,9 +139,9 @@ def main() -> None:
         settings = Settings.from_env({
             "SERVICE_NAME": "assess-margin-bench", "GCP_PROJECT": "bench", "DB_NAME": DATABASE,
             "DB_USER": "fn_assess_margin", "DB_HOST": "127.0.0.1", "DB_PORT": str(stack.layout.postgres_port),
-            "PRICE_ASSETS": stack.price_assets()}, risk=True)
+            "PRICE_ASSETS": stack.price_assets()}, parts=[RiskSettings])
         engine = get_engine(settings.database)
-        risk = RiskEngine(settings.require_risk())
+        risk = RiskEngine(settings.part(RiskSettings))
         feed = PriceFeed(start_sequence)
         results = [(label, *measure(owner, engine, risk, feed, price, args.rounds))
                    for label, price in SCENARIOS]

@@ -29,7 +29,7 @@ from rapidfuzz import fuzz, process
 from shared.compliance.lists import read_list_view, store_snapshot
 from shared.compliance.names import name_roles, normalise
 from shared.compliance.ofac import ADDRESS_LIST, parse_lists
-from shared.settings import DEFAULT_NAME_MATCH_REPORT_THRESHOLD, DEFAULT_NAME_MATCH_REVIEW_THRESHOLD
+from shared.compliance.settings import DEFAULT_NAME_MATCH_REPORT_THRESHOLD, DEFAULT_NAME_MATCH_REVIEW_THRESHOLD
 from shared.stack.stack import Stack
 from tests.conftest import TEST_LAYOUT
 from tests.support import screening_eval

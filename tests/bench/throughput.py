@@ -34,8 +34,9 @@ from shared.db import get_engine
 from shared.messaging import outbox
 from shared.messaging.consumer import Consumer
 from shared.relay.service import get_reader, scan
+from shared.relay.settings import ChainSettings
 from shared.relay.tables import SCHEMA as RELAY_SCHEMA
-from shared.settings import ChainSettings, DatabaseSettings, Settings
+from shared.settings import DatabaseSettings, Settings
 from shared.settlement.service import apply_settlement_event
 from shared.stack.layout import CHAIN_ID, DATABASE, PROJECT_ID
 from shared.stack.stack import Stack

@@ -10,7 +10,7 @@ import time
 import sqlalchemy
 
 from shared.relay.service import lock_key
-from shared.settings import ChainSettings
+from shared.relay.settings import ChainSettings
 from shared.stack.chain_driver import create_escrow, mine, wait_for, wait_for_equal
 from shared.stack.layout import CHAIN_ID
 from shared.stack.stack import CONFIRMATIONS

@@ -16,6 +16,7 @@ from shared.addresses import checksum_address
 from shared.envelope import Envelope
 from shared.events import ESCROW_STATE_CHANGED, PRICE_UPDATED
 from shared.risk.service import RiskEngine
+from shared.risk.settings import RiskSettings
 from shared.risk.tiers import health_factor
 from shared.settings import Settings
 
@@ -60,7 +61,7 @@ def conn(owner_engine):
 
 
 def test_a_position_moves_through_the_tiers_with_hysteresis(conn):
-    engine = RiskEngine(Settings.from_env(ENV, risk=True).require_risk())
+    engine = RiskEngine(Settings.from_env(ENV, parts=[RiskSettings]).part(RiskSettings))
     depositor = "0x" + uuid.uuid4().hex + "00000000"
     engine.handle(conn, _price("100", 1))
     engine.handle(conn, _escrow(depositor))  # 100 x 0.8 / 50 = 1.6: healthy

@@ -7,6 +7,7 @@ import pytest
 
 from shared.errors import ConfigurationError, PriceSourceUnavailable
 from shared.pricing.coingecko import CoinGeckoClient
+from shared.pricing.settings import PriceSettings
 from shared.settings import Settings
 from shared.stack.coingecko_server import CoinGeckoControl, make_server
 from tests.support.relay import free_port
@@ -30,9 +31,9 @@ def client(base_url, api_key="k", **env):
     settings = Settings.from_env({
         "SERVICE_NAME": "t", "GCP_PROJECT": "p", "DB_NAME": "d", "DB_USER": "u", "DB_HOST": "h", "DB_PORT": "1",
         "PRICE_ASSETS": ASSETS, "ETH_RPC_URL": "http://x", "COINGECKO_BASE_URL": base_url,
-        "COINGECKO_API_KEY": api_key, **env}, prices=True)
+        "COINGECKO_API_KEY": api_key, **env}, parts=[PriceSettings])
     waits = []
-    return CoinGeckoClient(settings.require_prices(), sleep=waits.append), settings.require_prices().assets, waits
+    return CoinGeckoClient(settings.part(PriceSettings), sleep=waits.append), settings.part(PriceSettings).assets, waits
 
 
 def test_prices_arrive_as_exact_decimals_with_their_update_time(server):

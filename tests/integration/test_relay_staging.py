@@ -5,7 +5,7 @@ import sqlalchemy
 
 from shared.envelope import Envelope
 from shared.relay import checkpoint as cp
-from shared.settings import ChainSettings
+from shared.relay.settings import ChainSettings
 from tests.support.events import unique_escrow_created
 
 CHAIN = ChainSettings(rpc_url="", chain_id=31337, escrow_address="0x" + "ab" * 20, confirmations=0,

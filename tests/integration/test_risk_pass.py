@@ -6,6 +6,7 @@ from decimal import Decimal
 import sqlalchemy
 
 from shared.risk.assessment import ALL_OPEN_ON_ASSET, assess
+from shared.risk.settings import RiskSettings
 from shared.settings import Settings
 
 CONTRACT = "0x00000000000000000000000000000000000c0DE5"
@@ -14,7 +15,7 @@ CONTRACT = "0x00000000000000000000000000000000000c0DE5"
 def _policy(stack):
     return Settings.from_env({
         "SERVICE_NAME": "t", "GCP_PROJECT": "p", "DB_NAME": "d", "DB_USER": "u", "DB_HOST": "h", "DB_PORT": "1",
-        "PRICE_ASSETS": stack.price_assets()}, risk=True).require_risk()
+        "PRICE_ASSETS": stack.price_assets()}, parts=[RiskSettings]).part(RiskSettings)
 
 
 def test_nothing_owed_is_an_infinite_health_factor_and_healthy(stack, owner_engine):

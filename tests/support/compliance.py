@@ -14,7 +14,7 @@ from shared.compliance.lists import SCREENED_SDN_TYPE
 from shared.compliance.names import ListedName, NameIndex
 from shared.compliance.ofac import ADDRESS_LIST, OFAC_FILES, parse_lists
 from shared.compliance.screening import ListView
-from shared.settings import ComplianceSettings
+from shared.compliance.settings import ComplianceSettings
 from shared.stack.chain_driver import wait_for
 
 # The real OFAC data the stack serves (shared/stack/data/ofac/README.md).

@@ -16,7 +16,7 @@ from shared import settings
 
 def main() -> None:
     read: dict[str, bool] = {}
-    optional, required = settings._Reader.optional, settings._Reader.required
+    optional, required = settings.EnvReader.optional, settings.EnvReader.required
 
     def record_optional(self, name: str):
         read.setdefault(name, False)
@@ -26,8 +26,8 @@ def main() -> None:
         read[name] = True
         return required(self, name)
 
-    settings._Reader.optional = record_optional  # type: ignore[method-assign]
-    settings._Reader.required = record_required  # type: ignore[method-assign]
+    settings.EnvReader.optional = record_optional  # type: ignore[method-assign]
+    settings.EnvReader.required = record_required  # type: ignore[method-assign]
     try:
         runpy.run_path(sys.argv[1], run_name="main")
     except settings.ConfigurationError:

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from shared.relay.service import backfill_request
-from shared.settings import ChainSettings
+from shared.relay.settings import ChainSettings
 
 CONTRACT = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 CHAIN = ChainSettings(rpc_url="http://127.0.0.1:8545", chain_id=31337, escrow_address=CONTRACT, confirmations=2,

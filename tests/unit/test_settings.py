@@ -3,7 +3,10 @@ from decimal import Decimal
 
 import pytest
 
+from shared.compliance.settings import ComplianceSettings, SanctionsSourceSettings
 from shared.errors import ConfigurationError
+from shared.relay.settings import ChainSettings
+from shared.risk.settings import RiskSettings
 from shared.settings import Settings
 
 COMPLETE = {
@@ -20,7 +23,9 @@ def test_complete_tcp_settings_load():
     settings = Settings.from_env(COMPLETE)
     assert settings.database.host == "127.0.0.1"
     assert settings.database.port == 5432
-    assert settings.chain is None
+    assert settings.parts == {}
+    with pytest.raises(ConfigurationError, match="ChainSettings was not loaded"):
+        settings.part(ChainSettings)
 
 
 def test_cloud_sql_instance_replaces_host_and_port():
@@ -63,7 +68,7 @@ def test_malformed_port_is_reported():
 
 def test_chain_settings_are_required_when_asked_for():
     with pytest.raises(ConfigurationError) as raised:
-        Settings.from_env(COMPLETE, chain=True)
+        Settings.from_env(COMPLETE, parts=[ChainSettings])
     for name in ("ETH_RPC_URL", "CHAIN_ID", "ESCROW_CONTRACT_ADDRESS", "CONFIRMATIONS"):
         assert name in raised.value.missing
 
@@ -74,11 +79,11 @@ ETH_ASSET = {"symbol": "ETH", "token": "0x" + "00" * 20, "decimals": 18, "coinge
 
 
 def _risk(**env):
-    return Settings.from_env({**COMPLETE, "PRICE_ASSETS": json.dumps([ETH_ASSET]), **env}, risk=True)
+    return Settings.from_env({**COMPLETE, "PRICE_ASSETS": json.dumps([ETH_ASSET]), **env}, parts=[RiskSettings])
 
 
 def test_assets_load_with_exact_fractions_and_checksummed_addresses():
-    [asset] = _risk().require_risk().assets
+    [asset] = _risk().part(RiskSettings).assets
     assert asset.liquidation_threshold == Decimal("0.825")
     assert asset.chainlink_aggregator == "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 
@@ -91,12 +96,12 @@ def test_assets_load_with_exact_fractions_and_checksummed_addresses():
 ])
 def test_a_malformed_asset_is_named(change, problem):
     with pytest.raises(ConfigurationError) as caught:
-        Settings.from_env({**COMPLETE, "PRICE_ASSETS": json.dumps([{**ETH_ASSET, **change}])}, risk=True)
+        Settings.from_env({**COMPLETE, "PRICE_ASSETS": json.dumps([{**ETH_ASSET, **change}])}, parts=[RiskSettings])
     assert problem in str(caught.value)
 
 
 def test_tier_thresholds_default_and_must_fall():
-    assert dict(_risk().require_risk().tier_thresholds) == {
+    assert dict(_risk().part(RiskSettings).tier_thresholds) == {
         "WARNING": Decimal("1.5"), "MARGIN_CALL": Decimal("1.2"), "LIQUIDATION": Decimal("1.0")}
     with pytest.raises(ConfigurationError, match="must fall"):
         _risk(RISK_TIER_THRESHOLDS="WARNING=1.5,MARGIN_CALL=1.6,LIQUIDATION=1.0")
@@ -108,7 +113,7 @@ COMPLIANCE = {**COMPLETE, "PROHIBITED_JURISDICTIONS": "kp, IR", "HIGH_RISK_JURIS
 
 
 def test_compliance_policy_loads_with_defaults_for_tuning_only():
-    policy = Settings.from_env(COMPLIANCE, compliance=True).require_compliance()
+    policy = Settings.from_env(COMPLIANCE, parts=[ComplianceSettings]).part(ComplianceSettings)
     assert policy.prohibited_jurisdictions == {"KP", "IR"}
     assert policy.high_risk_jurisdictions == frozenset()
     assert (policy.min_age, policy.name_review_threshold, policy.name_report_threshold) == (18, 0.92, 0.85)
@@ -117,7 +122,7 @@ def test_compliance_policy_loads_with_defaults_for_tuning_only():
 def test_the_jurisdiction_lists_are_required_policy():
     env = {k: v for k, v in COMPLIANCE.items() if k != "PROHIBITED_JURISDICTIONS"}
     with pytest.raises(ConfigurationError) as raised:
-        Settings.from_env(env, compliance=True)
+        Settings.from_env(env, parts=[ComplianceSettings])
     assert raised.value.missing == ("PROHIBITED_JURISDICTIONS",)
 
 
@@ -128,10 +133,10 @@ def test_the_jurisdiction_lists_are_required_policy():
 ])
 def test_malformed_compliance_settings_stop_startup(name, value, message):
     with pytest.raises(ConfigurationError, match=message):
-        Settings.from_env({**COMPLIANCE, name: value}, compliance=True)
+        Settings.from_env({**COMPLIANCE, name: value}, parts=[ComplianceSettings])
 
 
 def test_the_refresh_needs_its_list_source():
     with pytest.raises(ConfigurationError) as raised:
-        Settings.from_env(COMPLIANCE, compliance=True, sanctions_source=True)
+        Settings.from_env(COMPLIANCE, parts=[ComplianceSettings, SanctionsSourceSettings])
     assert raised.value.missing == ("SANCTIONS_LIST_BASE_URL",)
