@@ -18,12 +18,16 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from shared.chain.escrow_logs import chain_log_event_id, removal_event_id
 from shared.errors import InvalidEvent
 from shared.events import CHAIN_EVENT_TYPES, MAX_ID_LENGTH, timestamp, validate_payload
 from shared.text import MAX_NESTING, too_deep, unstorable_text
+
+Model = TypeVar("Model", bound=BaseModel)
 
 ENVELOPE_FIELDS = (
     "event_id",
@@ -73,6 +77,18 @@ class Envelope:
         if self.event_type in CHAIN_EVENT_TYPES:
             return f"{self.event_id}@{self.payload['block_hash']}"
         return self.event_id
+
+    def typed(self, model: type[Model]) -> Model:
+        """The payload as its typed model (shared/events.py): what handlers read, attribute by attribute.
+
+        Consumers validated and canonicalised the payload on the way in, so this cannot fail for a
+        consumed event; an envelope built by hand is held to the same model.
+        """
+        try:
+            return model.model_validate(self.payload)
+        except ValueError as exc:
+            raise InvalidEvent(f"{self.event_type}: payload is not a {model.__name__}",
+                               event_id=self.event_id) from exc
 
     def to_json(self) -> dict[str, Any]:
         """The envelope as a JSON-ready dict."""

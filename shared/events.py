@@ -387,6 +387,9 @@ class RescreenRequestedV1(Payload):
         return self
 
 
+# Any one of relay's events: each names its escrow and where its log sits on chain.
+EscrowLog = EscrowCreatedV1 | EscrowApprovedV1 | EscrowCompletedV1 | EscrowRefundedV1
+
 PAYLOAD_MODELS: dict[tuple[str, int], type[Payload]] = {
     (ESCROW_CREATED, 1): EscrowCreatedV1,
     (ESCROW_APPROVED, 1): EscrowApprovedV1,

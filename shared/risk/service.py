@@ -19,7 +19,13 @@ from shared import topics
 from shared.addresses import checksum_address
 from shared.envelope import Envelope, derive_event_id
 from shared.errors import InvalidEvent
-from shared.events import ESCROW_STATE_CHANGED, MARGIN_ALERT_RETRACTED, PRICE_UPDATED
+from shared.events import (
+    ESCROW_STATE_CHANGED,
+    MARGIN_ALERT_RETRACTED,
+    PRICE_UPDATED,
+    EscrowStateChangedV1,
+    PriceUpdatedV1,
+)
 from shared.messaging.consumer import Outgoing
 from shared.pricing.guards import published_price_problem
 from shared.risk.assessment import ALL_OPEN_ON_ASSET, ONE_ESCROW, assess
@@ -61,23 +67,23 @@ class RiskEngine:
         An escrow a reorganisation voided leaves the risk set; if it had been alerted on (a tier worse
         than HEALTHY was published), a retraction goes out so the user hears that the alert is void.
         """
-        p = envelope.payload
-        asset = self.assets_by_token.get(checksum_address(p["asset"]))
+        p = envelope.typed(EscrowStateChangedV1)
+        asset = self.assets_by_token.get(checksum_address(p.asset))
         if asset is None:
             log.warning("escrow collateral is not a configured asset; kept but not assessed",
-                        extra={"escrow_id": p["escrow_id"], "asset": p["asset"]})
-        key = {"chain_id": p["chain_id"], "contract": p["contract"], "escrow_id": Decimal(p["escrow_id"])}
+                        extra={"escrow_id": p.escrow_id, "asset": p.asset})
+        key = {"chain_id": p.chain_id, "contract": p.contract, "escrow_id": Decimal(p.escrow_id)}
         row = {
             **key,
-            "depositor": p["depositor"],
-            "asset_token": p["asset"],
+            "depositor": p.depositor,
+            "asset_token": p.asset,
             "asset_symbol": asset.symbol if asset else None,
-            "collateral_amount": Decimal(p["amount"]).scaleb(-asset.decimals) if asset else Decimal(p["amount"]),
-            "obligation_usd": Decimal(p["obligation_usd"]),
+            "collateral_amount": Decimal(p.amount).scaleb(-asset.decimals) if asset else Decimal(p.amount),
+            "obligation_usd": Decimal(p.obligation_usd),
             "liquidation_threshold": asset.liquidation_threshold if asset else None,
-            "state": p["state"],
-            "is_open": p["state"] in OPEN_STATES,
-            "sequence": p["sequence"],
+            "state": p.state,
+            "is_open": p.state in OPEN_STATES,
+            "sequence": p.sequence,
             "correlation_id": envelope.correlation_id,
         }
         before = conn.execute(select(positions.c.tier).where(
@@ -86,7 +92,7 @@ class RiskEngine:
         # The correlation id is settle's, the escrow's creation log's: it changes only when a reorg voided
         # the escrow and its id was reused. A voided escrow forgets its tier, so a reused id starts fresh.
         changed: dict[str, Any] = {name: statement.excluded[name] for name in row if name not in key}
-        if p["state"] == VOIDED:
+        if p.state == VOIDED:
             changed["tier"] = None
         applied = conn.execute(statement.on_conflict_do_update(
             index_elements=list(key), set_={**changed, "updated_at": func.now()},
@@ -99,16 +105,16 @@ class RiskEngine:
         ).returning(positions.c.sequence)).first()
         if applied is None:
             log.info("escrow change not newer than the projection; ignored",
-                     extra={"escrow_id": p["escrow_id"], "sequence": p["sequence"]})
+                     extra={"escrow_id": p.escrow_id, "sequence": p.sequence})
             return []
         now = datetime.now(UTC)
         if row["is_open"] and asset is not None:
             result = assess(conn, self.policy, ONE_ESCROW, key, cause_event_id=envelope.event_id, now=now)
-            log.info("escrow assessed", extra={"escrow_id": p["escrow_id"], "tier_changes": result.tier_changes})
+            log.info("escrow assessed", extra={"escrow_id": p.escrow_id, "tier_changes": result.tier_changes})
         else:
-            log.info("escrow left the risk set", extra={"escrow_id": p["escrow_id"], "state": p["state"]})
-        refresh_exposures(conn, p["depositor"], now)
-        if p["state"] == VOIDED and before is not None and before.tier in ALERTED_TIERS:
+            log.info("escrow left the risk set", extra={"escrow_id": p.escrow_id, "state": p.state})
+        refresh_exposures(conn, p.depositor, now)
+        if p.state == VOIDED and before is not None and before.tier in ALERTED_TIERS:
             return [_retraction(envelope, before.tier)]
         return []
 
@@ -117,27 +123,27 @@ class RiskEngine:
 
         Portfolios need no work here: they value the stored exposures at the current price when read.
         """
-        p = envelope.payload
-        asset = self.assets_by_symbol.get(p["asset"])
+        p = envelope.typed(PriceUpdatedV1)
+        asset = self.assets_by_symbol.get(p.asset)
         if asset is None:
-            raise InvalidEvent(f"price for unconfigured asset {p['asset']}", event_id=envelope.event_id)
-        if p["token"] != asset.token:
-            raise InvalidEvent(f"price names token {p['token']}, {asset.symbol} is {asset.token}",
+            raise InvalidEvent(f"price for unconfigured asset {p.asset}", event_id=envelope.event_id)
+        if p.token != asset.token:
+            raise InvalidEvent(f"price names token {p.token}, {asset.symbol} is {asset.token}",
                                event_id=envelope.event_id)
         current = conn.execute(select(asset_prices.c.price, asset_prices.c.sequence).where(
             asset_prices.c.asset_symbol == asset.symbol).with_for_update()).first()
-        if current is not None and p["sequence"] <= current.sequence:
+        if current is not None and p.sequence <= current.sequence:
             log.info("price not newer than the one applied; ignored",
-                     extra={"asset": p["asset"], "sequence": p["sequence"]})
+                     extra={"asset": p.asset, "sequence": p.sequence})
             return
         # Refused here, the transaction rolls back: the ordering does not advance, the next genuine price applies.
-        problem = published_price_problem(Decimal(p["price"]), [Decimal(s["price"]) for s in p["sources"]],
-                                          p.get("jump_confirmed", False), current.price if current else None,
+        problem = published_price_problem(Decimal(p.price), [Decimal(source.price) for source in p.sources],
+                                          p.jump_confirmed, current.price if current else None,
                                           self.policy.max_jump)
         if problem:
             raise InvalidEvent(f"price refused: {problem}", event_id=envelope.event_id)
-        price = {"asset_symbol": p["asset"], "price": Decimal(p["price"]), "sequence": p["sequence"],
-                 "price_event_id": envelope.event_id, "observed_at": datetime.fromisoformat(p["observed_at"])}
+        price = {"asset_symbol": p.asset, "price": Decimal(p.price), "sequence": p.sequence,
+                 "price_event_id": envelope.event_id, "observed_at": datetime.fromisoformat(p.observed_at)}
         statement = insert(asset_prices).values(**price)
         applied = conn.execute(statement.on_conflict_do_update(
             index_elements=["asset_symbol"],
@@ -146,21 +152,22 @@ class RiskEngine:
         ).returning(asset_prices.c.sequence)).first()
         if applied is None:
             log.info("price not newer than the one applied; ignored",
-                     extra={"asset": p["asset"], "sequence": p["sequence"]})
+                     extra={"asset": p.asset, "sequence": p.sequence})
             return
-        provenance = {"sources": p["sources"], "reason": p["reason"]}
+        provenance = {"sources": [source.model_dump(mode="json", exclude_unset=True) for source in p.sources],
+                      "reason": p.reason}
         conn.execute(insert(applied_prices).values(**price, provenance=provenance))
         now = datetime.now(UTC)
-        result = assess(conn, self.policy, ALL_OPEN_ON_ASSET, {"asset": p["asset"]},
+        result = assess(conn, self.policy, ALL_OPEN_ON_ASSET, {"asset": p.asset},
                         cause_event_id=envelope.event_id, now=now)
         log.info("positions reassessed at a new price", extra={
-            "asset": p["asset"], "price": p["price"], "assessed": result.assessed,
+            "asset": p.asset, "price": p.price, "assessed": result.assessed,
             "tier_changes": result.tier_changes})
 
 
 def _retraction(change: Envelope, tier: str) -> tuple[str, Envelope]:
     """The MarginAlertRetracted event for an alerted escrow that a reorganisation voided."""
-    p = change.payload
+    p = change.typed(EscrowStateChangedV1)
     return topics.MARGIN_EVENTS, Envelope(
         event_id=derive_event_id(change.event_id, MARGIN_ALERT_RETRACTED),
         event_type=MARGIN_ALERT_RETRACTED,
@@ -168,7 +175,7 @@ def _retraction(change: Envelope, tier: str) -> tuple[str, Envelope]:
         occurred_at=change.occurred_at,
         correlation_id=change.correlation_id,
         causation_id=change.event_id,
-        payload={"chain_id": p["chain_id"], "contract": p["contract"], "escrow_id": p["escrow_id"],
-                 "depositor": p["depositor"], "retracted_tier": tier,
+        payload={"chain_id": p.chain_id, "contract": p.contract, "escrow_id": p.escrow_id,
+                 "depositor": p.depositor, "retracted_tier": tier,
                  "reason": "a chain reorganisation erased the escrow; its alerts no longer apply"},
     )

@@ -20,7 +20,13 @@ from sqlalchemy.engine import Connection
 from shared import topics
 from shared.envelope import Envelope, derive_event_id
 from shared.errors import AwaitingPrerequisite, IllegalTransition
-from shared.events import COMPLIANCE_SCREENED, ESCROW_STATE_CHANGED
+from shared.events import (
+    COMPLIANCE_SCREENED,
+    ESCROW_STATE_CHANGED,
+    PAYLOAD_MODELS,
+    EscrowCreatedV1,
+    EscrowLog,
+)
 from shared.messaging.consumer import Outgoing
 from shared.settlement.holds import apply_compliance_result
 from shared.settlement.states import TARGET_STATE, EscrowState, apply_transition, is_reachable
@@ -45,12 +51,13 @@ class Settlement:
 
 def apply_settlement_event(conn: Connection, envelope: Envelope) -> Outgoing:
     """Apply one event from settlement.events.v1 and return the state changes to publish."""
-    if envelope.payload["removed"]:
+    chain_log = _chain_log(envelope)
+    if chain_log.removed:
         return _undo_orphaned_log(conn, envelope)
     if _is_orphaned(conn, envelope.dedupe_key):
         log.info("log was orphaned before it arrived; ignored", extra={"event_id": envelope.event_id})
         return []
-    key = _escrow_key(envelope.payload)
+    key = _escrow_key(chain_log)
     escrow = conn.execute(select(escrows).where(*_match(key)).with_for_update()).mappings().first()
     target = TARGET_STATE[envelope.event_type]
     current = EscrowState(escrow["state"]) if escrow else None
@@ -58,19 +65,19 @@ def apply_settlement_event(conn: Connection, envelope: Envelope) -> Outgoing:
             and escrow["created_event_id"] != envelope.event_id):
         # After a reorganisation another creation log reuses the id; the removal of the first one must
         # apply before it, or the new escrow would be taken for a repeat and lost.
-        raise AwaitingPrerequisite(f"escrow {envelope.payload['escrow_id']} was created by "
+        raise AwaitingPrerequisite(f"escrow {chain_log.escrow_id} was created by "
                                    f"{escrow['created_event_id']}; waiting for its removal")
-    position = (envelope.payload["block_number"], envelope.payload["log_index"])
+    position = (chain_log.block_number, chain_log.log_index)
     if escrow and current is not EscrowState.VOIDED and position <= (escrow["last_block"], escrow["last_log_index"]):
         log.info("event at or before the escrow's last change; nothing to do",
-                 extra={"event_id": envelope.event_id, "escrow_id": envelope.payload["escrow_id"]})
+                 extra={"event_id": envelope.event_id, "escrow_id": chain_log.escrow_id})
         return []
     try:
         new_state = apply_transition(current, target, event_id=envelope.event_id)
     except IllegalTransition:
         if is_reachable(current, target):
             raise AwaitingPrerequisite(
-                f"escrow {envelope.payload['escrow_id']} is {current.value if current else 'unknown'}; "
+                f"escrow {chain_log.escrow_id} is {current.value if current else 'unknown'}; "
                 f"{envelope.event_type} must wait for the transitions before it"
             ) from None
         raise
@@ -93,7 +100,8 @@ def apply_settlement_event(conn: Connection, envelope: Envelope) -> Outgoing:
 
 def _undo_orphaned_log(conn: Connection, removal: Envelope) -> Outgoing:
     """Undo the transition the orphaned log made, and every later one of the same escrow."""
-    original_key = f"{removal.causation_id}@{removal.payload['block_hash']}"
+    removed_log = _chain_log(removal)
+    original_key = f"{removal.causation_id}@{removed_log.block_hash}"
     conn.execute(insert(orphaned_logs).values(dedupe_key=original_key, removal_event_id=removal.event_id)
                  .on_conflict_do_nothing(index_elements=["dedupe_key"]))
     undone = conn.execute(
@@ -121,8 +129,8 @@ def _undo_orphaned_log(conn: Connection, removal: Envelope) -> Outgoing:
     ).returning(escrows)).mappings().one()
     conn.execute(insert(transitions).values(
         **key, sequence=sequence, from_state=escrow["state"], to_state=restored.value,
-        event_id=removal.event_id, dedupe_key=removal.dedupe_key, block_number=removal.payload["block_number"],
-        log_index=removal.payload["log_index"], occurred_at=datetime.fromisoformat(removal.occurred_at),
+        event_id=removal.event_id, dedupe_key=removal.dedupe_key, block_number=removed_log.block_number,
+        log_index=removed_log.log_index, occurred_at=datetime.fromisoformat(removal.occurred_at),
         reverts_event_id=undone["event_id"],
     ))
     log.warning("orphaned log undone", extra={"event_id": undone["event_id"], "restored_state": restored.value})
@@ -131,13 +139,13 @@ def _undo_orphaned_log(conn: Connection, removal: Envelope) -> Outgoing:
 
 def _write_terms(conn: Connection, key: dict, envelope: Envelope, existing: Any) -> None:
     """Insert the escrow's terms (or rewrite them when a voided escrow is created again)."""
-    p = envelope.payload
+    p = envelope.typed(EscrowCreatedV1)
     occurred_at = datetime.fromisoformat(envelope.occurred_at)
     terms = {
-        "depositor": p["depositor"], "beneficiary": p["beneficiary"], "asset": p["asset"],
-        "amount": Decimal(p["amount"]), "obligation_usd": Decimal(p["obligation_usd"]),
-        "deadline": datetime.fromtimestamp(p["deadline"], UTC), "created_event_id": envelope.event_id,
-        "created_block": p["block_number"], "created_tx": p["tx_hash"], "created_at": occurred_at,
+        "depositor": p.depositor, "beneficiary": p.beneficiary, "asset": p.asset,
+        "amount": Decimal(p.amount), "obligation_usd": Decimal(p.obligation_usd),
+        "deadline": datetime.fromtimestamp(p.deadline, UTC), "created_event_id": envelope.event_id,
+        "created_block": p.block_number, "created_tx": p.tx_hash, "created_at": occurred_at,
     }
     if existing is None:
         conn.execute(insert(escrows).values(
@@ -151,6 +159,7 @@ def _write_terms(conn: Connection, key: dict, envelope: Envelope, existing: Any)
 def _state_changed(escrow: Any, cause: Envelope, previous: EscrowState | None,
                    *, reverted: bool) -> tuple[str, Envelope]:
     """The EscrowStateChanged event for the escrow row as the change left it."""
+    cause_log = _chain_log(cause)
     change = Envelope(
         event_id=derive_event_id(cause.dedupe_key, ESCROW_STATE_CHANGED),
         event_type=ESCROW_STATE_CHANGED,
@@ -173,8 +182,8 @@ def _state_changed(escrow: Any, cause: Envelope, previous: EscrowState | None,
             "previous_state": previous.value if previous else None,
             "sequence": escrow["sequence"],
             "reverted": reverted,
-            "block_number": cause.payload["block_number"],
-            "log_index": cause.payload["log_index"],
+            "block_number": cause_log.block_number,
+            "log_index": cause_log.log_index,
         },
     )
     return topics.ESCROW_CHANGES, change
@@ -185,9 +194,15 @@ def _is_orphaned(conn: Connection, dedupe_key: str) -> bool:
     return conn.execute(found).first() is not None
 
 
-def _escrow_key(payload: dict) -> dict:
-    return {"chain_id": payload["chain_id"], "contract": payload["contract"],
-            "escrow_id": Decimal(payload["escrow_id"])}
+def _chain_log(envelope: Envelope) -> EscrowLog:
+    """A relay event's payload as its typed model (its type decides which)."""
+    model = PAYLOAD_MODELS[(envelope.event_type, envelope.schema_version)]
+    typed: EscrowLog = envelope.typed(model)  # type: ignore[assignment]  # the four chain-log models
+    return typed
+
+
+def _escrow_key(chain_log: EscrowLog) -> dict:
+    return {"chain_id": chain_log.chain_id, "contract": chain_log.contract, "escrow_id": Decimal(chain_log.escrow_id)}
 
 
 def _match(key: dict, table=escrows) -> list:

@@ -62,7 +62,7 @@ def conn(owner_engine):
 
 def test_a_position_moves_through_the_tiers_with_hysteresis(conn):
     engine = RiskEngine(Settings.from_env(ENV, parts=[RiskSettings]).part(RiskSettings))
-    depositor = "0x" + uuid.uuid4().hex + "00000000"
+    depositor = checksum_address("0x" + uuid.uuid4().hex + "00000000")
     engine.handle(conn, _price("100", 1))
     engine.handle(conn, _escrow(depositor))  # 100 x 0.8 / 50 = 1.6: healthy
     # (price, its health factor, the tier after it)
