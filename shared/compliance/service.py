@@ -33,7 +33,14 @@ from shared.compliance.settings import ComplianceSettings
 from shared.compliance.tables import hits, reviews, screenings, subjects
 from shared.envelope import Envelope, utc_iso
 from shared.errors import InvalidEvent
-from shared.events import COMPLIANCE_REVIEW_REQUESTED, COMPLIANCE_SCREENED, RESCREEN_REQUESTED, USER_REGISTERED
+from shared.events import (
+    COMPLIANCE_REVIEW_REQUESTED,
+    COMPLIANCE_SCREENED,
+    RESCREEN_REQUESTED,
+    USER_REGISTERED,
+    ComplianceReviewRequestedV1,
+    RescreenRequestedV1,
+)
 from shared.messaging.consumer import Outgoing
 
 log = logging.getLogger(__name__)
@@ -148,7 +155,8 @@ class ComplianceService:
         be newer than the one the shard was planned for), in this one transaction."""
         if requested.event_type != RESCREEN_REQUESTED:
             raise InvalidEvent(f"rescreen does not handle {requested.event_type}", event_id=requested.event_id)
-        keys = (requested.payload["key_from"], requested.payload["key_to"])
+        shard = requested.typed(RescreenRequestedV1)
+        keys = (shard.key_from, shard.key_to)
         view = self.lists.latest(conn)
         started = time.monotonic()
         total = 0
@@ -160,9 +168,9 @@ class ComplianceService:
             if count < RESCREEN_BATCH:
                 break
         log.info("rescreen shard done", extra={
-            "snapshot_id": view.snapshot_id, "planned_snapshot_id": requested.payload["snapshot_id"],
-            "generation": requested.payload["generation"], "shard": requested.payload["shard"],
-            "shards": requested.payload["shards"], "rescreened": total, "decisions_changed": len(outgoing),
+            "snapshot_id": view.snapshot_id, "planned_snapshot_id": shard.snapshot_id,
+            "generation": shard.generation, "shard": shard.shard,
+            "shards": shard.shards, "rescreened": total, "decisions_changed": len(outgoing),
             "seconds": round(time.monotonic() - started, 2)})
         return outgoing
 
@@ -193,31 +201,31 @@ class ComplianceService:
 
     def apply_review(self, conn: Connection, requested: Envelope) -> Outgoing:
         """Confirm or dismiss a pending REVIEW hit; re-decide the user; publish when the decision changes."""
-        payload = requested.payload
-        action = REVIEW_ACTIONS[payload["action"]]  # the schema admits confirm and dismiss only
-        user_id = payload["user_id"]
+        review = requested.typed(ComplianceReviewRequestedV1)
+        action = REVIEW_ACTIONS[review.action]  # the schema admits confirm and dismiss only
+        user_id = review.user_id
         subject = conn.execute(select(subjects).where(subjects.c.user_id == user_id).with_for_update()
                                ).mappings().first()
-        hit = conn.execute(select(hits).where(hits.c.hit_id == payload["hit_id"], hits.c.user_id == user_id)
+        hit = conn.execute(select(hits).where(hits.c.hit_id == review.hit_id, hits.c.user_id == user_id)
                            ).mappings().first()
         if hit is None:
             # Nothing to record it against (a review row names an existing hit): refused with the reason.
-            raise InvalidEvent(f"review names hit {payload['hit_id']}, which user {user_id} does not have",
+            raise InvalidEvent(f"review names hit {review.hit_id}, which user {user_id} does not have",
                                event_id=requested.event_id)
         reason = review_refusal(subject, hit)
         conn.execute(reviews.insert().values(
-            review_id=payload["review_id"], hit_id=payload["hit_id"], user_id=user_id, action=payload["action"],
-            reviewer=payload["reviewer"], note=payload.get("note"),
-            requested_at=datetime.fromisoformat(payload["requested_at"]),
+            review_id=review.review_id, hit_id=review.hit_id, user_id=user_id, action=review.action,
+            reviewer=review.reviewer, note=review.note,
+            requested_at=datetime.fromisoformat(review.requested_at),
             outcome="ignored" if reason else "applied", reason=reason))
         if reason or subject is None:
-            log.warning("review ignored", extra={"review_id": payload["review_id"], "reason": reason})
+            log.warning("review ignored", extra={"review_id": review.review_id, "reason": reason})
             return []
         conn.execute(update(hits).where(hits.c.hit_id == hit["hit_id"])
-                     .values(review_status=action, review_id=payload["review_id"]))
+                     .values(review_status=action, review_id=review.review_id))
         decision, reasons = self._current_decision(conn, subject["latest_screening_id"])
         previous = Decision(subject["decision"])
-        log.info("review applied", extra={"review_id": payload["review_id"], "user_id": user_id, "action": action,
+        log.info("review applied", extra={"review_id": review.review_id, "user_id": user_id, "action": action,
                                           "decision": decision.value})
         if decision is previous:
             return []

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from shared.db import transaction
 from shared.envelope import Envelope
 from shared.errors import InvalidEvent, RetryableError
-from shared.events import MARGIN_ALERT_RETRACTED, MARGIN_TIER_CHANGED, USER_REGISTERED
+from shared.events import MARGIN_ALERT_RETRACTED, MARGIN_TIER_CHANGED, USER_REGISTERED, UserRegisteredV1
 from shared.messaging.consumer import Outgoing
 from shared.notify.channels import (
     PERMANENT,
@@ -72,19 +72,19 @@ class Notifier:
         return []
 
     def _project_contact(self, conn: Connection, envelope: Envelope) -> None:
-        p = envelope.payload
-        row = {"user_id": p["user_id"], "email": p["email"], "phone": p["phone"],
-               "channels": p["notification_channels"], "webhook_url": p.get("webhook_url"),
+        p = envelope.typed(UserRegisteredV1)
+        row = {"user_id": p.user_id, "email": p.email, "phone": p.phone,
+               "channels": p.notification_channels, "webhook_url": p.webhook_url,
                "registered_event_id": envelope.event_id}
         statement = insert(contacts).values(**row)
         conn.execute(statement.on_conflict_do_update(
             index_elements=["user_id"],
             set_={**{k: statement.excluded[k] for k in row if k != "user_id"}, "updated_at": func.now()}))
-        for wallet in p["wallet_addresses"]:
-            statement = insert(contact_wallets).values(wallet=wallet.lower(), user_id=p["user_id"])
+        for wallet in p.wallet_addresses:
+            statement = insert(contact_wallets).values(wallet=wallet.lower(), user_id=p.user_id)
             conn.execute(statement.on_conflict_do_update(index_elements=["wallet"],
                                                          set_={"user_id": statement.excluded.user_id}))
-        log.info("contact projected", extra={"user_id": p["user_id"], "channels": p["notification_channels"]})
+        log.info("contact projected", extra={"user_id": p.user_id, "channels": p.notification_channels})
 
     def _plan_deliveries(self, conn: Connection, envelope: Envelope) -> None:
         p = envelope.payload
