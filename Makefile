@@ -13,7 +13,7 @@ install: $(STAMP_PY) $(STAMP_NODE)
 
 $(STAMP_PY): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-compile -r requirements.lock  # bytecode on first import
 	touch $@
 
 $(STAMP_NODE): package.json package-lock.json
@@ -24,9 +24,11 @@ $(STAMP_NODE): package.json package-lock.json
 demo: install
 	$(PY) -m shared.stack demo
 
-## Lint and type-check, then run the whole suite against real PostgreSQL, the Pub/Sub emulator and anvil.
+## Lint and type-check, then run the whole suite against real PostgreSQL, the Pub/Sub emulator and anvil:
+## on TEST_WORKERS pytest-xdist workers, each with a local stack of its own (whole test files per worker).
+TEST_WORKERS ?= 2
 test: install lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ## ruff, and mypy on shared/ and on each function's main.py (all modules named `main`: one at a time).
 lint: install

@@ -1,5 +1,9 @@
 """Fixtures over the real parts: one local stack (PostgreSQL, Pub/Sub emulator, anvil, functions)
-per test session, in its own directory and ports, apart from the demo's."""
+per test session, in its own directory and ports, apart from the demo's.
+
+`make test` runs two pytest-xdist workers (whole files each, `--dist loadfile`); each worker has a
+stack of its own (.stack/test-gw0 on 19400, .stack/test-gw1 on 19500, …), so no test sees another's
+data. Without xdist (the inner loop) the stack is .stack/test on 19400."""
 
 from __future__ import annotations
 
@@ -10,13 +14,22 @@ import sqlalchemy
 
 from shared.stack.layout import REPO_ROOT, StackLayout
 
-# TEST_STACK_BASE_PORT moves the test stack's ports (19400 and the next ~30), e.g. to run a second
-# checkout's tests beside a running suite.
-TEST_LAYOUT = StackLayout(root=REPO_ROOT / ".stack" / "test",
-                          base_port=int(os.environ.get("TEST_STACK_BASE_PORT", "19400")))
+# TEST_STACK_BASE_PORT moves the test stacks' ports (19400 and the next ~30 per worker), e.g. to run a
+# second checkout's tests beside a running suite.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+TEST_LAYOUT = StackLayout(
+    root=REPO_ROOT / ".stack" / (f"test-{_WORKER}" if _WORKER else "test"),
+    base_port=int(os.environ.get("TEST_STACK_BASE_PORT", "19400")) + 100 * int(_WORKER.removeprefix("gw") or 0))
 
 # The client library reads this itself; tests publish and pull on the test stack's emulator.
 os.environ["PUBSUB_EMULATOR_HOST"] = TEST_LAYOUT.pubsub_host
+
+
+# A scheduling hint for `make test` (xdist hands out whole files, in collection order): the longest
+# files start first, so the short ones fill in at the end instead of one worker finishing a long file
+# alone. Order only; every test still runs.
+LONGEST_FIRST = ("tests/e2e/test_outages.py", "tests/integration/test_packages.py",
+                 "tests/e2e/test_relay_operations.py", "tests/e2e/test_reconcile.py")
 
 
 def pytest_collection_modifyitems(items):
@@ -24,11 +37,23 @@ def pytest_collection_modifyitems(items):
     another): `stack` (the whole local stack), else `db` (PostgreSQL alone); the rest are unit tests.
     `-m "not stack"` runs everything but the stack tests; `-m "not stack and not db"` needs no server."""
     for item in items:
+        # schemathesis names each API operation's test `test_x[GET /escrows]` but leaves every one the
+        # same node id, so xdist (which reports by node id) counted eight operations as one: give each
+        # the id its name says.
+        if item.nodeid.rpartition("::")[2] != item.name and item.parent is not None:
+            from _pytest.nodeid import NodeId  # pytest 9's structured node id (pinned in requirements.lock)
+
+            item._id = NodeId.parse(f"{item.parent.nodeid}::{item.name}")
         fixtures = getattr(item, "fixturenames", ())
         if "stack" in fixtures:
             item.add_marker(pytest.mark.stack)
         elif "database" in fixtures:
             item.add_marker(pytest.mark.db)
+
+    def longest_first(item) -> int:
+        file = item.nodeid.partition("::")[0]
+        return LONGEST_FIRST.index(file) if file in LONGEST_FIRST else len(LONGEST_FIRST)
+    items.sort(key=longest_first)  # stable: files and tests otherwise keep their order
 
 
 @pytest.fixture(scope="session")
