@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: demo test test-unit test-db test-loop lint package bench up down status contracts lock install clean
+.PHONY: demo test test-unit test-db test-loop test-down lint package bench up down status contracts lock install clean
 
 ## Install what is missing: a venv with the locked Python packages, and the locked npm tools.
 install: $(STAMP_PY) $(STAMP_NODE)
@@ -52,6 +52,11 @@ test-db: $(STAMP_PY)
 ## up (`make test-loop T=tests/e2e/test_api.py`); functions restart so they serve the code as it is now.
 test-loop: install
 	KEEP_STACK=1 $(PY) -m pytest $(T)
+
+## Stop the test stacks a `make test-loop` (or an interrupted run) left up, and drop their data.
+test-down:
+	$(PY) -c "import pathlib; from shared.stack.layout import StackLayout; from shared.stack.stack import Stack; \
+	  [Stack(StackLayout(root=p, base_port=0)).down() for p in sorted(pathlib.Path('.stack').glob('test*'))]"
 
 up: install
 	$(PY) -m shared.stack up
