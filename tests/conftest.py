@@ -1,7 +1,7 @@
 """Fixtures over the real parts: one local stack (PostgreSQL, Pub/Sub emulator, anvil, functions)
 per test session, in its own directory and ports, apart from the demo's.
 
-`make test` runs two pytest-xdist workers (whole files each, `--dist loadfile`); each worker has a
+`make test` runs pytest-xdist workers (three by default) (whole files each, `--dist loadfile`); each worker has a
 stack of its own (.stack/test-gw0 on 19400, .stack/test-gw1 on 19500, …), so no test sees another's
 data. Without xdist (the inner loop) the stack is .stack/test on 19400."""
 
