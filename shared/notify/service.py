@@ -22,7 +22,13 @@ from sqlalchemy.engine import Connection, Engine
 from shared.db import transaction
 from shared.envelope import Envelope
 from shared.errors import InvalidEvent, RetryableError
-from shared.events import MARGIN_ALERT_RETRACTED, MARGIN_TIER_CHANGED, USER_REGISTERED, UserRegisteredV1
+from shared.events import (
+    MARGIN_ALERT_RETRACTED,
+    MARGIN_TIER_CHANGED,
+    USER_REGISTERED,
+    MarginTierChangedV1,
+    UserRegisteredV1,
+)
 from shared.messaging.consumer import Outgoing
 from shared.notify.channels import (
     PERMANENT,
@@ -87,18 +93,18 @@ class Notifier:
         log.info("contact projected", extra={"user_id": p.user_id, "channels": p.notification_channels})
 
     def _plan_deliveries(self, conn: Connection, envelope: Envelope) -> None:
-        p = envelope.payload
+        p = envelope.typed(MarginTierChangedV1)
         contact = conn.execute(
             select(contacts).join(contact_wallets, contact_wallets.c.user_id == contacts.c.user_id)
-            .where(contact_wallets.c.wallet == p["depositor"].lower())
+            .where(contact_wallets.c.wallet == p.depositor.lower())
         ).mappings().first()
         if contact is None:
             # Escrows are permissionless: a depositor need not be a registered user. Kept, not retried.
             conn.execute(insert(unrouted_events).values(
-                event_id=envelope.event_id, wallet=p["depositor"], correlation_id=envelope.correlation_id,
+                event_id=envelope.event_id, wallet=p.depositor, correlation_id=envelope.correlation_id,
             ).on_conflict_do_nothing())
             log.info("no registered user owns the wallet; nothing to notify",
-                     extra={"event_id": envelope.event_id, "wallet": p["depositor"]})
+                     extra={"event_id": envelope.event_id, "wallet": p.depositor})
             return
         planned = []
         for channel in contact["channels"]:
