@@ -26,7 +26,7 @@ demo: install
 
 ## Lint and type-check, then run the whole suite against real PostgreSQL, the Pub/Sub emulator and anvil:
 ## on TEST_WORKERS pytest-xdist workers, each with a local stack of its own (whole test files per worker).
-# Three on this 2-core machine: the stack tests mostly wait on the emulator and the chain (9.5 min, two: 11.5).
+# Three on this 2-core machine: the stack tests mostly wait on the emulator and the chain (9.5–10.7 min; two: 11.5).
 TEST_WORKERS ?= 3
 test: install lint
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
