@@ -137,14 +137,6 @@ class Stack:
             digest.update(path.as_posix().encode() + b"\0" + path.read_bytes())
         return digest.hexdigest()
 
-    def stop_functions(self) -> None:
-        """Stop only the functions, so the next `up` serves the code as it is now."""
-        state = self.layout.read_state()
-        stop_groups(state.pop("functions", {}).values())
-        state.pop("function_code", None)
-        if state:
-            self.layout.write_state(state)
-
     def stop_changed_functions(self) -> list[str]:
         """Stop the functions whose code or settings changed since they started (the inner loop: an edit
         in settle restarts settle alone, in a second, where restarting all eleven took ~30 s)."""
