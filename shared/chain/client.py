@@ -1,31 +1,14 @@
-"""web3.py over HTTP, created once per instance, with provider failures mapped to ChainUnavailable."""
+"""web3.py for what writes to the chain: the local stack, its drivers and the tests (the functions read
+the chain with `shared.chain.rpc`, without web3)."""
 
 from __future__ import annotations
 
-import functools
-import json
-from pathlib import Path
 from typing import Any
 
 from web3 import Web3
 from web3.contract import Contract
 
-ARTIFACTS_DIR = Path(__file__).with_name("artifacts")
-
-# A JSON-RPC call slower than this is treated as a provider failure; the tick is retried.
-RPC_TIMEOUT_SECONDS = 10
-
-
-@functools.cache
-def get_web3(rpc_url: str) -> Web3:
-    """The instance's web3 client for `rpc_url`."""
-    return Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": RPC_TIMEOUT_SECONDS}))
-
-
-@functools.cache
-def load_artifact(name: str) -> dict[str, Any]:
-    """The compiled artifact (abi, bytecode) of a project contract."""
-    return json.loads((ARTIFACTS_DIR / f"{name}.json").read_text())
+from shared.chain.abi import load_artifact
 
 
 def escrow_contract(w3: Web3, address: str) -> Contract:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 from shared.addresses import checksum_address as to_checksum_address
+from shared.chain.abi import EventLayout, event_layouts, load_artifact
 from shared.events import ESCROW_APPROVED, ESCROW_COMPLETED, ESCROW_CREATED, ESCROW_REFUNDED
 
 # The contract's fixed USD scale (Escrow.USD_DECIMALS), the same as Chainlink USD feeds.
@@ -37,15 +39,24 @@ def usd_from_units(units: int) -> str:
     return f"{Decimal(units).scaleb(-USD_DECIMALS):.{USD_DECIMALS}f}"
 
 
+def quantity(value: Any) -> int:
+    """A JSON-RPC quantity (0x-hex string, or an int already) as an int; ValueError for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.startswith("0x"):
+        return int(value, 16)
+    raise ValueError(f"{str(value)[:40]!r} is not a JSON-RPC quantity")
+
+
 def chain_log_fields(chain_id: int, log: Any) -> dict[str, Any]:
-    """The payload fields that locate a log on chain."""
+    """The payload fields that locate a log (as `eth_getLogs` returns it) on chain."""
     return {
         "chain_id": chain_id,
         "contract": to_checksum_address(log["address"]),
-        "block_number": int(log["blockNumber"]),
+        "block_number": quantity(log["blockNumber"]),
         "block_hash": to_hex(log["blockHash"]),
         "tx_hash": to_hex(log["transactionHash"]),
-        "log_index": int(log["logIndex"]),
+        "log_index": quantity(log["logIndex"]),
         "removed": bool(log.get("removed", False)),
     }
 
@@ -100,6 +111,16 @@ DECODERS: dict[str, tuple[str, Callable[[Any], dict[str, Any]]]] = {
 }
 
 
-def log_payload(chain_id: int, decoded: Any, build: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
-    """The full payload of a decoded log: where it is on chain, and what it says."""
-    return {**chain_log_fields(chain_id, decoded), **build(decoded["args"])}
+@functools.cache
+def escrow_events() -> dict[str, tuple[EventLayout, str, Callable[[Any], dict[str, Any]]]]:
+    """topic0 -> (layout, wire event type, payload builder) for the escrow events relay forwards,
+    from the compiled contract's ABI (the one home of their signatures)."""
+    layouts = {layout.name: layout for layout in event_layouts(load_artifact("Escrow")["abi"]).values()}
+    return {layouts[name].topic: (layouts[name], event_type, build) for name, (event_type, build) in DECODERS.items()}
+
+
+def log_payload(chain_id: int, raw: Any, layout: EventLayout,
+                build: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """The full payload of one raw log: where it is on chain, and what it says (AbiMismatch, a
+    ValueError, when the log does not fit the event's layout)."""
+    return {**chain_log_fields(chain_id, raw), **build(layout.decode(raw["topics"], raw["data"]))}

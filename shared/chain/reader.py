@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from web3 import Web3
-from web3.exceptions import Web3Exception
-
-from shared.chain.client import escrow_contract
-from shared.chain.escrow_logs import DECODERS, log_payload, to_hex
+from shared.addresses import canonical_address
+from shared.chain.escrow_logs import escrow_events, log_payload, quantity, to_hex
+from shared.chain.rpc import JsonRpc, RpcError, hex_int
 from shared.errors import ChainUnavailable, RangeTooLarge
-
-T = TypeVar("T")
 
 # Phrases providers use when an eth_getLogs query is too big (geth, Infura, Alchemy, QuickNode, ...).
 _RANGE_ERROR_HINTS = ("more than", "too many", "range", "limit exceeded", "response size", "block range")
@@ -32,6 +27,8 @@ class DecodedLog:
 
 
 def _rpc_error_of(exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, RpcError):
+        return {"code": exc.code, "message": exc.message}
     for arg in getattr(exc, "args", ()):
         if isinstance(arg, dict):
             return arg
@@ -48,58 +45,62 @@ def is_range_error(exc: Exception) -> bool:
 
 
 class ChainReader:
-    """Reads the escrow contract's chain: head, block hashes and times, decoded logs."""
+    """Reads the escrow contract's chain: head, block hashes and times, decoded logs (plain JSON-RPC)."""
 
-    def __init__(self, w3: Web3, contract_address: str, chain_id: int) -> None:
-        self.w3 = w3
+    def __init__(self, rpc: JsonRpc, contract_address: str, chain_id: int) -> None:
+        self.rpc = rpc
         self.chain_id = chain_id
-        self.contract = escrow_contract(w3, contract_address)
-        self._events = {}
-        for abi_name, (event_type, build) in DECODERS.items():
-            event = getattr(self.contract.events, abi_name)()
-            self._events[to_hex(event.topic)] = (event, event_type, build)
+        self.contract = canonical_address(contract_address)
+        self._events = escrow_events()
 
     def head(self) -> int:
         """The newest block number."""
-        return self._call(lambda: self.w3.eth.block_number)
+        return hex_int(self.rpc.call("eth_blockNumber", []), "eth_blockNumber")
+
+    def _block(self, number: int) -> dict[str, Any]:
+        block = self.rpc.call("eth_getBlockByNumber", [hex(number), False])
+        if not isinstance(block, dict):
+            raise ChainUnavailable(f"the node has no block {number}")
+        return block
 
     def block_hash(self, number: int) -> str:
         """The hash of block `number` on the current canonical chain."""
-        return to_hex(self._call(lambda: self.w3.eth.get_block(number)["hash"]))
+        return to_hex(self._block(number)["hash"])
 
     def block_timestamp(self, number: int) -> int:
         """The timestamp (seconds) of block `number`."""
-        return int(self._call(lambda: self.w3.eth.get_block(number)["timestamp"]))
+        return hex_int(self._block(number).get("timestamp"), f"block {number}'s timestamp")
 
     def logs(self, start: int, end: int) -> list[DecodedLog]:
-        """The escrow logs of blocks start..end, in chain order; RangeTooLarge if the provider refuses."""
+        """The escrow logs of blocks start..end, in chain order; RangeTooLarge if the provider refuses.
+
+        A log of the contract that does not fit its event's layout means a broken provider (or a
+        contract this code does not know): ChainUnavailable, so the tick is retried and the error is loud.
+        """
+        query = {"address": self.contract, "fromBlock": hex(start), "toBlock": hex(end)}
         try:
-            raw_logs = self.w3.eth.get_logs(
-                {"address": self.contract.address, "fromBlock": start, "toBlock": end}
-            )
-        except (Web3Exception, ValueError) as exc:
+            raw_logs = self.rpc.call("eth_getLogs", [query])
+        except RpcError as exc:
             if is_range_error(exc):
                 raise RangeTooLarge(f"eth_getLogs {start}..{end} refused: {exc}") from exc
-            raise ChainUnavailable(f"eth_getLogs {start}..{end} failed: {exc!r}") from exc
-        except OSError as exc:
-            raise ChainUnavailable(f"eth_getLogs {start}..{end} failed: {exc!r}") from exc
+            raise
+        if not isinstance(raw_logs, list):
+            raise ChainUnavailable(f"eth_getLogs {start}..{end}: the node answered {str(raw_logs)[:80]!r}")
         decoded = []
-        for raw in sorted(raw_logs, key=lambda log: (log["blockNumber"], log["logIndex"])):
-            known = self._events.get(to_hex(raw["topics"][0])) if raw["topics"] else None
-            if known is None:
-                continue  # an event relay does not forward
-            event, event_type, build = known
-            stamp = raw.get("blockTimestamp")
-            decoded.append(DecodedLog(
-                event_type,
-                log_payload(self.chain_id, event.process_log(raw), build),
-                int(stamp, 16) if isinstance(stamp, str) else stamp if isinstance(stamp, int) else None,
-            ))
-        return decoded
-
-    @staticmethod
-    def _call(call: Callable[[], T]) -> T:
         try:
-            return call()
-        except (Web3Exception, OSError, ValueError) as exc:
-            raise ChainUnavailable(f"JSON-RPC call failed: {exc!r}") from exc
+            ordered = sorted(raw_logs, key=lambda raw: (quantity(raw["blockNumber"]), quantity(raw["logIndex"])))
+            for raw in ordered:
+                known = self._events.get(raw["topics"][0].lower()) if raw["topics"] else None
+                if known is None:
+                    continue  # an event relay does not forward
+                layout, event_type, build = known
+                stamp = raw.get("blockTimestamp")
+                decoded.append(DecodedLog(
+                    event_type,
+                    log_payload(self.chain_id, raw, layout, build),
+                    quantity(stamp) if stamp is not None else None,
+                ))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ChainUnavailable(f"eth_getLogs {start}..{end}: a log that does not fit the escrow ABI: "
+                                   f"{exc!r}") from exc
+        return decoded

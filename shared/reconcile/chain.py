@@ -6,21 +6,18 @@ sweep of thousands of escrows costs a handful of round trips.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
-import requests
-from eth_hash.auto import keccak
-
 from shared.addresses import checksum_address
-from shared.errors import ChainUnavailable
+from shared.chain.abi import selector
+from shared.chain.rpc import JsonRpc
 
 # The contract's State enum, in order, as settle names the states (None: no such escrow).
 CHAIN_STATES = (None, "created", "approved", "completed", "refunded")
 CALLS_PER_REQUEST = 500
 RPC_TIMEOUT_SECONDS = 30.0
-_DEALS = keccak(b"deals(uint256)")[:4].hex()
-_NEXT_ESCROW_ID = keccak(b"nextEscrowId()")[:4].hex()
+_DEALS = selector("deals(uint256)")
+_NEXT_ESCROW_ID = selector("nextEscrowId()")
 
 
 @dataclass(frozen=True)
@@ -37,7 +34,7 @@ class ContractView:
     """Reads the escrow contract at `rpc_url`."""
 
     def __init__(self, rpc_url: str, contract: str) -> None:
-        self.rpc_url = rpc_url
+        self.rpc = JsonRpc(rpc_url, RPC_TIMEOUT_SECONDS)
         self.contract = contract
 
     def next_escrow_id(self, block: int) -> int:
@@ -71,20 +68,5 @@ class ContractView:
         return found
 
     def _calls(self, calldata: list[str], block: int) -> list[str]:
-        batch = [{"jsonrpc": "2.0", "id": i, "method": "eth_call",
-                  "params": [{"to": self.contract, "data": "0x" + data}, hex(block)]}
-                 for i, data in enumerate(calldata)]
-        try:
-            reply = requests.post(self.rpc_url, data=json.dumps(batch), timeout=RPC_TIMEOUT_SECONDS,
-                                  headers={"Content-Type": "application/json"})
-            reply.raise_for_status()
-            answers = {answer["id"]: answer for answer in reply.json()}
-        except (requests.RequestException, ValueError, TypeError, KeyError) as exc:
-            raise ChainUnavailable(f"batched eth_call failed: {exc!r}") from exc
-        results = []
-        for i in range(len(batch)):
-            answer = answers.get(i, {})
-            if "result" not in answer:
-                raise ChainUnavailable(f"eth_call {i} of the batch failed: {answer.get('error')!r}")
-            results.append(answer["result"])
-        return results
+        return self.rpc.batch([("eth_call", [{"to": self.contract, "data": "0x" + data}, hex(block)])
+                               for data in calldata])

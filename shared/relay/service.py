@@ -22,9 +22,9 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
 
 from shared import topics
-from shared.chain.client import get_web3
 from shared.chain.escrow_logs import chain_attributes, chain_log_event_id
 from shared.chain.reader import ChainReader
+from shared.chain.rpc import JsonRpc
 from shared.db import get_engine, transaction
 from shared.envelope import Envelope, utc_iso
 from shared.errors import RangeTooLarge
@@ -60,7 +60,7 @@ class TickResult:
 @functools.cache
 def get_reader(rpc_url: str, contract: str, chain_id: int) -> ChainReader:
     """The instance's chain reader for one contract."""
-    return ChainReader(get_web3(rpc_url), contract, chain_id)
+    return ChainReader(JsonRpc(rpc_url), contract, chain_id)
 
 
 def calculate_target_block(head: int, confirmations: int) -> int:

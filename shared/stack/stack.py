@@ -207,7 +207,7 @@ class Stack:
 
     def eth_usd_feed(self):
         """The local ETH/USD Chainlink feed (MockV3Aggregator)."""
-        from shared.chain.client import load_artifact
+        from shared.chain.abi import load_artifact
 
         return self.web3().eth.contract(address=self.layout.read_state()["eth_usd_feed"],
                                         abi=load_artifact("MockV3Aggregator")["abi"])
