@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -120,17 +120,6 @@ def get_engine(settings: DatabaseSettings) -> Engine:
         engine = _tcp_engine(settings)
     event.listen(engine, "handle_error", _discard_connections_in_unknown_state)
     return engine
-
-
-# PostgreSQL's wire protocol carries at most 65,535 bind parameters per statement; multi-row
-# statements are split into chunks of this many rows, which stays under it for up to 60 columns.
-MAX_ROWS_PER_STATEMENT = 1000
-
-
-def in_chunks(rows: Sequence[T], size: int = MAX_ROWS_PER_STATEMENT) -> Iterator[Sequence[T]]:
-    """Consecutive slices of `rows`, each at most `size` long."""
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
 
 
 # Driver errors that mean "the database is not there right now", as opposed to a bug or bad data.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -9,7 +10,6 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
-from shared.db import in_chunks
 from shared.envelope import Envelope
 from shared.relay.ranges import RangeState
 from shared.relay.settings import ChainSettings
@@ -55,31 +55,38 @@ def record_block(conn: Connection, chain: ChainSettings, number: int, block_hash
     record_blocks(conn, chain, {number: block_hash})
 
 
+# Staging statements take their rows as one JSON document (`jsonb_to_recordset`): one short SQL text
+# and one parameter whatever the row count, so neither SQLAlchemy nor the driver compiles or escapes
+# thousands of placeholders, and a range of 10,000 logs is still one statement per table.
+_RECORD_BLOCKS = text(
+    "INSERT INTO relay.blocks (chain_id, contract, block_number, block_hash) "
+    "SELECT :chain_id, :contract, b.number, b.hash "
+    "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS b(number bigint, hash text) "
+    "ON CONFLICT (chain_id, contract, block_number) DO UPDATE SET block_hash = excluded.block_hash"
+)
+_RECORD_RELAYED_LOGS = text(
+    "INSERT INTO relay.relayed_logs (chain_id, contract, dedupe_key, event_id, block_number, log_index, envelope) "
+    "SELECT :chain_id, :contract, r.dedupe_key, r.event_id, r.block_number, r.log_index, r.envelope "
+    "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) "
+    "AS r(dedupe_key text, event_id text, block_number bigint, log_index integer, envelope jsonb) "
+    "ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key"
+)
+
+
 def record_blocks(conn: Connection, chain: ChainSettings, hashes: dict[int, str]) -> None:
     """Remember the hashes of several scanned blocks in one statement."""
-    rows = [{**_key(chain), "block_number": number, "block_hash": block_hash} for number, block_hash in hashes.items()]
-    for chunk in in_chunks(rows):
-        statement = insert(blocks).values(list(chunk))
-        conn.execute(statement.on_conflict_do_update(
-            index_elements=["chain_id", "contract", "block_number"], set_={"block_hash": statement.excluded.block_hash}
-        ))
+    if hashes:
+        rows = [{"number": number, "hash": block_hash} for number, block_hash in hashes.items()]
+        conn.execute(_RECORD_BLOCKS, {**_key(chain), "rows": json.dumps(rows)})
 
 
 def record_relayed_logs(conn: Connection, chain: ChainSettings, envelopes: list[Envelope]) -> set[str]:
     """Remember relayed logs (for compensation after a reorg); return the dedupe keys that were new."""
-    rows = [
-        {**_key(chain), "dedupe_key": envelope.dedupe_key, "event_id": envelope.event_id,
-         "block_number": envelope.payload["block_number"], "log_index": envelope.payload["log_index"],
-         "envelope": envelope.to_json()}
-        for envelope in envelopes
-    ]
-    inserted: set[str] = set()
-    for chunk in in_chunks(rows):
-        inserted.update(conn.execute(
-            insert(relayed_logs).values(list(chunk))
-            .on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(relayed_logs.c.dedupe_key)
-        ).scalars())
-    return inserted
+    if not envelopes:
+        return set()
+    rows = [{"dedupe_key": e.dedupe_key, "event_id": e.event_id, "block_number": e.payload["block_number"],
+             "log_index": e.payload["log_index"], "envelope": e.to_json()} for e in envelopes]
+    return set(conn.execute(_RECORD_RELAYED_LOGS, {**_key(chain), "rows": json.dumps(rows)}).scalars())
 
 
 def stored_blocks_from(conn: Connection, chain: ChainSettings, number: int) -> Sequence:

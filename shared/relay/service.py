@@ -144,8 +144,11 @@ class Relay:
         deadline = time.monotonic() + chain.time_budget_seconds
 
         def publish() -> int:
-            # Everything staged goes out within the tick (rounds of outbox.PUBLISH_BATCH), not a round or two.
+            # Everything left staged goes out within the tick (rounds of outbox.PUBLISH_BATCH), not a round or two.
             return outbox.drain(engine, SCHEMA, settings.project_id, settings.publish_timeout_seconds, deadline)
+
+        def publish_range(staged: list[outbox.Staged]) -> int:
+            return outbox.publish_staged(engine, SCHEMA, settings.project_id, settings.publish_timeout_seconds, staged)
 
         published = publish()
         with scan_lock(engine, chain) as acquired:
@@ -158,7 +161,7 @@ class Relay:
                         was = rewind_checkpoint(conn, reader, chain, backfill_from - 1)
                         log.warning("backfill: checkpoint moved back to rescan",
                                     extra={"from_block": backfill_from, "checkpoint_was": was})
-            result = scan(engine, reader, chain, deadline, publish)
+            result = scan(engine, reader, chain, deadline, publish_range)
         published += result.published + publish()
         log.info(
             "relay tick done",
@@ -170,13 +173,14 @@ class Relay:
 
 
 def scan(engine: Engine, reader: ChainReader, chain: ChainSettings, deadline: float,
-         publish: Callable[[], int] = lambda: 0) -> TickResult:
+         publish: Callable[[list[outbox.Staged]], int] = lambda staged: 0) -> TickResult:
     """Scan ranges until caught up with the confirmed target or out of time, publishing each range's
-    logs after its commit (so the outbox holds at most a range). Caller holds the lock."""
+    logs from memory after its commit (so the outbox holds at most a range). Caller holds the lock."""
     target = calculate_target_block(reader.head(), chain.confirmations)
     first = last = reached = None
     logs = reorgs = published = 0
     while time.monotonic() < deadline:
+        staged: list[outbox.Staged] = []
         with transaction(engine) as conn:
             checkpoint = cp.load(conn, chain)
             reached = checkpoint.block_number
@@ -198,11 +202,12 @@ def scan(engine: Engine, reader: ChainReader, chain: ChainSettings, deadline: fl
                             extra={"start": start, "end": end, "new_size": smaller.size, "error": str(exc)})
                 cp.save(conn, chain, checkpoint.block_number, checkpoint.block_hash, smaller)
                 continue
-            logs += _stage_logs(conn, reader, chain, found)
+            staged = _stage_logs(conn, reader, chain, found)
+            logs += len(staged)
             end_hash = reader.block_hash(end)
             cp.record_block(conn, chain, end, end_hash)
             cp.save(conn, chain, end, end_hash, checkpoint.range.after_success(chain.block_range))
-        published += publish()
+        published += publish(staged)
         first = start if first is None else first
         last = end
     if last is not None:
@@ -212,8 +217,8 @@ def scan(engine: Engine, reader: ChainReader, chain: ChainSettings, deadline: fl
                       lag_blocks=lag)
 
 
-def _stage_logs(conn: Connection, reader: ChainReader, chain: ChainSettings, found) -> int:
-    """Stage the range's logs in the outbox and the relayed-log records; return how many were new.
+def _stage_logs(conn: Connection, reader: ChainReader, chain: ChainSettings, found) -> list[outbox.Staged]:
+    """Stage the range's logs in the outbox and the relayed-log records; return the outbox rows added.
 
     A handful of multi-row statements per range, not several per log: a backfill is bound by
     database round trips.
@@ -244,9 +249,10 @@ def _stage_logs(conn: Connection, reader: ChainReader, chain: ChainSettings, fou
         ))
     new_keys = cp.record_relayed_logs(conn, chain, envelopes)
     fresh = [envelope for envelope in envelopes if envelope.dedupe_key in new_keys]
-    outbox.enqueue_many(conn, SCHEMA, topics.SETTLEMENT_EVENTS, [(e, chain_attributes(e.payload)) for e in fresh])
+    staged = outbox.enqueue_many(conn, SCHEMA, topics.SETTLEMENT_EVENTS,
+                                 [(e, chain_attributes(e.payload)) for e in fresh])
     cp.record_blocks(conn, chain, {e.payload["block_number"]: e.payload["block_hash"] for e in fresh})
-    return len(fresh)
+    return staged
 
 
 def status(engine: Engine, reader: ChainReader, chain: ChainSettings) -> dict:

@@ -8,9 +8,10 @@ The default chain is 400 blocks of 25 logs. The issue's size (about 10,000 block
 mining with automine off, falls from 100 to about 2 blocks/s as the chain grows (seen: 1,200 blocks
 of 25 transactions in 6 minutes; 3,500 blocks of 5 in 10 minutes).
 
-relay:   the real scan (checkpoint, reorg check, adaptive ranges, outbox, relayed-log records) and
-         outbox publishing, against a raw loop of eth_getLogs in the same range size plus a publish
-         of each log, waiting for every future.
+relay:   one deployed tick (`Relay.run_tick`: lock, checkpoint, reorg check, adaptive ranges, decode,
+         outbox and relayed-log records, publishing each range from memory after its commit), against
+         a raw loop of web3's eth_getLogs in the same range size plus a publish of each log, waiting
+         for every future.
 settle:  the real consumer (envelope validation, inbox, state machine, transition history, outbox,
          publish) fed CloudEvents, against the bare INSERT statements of the same rows.
 """
@@ -21,6 +22,7 @@ import argparse
 import base64
 import json
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -30,12 +32,9 @@ from cloudevents.http import CloudEvent
 from google.cloud import pubsub_v1
 
 from shared.chain.client import deploy_contract
-from shared.db import get_engine
-from shared.messaging import outbox
 from shared.messaging.consumer import Consumer
-from shared.relay.service import get_reader, scan
+from shared.relay.service import Relay
 from shared.relay.settings import ChainSettings
-from shared.relay.tables import SCHEMA as RELAY_SCHEMA
 from shared.settings import DatabaseSettings, Settings
 from shared.settlement.service import apply_settlement_event
 from shared.stack.layout import CHAIN_ID, DATABASE, PROJECT_ID
@@ -79,14 +78,12 @@ def bench_relay(stack: Stack, settings: Settings, address: str, first: int, last
     """(relay seconds, baseline seconds) over the same blocks."""
     chain = ChainSettings(rpc_url=stack.layout.rpc_url, chain_id=CHAIN_ID, escrow_address=address, confirmations=0,
                           start_block=first, block_range=RANGE, time_budget_seconds=3600)
-    engine = get_engine(settings.database)
-    reader = get_reader(chain.rpc_url, address, CHAIN_ID)
+    relay = Relay(replace(settings, parts={ChainSettings: chain}))
     started = time.perf_counter()
-    result = scan(engine, reader, chain, deadline=time.monotonic() + 3600)
-    while outbox.publish_pending(engine, RELAY_SCHEMA, PROJECT_ID, 60):
-        pass
+    result = relay.run_tick()  # one tick, as deployed: scan, stage, publish everything it staged
     relay_seconds = time.perf_counter() - started
-    assert result.logs == logs, f"relay staged {result.logs} logs, expected {logs}"
+    assert result.logs == logs == result.published, f"relay staged {result.logs} logs and published " \
+        f"{result.published}, expected {logs}"
 
     w3, publisher = stack.web3(), pubsub_v1.PublisherClient()
     topic = publisher.topic_path(PROJECT_ID, "settlement.events.v1")
