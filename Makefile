@@ -83,8 +83,10 @@ lock:
 clean: down
 	rm -rf $(VENV) node_modules .stack
 
-## Figures with same-run baselines: cold starts, relay backfill and settle throughput, the risk pass.
+## Figures with same-run baselines: cold starts, relay backfill and settle throughput, the risk pass, ...;
+## it ends with one table of them all (figure, baseline, ratio, target), also written to bench-results.json.
 bench: install
+	$(PY) -m tests.bench.report --reset
 	$(PY) -m tests.bench.cold_start
 	$(PY) -m tests.bench.throughput
 	$(PY) -m tests.bench.risk_pass
@@ -92,3 +94,4 @@ bench: install
 	$(PY) -m tests.bench.screening
 	$(PY) -m tests.bench.rescreen
 	$(PY) -m tests.bench.reconcile
+	$(PY) -m tests.bench.report

@@ -35,6 +35,7 @@ from shared.db import get_engine, transaction
 from shared.messaging import outbox
 from shared.messaging.consumer import REPLAY_ATTRIBUTE, REPLAY_BY_RECONCILER
 from shared.pubsub import OutgoingMessage, publish_all
+from shared.reconcile import retention
 from shared.reconcile.chain import ContractView
 from shared.reconcile.redrive import redrive_dead_letters
 from shared.reconcile.settings import ReconcileSettings
@@ -123,6 +124,9 @@ class Reconciler:
             log.warning("reconcile drift", extra={
                 "drift_kind": drift.kind, "drift_key": drift.key, "source": drift.source, "replica": drift.replica,
                 "repair": repair or "left for a person"})
+        pruned = retention.prune(engine, self.tuning)
+        checked["rows pruned"] = retention.rows_removed(pruned)
+        checked["snapshot partitions dropped"] = len((pruned["snapshot_partitions"] or {}).get("dropped", []))
         with transaction(engine) as conn:
             seen = [f"{kind}|{key}" for kind, key, _ in recorded]
             conn.execute(update(drifts).where(drifts.c.resolved_at.is_(None),

@@ -12,6 +12,17 @@ DEFAULT_RECONCILE_GRACE_SECONDS = 120.0
 DEFAULT_REDRIVE_MAX = 3
 # Escrows the rolling chain sweep reads per run (batched eth_call), besides the recently changed ones.
 DEFAULT_RECONCILE_SWEEP_BATCH = 2000
+# Retention of what only grows (each run prunes; the database routines refuse values below their floors:
+# 1 day of snapshots and of published outbox rows, 8 days of inbox, 128 block hashes).
+DEFAULT_SNAPSHOT_RETENTION_DAYS = 30
+DEFAULT_OUTBOX_RETENTION_DAYS = 7
+# Longer than Pub/Sub keeps a message or a dead letter (7 days), so no redelivery finds its inbox row gone.
+DEFAULT_INBOX_RETENTION_DAYS = 14
+DEFAULT_RELAY_KEEP_BLOCKS = 10_000
+# Rows each run deletes at most per table, so one run stays short however far behind pruning is.
+DEFAULT_PRUNE_MAX_ROWS = 50_000
+# Daily snapshot partitions kept ready ahead of today.
+SNAPSHOT_PARTITIONS_AHEAD_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -21,6 +32,11 @@ class ReconcileSettings:
     grace_seconds: float
     redrive_max: int
     sweep_batch: int
+    snapshot_retention_days: int = DEFAULT_SNAPSHOT_RETENTION_DAYS
+    outbox_retention_days: int = DEFAULT_OUTBOX_RETENTION_DAYS
+    inbox_retention_days: int = DEFAULT_INBOX_RETENTION_DAYS
+    relay_keep_blocks: int = DEFAULT_RELAY_KEEP_BLOCKS
+    prune_max_rows: int = DEFAULT_PRUNE_MAX_ROWS
 
     @classmethod
     def read(cls, reader: EnvReader) -> ReconcileSettings:
@@ -30,7 +46,22 @@ class ReconcileSettings:
             redrive_max=reader.integer("REDRIVE_MAX", reader.optional("REDRIVE_MAX"), DEFAULT_REDRIVE_MAX),
             sweep_batch=reader.integer("RECONCILE_SWEEP_BATCH", reader.optional("RECONCILE_SWEEP_BATCH"),
                                        DEFAULT_RECONCILE_SWEEP_BATCH),
+            snapshot_retention_days=_optional_int(reader, "SNAPSHOT_RETENTION_DAYS", DEFAULT_SNAPSHOT_RETENTION_DAYS),
+            outbox_retention_days=_optional_int(reader, "OUTBOX_RETENTION_DAYS", DEFAULT_OUTBOX_RETENTION_DAYS),
+            inbox_retention_days=_optional_int(reader, "INBOX_RETENTION_DAYS", DEFAULT_INBOX_RETENTION_DAYS),
+            relay_keep_blocks=_optional_int(reader, "RELAY_KEEP_BLOCKS", DEFAULT_RELAY_KEEP_BLOCKS),
+            prune_max_rows=_optional_int(reader, "PRUNE_MAX_ROWS", DEFAULT_PRUNE_MAX_ROWS),
         )
         if settings.redrive_max < 1 or settings.sweep_batch < 1:
             reader.malformed.append("REDRIVE_MAX and RECONCILE_SWEEP_BATCH must be at least 1")
+        # The same floors as the database routines, so a bad value stops cold start, not every run.
+        if (settings.snapshot_retention_days < 1 or settings.outbox_retention_days < 1
+                or settings.inbox_retention_days < 8 or settings.relay_keep_blocks < 128
+                or settings.prune_max_rows < 1):
+            reader.malformed.append("retention below its floor: SNAPSHOT_RETENTION_DAYS and OUTBOX_RETENTION_DAYS "
+                                    ">= 1, INBOX_RETENTION_DAYS >= 8, RELAY_KEEP_BLOCKS >= 128, PRUNE_MAX_ROWS >= 1")
         return settings
+
+
+def _optional_int(reader: EnvReader, name: str, default: int) -> int:
+    return reader.integer(name, reader.optional(name), default)

@@ -69,7 +69,7 @@ _EMIT_TIER_CHANGES = f"""
 WITH changed AS (
     SELECT c.*, {_EVENT_ID} AS event_id
     FROM {SCHEMA}.margin_health_snapshots c
-    WHERE c.id BETWEEN :first_id AND :last_id AND c.cause_event_id = :cause_event_id
+    WHERE c.taken_at = :now AND c.id BETWEEN :first_id AND :last_id AND c.cause_event_id = :cause_event_id
       AND c.tier <> coalesce(c.previous_tier, '{BEST}')
 ), tier_updates AS (
     UPDATE {SCHEMA}.positions p SET tier = c.tier, updated_at = :now FROM changed c

@@ -1,6 +1,6 @@
 """The risk schema. Risk keeps its own projection of escrows, built from settle's events."""
 
-from sqlalchemy import BigInteger, Boolean, Column, DateTime, Integer, MetaData, Numeric, Table, Text, func
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, Integer, MetaData, Numeric, Table, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 SCHEMA = "risk"
@@ -56,10 +56,13 @@ applied_prices = Table(
     Column("applied_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
+# Partitioned by day on taken_at (migration 0011; the reconciler creates and drops the partitions), so
+# the key includes taken_at; ids come from one sequence across partitions and stay unique.
 margin_health_snapshots = Table(
     "margin_health_snapshots",
     metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("id", BigInteger, primary_key=True, autoincrement=False,
+           server_default=text("nextval('risk.margin_health_snapshots_id_seq')")),
     Column("chain_id", BigInteger, nullable=False),
     Column("contract", Text, nullable=False),
     Column("escrow_id", Numeric(78, 0), nullable=False),
@@ -77,7 +80,7 @@ margin_health_snapshots = Table(
     Column("price_event_id", Text, nullable=False),
     Column("correlation_id", Text, nullable=False),
     Column("cause_event_id", Text, nullable=False),
-    Column("taken_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("taken_at", DateTime(timezone=True), primary_key=True, server_default=func.now()),
 )
 
 margin_events = Table(

@@ -25,6 +25,7 @@ import requests
 from shared.stack.layout import REPO_ROOT
 from shared.stack.processes import port_open, spawn, stop_group, wait_until
 from shared.stack.stack import Stack
+from tests.bench import report
 from tests.conftest import TEST_LAYOUT
 
 RUNS = 5
@@ -144,6 +145,7 @@ def _measure(stack: Stack, state: dict) -> None:
     print(f"{'hello':17} {hello_import:9.3f} {1:8.1f} {hello_cold:13.3f} {1:8.1f}")
     for name, imported, cold in rows:
         print(f"{name:17} {imported:9.3f} {imported / hello_import:8.1f} {cold:13.3f} {cold / hello_cold:8.1f}")
+        report.record(f"cold start: {name} (vs bare hello)", cold, "s", hello_cold, target="<= 2")
     print(f"(median of {RUNS}; cold start = spawn to first answered request, including its work)")
 
 

@@ -26,6 +26,7 @@ from shared.relay.settings import ChainSettings
 from shared.risk.settings import RiskSettings
 from shared.settings import Settings
 from shared.stack.stack import Stack
+from tests.bench import report
 from tests.conftest import TEST_LAYOUT
 
 CONTRACT = "0x000000000000000000000000000000000000cAfE"
@@ -102,6 +103,8 @@ def main() -> None:
     print(f"{'settlement vs risk, every escrow':46} {compare:8.2f} {plain:9.2f} {compare / plain:6.2f}"
           "   (baseline: one plain SELECT of the same join)")
     print(f"{'one pass (chain read + comparison)':46} {batched + compare:8.2f}")
+    report.record(f"reconcile {args.escrows:,}: chain read (vs one call per escrow)", batched, "s", naive)
+    report.record(f"reconcile {args.escrows:,}: settlement vs risk (vs plain SELECT)", compare, "s", plain)
 
 
 if __name__ == "__main__":

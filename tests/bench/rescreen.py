@@ -27,6 +27,7 @@ from shared.compliance.service import ComplianceService, _screened_view
 from shared.envelope import Envelope
 from shared.events import RESCREEN_REQUESTED
 from shared.stack.stack import Stack
+from tests.bench import report
 from tests.conftest import TEST_LAYOUT
 from tests.support import screening_eval
 from tests.support.compliance import SCREENING_POLICY
@@ -93,6 +94,7 @@ def main() -> None:
     print(f"rescreening one shard of {rescreened} users ({len(outgoing)} decisions changed: {decisions})")
     print(f"{'':46} {'users/s':>9} {'baseline':>9} {'ratio':>7}")
     print(f"{'rescreen_shard (PostgreSQL) vs screen() alone':46} {rate:9.0f} {baseline:9.0f} {rate / baseline:7.2f}")
+    report.record("rescreen shard (vs screen() alone)", rate, "users/s", baseline, better="higher")
     print("(baseline: screen() of the same subjects in memory, same run; ratio = shard rate / baseline rate)")
     needed = math.ceil(MILLION / TARGET_MINUTES / 60 / INSTANCES)
     print(f"a million users on {INSTANCES} instances at this rate: {minutes:.1f} min "

@@ -24,11 +24,13 @@ import sqlalchemy
 from shared.db import get_engine, transaction
 from shared.envelope import Envelope, utc_iso
 from shared.events import PRICE_UPDATED
+from shared.reconcile.settings import DEFAULT_SNAPSHOT_RETENTION_DAYS
 from shared.risk.service import RiskEngine
 from shared.risk.settings import RiskSettings
 from shared.settings import Settings
 from shared.stack.layout import DATABASE
 from shared.stack.stack import Stack
+from tests.bench import report
 from tests.conftest import TEST_LAYOUT
 
 CONTRACT = "0x000000000000000000000000000000000000bEEF"
@@ -79,6 +81,18 @@ class PriceFeed:
                             "observed_at": now, "reason": "bench",
                             "sources": [{"source": "chainlink", "price": price, "round_id": "1",
                                          "updated_at": now, "age_seconds": 1.0}]})
+
+
+def snapshot_bytes_per_pass(owner, engine, risk: RiskEngine, feed: PriceFeed) -> int:
+    """Bytes the snapshot partitions (tables and indexes) grow by in one pass over every position."""
+    size = sqlalchemy.text("SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits "
+                           "WHERE inhparent = 'risk.margin_health_snapshots'::regclass")
+    with owner.connect() as conn:
+        before = conn.execute(size).scalar_one()
+    with transaction(engine) as conn:
+        risk.handle(conn, feed.next(START_PRICE))
+    with owner.connect() as conn:
+        return conn.execute(size).scalar_one() - before
 
 
 def measure(owner, engine, risk: RiskEngine, feed: PriceFeed, price: str, rounds: int) -> tuple:
@@ -145,6 +159,7 @@ def main() -> None:
         feed = PriceFeed(start_sequence)
         results = [(label, *measure(owner, engine, risk, feed, price, args.rounds))
                    for label, price in SCENARIOS]
+        per_pass = snapshot_bytes_per_pass(owner, engine, risk, feed)
     finally:
         stack.down()
     print(f"risk pass over {args.positions} open positions on one asset, median of {args.rounds} rounds")
@@ -152,7 +167,19 @@ def main() -> None:
           f"{'tier changes':>13}")
     for label, handler, baseline, changes in results:
         print(f"{label:44} {handler:8.2f} {baseline:9.2f} {handler / baseline:6.2f} {changes:13d}")
+        report.record(f"assess-margin {args.positions:,}: {label} (vs INSERT...SELECT)", handler, "s", baseline,
+                      target="<= 1.5")
     print("(baseline: one INSERT ... SELECT of the same snapshots, nothing else; ratio = handler / baseline)")
+    per_position = per_pass / args.positions
+    print(f"snapshot storage: {per_pass / 2**20:.1f} MiB per pass here ({per_position:.0f} B a position, indexes "
+          f"included); kept {DEFAULT_SNAPSHOT_RETENTION_DAYS} days (SNAPSHOT_RETENTION_DAYS), then dropped by day")
+    for positions in (100_000, 1_000_000):
+        for label, passes_a_day in (("a pass a minute (prices tick)", 1440), ("a pass an hour", 24)):
+            steady = per_position * positions * passes_a_day * DEFAULT_SNAPSHOT_RETENTION_DAYS
+            print(f"  {positions:>9,} positions, {label:30} {per_position * positions / 2**20:8.1f} MiB/pass "
+                  f"{steady / 2**30:10.1f} GiB steady state")
+            report.record(f"snapshot storage, {positions:,} positions, {label}", steady / 2**30, "GiB steady")
+    report.record("snapshot bytes written per position per pass", per_position, "B")
 
 
 if __name__ == "__main__":

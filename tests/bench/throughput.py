@@ -39,6 +39,7 @@ from shared.settings import DatabaseSettings, Settings
 from shared.settlement.service import apply_settlement_event
 from shared.stack.layout import CHAIN_ID, DATABASE, PROJECT_ID
 from shared.stack.stack import Stack
+from tests.bench import report
 from tests.conftest import TEST_LAYOUT
 from tests.support.events import unique_escrow_created
 
@@ -178,6 +179,10 @@ def main() -> None:
     print(f"{'settle handler, events/s (bare INSERTs)':44} {n / settle_s:12.0f} {n / bare_s:12.0f} "
           f"{bare_s / settle_s:7.2f}")
     print("(ratio = platform throughput / baseline throughput; one process, sequential, on this machine)")
+    report.record("relay backfill, one tick (vs raw getLogs+publish)", logs / relay_s, "logs/s", logs / raw_s,
+                  better="higher", target=">= 0.8")
+    report.record("settle handler (vs bare INSERTs)", n / settle_s, "events/s", n / bare_s, better="higher",
+                  target=">= 0.5")
 
 
 if __name__ == "__main__":

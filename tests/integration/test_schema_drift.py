@@ -31,9 +31,13 @@ def _declared() -> sqlalchemy.MetaData:
 
 def _differences(conn, metadata: sqlalchemy.MetaData) -> list:
     schemas = {table.schema for table in metadata.tables.values()}
+    # A partitioned table's partitions (risk's daily snapshot partitions) are the table, not tables of their own.
+    partitions = set(conn.execute(sqlalchemy.text("SELECT relname FROM pg_class WHERE relispartition")).scalars())
 
     def include_name(name, type_, parent_names):
-        return name in schemas if type_ == "schema" else True
+        if type_ == "schema":
+            return name in schemas
+        return not (type_ == "table" and name in partitions)
 
     context = MigrationContext.configure(conn, opts={
         "include_schemas": True, "include_name": include_name, "compare_type": True})

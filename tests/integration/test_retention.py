@@ -1,0 +1,159 @@
+"""Storage stays bounded: the retention routines the reconciler runs (migration 0011), on PostgreSQL.
+
+Each test works inside one transaction it rolls back, as fn_reconcile (SET ROLE), so the shared test
+database keeps its partitions and rows. Checked: what is past retention goes, what is within it (or
+unpublished) stays, values below the floors are refused, and fn_reconcile can delete nothing itself.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy
+from sqlalchemy.exc import DBAPIError
+
+
+@contextmanager
+def as_reconciler(owner_engine):
+    with owner_engine.connect() as conn:
+        transaction = conn.begin()
+        try:
+            yield conn
+        finally:
+            transaction.rollback()
+
+
+def _run(conn, statement: str, **parameters):
+    conn.execute(sqlalchemy.text("SET LOCAL ROLE fn_reconcile"))
+    result = conn.execute(sqlalchemy.text(statement), parameters).scalar_one()
+    conn.execute(sqlalchemy.text("RESET ROLE"))
+    return result
+
+
+def _partitions(conn) -> set[str]:
+    return set(conn.execute(sqlalchemy.text(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'risk.margin_health_snapshots'::regclass")).scalars())
+
+
+def _snapshot(conn, taken_at: datetime) -> int:
+    return conn.execute(sqlalchemy.text(
+        "INSERT INTO risk.margin_health_snapshots (chain_id, contract, escrow_id, depositor, asset_symbol, "
+        "collateral_amount, obligation_usd, price, collateral_value_usd, health_factor, tier, price_event_id, "
+        "correlation_id, cause_event_id, taken_at) VALUES (1, 'c', 1, 'd', 'ETH', 1, 1, 1, 1, 1, 'HEALTHY', "
+        "'p', 'x', 'y', :t) RETURNING id"), {"t": taken_at}).scalar_one()
+
+
+def test_snapshot_partitions_are_made_ahead_and_dropped_past_retention(owner_engine):
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    with as_reconciler(owner_engine) as conn:
+        # Stand in for a database partitioned long ago: the pre-partitioning rows' partition goes away,
+        # an old day's partition with a row, and today's (the routine makes it once nothing covers it).
+        conn.execute(sqlalchemy.text(
+            "ALTER TABLE risk.margin_health_snapshots DETACH PARTITION risk.margin_health_snapshots_before_0011"))
+        conn.execute(sqlalchemy.text(
+            "CREATE TABLE risk.margin_health_snapshots_p20010101 PARTITION OF risk.margin_health_snapshots "
+            "FOR VALUES FROM ('2001-01-01 00:00+00') TO ('2001-01-02 00:00+00')"))
+        old_id = _snapshot(conn, datetime(2001, 1, 1, 12, tzinfo=UTC))
+        done = _run(conn, "SELECT ops.roll_snapshot_partitions(30, 7)")
+        assert done["dropped"] == ["margin_health_snapshots_p20010101"]
+        days = {f"margin_health_snapshots_p{(today + timedelta(days=i)):%Y%m%d}" for i in range(8)}
+        assert days <= _partitions(conn)
+        recent_id = _snapshot(conn, today + timedelta(hours=1))
+        ids = set(conn.execute(sqlalchemy.text("SELECT id FROM risk.margin_health_snapshots")).scalars())
+        assert recent_id in ids and old_id not in ids and recent_id > old_id  # one sequence across partitions
+        # Run again: nothing more to make or drop.
+        assert _run(conn, "SELECT ops.roll_snapshot_partitions(30, 7)")["dropped"] == []
+
+
+def test_a_snapshot_lands_in_its_days_partition(owner_engine):
+    with as_reconciler(owner_engine) as conn:
+        _run(conn, "SELECT ops.roll_snapshot_partitions(30, 7)")
+        # Three days on is past the partition of the rows from before 0011 (it ends tomorrow, UTC).
+        later = datetime.now(UTC) + timedelta(days=3)
+        _snapshot(conn, later)
+        where = conn.execute(sqlalchemy.text(
+            "SELECT tableoid::regclass::text FROM risk.margin_health_snapshots WHERE taken_at = :t"),
+            {"t": later}).scalar_one()
+        assert where == f"risk.margin_health_snapshots_p{later:%Y%m%d}"
+
+
+def _outbox_row(conn, schema: str, key: str, published_days_ago: float | None) -> None:
+    conn.execute(sqlalchemy.text(
+        f"INSERT INTO {schema}.outbox (dedupe_key, event_id, topic, envelope, attributes, published_at) "
+        "VALUES (:k, :k, 't', '{}', '{}', CASE WHEN CAST(:d AS float) IS NULL THEN NULL "
+        "ELSE now() - make_interval(secs => CAST(:d AS float) * 86400) END)"), {"k": key, "d": published_days_ago})
+
+
+def _inbox_row(conn, schema: str, key: str, days_ago: float) -> None:
+    conn.execute(sqlalchemy.text(
+        f"INSERT INTO {schema}.inbox (consumer, dedupe_key, event_id, event_type, outcome, received_at) "
+        "VALUES ('retention-test', :k, :k, 'E', 'applied', now() - make_interval(secs => :d * 86400))"),
+        {"k": key, "d": days_ago})
+
+
+def test_published_outbox_and_old_inbox_rows_are_pruned_and_nothing_else(owner_engine):
+    with as_reconciler(owner_engine) as conn:
+        for schema in ("settlement", "risk"):
+            _outbox_row(conn, schema, f"{schema}-old-published", 10)
+            _outbox_row(conn, schema, f"{schema}-recent-published", 1)
+            _outbox_row(conn, schema, f"{schema}-old-unpublished", None)
+            _inbox_row(conn, schema, f"{schema}-old-seen", 20)
+            _inbox_row(conn, schema, f"{schema}-recent-seen", 9)
+        counts = _run(conn, "SELECT ops.prune_messaging(7, 14, 1000)")
+        assert counts["settlement.outbox"] >= 1 and counts["risk.inbox"] >= 1
+        for schema in ("settlement", "risk"):
+            kept = set(conn.execute(sqlalchemy.text(
+                f"SELECT dedupe_key FROM {schema}.outbox WHERE dedupe_key LIKE :p"), {"p": f"{schema}-%"}).scalars())
+            assert kept == {f"{schema}-recent-published", f"{schema}-old-unpublished"}
+            seen = set(conn.execute(sqlalchemy.text(
+                f"SELECT dedupe_key FROM {schema}.inbox WHERE consumer = 'retention-test'")).scalars())
+            assert seen == {f"{schema}-recent-seen"}
+
+
+def test_max_rows_bounds_one_call(owner_engine):
+    with as_reconciler(owner_engine) as conn:
+        for i in range(5):
+            _outbox_row(conn, "notify", f"notify-bounded-{i}", 30)
+        assert _run(conn, "SELECT ops.prune_messaging(7, 14, 2)")["notify.outbox"] == 2
+
+
+def test_block_hashes_deeper_than_the_horizon_are_pruned(owner_engine):
+    with as_reconciler(owner_engine) as conn:
+        conn.execute(sqlalchemy.text(
+            "INSERT INTO relay.checkpoints (chain_id, contract, block_number, block_hash, range_size, "
+            "range_successes) VALUES (999, 'retention-test', 20000, '0xh', 100, 0)"))
+        conn.execute(sqlalchemy.text(
+            "INSERT INTO relay.blocks (chain_id, contract, block_number, block_hash) "
+            "SELECT 999, 'retention-test', n, '0x' || n FROM generate_series(19000, 20000, 100) AS n"))
+        assert _run(conn, "SELECT ops.prune_relay_blocks(500)") == 5  # 19000..19400 are below 19500
+        kept = conn.execute(sqlalchemy.text(
+            "SELECT min(block_number) FROM relay.blocks WHERE contract = 'retention-test'")).scalar_one()
+        assert kept == 19500
+
+
+@pytest.mark.parametrize("statement, floor", [
+    ("SELECT ops.roll_snapshot_partitions(0, 7)", "at least 1 day"),
+    ("SELECT ops.roll_snapshot_partitions(30, 0)", "at least 1 day"),
+    ("SELECT ops.prune_messaging(0, 14, 10)", "outbox retention >= 1 day"),
+    ("SELECT ops.prune_messaging(7, 7, 10)", "inbox retention >= 8 days"),
+    ("SELECT ops.prune_messaging(7, 14, 0)", "max_rows >= 1"),
+    ("SELECT ops.prune_messaging(NULL, 14, 10)", "outbox retention"),
+    ("SELECT ops.prune_relay_blocks(10)", "at least 128"),
+])
+def test_values_below_the_floors_are_refused_with_the_reason(owner_engine, statement, floor):
+    with as_reconciler(owner_engine) as conn, pytest.raises(DBAPIError, match=floor):
+        _run(conn, statement)
+
+
+@pytest.mark.parametrize("statement", [
+    "DELETE FROM risk.outbox",
+    "DELETE FROM relay.blocks",
+    "DROP TABLE risk.margin_health_snapshots_before_0011",
+])
+def test_the_reconciler_may_not_delete_by_itself(owner_engine, statement):
+    with as_reconciler(owner_engine) as conn, pytest.raises(DBAPIError, match="permission denied|must be owner"):
+        conn.execute(sqlalchemy.text("SET LOCAL ROLE fn_reconcile"))
+        conn.execute(sqlalchemy.text(statement))
