@@ -9,12 +9,14 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import pg8000.dbapi
 import sqlalchemy
+from pg8000.converters import make_params
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine, ExceptionContext
@@ -111,6 +113,61 @@ def _discard_connections_in_unknown_state(context: ExceptionContext) -> None:
         context.is_disconnect = True
 
 
+# Named statements each connection keeps prepared (least recently used ones are closed beyond this).
+PREPARED_STATEMENTS_PER_CONNECTION = 256
+
+
+class _PreparedStatementsMixin:
+    """pg8000 runs every statement with parameters as Parse, Describe, then Bind/Execute: three round trips,
+    each time. This keeps each distinct statement text prepared once per connection (named), so running it
+    again is one round trip (Bind/Execute); statements without parameters go as one simple query. The
+    parameters are converted before anything is sent, so a value pg8000 cannot convert leaves the
+    protocol in step. A statement whose execution fails is forgotten and prepared afresh next time (after
+    a migration changed a table under it, say)."""
+
+    _prepared: OrderedDict
+
+    def execute_unnamed(self, statement, vals=(), oids=(), stream=None):
+        core = cast(Any, self)
+        if stream is not None:
+            return super().execute_unnamed(statement, vals=vals, oids=oids, stream=stream)  # type: ignore[misc]
+        if not vals:
+            return core.execute_simple(statement)
+        params = make_params(core.py_types, vals)
+        key = (statement, tuple(oids or ()))
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            prepared = core.prepare_statement(statement, list(oids or ()))
+            self._prepared[key] = prepared
+            if len(self._prepared) > PREPARED_STATEMENTS_PER_CONNECTION:
+                _, (oldest_name, _columns, _funcs) = self._prepared.popitem(last=False)
+                core.close_prepared_statement(oldest_name)
+        else:
+            self._prepared.move_to_end(key)
+        name, columns, input_funcs = prepared
+        try:
+            return core.execute_named(name, params, columns, input_funcs, statement)
+        except pg8000.dbapi.DatabaseError:
+            del self._prepared[key]
+            raise
+
+
+_PREPARING_CLASSES: dict[type, type] = {}
+
+
+def _with_prepared_statements(connection_class: type) -> type:
+    if connection_class not in _PREPARING_CLASSES:
+        _PREPARING_CLASSES[connection_class] = type(
+            f"Prepared{connection_class.__name__}", (_PreparedStatementsMixin, connection_class), {})
+    return _PREPARING_CLASSES[connection_class]
+
+
+def _keep_statements_prepared(dbapi_connection: Any, _record: Any) -> None:
+    """On each new pooled connection (TCP or the Cloud SQL connector's): statements are prepared once."""
+    dbapi_connection.__class__ = _with_prepared_statements(type(dbapi_connection))
+    dbapi_connection._prepared = OrderedDict()
+
+
 @functools.cache
 def get_engine(settings: DatabaseSettings) -> Engine:
     """The instance's engine for these settings, created on first call."""
@@ -119,6 +176,7 @@ def get_engine(settings: DatabaseSettings) -> Engine:
     else:
         engine = _tcp_engine(settings)
     event.listen(engine, "handle_error", _discard_connections_in_unknown_state)
+    event.listen(engine, "connect", _keep_statements_prepared)
     return engine
 
 

@@ -97,7 +97,7 @@ def backfill_request(tick: bytes, chain: ChainSettings) -> int | None:
     """
     try:
         request = json.loads(tick).get("backfill") if tick else None
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # not JSON, not an object, nested too deep
         return None
     if request is None:
         return None

@@ -26,6 +26,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pg8000.core
 import requests
 import sqlalchemy
 from cloudevents.http import CloudEvent
@@ -108,14 +109,33 @@ def _cloud_event(document: dict, message_id: int) -> CloudEvent:
                        "id": str(message_id)}, data)
 
 
+class RoundTrips:
+    """Counts database round trips: pg8000 flushes its socket once per request it then waits on."""
+
+    def __enter__(self) -> RoundTrips:
+        self.count = 0
+        self._flush = pg8000.core._flush
+
+        def counting_flush(sock):
+            self.count += 1
+            return self._flush(sock)
+
+        pg8000.core._flush = counting_flush
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pg8000.core._flush = self._flush
+
+
 def bench_settle(settings: Settings, owner_url: str, count: int) -> tuple:
-    """(handler seconds, baseline seconds) for `count` new escrows."""
+    """(handler seconds, baseline seconds, database round trips per event) for `count` new escrows."""
     consumer = Consumer("settle-bench", "settlement", settings, apply_settlement_event)
     events = [_cloud_event(unique_escrow_created(), i) for i in range(count)]
-    started = time.perf_counter()
-    for event in events:
-        assert consumer.handle(event) == "applied"
-    handler_seconds = time.perf_counter() - started
+    with RoundTrips() as trips:
+        started = time.perf_counter()
+        for event in events:
+            assert consumer.handle(event) == "applied"
+        handler_seconds = time.perf_counter() - started
 
     engine = sqlalchemy.create_engine(owner_url)
     documents = [unique_escrow_created() for _ in range(count)]
@@ -140,7 +160,7 @@ def bench_settle(settings: Settings, owner_url: str, count: int) -> tuple:
             conn.execute(insert_transition, row)
     baseline_seconds = time.perf_counter() - started
     engine.dispose()
-    return handler_seconds, baseline_seconds
+    return handler_seconds, baseline_seconds, trips.count / count
 
 
 def main() -> None:
@@ -169,7 +189,7 @@ def main() -> None:
                                    database=DatabaseSettings(name=DATABASE, user="fn_settle", host="127.0.0.1",
                                                              port=stack.layout.postgres_port,
                                                              instance_connection_name=None))
-        settle_s, bare_s = bench_settle(settle_settings, stack.layout.database_url(), args.settle_events)
+        settle_s, bare_s, settle_trips = bench_settle(settle_settings, stack.layout.database_url(), args.settle_events)
     finally:
         stack.down()
     n = args.settle_events
@@ -181,8 +201,10 @@ def main() -> None:
     print("(ratio = platform throughput / baseline throughput; one process, sequential, on this machine)")
     report.record("relay backfill, one tick (vs raw getLogs+publish)", logs / relay_s, "logs/s", logs / raw_s,
                   better="higher", target=">= 0.8")
+    print(f"{'settle: database round trips per event':44} {settle_trips:12.1f}")
     report.record("settle handler (vs bare INSERTs)", n / settle_s, "events/s", n / bare_s, better="higher",
                   target=">= 0.5")
+    report.record("settle: database round trips per event", settle_trips, "trips", target="<= 10")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ def test_a_request_for_this_contract_names_its_block():
 
 
 @pytest.mark.parametrize("tick", [
-    b"", b"{}", b'{"source": "scheduler"}', b"not json", b"[1, 2]", b"\xff\xfe",
+    b"", b"{}", b'{"source": "scheduler"}', b"not json", b"[1, 2]", b"\xff\xfe", b"[" * 30_000 + b"]" * 30_000,
     _tick(None), _tick("0x1"), _tick([CONTRACT, 42]),
     _tick({"contract": "0x" + "11" * 20, "from_block": 42}),   # another contract
     _tick({"contract": CONTRACT, "from_block": 9}),             # before the start block

@@ -1,0 +1,79 @@
+"""Each connection keeps its statements prepared (shared.db): one round trip to run a statement again,
+not pg8000's three, with the same answers, and nothing stale or unbounded left on the server."""
+
+from __future__ import annotations
+
+import pg8000.core
+import pytest
+import sqlalchemy
+from sqlalchemy import text
+
+from shared import db
+from shared.db import get_engine, transaction
+from shared.settings import DatabaseSettings
+
+
+@pytest.fixture
+def engine(database):
+    settings = DatabaseSettings(name="escrow", user="postgres", host="127.0.0.1", port=database.postgres_port,
+                                instance_connection_name=None)
+    engine = get_engine(settings)
+    engine.dispose()
+    yield engine
+    engine.dispose()
+
+
+class _RoundTrips:
+    def __init__(self, monkeypatch) -> None:
+        self.count = 0
+        flush = pg8000.core._flush
+
+        def counting(sock):
+            self.count += 1
+            return flush(sock)
+
+        monkeypatch.setattr(pg8000.core, "_flush", counting)
+
+
+def test_a_statement_run_again_is_one_round_trip_with_its_own_answer(engine, monkeypatch):
+    statement = text("SELECT CAST(:n AS int) * 2")
+    with transaction(engine) as conn:
+        conn.execute(text("SELECT 1"))  # the transaction's BEGIN is sent; counting starts after it
+        answers, trips = [], []
+        for number in (1, 21, -4):
+            counter = _RoundTrips(monkeypatch)
+            answers.append(conn.execute(statement, {"n": number}).scalar_one())
+            trips.append(counter.count)
+    # The first time: prepare, then bind and execute. After: bind and execute (pg8000 alone takes three).
+    assert (answers, trips) == ([2, 42, -8], [2, 1, 1])
+
+
+def test_a_statement_whose_table_changed_is_prepared_again(engine, owner_engine):
+    with owner_engine.begin() as conn:
+        conn.execute(text("CREATE TABLE public.prepared_probe (a int)"))
+        conn.execute(text("INSERT INTO public.prepared_probe VALUES (1)"))
+    try:
+        query = text("SELECT * FROM public.prepared_probe WHERE a >= :low")
+        with transaction(engine) as conn:
+            assert conn.execute(query, {"low": 0}).all() == [(1,)]
+        with owner_engine.begin() as conn:
+            conn.execute(text("ALTER TABLE public.prepared_probe ADD COLUMN b int DEFAULT 7"))
+        # The server refuses the stale plan once ("cached plan must not change result type") ...
+        with pytest.raises(sqlalchemy.exc.DBAPIError):
+            with transaction(engine) as conn:
+                conn.execute(query, {"low": 0}).all()
+        # ... and the statement, forgotten, is prepared afresh: the new column is there.
+        with transaction(engine) as conn:
+            assert conn.execute(query, {"low": 0}).all() == [(1, 7)]
+    finally:
+        with owner_engine.begin() as conn:
+            conn.execute(text("DROP TABLE public.prepared_probe"))
+
+
+def test_prepared_statements_per_connection_stay_bounded(engine, monkeypatch):
+    monkeypatch.setattr(db, "PREPARED_STATEMENTS_PER_CONNECTION", 5)
+    with transaction(engine) as conn:
+        for n in range(20):
+            assert conn.execute(text(f"SELECT CAST(:n AS int) + {n}"), {"n": 1}).scalar_one() == 1 + n
+        held = conn.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar_one()
+    assert held <= 5
