@@ -89,6 +89,7 @@ bench: install
 	$(PY) -m tests.bench.report --reset
 	$(PY) -m tests.bench.cold_start
 	$(PY) -m tests.bench.throughput
+	$(PY) -m tests.bench.relay_sustained
 	$(PY) -m tests.bench.risk_pass
 	$(PY) -m tests.bench.latency
 	$(PY) -m tests.bench.screening

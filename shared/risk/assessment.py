@@ -36,7 +36,15 @@ _EVENT_ID = ("'MarginTierChanged:' || left(encode(sha256(convert_to("
              "CAST(:cause_event_id AS text) || '|MarginTierChanged|' || c.chain_id || ':' || c.contract || ':' "
              "|| c.escrow_id, 'UTF8')), 'hex'), 32)")
 
-# Statement 1: a snapshot of every position in scope, with its new tier. Only ids come back.
+# Positions one pair of statements covers: a pass over more runs in chunks by key range, so no statement
+# nears the database socket timeout (a crash over 1M positions took 33 s as one statement) while the
+# pass stays one transaction.
+PASS_CHUNK_POSITIONS = 100_000
+# Below every real key: where the first chunk starts.
+_BEFORE_ALL_KEYS = {"after_chain_id": -1, "after_contract": "", "after_escrow_id": -1}
+
+# Statement 1: a snapshot of the next chunk of positions in scope (by key), with their new tiers. Only
+# ids and the chunk's last key come back.
 _SNAPSHOT = f"""
 WITH taken AS (
     INSERT INTO {SCHEMA}.margin_health_snapshots
@@ -57,10 +65,16 @@ WITH taken AS (
                                       p.obligation_usd) AS health_factor
         FROM {SCHEMA}.positions p JOIN {SCHEMA}.asset_prices ap ON ap.asset_symbol = p.asset_symbol
         WHERE p.is_open AND {{scope}}
+          AND (p.chain_id, p.contract, p.escrow_id) > (:after_chain_id, :after_contract, :after_escrow_id)
+        ORDER BY p.chain_id, p.contract, p.escrow_id
+        LIMIT :chunk
     ) s
-    RETURNING id
+    RETURNING id, chain_id, contract, escrow_id
 )
-SELECT count(*) AS assessed, min(id) AS first_id, max(id) AS last_id FROM taken
+SELECT (SELECT count(*) FROM taken) AS assessed, (SELECT min(id) FROM taken) AS first_id,
+       (SELECT max(id) FROM taken) AS last_id, last.chain_id, last.contract, last.escrow_id
+FROM (SELECT chain_id, contract, escrow_id FROM taken
+      ORDER BY chain_id DESC, contract DESC, escrow_id DESC LIMIT 1) last
 """
 
 # Statement 2: for the snapshots of statement 1 whose tier changed, the position's tier, the margin
@@ -113,15 +127,24 @@ class PassResult:
 
 def assess(conn: Connection, policy: RiskSettings, scope: str, scope_parameters: dict, *,
            cause_event_id: str, now: datetime) -> PassResult:
-    """Recompute every open position in `scope` (ALL_OPEN_ON_ASSET or ONE_ESCROW): two statements."""
-    taken = conn.execute(text(_SNAPSHOT.format(scope=scope)), {
-        **scope_parameters, **threshold_parameters(dict(policy.tier_thresholds), policy.hysteresis),
-        "cause_event_id": cause_event_id, "now": now,
-    }).one()
-    if not taken.assessed:
-        return PassResult(assessed=0, tier_changes=0)
-    changes: int = conn.execute(text(_EMIT_TIER_CHANGES), {
-        "first_id": taken.first_id, "last_id": taken.last_id, "cause_event_id": cause_event_id, "now": now,
-        "occurred_at": utc_iso(now), "topic": topics.MARGIN_EVENTS,
-    }).scalar_one()
-    return PassResult(assessed=taken.assessed, tier_changes=changes)
+    """Recompute every open position in `scope` (ALL_OPEN_ON_ASSET or ONE_ESCROW): two statements per
+    chunk of PASS_CHUNK_POSITIONS positions, in key order, in the caller's transaction."""
+    snapshot = text(_SNAPSHOT.format(scope=scope))
+    parameters = {**scope_parameters, **threshold_parameters(dict(policy.tier_thresholds), policy.hysteresis),
+                  "cause_event_id": cause_event_id, "now": now, "chunk": PASS_CHUNK_POSITIONS}
+    after = _BEFORE_ALL_KEYS
+    assessed = tier_changes = 0
+    while True:
+        taken = conn.execute(snapshot, {**parameters, **after}).first()
+        if taken is None:
+            break
+        assessed += taken.assessed
+        tier_changes += conn.execute(text(_EMIT_TIER_CHANGES), {
+            "first_id": taken.first_id, "last_id": taken.last_id, "cause_event_id": cause_event_id, "now": now,
+            "occurred_at": utc_iso(now), "topic": topics.MARGIN_EVENTS,
+        }).scalar_one()
+        if taken.assessed < PASS_CHUNK_POSITIONS:
+            break
+        after = {"after_chain_id": taken.chain_id, "after_contract": taken.contract,
+                 "after_escrow_id": taken.escrow_id}
+    return PassResult(assessed=assessed, tier_changes=tier_changes)

@@ -95,3 +95,49 @@ def test_a_position_moves_through_the_tiers_with_hysteresis(conn):
         "SELECT health_factor, worst_tier FROM risk.portfolios WHERE depositor = :d"), {"d": depositor}).one()
     assert portfolio.worst_tier == "MARGIN_CALL"
     assert portfolio.health_factor == health_factor(Decimal(66) * Decimal("0.8"), OBLIGATION)
+
+
+def _positions(conn, count: int, contracts: list[str]) -> None:
+    """`count` open TST positions per contract, escrow ids 1..count, collateral rising with the id."""
+    for contract in contracts:
+        conn.execute(sqlalchemy.text(
+            "INSERT INTO risk.positions (chain_id, contract, escrow_id, depositor, asset_token, asset_symbol, "
+            "collateral_amount, obligation_usd, liquidation_threshold, state, is_open, sequence, correlation_id) "
+            "SELECT 31337, :c, n, :d, :t, 'TST', n, :o, 0.8, 'created', true, 1, 'chunk-test' "
+            "FROM generate_series(1, :count) AS n"),
+            {"c": contract, "d": "0x" + "de" * 20, "t": TOKEN, "o": OBLIGATION, "count": count})
+
+
+def _pass_outcome(conn, monkeypatch, chunk: int) -> tuple:
+    from shared.risk import assessment
+
+    monkeypatch.setattr(assessment, "PASS_CHUNK_POSITIONS", chunk)
+    engine = RiskEngine(Settings.from_env(ENV, parts=[RiskSettings]).part(RiskSettings))
+    price = _price("10", 10**9 + chunk)  # health factor of escrow n: n x 10 x 0.8 / 50 = 0.16 n
+    engine.handle(conn, price)
+    snapshots = conn.execute(sqlalchemy.text(
+        "SELECT contract, escrow_id, tier FROM risk.margin_health_snapshots WHERE cause_event_id = :e "
+        "ORDER BY contract, escrow_id"), {"e": price.event_id}).all()
+    events = conn.execute(sqlalchemy.text(
+        "SELECT contract, escrow_id, tier FROM risk.margin_events WHERE cause_event_id = :e "
+        "ORDER BY contract, escrow_id"), {"e": price.event_id}).all()
+    return [tuple(row) for row in snapshots], [tuple(row) for row in events]
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 23, 24, 1000])
+def test_a_pass_in_chunks_assesses_every_position_once_as_one_pass_would(conn, monkeypatch, chunk):
+    # 24 positions over two contracts: chunks that split a contract, end exactly on the last key, or cover all.
+    contracts = ["0x" + "a1" * 20, "0x" + "b2" * 20]
+    _positions(conn, 12, contracts)
+    savepoint = conn.begin_nested()
+    whole = _pass_outcome(conn, monkeypatch, 1000)
+    savepoint.rollback()
+    chunked = _pass_outcome(conn, monkeypatch, chunk)
+    snapshots, events = chunked
+    assert chunked == whole
+    assert len(snapshots) == 24 == len(set(snapshots))
+    # Per contract: escrows 1-6 LIQUIDATION (below 1.0), 7 MARGIN_CALL (1.12), 8-9 WARNING, 10-12 HEALTHY;
+    # each that left HEALTHY has its one margin event.
+    tiers = [tier for contract, _id, tier in snapshots if contract == contracts[0]]
+    assert tiers == ["LIQUIDATION"] * 6 + ["MARGIN_CALL"] + ["WARNING"] * 2 + ["HEALTHY"] * 3
+    assert events == [row for row in snapshots if row[2] != "HEALTHY"] and len(events) == 18
