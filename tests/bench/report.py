@@ -28,6 +28,7 @@ def record(figure: str, value: float, unit: str, baseline: float | None = None, 
            better: str = "lower", target: str = "") -> None:
     """Add one figure. `better`: "lower" for costs (seconds; ratio = value / baseline), "higher" for rates
     (per second; ratio = value / baseline too, so a rate's ratio below 1 is a shortfall)."""
+    value, baseline = float(value), (None if baseline is None else float(baseline))
     ratio = value / baseline if baseline else None
     RECORD.parent.mkdir(parents=True, exist_ok=True)
     with RECORD.open("a") as out:

@@ -92,7 +92,7 @@ def snapshot_bytes_per_pass(owner, engine, risk: RiskEngine, feed: PriceFeed) ->
     with transaction(engine) as conn:
         risk.handle(conn, feed.next(START_PRICE))
     with owner.connect() as conn:
-        return conn.execute(size).scalar_one() - before
+        return int(conn.execute(size).scalar_one() - before)
 
 
 def measure(owner, engine, risk: RiskEngine, feed: PriceFeed, price: str, rounds: int) -> tuple:
