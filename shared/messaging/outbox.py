@@ -77,9 +77,13 @@ def enqueue_many(conn: Connection, schema: str, topic: str,
         "ORDER BY e.position ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key"
     ), {"topic": topic, "rows": json.dumps(rows)}).all()
     added = {row.dedupe_key: row.id for row in inserted}
-    return sorted((Staged(added[row["dedupe_key"]], OutgoingMessage(topic, wire_bytes(row["envelope"]),
-                                                                    row["attributes"]))
-                   for row in rows if row["dedupe_key"] in added), key=lambda staged: staged.id)
+    # The first of the rows sharing a dedupe key is the one stored (the others conflicted with it).
+    staged = {}
+    for row in rows:
+        if row["dedupe_key"] in added and row["dedupe_key"] not in staged:
+            staged[row["dedupe_key"]] = Staged(added[row["dedupe_key"]], OutgoingMessage(
+                topic, wire_bytes(row["envelope"]), row["attributes"]))
+    return sorted(staged.values(), key=lambda s: s.id)
 
 
 def wire_bytes(envelope: dict) -> bytes:

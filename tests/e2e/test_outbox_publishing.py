@@ -50,16 +50,21 @@ def test_staged_rows_go_out_once_and_a_row_held_elsewhere_is_left_alone(engine, 
             held.rollback()
         assert outbox.publish_staged(engine, SCHEMA, PROJECT_ID, 30, staged) == 1  # only the one left
         assert outbox.publish_staged(engine, SCHEMA, PROJECT_ID, 30, staged) == 0
-        # The same events staged again add nothing (dedupe keys), so there is nothing to publish.
+        # The same events staged again add nothing (dedupe keys), so there is nothing to publish; one event
+        # twice in a batch is stored, and staged, once.
         with transaction(engine) as conn:
             assert outbox.enqueue_many(conn, SCHEMA, topic, [(e, {}) for e in envelopes]) == []
-        received = bus.pull(subscription, until=lambda messages: len(messages) >= 3, settle=1.0)
+            twice = _envelope(3)
+            [once] = outbox.enqueue_many(conn, SCHEMA, topic, [(twice, {}), (twice, {})])
+        assert outbox.publish_staged(engine, SCHEMA, PROJECT_ID, 30, [once]) == 1
+        envelopes.append(twice)
+        received = bus.pull(subscription, until=lambda messages: len(messages) >= 4, settle=1.0)
         assert sorted(json.loads(m.data)["event_id"] for m in received) == sorted(e.event_id for e in envelopes)
-        assert {m.attributes["probe"] for m in received} == {"yes"}
+        assert sorted(m.attributes.get("probe", "") for m in received) == ["", "yes", "yes", "yes"]
         with owner_engine.connect() as conn:
             rows = conn.execute(sqlalchemy.text(
                 f"SELECT envelope, message_id FROM {SCHEMA}.outbox WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id"),
-                {"ids": [s.id for s in staged]}).all()
+                {"ids": [s.id for s in [*staged, once]]}).all()
         # What went out is what a republish of the stored row would send, and each row knows its message.
         assert sorted(m.data for m in received) == sorted(outbox.wire_bytes(row.envelope) for row in rows)
         assert {row.message_id for row in rows} == {m.message_id for m in received}
