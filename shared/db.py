@@ -115,6 +115,8 @@ def _discard_connections_in_unknown_state(context: ExceptionContext) -> None:
 
 # Named statements each connection keeps prepared (least recently used ones are closed beyond this).
 PREPARED_STATEMENTS_PER_CONNECTION = 256
+# "cached plan must not change result type": a table under a prepared statement changed (a migration).
+STALE_PREPARED_STATEMENT = "0A000"
 
 
 class _PreparedStatementsMixin:
@@ -122,8 +124,8 @@ class _PreparedStatementsMixin:
     each time. This keeps each distinct statement text prepared once per connection (named), so running it
     again is one round trip (Bind/Execute); statements without parameters go as one simple query. The
     parameters are converted before anything is sent, so a value pg8000 cannot convert leaves the
-    protocol in step. A statement whose execution fails is forgotten and prepared afresh next time (after
-    a migration changed a table under it, say)."""
+    protocol in step. A statement the server calls stale (a migration changed a table under it) is
+    forgotten and prepared afresh next time; any other error leaves it prepared, as it is still valid."""
 
     _prepared: OrderedDict
 
@@ -147,8 +149,9 @@ class _PreparedStatementsMixin:
         name, columns, input_funcs = prepared
         try:
             return core.execute_named(name, params, columns, input_funcs, statement)
-        except pg8000.dbapi.DatabaseError:
-            del self._prepared[key]
+        except pg8000.dbapi.DatabaseError as exc:
+            if sqlstate(exc) == STALE_PREPARED_STATEMENT:  # its table changed; it stays dead on the server
+                del self._prepared[key]
             raise
 
 

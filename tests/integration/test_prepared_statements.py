@@ -77,3 +77,17 @@ def test_prepared_statements_per_connection_stay_bounded(engine, monkeypatch):
             assert conn.execute(text(f"SELECT CAST(:n AS int) + {n}"), {"n": 1}).scalar_one() == 1 + n
         held = conn.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar_one()
     assert held <= 5
+
+
+def test_a_value_the_server_refuses_leaves_the_statement_prepared(engine, monkeypatch):
+    statement = text("SELECT CAST(CAST(:v AS text) AS int)")
+    with transaction(engine) as conn:
+        assert conn.execute(statement, {"v": "5"}).scalar_one() == 5
+    with pytest.raises(sqlalchemy.exc.DBAPIError):
+        with transaction(engine) as conn:
+            conn.execute(statement, {"v": "not a number"})
+    with transaction(engine) as conn:
+        conn.execute(text("SELECT 1"))
+        counter = _RoundTrips(monkeypatch)
+        assert conn.execute(statement, {"v": "7"}).scalar_one() == 7
+        assert counter.count == 1  # still prepared: bind and execute only
