@@ -58,10 +58,10 @@ def main() -> None:
         return
     figures = _figures()
     print()
-    print(f"{'figure':58} {'value':>10} {'unit':>9} {'baseline':>10} {'ratio':>7}  target")
+    print(f"{'figure':66} {'value':>10} {'unit':>8} {'baseline':>10} {'ratio':>7}  target")
     for f in figures:
         ratio = "" if f["ratio"] is None else f"{f['ratio']:.2f}"
-        print(f"{f['figure'][:58]:58} {_number(f['value']):>10} {f['unit'][:9]:>9} {_number(f['baseline']):>10} "
+        print(f"{f['figure'][:66]:66} {_number(f['value']):>10} {f['unit'][:8]:>8} {_number(f['baseline']):>10} "
               f"{ratio:>7}  {f['target']}")
     JSON_OUT.write_text(json.dumps({"measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
                                     "figures": figures}, indent=1) + "\n")
