@@ -26,7 +26,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
-import pg8000.core
 import requests
 import sqlalchemy
 from cloudevents.http import CloudEvent
@@ -43,6 +42,7 @@ from shared.stack.stack import Stack
 from tests.bench import report
 from tests.conftest import TEST_LAYOUT
 from tests.support.events import unique_escrow_created
+from tests.support.round_trips import counting_round_trips
 
 RANGE = 2000
 
@@ -109,29 +109,11 @@ def _cloud_event(document: dict, message_id: int) -> CloudEvent:
                        "id": str(message_id)}, data)
 
 
-class RoundTrips:
-    """Counts database round trips: pg8000 flushes its socket once per request it then waits on."""
-
-    def __enter__(self) -> RoundTrips:
-        self.count = 0
-        self._flush = pg8000.core._flush
-
-        def counting_flush(sock):
-            self.count += 1
-            return self._flush(sock)
-
-        pg8000.core._flush = counting_flush
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pg8000.core._flush = self._flush
-
-
 def bench_settle(settings: Settings, owner_url: str, count: int) -> tuple:
     """(handler seconds, baseline seconds, database round trips per event) for `count` new escrows."""
     consumer = Consumer("settle-bench", "settlement", settings, apply_settlement_event)
     events = [_cloud_event(unique_escrow_created(), i) for i in range(count)]
-    with RoundTrips() as trips:
+    with counting_round_trips() as trips:
         started = time.perf_counter()
         for event in events:
             assert consumer.handle(event) == "applied"

@@ -3,7 +3,6 @@ not pg8000's three, with the same answers, and nothing stale or unbounded left o
 
 from __future__ import annotations
 
-import pg8000.core
 import pytest
 import sqlalchemy
 from sqlalchemy import text
@@ -11,6 +10,7 @@ from sqlalchemy import text
 from shared import db
 from shared.db import get_engine, transaction
 from shared.settings import DatabaseSettings
+from tests.support.round_trips import counting_round_trips
 
 
 @pytest.fixture
@@ -23,26 +23,14 @@ def engine(database):
     engine.dispose()
 
 
-class _RoundTrips:
-    def __init__(self, monkeypatch) -> None:
-        self.count = 0
-        flush = pg8000.core._flush
-
-        def counting(sock):
-            self.count += 1
-            return flush(sock)
-
-        monkeypatch.setattr(pg8000.core, "_flush", counting)
-
-
-def test_a_statement_run_again_is_one_round_trip_with_its_own_answer(engine, monkeypatch):
+def test_a_statement_run_again_is_one_round_trip_with_its_own_answer(engine):
     statement = text("SELECT CAST(:n AS int) * 2")
     with transaction(engine) as conn:
         conn.execute(text("SELECT 1"))  # the transaction's BEGIN is sent; counting starts after it
         answers, trips = [], []
         for number in (1, 21, -4):
-            counter = _RoundTrips(monkeypatch)
-            answers.append(conn.execute(statement, {"n": number}).scalar_one())
+            with counting_round_trips() as counter:
+                answers.append(conn.execute(statement, {"n": number}).scalar_one())
             trips.append(counter.count)
     # The first time: prepare, then bind and execute. After: bind and execute (pg8000 alone takes three).
     assert (answers, trips) == ([2, 42, -8], [2, 1, 1])
@@ -79,7 +67,7 @@ def test_prepared_statements_per_connection_stay_bounded(engine, monkeypatch):
     assert held <= 5
 
 
-def test_a_value_the_server_refuses_leaves_the_statement_prepared(engine, monkeypatch):
+def test_a_value_the_server_refuses_leaves_the_statement_prepared(engine):
     statement = text("SELECT CAST(CAST(:v AS text) AS int)")
     with transaction(engine) as conn:
         assert conn.execute(statement, {"v": "5"}).scalar_one() == 5
@@ -88,6 +76,6 @@ def test_a_value_the_server_refuses_leaves_the_statement_prepared(engine, monkey
             conn.execute(statement, {"v": "not a number"})
     with transaction(engine) as conn:
         conn.execute(text("SELECT 1"))
-        counter = _RoundTrips(monkeypatch)
-        assert conn.execute(statement, {"v": "7"}).scalar_one() == 7
+        with counting_round_trips() as counter:
+            assert conn.execute(statement, {"v": "7"}).scalar_one() == 7
         assert counter.count == 1  # still prepared: bind and execute only
