@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
 import pg8000.dbapi
+import pg8000.legacy
 import sqlalchemy
 from pg8000.converters import make_params
 from sqlalchemy import event
@@ -39,8 +40,8 @@ POOL_OPTIONS = {
     "pool_timeout": 10,
     # Cloud SQL and proxies drop idle connections; recycle before that happens.
     "pool_recycle": 1800,
-    # Check a connection before use, so a database restart costs one reconnect, not a failed message.
-    "pool_pre_ping": True,
+    # Connections are checked before use by `_ping_on_checkout`, not SQLAlchemy's pre-ping: that one leaves
+    # the driver inside a transaction it opened for the ping.
     # Statement parameters are users' names, emails and phones: never in an error's text or a log line.
     "hide_parameters": True,
 }
@@ -155,6 +156,26 @@ class _PreparedStatementsMixin:
             raise
 
 
+# pg8000 rewrites each statement's placeholders (`%s` to `$1`...) by scanning it a character at a time, on
+# every execution: about 0.1 ms for a typical statement, as much as its round trip. For the positional
+# styles SQLAlchemy uses, the result depends on the statement's text alone, so it is remembered.
+_POSITIONAL_STYLES = frozenset({"format", "qmark", "numeric"})
+_convert_paramstyle = pg8000.legacy.convert_paramstyle
+
+
+@functools.lru_cache(maxsize=1024)
+def _positional_statement(style: str, statement: str) -> str:
+    return _convert_paramstyle(style, statement, ())[0]
+
+
+def _remembering_convert_paramstyle(style: str, statement: str, args: Any) -> tuple[str, Any]:
+    if style in _POSITIONAL_STYLES:
+        return _positional_statement(style, statement), args
+    return _convert_paramstyle(style, statement, args)
+
+
+pg8000.legacy.convert_paramstyle = _remembering_convert_paramstyle
+
 _PREPARING_CLASSES: dict[type, type] = {}
 
 
@@ -171,6 +192,19 @@ def _keep_statements_prepared(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection._prepared = OrderedDict()
 
 
+def _ping_on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Check a pooled connection before use, so a database restart costs one reconnect, not a failed
+    message: one round trip, autocommitted, so no transaction stays open after it. A dead connection is
+    discarded and the pool connects afresh."""
+    dbapi_connection.autocommit = True
+    try:
+        dbapi_connection.cursor().execute("SELECT 1")
+    except (pg8000.dbapi.Error, OSError) as exc:
+        raise sa_exc.DisconnectionError(f"pooled connection is dead: {exc!r}") from exc
+    finally:
+        dbapi_connection.autocommit = False
+
+
 @functools.cache
 def get_engine(settings: DatabaseSettings) -> Engine:
     """The instance's engine for these settings, created on first call."""
@@ -180,6 +214,7 @@ def get_engine(settings: DatabaseSettings) -> Engine:
         engine = _tcp_engine(settings)
     event.listen(engine, "handle_error", _discard_connections_in_unknown_state)
     event.listen(engine, "connect", _keep_statements_prepared)
+    event.listen(engine, "checkout", _ping_on_checkout)
     return engine
 
 
@@ -188,17 +223,54 @@ TRANSIENT_DB_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError)
 
 
 @contextmanager
-def transaction(engine: Engine) -> Iterator[Connection]:
-    """`engine.begin()`, with connection loss mapped to DatabaseUnavailable so Pub/Sub retries."""
+def _unavailability_mapped() -> Iterator[None]:
+    """Connection loss and an exhausted pool become DatabaseUnavailable, so Pub/Sub retries."""
     try:
-        with engine.begin() as conn:
-            yield conn
+        yield
     except sa_exc.DBAPIError as exc:
         if isinstance(exc, TRANSIENT_DB_ERRORS) or exc.connection_invalidated:
             raise DatabaseUnavailable(f"database unavailable: {exc.orig!r}") from exc
         raise
     except sa_exc.TimeoutError as exc:
         raise DatabaseUnavailable(f"database pool exhausted: {exc}") from exc
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """`engine.begin()`, with connection loss mapped to DatabaseUnavailable so Pub/Sub retries."""
+    with _unavailability_mapped(), engine.begin() as conn:
+        yield conn
+
+
+@contextmanager
+def connection(engine: Engine) -> Iterator[Connection]:
+    """One pooled connection for several transactions (`conn.begin()`), checked out (and pinged) once;
+    connection loss mapped to DatabaseUnavailable as in `transaction`."""
+    with _unavailability_mapped(), engine.connect() as conn:
+        yield conn
+
+
+def execute_autocommitted(conn: Connection, statement: str, params: tuple) -> None:
+    """Run one statement as a transaction of its own, in one round trip, on a connection between
+    transactions. `statement` takes the driver's `%s` placeholders.
+
+    SQLAlchemy's AUTOCOMMIT isolation level would do the same but cost three more round trips to reset
+    when the connection returns to the pool; this sets the driver's own autocommit for the one statement.
+    """
+    driver = cast(Any, conn.connection.dbapi_connection)
+    # pg8000 keeps the server's transaction status (private: it has no public accessor).
+    if conn.in_transaction() or driver._in_transaction:
+        raise RuntimeError("execute_autocommitted runs between transactions, not inside one")
+    driver.autocommit = True
+    try:
+        driver.cursor().execute(statement, params)
+    except pg8000.dbapi.Error as exc:
+        if _server_answered(exc):
+            raise
+        conn.invalidate()  # the connection's state is unknown: never back to the pool
+        raise DatabaseUnavailable(f"database unavailable: {exc!r}") from exc
+    finally:
+        driver.autocommit = False
 
 
 # How long one push delivery waits, inside the request, for a database that went away (a restart, a

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from google.api_core.retry import Retry
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+from google.pubsub_v1 import PublisherClient as GapicPublisherClient
+from google.pubsub_v1.types import PubsubMessage
 
 from shared.errors import PublishFailed
 
@@ -28,20 +30,17 @@ class OutgoingMessage:
     attributes: dict[str, str]
 
 
-# A publish waits this long for more messages to join its batch. A handler's few messages should go at
-# once; a drain of hundreds is enqueued faster in full batches of 100 than in many small ones.
-FEW_MESSAGES_LATENCY_SECONDS = 0.001
+# A drain of a batch's worth of messages or more goes through the client's batching: it waits this long
+# for a batch to fill, and sends the batches of MESSAGES_PER_BATCH concurrently.
 MANY_MESSAGES_LATENCY_SECONDS = 0.01
 MESSAGES_PER_BATCH = 100
 
 
 @functools.cache
-def get_publisher(many: bool = False) -> pubsub_v1.PublisherClient:
-    """The instance's publisher client for a few messages (or, `many`, for a batch's worth or more)."""
-    latency = MANY_MESSAGES_LATENCY_SECONDS if many else FEW_MESSAGES_LATENCY_SECONDS
-    return pubsub_v1.PublisherClient(
-        batch_settings=pubsub_v1.types.BatchSettings(max_latency=latency, max_messages=MESSAGES_PER_BATCH)
-    )
+def get_publisher() -> pubsub_v1.PublisherClient:
+    """The instance's publisher client, created on first use."""
+    return pubsub_v1.PublisherClient(batch_settings=pubsub_v1.types.BatchSettings(
+        max_latency=MANY_MESSAGES_LATENCY_SECONDS, max_messages=MESSAGES_PER_BATCH))
 
 
 def topic_path(project_id: str, topic: str) -> str:
@@ -50,27 +49,44 @@ def topic_path(project_id: str, topic: str) -> str:
 
 
 def publish_all(project_id: str, messages: Sequence[OutgoingMessage], timeout: float) -> list[str]:
-    """Publish the messages and wait for each; return the message ids or raise PublishFailed."""
-    publisher = get_publisher(many=len(messages) >= MESSAGES_PER_BATCH)
+    """Publish the messages and wait for each; return the message ids or raise PublishFailed.
+
+    A handler's few messages go as one Publish call per topic, made here and now (the batching client's
+    thread and timer cost a few milliseconds a message); a drain's hundreds go through the batching client.
+    """
     # Bound the client's own retries by our timeout, so a dead endpoint fails this invocation in time
     # for Pub/Sub to redeliver, instead of hanging until the function is killed.
     retry = Retry(initial=0.1, maximum=2.0, multiplier=2.0, timeout=timeout)
-    futures = [
-        publisher.publish(
-            topic_path(project_id, message.topic),
-            message.data,
-            retry=retry,
-            timeout=timeout,
-            **message.attributes,
-        )
-        for message in messages
-    ]
     try:
+        if len(messages) < MESSAGES_PER_BATCH:
+            return _publish_directly(project_id, messages, retry, timeout)
+        futures = [get_publisher().publish(topic_path(project_id, message.topic), message.data, retry=retry,
+                                           timeout=timeout, **message.attributes) for message in messages]
         return [future.result(timeout=timeout) for future in futures]
     # The client surfaces failures as GoogleAPIError, TimeoutError or transport-level errors;
     # all of them mean the same here: not confirmed, so the invocation must be retried.
     except Exception as exc:
         raise PublishFailed(f"publish of {len(messages)} message(s) failed: {exc!r}") from exc
+
+
+def _publish_directly(project_id: str, messages: Sequence[OutgoingMessage], retry: Retry,
+                      timeout: float) -> list[str]:
+    """One Publish call per topic, in the messages' order; the ids come back in that order."""
+    by_topic: dict[str, list[int]] = {}
+    for position, message in enumerate(messages):
+        by_topic.setdefault(message.topic, []).append(position)
+    message_ids = [""] * len(messages)
+    for topic, positions in by_topic.items():
+        # The unbatched Publish call of the GAPIC client the batching client is built on.
+        reply = GapicPublisherClient.publish(
+            get_publisher(), topic=topic_path(project_id, topic),
+            messages=[PubsubMessage(data=messages[p].data, attributes=messages[p].attributes) for p in positions],
+            retry=retry, timeout=timeout)
+        if len(reply.message_ids) != len(positions):
+            raise PublishFailed(f"Pub/Sub confirmed {len(reply.message_ids)} of {len(positions)} messages")
+        for position, message_id in zip(positions, reply.message_ids, strict=True):
+            message_ids[position] = message_id
+    return message_ids
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from shared.settings import Settings
 configure_logging()
 SETTINGS = Settings.from_env(parts=[RiskSettings])
 CONSUMER = Consumer("assess-margin", SCHEMA, SETTINGS, RiskEngine(SETTINGS.part(RiskSettings)).handle,
-                    replayable=True)
+                    replayable=True, handler_writes_outbox=True)
 
 
 @functions_framework.cloud_event

@@ -12,7 +12,7 @@ from shared.compliance.ofac import ListFormatError, content_digest, parse_lists
 from shared.compliance.rescreen import plan_rescreen
 from shared.compliance.settings import SanctionsSourceSettings
 from shared.compliance.tables import SCHEMA, list_load_failures
-from shared.db import get_engine, transaction
+from shared.db import connection, get_engine, transaction
 from shared.messaging import outbox
 from shared.settings import Settings
 
@@ -45,12 +45,13 @@ class SanctionsRefresher:
                 snapshot_id = store_snapshot(conn, parsed, downloaded.source, downloaded.published_at)
             log.info("sanctions list snapshot loaded" if snapshot_id else "sanctions files unchanged",
                      extra={"snapshot_id": snapshot_id, "digest": parsed.digest, "counts": parsed.counts})
-        with transaction(engine) as conn:
-            plan = plan_rescreen(conn, self.source.rescreen_shard_users, self.source.rescreen_replan_seconds)
-            if plan is not None:
-                outbox.enqueue_many(conn, SCHEMA, topics.RESCREEN_REQUESTS,
-                                    [(request, {}) for request in plan.requests()])
-        self.publish_outbox()
+        timeout = self.settings.publish_timeout_seconds
+        with connection(engine) as conn:
+            with conn.begin():
+                plan = plan_rescreen(conn, self.source.rescreen_shard_users, self.source.rescreen_replan_seconds)
+                staged = [] if plan is None else outbox.enqueue_many(
+                    conn, SCHEMA, topics.RESCREEN_REQUESTS, [(request, {}) for request in plan.requests()], timeout)
+            outbox.publish_staged(conn, SCHEMA, self.settings.project_id, timeout, staged)
         return {"snapshot_id": snapshot_id, "rescreen": plan}
 
     def publish_outbox(self) -> int:

@@ -9,12 +9,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection, Engine
 
-from shared.db import transaction
+from shared.db import execute_autocommitted, transaction
 from shared.envelope import Envelope
+from shared.errors import PublishFailed
 from shared.messaging.tables import messaging_tables
 from shared.pubsub import OutgoingMessage, publish_all
 
@@ -56,26 +57,31 @@ class Staged:
 
 
 def enqueue_many(conn: Connection, schema: str, topic: str,
-                 events: list[tuple[Envelope, dict[str, str]]]) -> list[Staged]:
+                 events: list[tuple[Envelope, dict[str, str]]], publish_timeout: float) -> list[Staged]:
     """Add many events (with their extra attributes) in one statement, in order; known dedupe keys are
-    kept as they were. Returns the rows added, ready for `publish_staged` once the transaction commits.
+    kept as they were. Returns the rows added, for the caller to send with `publish_staged` once the
+    transaction commits, each round within `publish_timeout`.
+
+    The rows carry a lease (`publishing_until`) for as long as those rounds may take: until then the
+    other publishers leave them to the caller, so a row is not sent twice.
 
     The rows go as one JSON document (`jsonb_to_recordset … WITH ORDINALITY`): the statement's text is
     the same for 1 event or 10,000, and the outbox ids follow the list's order, the order of publishing.
     """
     if not events:
         return []
+    rounds = -(-len(events) // PUBLISH_BATCH)
     rows: list[dict[str, Any]] = [
         {"dedupe_key": envelope.dedupe_key, "event_id": envelope.event_id, "envelope": envelope.to_json(),
          "attributes": {**envelope.attributes(), **extra}} for envelope, extra in events]
     inserted = conn.execute(text(
-        f"INSERT INTO {schema}.outbox (dedupe_key, event_id, topic, envelope, attributes) "
-        "SELECT e.dedupe_key, e.event_id, :topic, e.envelope, e.attributes "
+        f"INSERT INTO {schema}.outbox (dedupe_key, event_id, topic, envelope, attributes, publishing_until) "
+        "SELECT e.dedupe_key, e.event_id, :topic, e.envelope, e.attributes, now() + make_interval(secs => :lease) "
         "FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb)) "
         "AS (dedupe_key text, event_id text, envelope jsonb, attributes jsonb)) "
         "WITH ORDINALITY AS e(dedupe_key, event_id, envelope, attributes, position) "
         "ORDER BY e.position ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key"
-    ), {"topic": topic, "rows": json.dumps(rows)}).all()
+    ), {"topic": topic, "rows": json.dumps(rows), "lease": (rounds + 1) * publish_timeout}).all()
     added = {row.dedupe_key: row.id for row in inserted}
     # The first of the rows sharing a dedupe key is the one stored (the others conflicted with it).
     staged = {}
@@ -96,12 +102,13 @@ def publish_pending(engine: Engine, schema: str, project_id: str, timeout: float
 
     The rows stay locked (SKIP LOCKED) while their publish is in flight, so two instances draining
     at once do not send the same row twice; a failed publish rolls back and leaves them pending.
+    Rows whose lease runs (staged, their caller is publishing them) are left to that caller.
     """
     outbox = messaging_tables(schema).outbox
     with transaction(engine) as conn:
         rows = conn.execute(
             select(outbox.c.id, outbox.c.topic, outbox.c.envelope, outbox.c.attributes)
-            .where(outbox.c.published_at.is_(None))
+            .where(outbox.c.published_at.is_(None), lease_ended(outbox))
             .order_by(outbox.c.id)
             .limit(PUBLISH_BATCH)
             .with_for_update(skip_locked=True)
@@ -117,28 +124,49 @@ def publish_pending(engine: Engine, schema: str, project_id: str, timeout: float
     return len(rows)
 
 
-def publish_staged(engine: Engine, schema: str, project_id: str, timeout: float, staged: list[Staged]) -> int:
-    """Publish committed rows from memory (no read-back of their envelopes), in rounds of PUBLISH_BATCH.
+def publish_staged(conn: Connection, schema: str, project_id: str, timeout: float, staged: list[Staged]) -> int:
+    """Publish committed rows from memory (no read-back of their envelopes), in rounds of PUBLISH_BATCH,
+    each marked published in one autocommitted statement on `conn`, a connection between transactions.
 
-    Each round locks the ids still unpublished (SKIP LOCKED, as `publish_pending` does), so a row another
-    instance is sending, or has sent, is left alone; a failed publish leaves the rest for `drain`.
+    No row lock is held across the publish: the rows' lease keeps the other publishers off them. A
+    failed publish hands the rows not sent back (clears their lease, so `drain` takes them at once) and
+    raises; a row another publisher recorded first (its lease had run out) keeps its message id.
     """
-    sent = 0
     for start in range(0, len(staged), PUBLISH_BATCH):
         round_ = staged[start:start + PUBLISH_BATCH]
-        with transaction(engine) as conn:
-            pending: set[int] = set(conn.execute(text(
-                f"SELECT id FROM {schema}.outbox WHERE id = ANY(CAST(:ids AS bigint[])) AND published_at IS NULL "
-                "FOR UPDATE SKIP LOCKED"
-            ), {"ids": [s.id for s in round_]}).scalars())
-            ready = [s for s in round_ if s.id in pending]
-            if ready:
-                message_ids = publish_all(project_id, [s.message for s in ready], timeout)
-                _mark_published(conn, schema, [s.id for s in ready], message_ids)
-        sent += len(ready)
-    if sent:
-        log.info("published outbox rows", extra={"schema": schema, "count": sent})
-    return sent
+        try:
+            message_ids = publish_all(project_id, [s.message for s in round_], timeout)
+        except PublishFailed:
+            _hand_back(conn, schema, [s.id for s in staged[start:]])
+            raise
+        execute_autocommitted(conn, _MARK_STILL_UNPUBLISHED.format(schema=schema),
+                              ([s.id for s in round_], list(message_ids)))
+    if staged:
+        log.info("published outbox rows", extra={"schema": schema, "count": len(staged)})
+    return len(staged)
+
+
+def lease_ended(outbox: Any) -> Any:
+    """The condition for a row no caller is publishing from memory right now."""
+    return or_(outbox.c.publishing_until.is_(None), outbox.c.publishing_until < func.now())
+
+
+def _hand_back(conn: Connection, schema: str, ids: list[int]) -> None:
+    """Clear the lease of rows this caller could not publish; best effort (else the lease runs out)."""
+    try:
+        execute_autocommitted(conn, f"UPDATE {schema}.outbox SET publishing_until = NULL "
+                                    "WHERE id = ANY(CAST(%s AS bigint[])) AND published_at IS NULL", (ids,))
+    except Exception:
+        log.warning("could not hand staged outbox rows back; their lease will run out",
+                    extra={"schema": schema, "count": len(ids)}, exc_info=True)
+
+
+# Records what was sent; a row another publisher recorded first keeps its message id.
+_MARK_STILL_UNPUBLISHED = (
+    "UPDATE {schema}.outbox AS o SET published_at = now(), message_id = sent.message_id, publishing_until = NULL "
+    "FROM unnest(CAST(%s AS bigint[]), CAST(%s AS text[])) AS sent(id, message_id) "
+    "WHERE o.id = sent.id AND o.published_at IS NULL"
+)
 
 
 def _mark_published(conn: Connection, schema: str, ids: list[int], message_ids: Sequence[str]) -> None:

@@ -63,6 +63,8 @@ def messaging_tables(schema: str) -> MessagingTables:
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("published_at", DateTime(timezone=True)),
         Column("message_id", Text),
+        # Staged rows are left to the caller publishing them from memory until then (outbox.enqueue_many).
+        Column("publishing_until", DateTime(timezone=True)),
     )
     rejected = Table(
         "rejected_messages",

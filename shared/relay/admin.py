@@ -40,7 +40,7 @@ def rewind(settings: Settings, block: int, republish: bool) -> dict:
             republished = 0
             if republish:
                 republished = conn.execute(text(
-                    f"UPDATE {SCHEMA}.outbox SET published_at = NULL "
+                    f"UPDATE {SCHEMA}.outbox SET published_at = NULL, publishing_until = NULL "
                     "WHERE (envelope->'payload'->>'block_number')::bigint > :block "
                     "AND envelope->'payload'->>'contract' ILIKE :contract"
                 ), {"block": block, "contract": chain.escrow_address}).rowcount

@@ -25,7 +25,7 @@ from shared import topics
 from shared.chain.escrow_logs import chain_attributes, chain_log_event_id
 from shared.chain.reader import ChainReader
 from shared.chain.rpc import JsonRpc
-from shared.db import get_engine, transaction
+from shared.db import connection, get_engine, transaction
 from shared.envelope import Envelope, utc_iso
 from shared.errors import RangeTooLarge
 from shared.events import ESCROW_CREATED
@@ -148,7 +148,9 @@ class Relay:
             return outbox.drain(engine, SCHEMA, settings.project_id, settings.publish_timeout_seconds, deadline)
 
         def publish_range(staged: list[outbox.Staged]) -> int:
-            return outbox.publish_staged(engine, SCHEMA, settings.project_id, settings.publish_timeout_seconds, staged)
+            with connection(engine) as conn:
+                return outbox.publish_staged(conn, SCHEMA, settings.project_id, settings.publish_timeout_seconds,
+                                             staged)
 
         published = publish()
         with scan_lock(engine, chain) as acquired:
@@ -161,7 +163,7 @@ class Relay:
                         was = rewind_checkpoint(conn, reader, chain, backfill_from - 1)
                         log.warning("backfill: checkpoint moved back to rescan",
                                     extra={"from_block": backfill_from, "checkpoint_was": was})
-            result = scan(engine, reader, chain, deadline, publish_range)
+            result = scan(engine, reader, chain, deadline, publish_range, settings.publish_timeout_seconds)
         published += result.published + publish()
         log.info(
             "relay tick done",
@@ -173,9 +175,10 @@ class Relay:
 
 
 def scan(engine: Engine, reader: ChainReader, chain: ChainSettings, deadline: float,
-         publish: Callable[[list[outbox.Staged]], int] = lambda staged: 0) -> TickResult:
+         publish: Callable[[list[outbox.Staged]], int], publish_timeout: float) -> TickResult:
     """Scan ranges until caught up with the confirmed target or out of time, publishing each range's
-    logs from memory after its commit (so the outbox holds at most a range). Caller holds the lock."""
+    logs from memory after its commit (`publish`, each round within `publish_timeout`), so the outbox
+    holds at most a range. Caller holds the lock."""
     target = calculate_target_block(reader.head(), chain.confirmations)
     first = last = reached = None
     logs = reorgs = published = 0
@@ -202,7 +205,7 @@ def scan(engine: Engine, reader: ChainReader, chain: ChainSettings, deadline: fl
                             extra={"start": start, "end": end, "new_size": smaller.size, "error": str(exc)})
                 cp.save(conn, chain, checkpoint.block_number, checkpoint.block_hash, smaller)
                 continue
-            staged = _stage_logs(conn, reader, chain, found)
+            staged = _stage_logs(conn, reader, chain, found, publish_timeout)
             logs += len(staged)
             end_hash = reader.block_hash(end)
             cp.record_block(conn, chain, end, end_hash)
@@ -217,7 +220,8 @@ def scan(engine: Engine, reader: ChainReader, chain: ChainSettings, deadline: fl
                       lag_blocks=lag)
 
 
-def _stage_logs(conn: Connection, reader: ChainReader, chain: ChainSettings, found) -> list[outbox.Staged]:
+def _stage_logs(conn: Connection, reader: ChainReader, chain: ChainSettings, found,
+                publish_timeout: float) -> list[outbox.Staged]:
     """Stage the range's logs in the outbox and the relayed-log records; return the outbox rows added.
 
     A handful of multi-row statements per range, not several per log: a backfill is bound by
@@ -250,7 +254,7 @@ def _stage_logs(conn: Connection, reader: ChainReader, chain: ChainSettings, fou
     new_keys = cp.record_relayed_logs(conn, chain, envelopes)
     fresh = [envelope for envelope in envelopes if envelope.dedupe_key in new_keys]
     staged = outbox.enqueue_many(conn, SCHEMA, topics.SETTLEMENT_EVENTS,
-                                 [(e, chain_attributes(e.payload)) for e in fresh])
+                                 [(e, chain_attributes(e.payload)) for e in fresh], publish_timeout)
     cp.record_blocks(conn, chain, {e.payload["block_number"]: e.payload["block_hash"] for e in fresh})
     return staged
 

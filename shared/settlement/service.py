@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
@@ -30,12 +30,20 @@ from shared.events import (
 from shared.messaging.consumer import Outgoing
 from shared.settlement.holds import apply_compliance_result
 from shared.settlement.states import TARGET_STATE, EscrowState, apply_transition, is_reachable
-from shared.settlement.tables import escrows, orphaned_logs, transitions
+from shared.settlement.tables import SCHEMA, escrows, orphaned_logs, transitions
 
 log = logging.getLogger(__name__)
 
 # Position of an escrow that has no live transition (voided).
 NO_POSITION = (-1, -1)
+
+
+# In one round trip: whether the event's log was orphaned before it arrived, and the escrow row (all
+# nulls when there is none yet), locked for the change.
+_ORPHANED_AND_ESCROW = text(
+    f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.orphaned_logs WHERE dedupe_key = :dedupe_key) AS orphaned, escrow.* "
+    f"FROM (SELECT) AS one LEFT JOIN LATERAL (SELECT * FROM {SCHEMA}.escrows WHERE chain_id = :chain_id "
+    "AND contract = :contract AND escrow_id = :escrow_id FOR UPDATE) AS escrow ON true")
 
 
 class Settlement:
@@ -54,11 +62,12 @@ def apply_settlement_event(conn: Connection, envelope: Envelope) -> Outgoing:
     chain_log = _chain_log(envelope)
     if chain_log.removed:
         return _undo_orphaned_log(conn, envelope)
-    if _is_orphaned(conn, envelope.dedupe_key):
+    key = _escrow_key(chain_log)
+    found = conn.execute(_ORPHANED_AND_ESCROW, {**key, "dedupe_key": envelope.dedupe_key}).mappings().one()
+    if found["orphaned"]:
         log.info("log was orphaned before it arrived; ignored", extra={"event_id": envelope.event_id})
         return []
-    key = _escrow_key(chain_log)
-    escrow = conn.execute(select(escrows).where(*_match(key)).with_for_update()).mappings().first()
+    escrow = found if found["chain_id"] is not None else None
     target = TARGET_STATE[envelope.event_type]
     current = EscrowState(escrow["state"]) if escrow else None
     if (target is EscrowState.CREATED and escrow and current is not EscrowState.VOIDED
@@ -81,14 +90,15 @@ def apply_settlement_event(conn: Connection, envelope: Envelope) -> Outgoing:
                 f"{envelope.event_type} must wait for the transitions before it"
             ) from None
         raise
-    if target is EscrowState.CREATED:
-        _write_terms(conn, key, envelope, escrow)
     sequence = (escrow["sequence"] if escrow else 0) + 1
     occurred_at = datetime.fromisoformat(envelope.occurred_at)
-    updated = conn.execute(update(escrows).where(*_match(key)).values(
-        state=new_state.value, sequence=sequence, last_block=position[0], last_log_index=position[1],
-        updated_at=occurred_at, recorded_at=func.now(),
-    ).returning(escrows)).mappings().one()
+    change = {"state": new_state.value, "sequence": sequence, "last_block": position[0],
+              "last_log_index": position[1], "updated_at": occurred_at, "recorded_at": func.now()}
+    if target is EscrowState.CREATED:
+        updated = _write_terms(conn, key, envelope, escrow, change)
+    else:
+        updated = conn.execute(update(escrows).where(*_match(key)).values(**change)
+                               .returning(escrows)).mappings().one()
     # A replay (the reconciler restoring a lost escrow row) finds its transition still recorded.
     conn.execute(insert(transitions).values(
         **key, sequence=sequence, from_state=current.value if current else None, to_state=new_state.value,
@@ -137,8 +147,9 @@ def _undo_orphaned_log(conn: Connection, removal: Envelope) -> Outgoing:
     return [_state_changed(updated, removal, EscrowState(escrow["state"]), reverted=True)]
 
 
-def _write_terms(conn: Connection, key: dict, envelope: Envelope, existing: Any) -> None:
-    """Insert the escrow's terms (or rewrite them when a voided escrow is created again)."""
+def _write_terms(conn: Connection, key: dict, envelope: Envelope, existing: Any, change: dict) -> Any:
+    """Insert the escrow with its terms and the `change` (or rewrite them when a voided escrow is created
+    again), in one statement; returns the row as written."""
     p = envelope.typed(EscrowCreatedV1)
     occurred_at = datetime.fromisoformat(envelope.occurred_at)
     terms = {
@@ -148,12 +159,10 @@ def _write_terms(conn: Connection, key: dict, envelope: Envelope, existing: Any)
         "created_block": p.block_number, "created_tx": p.tx_hash, "created_at": occurred_at,
     }
     if existing is None:
-        conn.execute(insert(escrows).values(
-            **key, **terms, state=EscrowState.CREATED.value, sequence=0, last_block=NO_POSITION[0],
-            last_log_index=NO_POSITION[1], updated_at=occurred_at,
-        ))
+        written = conn.execute(insert(escrows).values(**key, **terms, **change).returning(escrows))
     else:
-        conn.execute(update(escrows).where(*_match(key)).values(**terms))
+        written = conn.execute(update(escrows).where(*_match(key)).values(**terms, **change).returning(escrows))
+    return written.mappings().one()
 
 
 def _state_changed(escrow: Any, cause: Envelope, previous: EscrowState | None,
@@ -187,11 +196,6 @@ def _state_changed(escrow: Any, cause: Envelope, previous: EscrowState | None,
         },
     )
     return topics.ESCROW_CHANGES, change
-
-
-def _is_orphaned(conn: Connection, dedupe_key: str) -> bool:
-    found = select(orphaned_logs.c.dedupe_key).where(orphaned_logs.c.dedupe_key == dedupe_key)
-    return conn.execute(found).first() is not None
 
 
 def _chain_log(envelope: Envelope) -> EscrowLog:

@@ -1,6 +1,7 @@
-"""Publishing staged outbox rows from memory (`outbox.publish_staged`, relay's path after each range):
-each row goes out once, with the bytes a republish would send, and a row another instance holds is left
-to it; on the real emulator and PostgreSQL."""
+"""Publishing staged outbox rows from memory (`outbox.publish_staged`: relay's path after each range, and
+every consumer's after a new event): each row goes out with the bytes a republish would send and is marked
+once, with one round trip to the database per round; a row another publisher recorded first keeps its
+message id; on the real emulator and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import uuid
 import pytest
 import sqlalchemy
 
-from shared.db import get_engine, transaction
+from shared.db import connection, get_engine, transaction
 from shared.envelope import Envelope
+from shared.errors import PublishFailed
 from shared.messaging import outbox
 from shared.settings import DatabaseSettings
 from shared.stack.layout import PROJECT_ID
+from tests.support.round_trips import counting_round_trips
 
 SCHEMA = "notify"
 
@@ -33,41 +36,96 @@ def engine(stack):
     return get_engine(settings)
 
 
-def test_staged_rows_go_out_once_and_a_row_held_elsewhere_is_left_alone(engine, bus, owner_engine):
+def test_staged_rows_go_out_and_are_marked_once(engine, bus, owner_engine):
     topic = f"outbox-probe-{uuid.uuid4().hex[:8]}"
     bus.create_topic(topic)
     subscription = bus.pull_subscription(topic)
     envelopes = [_envelope(n) for n in range(3)]
     with transaction(engine) as conn:
-        staged = outbox.enqueue_many(conn, SCHEMA, topic, [(e, {"probe": "yes"}) for e in envelopes])
+        staged = outbox.enqueue_many(conn, SCHEMA, topic, [(e, {"probe": "yes"}) for e in envelopes], 30)
     assert [s.message.data for s in staged] == [outbox.wire_bytes(e.to_json()) for e in envelopes]
     try:
-        with owner_engine.connect() as other:  # another instance is sending the third row right now
-            held = other.begin()
-            other.execute(sqlalchemy.text(f"SELECT id FROM {SCHEMA}.outbox WHERE id = :id FOR UPDATE"),
-                          {"id": staged[2].id})
-            assert outbox.publish_staged(engine, SCHEMA, PROJECT_ID, 30, staged) == 2
-            held.rollback()
-        assert outbox.publish_staged(engine, SCHEMA, PROJECT_ID, 30, staged) == 1  # only the one left
-        assert outbox.publish_staged(engine, SCHEMA, PROJECT_ID, 30, staged) == 0
-        # The same events staged again add nothing (dedupe keys), so there is nothing to publish; one event
-        # twice in a batch is stored, and staged, once.
-        with transaction(engine) as conn:
-            assert outbox.enqueue_many(conn, SCHEMA, topic, [(e, {}) for e in envelopes]) == []
-            twice = _envelope(3)
-            [once] = outbox.enqueue_many(conn, SCHEMA, topic, [(twice, {}), (twice, {})])
-        assert outbox.publish_staged(engine, SCHEMA, PROJECT_ID, 30, [once]) == 1
+        with owner_engine.begin() as other:  # another publisher (a drain) sent the third row a moment ago
+            other.execute(sqlalchemy.text(f"UPDATE {SCHEMA}.outbox SET published_at = now(), message_id = 'first' "
+                                          "WHERE id = :id"), {"id": staged[2].id})
+        with connection(engine) as conn:
+            assert outbox.publish_staged(conn, SCHEMA, PROJECT_ID, 30, staged) == 3
+            # The same events staged again add nothing (dedupe keys), so there is nothing to publish; one
+            # event twice in a batch is stored, and staged, once.
+            with conn.begin():
+                assert outbox.enqueue_many(conn, SCHEMA, topic, [(e, {}) for e in envelopes], 30) == []
+                twice = _envelope(3)
+                [once] = outbox.enqueue_many(conn, SCHEMA, topic, [(twice, {}), (twice, {})], 30)
+            with counting_round_trips() as trips:
+                assert outbox.publish_staged(conn, SCHEMA, PROJECT_ID, 30, [once]) == 1
+                assert outbox.publish_staged(conn, SCHEMA, PROJECT_ID, 30, []) == 0
+            assert trips.count == 1  # marked in one autocommitted statement, prepared by the first round
+        with owner_engine.connect() as conn:
+            assert conn.execute(sqlalchemy.text(f"SELECT message_id FROM {SCHEMA}.outbox WHERE id = :id"),
+                                {"id": staged[2].id}).scalar() == "first"
         envelopes.append(twice)
         received = bus.pull(subscription, until=lambda messages: len(messages) >= 4, settle=1.0)
         assert sorted(json.loads(m.data)["event_id"] for m in received) == sorted(e.event_id for e in envelopes)
         assert sorted(m.attributes.get("probe", "") for m in received) == ["", "yes", "yes", "yes"]
         with owner_engine.connect() as conn:
             rows = conn.execute(sqlalchemy.text(
-                f"SELECT envelope, message_id FROM {SCHEMA}.outbox WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id"),
+                f"SELECT envelope, message_id, published_at FROM {SCHEMA}.outbox "
+                "WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id"),
                 {"ids": [s.id for s in [*staged, once]]}).all()
-        # What went out is what a republish of the stored row would send, and each row knows its message.
+        assert all(row.published_at is not None for row in rows)
+        # What went out is what a republish of the stored row would send, and each row knows its message
+        # (the one recorded first, for the row sent twice).
         assert sorted(m.data for m in received) == sorted(outbox.wire_bytes(row.envelope) for row in rows)
-        assert {row.message_id for row in rows} == {m.message_id for m in received}
+        assert {row.message_id for row in rows} == {m.message_id for m in received} - {
+            m.message_id for m in received if json.loads(m.data)["event_id"] == envelopes[2].event_id} | {"first"}
+    finally:
+        with owner_engine.begin() as conn:
+            conn.execute(sqlalchemy.text(f"DELETE FROM {SCHEMA}.outbox WHERE topic = :t"), {"t": topic})
+
+
+def test_a_drain_leaves_staged_rows_to_their_publisher_until_handed_back(engine, bus, owner_engine, monkeypatch):
+    topic = f"outbox-probe-{uuid.uuid4().hex[:8]}"
+    bus.create_topic(topic)
+    subscription = bus.pull_subscription(topic)
+    envelopes = [_envelope(n) for n in range(3)]
+
+    def unpublished() -> set[str]:
+        with owner_engine.connect() as conn:
+            return set(conn.execute(sqlalchemy.text(
+                f"SELECT event_id FROM {SCHEMA}.outbox WHERE topic = :t AND published_at IS NULL"),
+                {"t": topic}).scalars())
+
+    try:
+        with transaction(engine) as conn:
+            staged = outbox.enqueue_many(conn, SCHEMA, topic, [(e, {}) for e in envelopes[:2]], 30)
+            outbox.enqueue(conn, SCHEMA, topic, envelopes[2])  # no lease: any drain takes it
+        outbox.drain(engine, SCHEMA, PROJECT_ID, 30, 0)  # another delivery's drain, while staged rows are in flight
+        assert unpublished() == {envelopes[0].event_id, envelopes[1].event_id}
+
+        def refused(*args, **kwargs):
+            raise PublishFailed("Pub/Sub refused (test)")
+
+        monkeypatch.setattr(outbox, "publish_all", refused)
+        with connection(engine) as conn, pytest.raises(PublishFailed):
+            outbox.publish_staged(conn, SCHEMA, PROJECT_ID, 30, staged)
+        monkeypatch.undo()
+        # Handed back: the next drain sends them, and each event went out once.
+        outbox.drain(engine, SCHEMA, PROJECT_ID, 30, 0)
+        assert unpublished() == set()
+        received = bus.pull(subscription, until=lambda messages: len(messages) >= 3, settle=1.0)
+        assert sorted(json.loads(m.data)["event_id"] for m in received) == sorted(e.event_id for e in envelopes)
+
+        # A publisher that died leaves its lease to run out; then a drain takes the row.
+        late = _envelope(4)
+        with transaction(engine) as conn:
+            outbox.enqueue_many(conn, SCHEMA, topic, [(late, {})], 30)
+        outbox.drain(engine, SCHEMA, PROJECT_ID, 30, 0)
+        assert unpublished() == {late.event_id}
+        with owner_engine.begin() as conn:
+            conn.execute(sqlalchemy.text(f"UPDATE {SCHEMA}.outbox SET publishing_until = now() - interval '1 second' "
+                                         "WHERE event_id = :e"), {"e": late.event_id})
+        outbox.drain(engine, SCHEMA, PROJECT_ID, 30, 0)
+        assert unpublished() == set()
     finally:
         with owner_engine.begin() as conn:
             conn.execute(sqlalchemy.text(f"DELETE FROM {SCHEMA}.outbox WHERE topic = :t"), {"t": topic})
