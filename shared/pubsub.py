@@ -1,7 +1,10 @@
-"""Publishing with the real google-cloud-pubsub client.
+"""Publishing and pulling with google-cloud-pubsub's generated (GAPIC) clients.
 
-The client honours `PUBSUB_EMULATOR_HOST` by itself, so the same code publishes to the local emulator
-and to GCP. A message counts as sent only once Pub/Sub confirmed it (its message id came back).
+The clients honour `PUBSUB_EMULATOR_HOST` by themselves, so the same code publishes to the local
+emulator and to GCP. A message counts as sent only once Pub/Sub confirmed it (its message id came back).
+The hand-written `google.cloud.pubsub_v1` layer (a batching publisher, a streaming subscriber) is not
+used by the functions: its batching is slower for what they send (see publish_all), and importing it
+costs every cold start a tenth of a second more.
 """
 
 from __future__ import annotations
@@ -12,8 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from google.api_core.retry import Retry
-from google.cloud import pubsub_v1  # type: ignore[attr-defined]
-from google.pubsub_v1 import PublisherClient as GapicPublisherClient
+from google.pubsub_v1 import PublisherClient, SubscriberClient
 from google.pubsub_v1.types import PubsubMessage
 
 from shared.errors import PublishFailed
@@ -37,9 +39,9 @@ BYTES_PER_REQUEST = 9_000_000
 
 
 @functools.cache
-def get_publisher() -> pubsub_v1.PublisherClient:
+def get_publisher() -> PublisherClient:
     """The instance's publisher client, created on first use."""
-    return pubsub_v1.PublisherClient()
+    return PublisherClient()
 
 
 def topic_path(project_id: str, topic: str) -> str:
@@ -61,9 +63,8 @@ def publish_all(project_id: str, messages: Sequence[OutgoingMessage], timeout: f
     message_ids = [""] * len(messages)
     try:
         for topic, positions in _requests(messages):
-            # The unbatched Publish call of the GAPIC client the batching client is built on.
-            reply = GapicPublisherClient.publish(
-                get_publisher(), topic=topic_path(project_id, topic), retry=retry, timeout=timeout,
+            reply = get_publisher().publish(
+                topic=topic_path(project_id, topic), retry=retry, timeout=timeout,
                 messages=[PubsubMessage(data=messages[p].data, attributes=messages[p].attributes)
                           for p in positions])
             if len(reply.message_ids) != len(positions):
@@ -107,9 +108,9 @@ class PulledMessage:
 
 
 @functools.cache
-def get_subscriber() -> pubsub_v1.SubscriberClient:
+def get_subscriber() -> SubscriberClient:
     """The instance's subscriber client (for pulling dead letters), created on first use."""
-    return pubsub_v1.SubscriberClient()
+    return SubscriberClient()
 
 
 def subscription_path(project_id: str, subscription: str) -> str:
