@@ -12,11 +12,12 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from google.api_core.retry import Retry
 from google.pubsub_v1 import PublisherClient, SubscriberClient
-from google.pubsub_v1.types import PubsubMessage
+from google.pubsub_v1.types import PublishRequest, PubsubMessage
 
 from shared.errors import PublishFailed
 
@@ -36,6 +37,13 @@ class OutgoingMessage:
 # request's own framing.
 MESSAGES_PER_REQUEST = 1000
 BYTES_PER_REQUEST = 9_000_000
+# Publish requests of one call sent at once (measured on the emulator: 17k messages/s one at a time,
+# 25k four at a time).
+REQUESTS_IN_FLIGHT = 4
+# The protobuf classes under the generated wrappers: building 10k messages through the wrappers' field
+# marshalling took two thirds of a relay range's publish time.
+_RawMessage = PubsubMessage.pb()
+_RawRequest = PublishRequest.pb()
 
 
 @functools.cache
@@ -61,16 +69,24 @@ def publish_all(project_id: str, messages: Sequence[OutgoingMessage], timeout: f
     # for Pub/Sub to redeliver, instead of hanging until the function is killed.
     retry = Retry(initial=0.1, maximum=2.0, multiplier=2.0, timeout=timeout)
     message_ids = [""] * len(messages)
+
+    def send(request: tuple[str, list[int]]) -> None:
+        topic, positions = request
+        raw = _RawRequest(topic=topic_path(project_id, topic), messages=[
+            _RawMessage(data=messages[p].data, attributes=messages[p].attributes) for p in positions])
+        reply = get_publisher().publish(request=PublishRequest.wrap(raw), retry=retry, timeout=timeout)
+        if len(reply.message_ids) != len(positions):
+            raise PublishFailed(f"Pub/Sub confirmed {len(reply.message_ids)} of {len(positions)} messages")
+        for position, message_id in zip(positions, reply.message_ids, strict=True):
+            message_ids[position] = message_id
+
     try:
-        for topic, positions in _requests(messages):
-            reply = get_publisher().publish(
-                topic=topic_path(project_id, topic), retry=retry, timeout=timeout,
-                messages=[PubsubMessage(data=messages[p].data, attributes=messages[p].attributes)
-                          for p in positions])
-            if len(reply.message_ids) != len(positions):
-                raise PublishFailed(f"Pub/Sub confirmed {len(reply.message_ids)} of {len(positions)} messages")
-            for position, message_id in zip(positions, reply.message_ids, strict=True):
-                message_ids[position] = message_id
+        publish_requests = list(_requests(messages))
+        if len(publish_requests) == 1:
+            send(publish_requests[0])
+        elif publish_requests:
+            with ThreadPoolExecutor(min(REQUESTS_IN_FLIGHT, len(publish_requests))) as pool:
+                list(pool.map(send, publish_requests))  # re-raises the first failure
     # The client surfaces failures as GoogleAPIError, TimeoutError or transport-level errors;
     # all of them mean the same here: not confirmed, so the invocation must be retried.
     except Exception as exc:

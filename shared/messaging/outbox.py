@@ -13,6 +13,7 @@ from sqlalchemy import func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection, Engine
 
+from shared import pubsub
 from shared.db import execute_autocommitted, transaction
 from shared.envelope import Envelope
 from shared.errors import PublishFailed
@@ -21,8 +22,11 @@ from shared.pubsub import OutgoingMessage, publish_all
 
 log = logging.getLogger(__name__)
 
-# One publish round sends at most this many rows (one transaction, one batch of publish futures).
+# A drain's round sends at most this many rows (one transaction holding their row locks).
 PUBLISH_BATCH = 500
+# Rows published from memory go in rounds of this many: the Publish requests of a round are in flight
+# together, then the round is marked in one statement.
+STAGED_ROUND = pubsub.MESSAGES_PER_REQUEST * pubsub.REQUESTS_IN_FLIGHT
 # How long a consumer keeps publishing rounds after its handler (`drain`): a handler that staged 100k
 # margin events gets them out in the same invocation; anything left goes with the next one, or the
 # reconciler publishes it.
@@ -70,7 +74,7 @@ def enqueue_many(conn: Connection, schema: str, topic: str,
     """
     if not events:
         return []
-    rounds = -(-len(events) // PUBLISH_BATCH)
+    rounds = -(-len(events) // STAGED_ROUND)
     rows: list[dict[str, Any]] = [
         {"dedupe_key": envelope.dedupe_key, "event_id": envelope.event_id, "envelope": envelope.to_json(),
          "attributes": {**envelope.attributes(), **extra}} for envelope, extra in events]
@@ -125,15 +129,15 @@ def publish_pending(engine: Engine, schema: str, project_id: str, timeout: float
 
 
 def publish_staged(conn: Connection, schema: str, project_id: str, timeout: float, staged: list[Staged]) -> int:
-    """Publish committed rows from memory (no read-back of their envelopes), in rounds of PUBLISH_BATCH,
+    """Publish committed rows from memory (no read-back of their envelopes), in rounds of STAGED_ROUND,
     each marked published in one autocommitted statement on `conn`, a connection between transactions.
 
     No row lock is held across the publish: the rows' lease keeps the other publishers off them. A
     failed publish hands the rows not sent back (clears their lease, so `drain` takes them at once) and
     raises; a row another publisher recorded first (its lease had run out) keeps its message id.
     """
-    for start in range(0, len(staged), PUBLISH_BATCH):
-        round_ = staged[start:start + PUBLISH_BATCH]
+    for start in range(0, len(staged), STAGED_ROUND):
+        round_ = staged[start:start + STAGED_ROUND]
         try:
             message_ids = publish_all(project_id, [s.message for s in round_], timeout)
         except PublishFailed:

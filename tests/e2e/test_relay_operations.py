@@ -126,7 +126,7 @@ def test_status_shows_lag_and_rewind_republishes_same_ids(stack, bus, owner_engi
 
 
 def test_one_tick_publishes_everything_it_staged(stack, bus, owner_engine, isolated_relay):
-    # More than two publish rounds (outbox.PUBLISH_BATCH = 500): a tick once sent at most 1,000 logs,
+    # More than the 1,000 logs a tick once sent (two drain rounds of 500),
     # and at one tick a minute the outbox grew without bound while the checkpoint raced ahead.
     relay = isolated_relay(RELAY_BLOCK_RANGE="2000")
     count = 1050
