@@ -4,7 +4,7 @@
    effect and write the events it returns to the outbox. A duplicate skips straight to step 2.
 2. Publish, wait for Pub/Sub to confirm, mark published: after a new event, the rows step 1 wrote, from
    memory on the same connection; after a redelivery (or when the handler writes outbox rows by SQL
-   itself), whatever the outbox still holds. A new event costs settle 10 round trips in all.
+   itself), whatever the outbox still holds. A new event costs settle 9 round trips in all.
 3. Optionally, `after_commit`: work with outside effects that must follow the commit (notify's sending),
    run on the first delivery and on every redelivery, so a duplicate still finishes what is pending.
 
@@ -158,10 +158,11 @@ class Consumer:
             with conn.begin():
                 if not self._claim(conn, envelope, APPLIED, None):
                     if self.replayable and message.attributes.get(REPLAY_ATTRIBUTE) == REPLAY_BY_RECONCILER:
-                        self._enqueue(conn, self.handler(conn, envelope))  # the drain that follows sends them
+                        # Events the outbox no longer holds (pruned) are staged again and go out from memory.
+                        staged = self._enqueue(conn, self.handler(conn, envelope))
                         log.info("event replayed for the reconciler",
                                  extra={"consumer": self.name, "event_id": envelope.event_id})
-                        return OUTCOME_REPLAYED, []
+                        return OUTCOME_REPLAYED, staged
                     log.info(
                         "duplicate delivery skipped",
                         extra={"consumer": self.name, "event_id": envelope.event_id},

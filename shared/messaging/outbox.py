@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection, Engine
 
@@ -22,6 +22,8 @@ from shared.pubsub import OutgoingMessage, publish_all
 
 log = logging.getLogger(__name__)
 
+# An outbox row no caller is publishing from memory right now (see enqueue_many).
+LEASE_ENDED = "(publishing_until IS NULL OR publishing_until < now())"
 # A drain's round sends at most this many rows (one transaction holding their row locks).
 PUBLISH_BATCH = 500
 # Rows published from memory go in rounds of this many: the Publish requests of a round are in flight
@@ -112,7 +114,7 @@ def publish_pending(engine: Engine, schema: str, project_id: str, timeout: float
     with transaction(engine) as conn:
         rows = conn.execute(
             select(outbox.c.id, outbox.c.topic, outbox.c.envelope, outbox.c.attributes)
-            .where(outbox.c.published_at.is_(None), lease_ended(outbox))
+            .where(outbox.c.published_at.is_(None), text(LEASE_ENDED))
             .order_by(outbox.c.id)
             .limit(PUBLISH_BATCH)
             .with_for_update(skip_locked=True)
@@ -148,11 +150,6 @@ def publish_staged(conn: Connection, schema: str, project_id: str, timeout: floa
     if staged:
         log.info("published outbox rows", extra={"schema": schema, "count": len(staged)})
     return len(staged)
-
-
-def lease_ended(outbox: Any) -> Any:
-    """The condition for a row no caller is publishing from memory right now."""
-    return or_(outbox.c.publishing_until.is_(None), outbox.c.publishing_until < func.now())
 
 
 def _hand_back(conn: Connection, schema: str, ids: list[int]) -> None:

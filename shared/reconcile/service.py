@@ -153,8 +153,7 @@ class Reconciler:
                 row = conn.execute(text(
                     f"SELECT count(*) AS rows, min(created_at) AS oldest, min(event_id) AS example "
                     f"FROM {schema}.outbox WHERE published_at IS NULL "
-                    "AND created_at < now() - make_interval(secs => :grace) "
-                    "AND (publishing_until IS NULL OR publishing_until < now())"),  # else its caller sends it
+                    f"AND created_at < now() - make_interval(secs => :grace) AND {outbox.LEASE_ENDED}"),
                     {"grace": self.tuning.grace_seconds}).one()
             checked[f"{schema}.outbox"] = row.rows
             if row.rows:

@@ -108,6 +108,11 @@ def test_a_deleted_settlement_row_is_found_and_restored_from_relays_events(
     assert first["checked"]["chain escrows"] >= 1
 
     _execute(owner_engine, "DELETE FROM settlement.escrows WHERE contract = :c AND escrow_id = :i", **key)
+    # Retention has also pruned settle's published state change: the replay stages it again, and it goes
+    # out at once (not after its publishing lease).
+    [change] = _rows(owner_engine, "SELECT event_id FROM settlement.outbox WHERE envelope->'payload'->>'contract' = :c "
+                                   "AND envelope->'payload'->>'escrow_id' = CAST(:i AS text)", **key)
+    _execute(owner_engine, "DELETE FROM settlement.outbox WHERE event_id = :e", e=change["event_id"])
     reconciler.run()
     drift_key = f"31337:{relay.contract.address}:{escrow.escrow_id}"
     drift = reconciler.drifts(relay.contract.address)[("settlement_missing", drift_key)]
@@ -117,6 +122,9 @@ def test_a_deleted_settlement_row_is_found_and_restored_from_relays_events(
                                                       "AND escrow_id = :i", **key), "the escrow restored")
     assert (restored["state"], restored["created_event_id"], restored["sequence"]) == (
         original["state"], original["created_event_id"], original["sequence"])
+    wait_for(lambda: _rows(owner_engine, "SELECT 1 FROM settlement.outbox WHERE event_id = :e "
+                                         "AND published_at IS NOT NULL", e=change["event_id"]),
+             "the state change published again", timeout=15)
     # Nothing doubled downstream: still one transition and one state change.
     assert len(_rows(owner_engine, "SELECT 1 FROM settlement.transitions WHERE contract = :c AND escrow_id = :i",
                      **key)) == 1
