@@ -11,10 +11,12 @@ import uuid
 import pytest
 import sqlalchemy
 
+from shared import pubsub
 from shared.db import connection, get_engine, transaction
 from shared.envelope import Envelope
 from shared.errors import PublishFailed
 from shared.messaging import outbox
+from shared.pubsub import OutgoingMessage
 from shared.settings import DatabaseSettings
 from shared.stack.layout import PROJECT_ID
 from tests.support.round_trips import counting_round_trips
@@ -129,3 +131,25 @@ def test_a_drain_leaves_staged_rows_to_their_publisher_until_handed_back(engine,
         with owner_engine.begin() as conn:
             conn.execute(sqlalchemy.text(f"DELETE FROM {SCHEMA}.outbox WHERE topic IN (:t, :l)"),
                          {"t": topic, "l": later})
+
+
+def test_publish_all_returns_each_message_id_in_order_across_concurrent_requests(bus):
+    # Two topics and more messages than two requests hold: several Publish requests in flight at once.
+    first, second = (f"publish-probe-{uuid.uuid4().hex[:8]}-{n}" for n in range(2))
+    subscriptions = {}
+    for topic in (first, second):
+        bus.create_topic(topic)
+        subscriptions[topic] = bus.pull_subscription(topic)
+    count = 2 * pubsub.MESSAGES_PER_REQUEST + 1
+    messages = [OutgoingMessage(first if n % 3 else second, str(n).encode(), {"n": str(n)}) for n in range(count)]
+    message_ids = pubsub.publish_all(PROJECT_ID, messages, 30)
+    received = [m for topic in (first, second) for m in bus.pull(
+        subscriptions[topic], until=lambda ms, t=topic: len(ms) >= sum(m.topic == t for m in messages), settle=1.0)]
+    assert len(received) == count
+    # Each returned id is the id Pub/Sub gave that very message.
+    assert {m.message_id: m.data for m in received} == {i: m.data for i, m in zip(message_ids, messages, strict=True)}
+
+    # One refused request (a topic that does not exist) fails the whole publish.
+    with pytest.raises(PublishFailed, match="NotFound"):
+        pubsub.publish_all(PROJECT_ID, [OutgoingMessage(first, b"x", {}),
+                                        OutgoingMessage(f"{first}-missing", b"y", {})], 30)
