@@ -5,6 +5,7 @@ import functions_framework
 from shared.db import rides_out_database_outages
 from shared.logs import configure_logging
 from shared.messaging.consumer import Consumer
+from shared.risk.margin_events import publish_after_commit
 from shared.risk.service import RiskEngine
 from shared.risk.settings import RiskSettings
 from shared.risk.tables import SCHEMA
@@ -13,7 +14,7 @@ from shared.settings import Settings
 configure_logging()
 SETTINGS = Settings.from_env(parts=[RiskSettings])
 CONSUMER = Consumer("assess-margin", SCHEMA, SETTINGS, RiskEngine(SETTINGS.part(RiskSettings)).handle,
-                    replayable=True, handler_writes_outbox=True)
+                    publish_after_commit(SETTINGS.project_id, SETTINGS.publish_timeout_seconds), replayable=True)
 
 
 @functions_framework.cloud_event

@@ -3,10 +3,11 @@
 1. In one transaction: record `(consumer, dedupe_key)` in the inbox; if it was new, apply the handler's
    effect and write the events it returns to the outbox. A duplicate skips straight to step 2.
 2. Publish, wait for Pub/Sub to confirm, mark published: after a new event, the rows step 1 wrote, from
-   memory on the same connection; after a redelivery (or when the handler writes outbox rows by SQL
-   itself), whatever the outbox still holds. A new event costs settle 9 round trips in all.
-3. Optionally, `after_commit`: work with outside effects that must follow the commit (notify's sending),
-   run on the first delivery and on every redelivery, so a duplicate still finishes what is pending.
+   memory on the same connection; after a redelivery, whatever the outbox still holds. A new event
+   costs settle 9 round trips in all.
+3. Optionally, `after_commit`: work with outside effects that must follow the commit (notify's sending,
+   assess-margin's publishing of the margin events its pass recorded), run on the first delivery and
+   on every redelivery, so a duplicate still finishes what is pending.
 
 A crash anywhere between the two steps only re-publishes the same event ids on redelivery, and the
 downstream inboxes drop them. Permanent errors are recorded with their reason and acknowledged;
@@ -95,17 +96,13 @@ class Consumer:
     """Runs one domain handler under the inbox/outbox discipline."""
 
     def __init__(self, name: str, schema: str, settings: Settings, handler: Handler,
-                 after_commit: AfterCommit | None = None, *, replayable: bool = False,
-                 handler_writes_outbox: bool = False) -> None:
+                 after_commit: AfterCommit | None = None, *, replayable: bool = False) -> None:
         self.name = name
         self.schema = schema
         self.settings = settings
         self.handler = handler
         self.after_commit = after_commit
         self.replayable = replayable
-        # The handler adds outbox rows by SQL besides those it returns (assess-margin's margin events):
-        # every delivery then drains the outbox.
-        self.handler_writes_outbox = handler_writes_outbox
         self.tables = messaging_tables(schema)
 
     def handle(self, cloud_event: Any) -> str:
@@ -137,7 +134,7 @@ class Consumer:
                 outbox.publish_staged(conn, self.schema, self.settings.project_id,
                                       self.settings.publish_timeout_seconds, staged)
             # A redelivery may find rows an earlier attempt committed but failed to publish.
-            if outcome in (OUTCOME_DUPLICATE, OUTCOME_REPLAYED) or self.handler_writes_outbox:
+            if outcome in (OUTCOME_DUPLICATE, OUTCOME_REPLAYED):
                 self.publish_outbox()
             if self.after_commit is not None and outcome != OUTCOME_REJECTED:
                 self.after_commit(self._engine(), envelope)

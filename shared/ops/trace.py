@@ -21,6 +21,9 @@ import sqlalchemy
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from shared import topics
+from shared.events import MARGIN_TIER_CHANGED
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -71,7 +74,9 @@ def escrow_trace(conn: Connection, chain_id: int, contract: str, escrow_id: Deci
                                    f" SELECT envelope->>'event_id' FROM relay.outbox "
                                    f" WHERE envelope->>'correlation_id' = :k UNION "
                                    f" SELECT envelope->>'event_id' FROM risk.outbox "
-                                   f" WHERE envelope->>'correlation_id' = :k)", n=consumer, k=correlation):
+                                   f" WHERE envelope->>'correlation_id' = :k UNION "
+                                   f" SELECT event_id FROM risk.margin_events WHERE correlation_id = :k)",
+                              n=consumer, k=correlation):
                 stages.append(Stage(row["received_at"], f"{consumer} received",
                                     f"{row['event_type']} ({row['outcome']})"))
     for row in _rows(conn, "SELECT * FROM settlement.transitions WHERE chain_id = :c "
@@ -85,6 +90,9 @@ def escrow_trace(conn: Connection, chain_id: int, contract: str, escrow_id: Deci
                                 f"{decision['status']} {decision['price']} ({decision['published_event_id']})"))
         stages.append(Stage(row["occurred_at"], "assess-margin",
                             f"{row['previous_tier']} -> {row['tier']} at health factor {row['health_factor']}"))
+        if row["published_at"] is not None:
+            stages.append(Stage(row["published_at"], "risk published",
+                                f"{MARGIN_TIER_CHANGED} on {topics.MARGIN_EVENTS}"))
     for row in _rows(conn, "SELECT * FROM notify.deliveries WHERE correlation_id = :k", k=correlation):
         stages.append(Stage(row["created_at"], "notify planned", f"{row['channel']} delivery {row['id']}"))
         for attempt in _rows(conn, "SELECT * FROM notify.delivery_attempts WHERE delivery_id = :d", d=row["id"]):

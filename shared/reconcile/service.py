@@ -32,6 +32,7 @@ from sqlalchemy.engine import Engine
 from shared import topics
 from shared.addresses import checksum_address
 from shared.db import get_engine, transaction
+from shared.events import MARGIN_TIER_CHANGED
 from shared.messaging import outbox
 from shared.messaging.consumer import REPLAY_ATTRIBUTE, REPLAY_BY_RECONCILER
 from shared.pubsub import OutgoingMessage, publish_all
@@ -41,6 +42,7 @@ from shared.reconcile.redrive import redrive_dead_letters
 from shared.reconcile.settings import ReconcileSettings
 from shared.reconcile.tables import drifts, runs, sweep_cursors
 from shared.relay.settings import ChainSettings
+from shared.risk import margin_events
 from shared.risk.settings import RiskSettings
 from shared.settings import Settings
 from shared.topology import load_topology
@@ -63,6 +65,8 @@ RISK_MISSING = "risk_missing"
 RISK_DIFFERS = "risk_differs"
 NOTIFY_MISSING = "notify_missing"
 OUTBOX_UNPUBLISHED = "outbox_unpublished"
+# Risk's margin events are their own outbox (shared/risk/margin_events.py).
+MARGIN_EVENTS_OUTBOX = "risk.margin_events"
 
 
 @dataclass
@@ -161,6 +165,17 @@ class Reconciler:
                                    source={"unpublished": row.rows, "oldest": row.oldest.isoformat(),
                                            "example_event_id": row.example},
                                    replica=None, repair=partial(self._publish_outbox, engine, schema)))
+        with transaction(engine) as conn:  # risk's margin events are their own outbox
+            row = conn.execute(text(
+                "SELECT count(*) AS rows, min(occurred_at) AS oldest, min(event_id) AS example "
+                "FROM risk.margin_events WHERE published_at IS NULL "
+                "AND occurred_at < now() - make_interval(secs => :grace)"), {"grace": self.tuning.grace_seconds}).one()
+        checked[MARGIN_EVENTS_OUTBOX] = row.rows
+        if row.rows:
+            found.append(Drift(OUTBOX_UNPUBLISHED, MARGIN_EVENTS_OUTBOX,
+                               source={"unpublished": row.rows, "oldest": row.oldest.isoformat(),
+                                       "example_event_id": row.example},
+                               replica=None, repair=partial(self._publish_margin_events, engine)))
         return found
 
     def _publish_outbox(self, engine: Engine, schema: str) -> str:
@@ -174,6 +189,16 @@ class Reconciler:
                 break
             sent += batch
         return f"published {sent} pending rows of {schema}.outbox with their own ids"
+
+    def _publish_margin_events(self, engine: Engine) -> str:
+        sent = 0
+        for _ in range(MAX_PUBLISH_ROUNDS):
+            batch = margin_events.publish_round(engine, self.settings.project_id,
+                                                self.settings.publish_timeout_seconds)
+            if not batch:
+                break
+            sent += batch
+        return f"published {sent} pending rows of {MARGIN_EVENTS_OUTBOX} with their own ids"
 
     # ------------------------------------------------------------------ chain -> settlement
 
@@ -318,24 +343,39 @@ class Reconciler:
 
     def risk_vs_notify(self, engine: Engine, checked: dict) -> list[Drift]:
         """Every margin event (and retraction) published by risk that notify never received."""
+        window = {"window": NOTIFY_WINDOW_SECONDS, "grace": self.tuning.grace_seconds,
+                  "limit": MAX_DRIFTS_PER_KIND, "topic": topics.MARGIN_EVENTS}
         with transaction(engine) as conn:
             checked["margin events"] = conn.execute(text(
-                "SELECT count(*) FROM risk.outbox WHERE topic = :topic "
-                "AND published_at > now() - make_interval(secs => :window)"),
-                {"window": NOTIFY_WINDOW_SECONDS, "topic": topics.MARGIN_EVENTS}).scalar_one()
-            rows = conn.execute(text(
+                "SELECT (SELECT count(*) FROM risk.margin_events "
+                "        WHERE occurred_at > now() - make_interval(secs => :window) AND published_at IS NOT NULL) "
+                "     + (SELECT count(*) FROM risk.outbox WHERE topic = :topic "
+                "        AND published_at > now() - make_interval(secs => :window))"), window).scalar_one()
+            changes = conn.execute(text(
+                f"SELECT {margin_events.MESSAGE_COLUMNS} FROM risk.margin_events m "
+                "WHERE m.occurred_at > now() - make_interval(secs => :window) AND m.published_at IS NOT NULL "
+                "AND m.published_at < now() - make_interval(secs => :grace) "
+                "AND NOT EXISTS (SELECT 1 FROM notify.inbox i WHERE i.consumer = 'notify' "
+                "AND i.dedupe_key = m.event_id) ORDER BY m.snapshot_id LIMIT :limit"), window).all()
+            retractions = conn.execute(text(
                 "SELECT o.topic, o.envelope, o.attributes, o.event_id FROM risk.outbox o "
                 "WHERE o.topic = :topic AND o.published_at IS NOT NULL "
                 "AND o.published_at > now() - make_interval(secs => :window) "
                 "AND o.published_at < now() - make_interval(secs => :grace) "
                 "AND NOT EXISTS (SELECT 1 FROM notify.inbox i WHERE i.consumer = 'notify' "
-                "AND i.dedupe_key = o.dedupe_key) ORDER BY o.id LIMIT :limit"),
-                {"window": NOTIFY_WINDOW_SECONDS, "grace": self.tuning.grace_seconds,
-                 "limit": MAX_DRIFTS_PER_KIND, "topic": topics.MARGIN_EVENTS}).mappings().all()
-        return [Drift(NOTIFY_MISSING, row["event_id"],
-                      source={"event_type": row["envelope"]["event_type"],
-                              "escrow_id": row["envelope"]["payload"]["escrow_id"]},
-                      replica=None, repair=partial(self._republish_one, row)) for row in rows]
+                "AND i.dedupe_key = o.dedupe_key) ORDER BY o.id LIMIT :limit"), window).mappings().all()
+        found = [Drift(NOTIFY_MISSING, change.event_id,
+                       source={"event_type": MARGIN_TIER_CHANGED, "escrow_id": str(change.escrow_id)},
+                       replica=None, repair=partial(self._republish_margin_event, change)) for change in changes]
+        return found + [Drift(NOTIFY_MISSING, row["event_id"],
+                              source={"event_type": row["envelope"]["event_type"],
+                                      "escrow_id": row["envelope"]["payload"]["escrow_id"]},
+                              replica=None, repair=partial(self._republish_one, row)) for row in retractions]
+
+    def _republish_margin_event(self, change) -> str:
+        publish_all(self.settings.project_id, [margin_events.message(change, {REPLAY_ATTRIBUTE: REPLAY_BY_RECONCILER})],
+                    self.settings.publish_timeout_seconds)
+        return "republished from risk's margin events with its id"
 
     def _republish_one(self, row) -> str:
         self._republish([row])

@@ -3,8 +3,9 @@
 For each position in scope (all open positions on an asset after a price update, or one escrow after
 it changed) the first statement computes the health factor at the asset's current price and the tier
 with hysteresis, and writes a snapshot; the second takes the snapshots whose tier changed and writes
-the position's tier, a margin event and its outbox row. No Python loop over positions: 100k positions
-are two round trips, and the second touches only the tier changes.
+the position's tier and a margin event (its own outbox row, see shared/risk/margin_events.py). No
+Python loop over positions: 100k positions are two round trips, and the second touches only the tier
+changes.
 
 The rules are shared/risk/tiers.py's (health factor, tiers, their ranks), called here as the SQL
 functions it defines. A position moves to a worse tier as soon as its health factor falls below that
@@ -20,9 +21,6 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from shared import topics
-from shared.envelope import utc_iso
-from shared.events import MARGIN_TIER_CHANGED
 from shared.risk.settings import RiskSettings
 from shared.risk.tables import SCHEMA
 from shared.risk.tiers import BEST, rank_below_thresholds_sql, threshold_parameters
@@ -77,8 +75,8 @@ FROM (SELECT chain_id, contract, escrow_id FROM taken
       ORDER BY chain_id DESC, contract DESC, escrow_id DESC LIMIT 1) last
 """
 
-# Statement 2: for the snapshots of statement 1 whose tier changed, the position's tier, the margin
-# event and its outbox row.
+# Statement 2: for the snapshots of statement 1 whose tier changed, the position's tier and the margin
+# event. The event is its own outbox row: shared/risk/margin_events.py publishes it after the commit.
 _EMIT_TIER_CHANGES = f"""
 WITH changed AS (
     SELECT c.*, {_EVENT_ID} AS event_id
@@ -91,28 +89,12 @@ WITH changed AS (
 ), events AS (
     INSERT INTO {SCHEMA}.margin_events
         (event_id, chain_id, contract, escrow_id, depositor, previous_tier, tier, health_factor, price,
-         snapshot_id, correlation_id, cause_event_id, occurred_at)
+         snapshot_id, correlation_id, cause_event_id, occurred_at, asset_symbol, collateral_amount,
+         obligation_usd, price_event_id)
     SELECT c.event_id, c.chain_id, c.contract, c.escrow_id, c.depositor, coalesce(c.previous_tier, '{BEST}'),
-           c.tier, c.health_factor, c.price, c.id, c.correlation_id, :cause_event_id, :now
+           c.tier, c.health_factor, c.price, c.id, c.correlation_id, :cause_event_id, :now, c.asset_symbol,
+           c.collateral_amount, c.obligation_usd, c.price_event_id
     FROM changed c
-), published AS (
-    INSERT INTO {SCHEMA}.outbox (dedupe_key, event_id, topic, envelope, attributes)
-    SELECT c.event_id, c.event_id, CAST(:topic AS text),
-           jsonb_build_object(
-               'event_id', c.event_id, 'event_type', '{MARGIN_TIER_CHANGED}', 'schema_version', 1,
-               'occurred_at', CAST(:occurred_at AS text), 'correlation_id', c.correlation_id,
-               'causation_id', CAST(:cause_event_id AS text),
-               'payload', jsonb_build_object(
-                   'chain_id', c.chain_id, 'contract', c.contract, 'escrow_id', c.escrow_id::text,
-                   'depositor', c.depositor, 'asset', c.asset_symbol,
-                   'previous_tier', coalesce(c.previous_tier, '{BEST}'), 'tier', c.tier,
-                   'health_factor', c.health_factor::text, 'price', c.price::text,
-                   'collateral_amount', c.collateral_amount::text, 'obligation_usd', c.obligation_usd::text,
-                   'price_event_id', c.price_event_id, 'snapshot_id', c.id)),
-           jsonb_build_object('event_id', c.event_id, 'event_type', '{MARGIN_TIER_CHANGED}',
-                              'schema_version', '1', 'correlation_id', c.correlation_id, 'tier', c.tier)
-    FROM changed c
-    ON CONFLICT (dedupe_key) DO NOTHING
 )
 SELECT count(*) AS tier_changes FROM changed
 """
@@ -141,7 +123,6 @@ def assess(conn: Connection, policy: RiskSettings, scope: str, scope_parameters:
         assessed += taken.assessed
         tier_changes += conn.execute(text(_EMIT_TIER_CHANGES), {
             "first_id": taken.first_id, "last_id": taken.last_id, "cause_event_id": cause_event_id, "now": now,
-            "occurred_at": utc_iso(now), "topic": topics.MARGIN_EVENTS,
         }).scalar_one()
         if taken.assessed < PASS_CHUNK_POSITIONS:
             break

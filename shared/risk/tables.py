@@ -83,6 +83,7 @@ margin_health_snapshots = Table(
     Column("taken_at", DateTime(timezone=True), primary_key=True, server_default=func.now()),
 )
 
+# Every tier change of a position: the audit record of the alerts, and the outbox of MarginTierChanged.
 margin_events = Table(
     "margin_events",
     metadata,
@@ -99,6 +100,15 @@ margin_events = Table(
     Column("correlation_id", Text, nullable=False),
     Column("cause_event_id", Text, nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The rest of what its MarginTierChanged message says (NULL only for events from before migration
+    # 0014 whose snapshot and outbox row were both gone).
+    Column("asset_symbol", Text),
+    Column("collateral_amount", Numeric),
+    Column("obligation_usd", Numeric(38, 8)),
+    Column("price_event_id", Text),
+    # The event is its own outbox row (shared/risk/margin_events.py): when Pub/Sub confirmed it, and its id.
+    Column("published_at", DateTime(timezone=True)),
+    Column("message_id", Text),
 )
 
 # What each depositor wallet has open per asset, independent of the price (see shared/risk/portfolio.py;

@@ -173,6 +173,41 @@ def test_an_outbox_row_left_unpublished_is_published_with_its_id(
     assert len(_rows(owner_engine, "SELECT 1 FROM risk.inbox WHERE event_id = :e", e=row["event_id"])) == 1
 
 
+def test_a_margin_event_left_unpublished_is_published_with_its_id(
+        stack, bus, owner_engine, isolated_relay, own_reconciler):
+    relay = isolated_relay()
+    escrow, key = _settled_escrow(stack, owner_engine, relay, MARGIN_CALL_OBLIGATION)
+    [margin] = wait_for(lambda: _rows(owner_engine, "SELECT event_id, message_id FROM risk.margin_events WHERE "
+                                                    "contract = :c AND escrow_id = :i AND published_at IS NOT NULL",
+                                      **key), "the margin event published")
+    alerts = bus.pull_subscription("risk.margin-events.v1")
+    # As if assess-margin had crashed between its commit and its publish, and no event came after (its
+    # deliveries are held meanwhile: any delivery would publish what is pending).
+    admin = stack.admin
+    held = {name: admin.subscription_body(stack.topology.subscription(name), stack.push_endpoints())["pushConfig"]
+            for name in ("settlement.escrows.v1.assess-margin", "market.prices.v1.assess-margin")}
+    for name in held:
+        _modify_push_config(admin, name, {})
+    try:
+        _execute(owner_engine, "UPDATE risk.margin_events SET published_at = NULL, message_id = NULL "
+                               "WHERE event_id = :e", e=margin["event_id"])
+        reconciler = own_reconciler(relay.contract.address)
+        reconciler.run()
+    finally:
+        for name, push in held.items():
+            _modify_push_config(admin, name, push)
+    drift = reconciler.drifts("risk.margin_events")[("outbox_unpublished", "risk.margin_events")]
+    assert drift["repair"].startswith("published") and drift["source"]["unpublished"] >= 1
+    [marked] = _rows(owner_engine, "SELECT published_at, message_id FROM risk.margin_events WHERE event_id = :e",
+                     e=margin["event_id"])
+    assert marked["published_at"] is not None and marked["message_id"] not in (None, margin["message_id"])
+    republished = bus.pull(alerts, until=lambda ms: any(json.loads(m.data)["event_id"] == margin["event_id"]
+                                                        for m in ms), settle=1.0)
+    assert [json.loads(m.data)["event_id"] for m in republished].count(margin["event_id"]) == 1
+    # notify had it already: the second copy is a duplicate, not a second alert.
+    assert len(_rows(owner_engine, "SELECT 1 FROM notify.inbox WHERE event_id = :e", e=margin["event_id"])) == 1
+
+
 def test_a_swallowed_margin_event_is_found_and_delivered(stack, bus, owner_engine, market, isolated_relay,
                                                          own_reconciler):
     relay = isolated_relay()
@@ -205,7 +240,7 @@ def test_a_swallowed_margin_event_is_found_and_delivered(stack, bus, owner_engin
     reconciler = own_reconciler(relay.contract.address)
     reconciler.run()
     drift = reconciler.drifts(margin["event_id"])[("notify_missing", margin["event_id"])]
-    assert drift["repair"] == "republished from risk's outbox with its id"
+    assert drift["repair"] == "republished from risk's margin events with its id"
     [delivery] = wait_for(lambda: _rows(owner_engine, "SELECT * FROM notify.deliveries WHERE event_id = :e "
                                                       "AND status IN ('sent', 'delivered')", e=margin["event_id"]),
                           "the margin call delivered")

@@ -1,6 +1,6 @@
 """assess-margin's handler straight on PostgreSQL (no emulator, no running function): the tiers an
-escrow moves through as its asset's price moves, with the hysteresis, the margin events and their
-outbox rows, and the portfolios view, all following shared/risk/tiers.py. Each test runs in one
+escrow moves through as its asset's price moves, with the hysteresis, the margin events and the
+messages they publish, and the portfolios view, all following shared/risk/tiers.py. Each test runs in one
 transaction that it rolls back, with an asset of its own, so it leaves nothing behind."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import sqlalchemy
 
 from shared.addresses import checksum_address
 from shared.envelope import Envelope
-from shared.events import ESCROW_STATE_CHANGED, PRICE_UPDATED
+from shared.events import ESCROW_STATE_CHANGED, PRICE_UPDATED, MarginTierChangedV1
+from shared.risk import margin_events
 from shared.risk.service import RiskEngine
 from shared.risk.settings import RiskSettings
 from shared.risk.tiers import health_factor
@@ -86,10 +87,18 @@ def test_a_position_moves_through_the_tiers_with_hysteresis(conn):
     assert [(e.previous_tier, e.tier) for e in events] == [
         ("HEALTHY", "WARNING"), ("WARNING", "HEALTHY"), ("HEALTHY", "MARGIN_CALL"),
         ("MARGIN_CALL", "LIQUIDATION"), ("LIQUIDATION", "MARGIN_CALL")]
-    outbox = conn.execute(sqlalchemy.text(
-        "SELECT event_id, envelope->'payload'->>'tier' AS tier FROM risk.outbox WHERE event_id = ANY(:ids)"),
-        {"ids": [e.event_id for e in events]}).all()
-    assert sorted((o.event_id, o.tier) for o in outbox) == sorted((e.event_id, e.tier) for e in events)
+    # Each event is its own outbox row, published after the commit; its message says what the row says.
+    rows = conn.execute(sqlalchemy.text(
+        f"SELECT {margin_events.MESSAGE_COLUMNS}, m.published_at FROM risk.margin_events m WHERE m.depositor = :d "
+        "ORDER BY m.snapshot_id"), {"d": depositor}).all()
+    assert [row.published_at for row in rows] == [None] * len(events)
+    messages = [Envelope.from_bytes(margin_events.message(row).data).typed(MarginTierChangedV1) for row in rows]
+    assert [(m.previous_tier, m.tier, m.depositor, m.asset) for m in messages] == \
+        [(e.previous_tier, e.tier, depositor, "TST") for e in events]
+    assert [Decimal(m.health_factor) for m in messages] == \
+        [Decimal(hf) for _, hf, _ in walk if hf not in ("1.504", "1.008")]
+    assert not conn.execute(sqlalchemy.text("SELECT 1 FROM risk.outbox WHERE event_id = ANY(:ids)"),
+                            {"ids": [e.event_id for e in events]}).all()
 
     portfolio = conn.execute(sqlalchemy.text(
         "SELECT health_factor, worst_tier FROM risk.portfolios WHERE depositor = :d"), {"d": depositor}).one()
