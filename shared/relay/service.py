@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection, Engine
 
 from shared import topics
@@ -86,6 +86,24 @@ def scan_lock(engine: Engine, chain: ChainSettings) -> Iterator[bool]:
             if acquired:
                 conn.execute(select(func.pg_advisory_unlock(key)))
                 conn.commit()
+
+
+def reclaim_leases_of_dead_ticks(conn: Connection, chain: ChainSettings) -> int:
+    """Clear the publishing lease of this contract's staged rows; call holding the scan lock.
+
+    A tick publishes what it staged while it holds the lock, so with the lock in hand, a row still leased
+    was staged by a tick that died between its commit and its publish: without this it would wait out
+    its lease; now the tick's closing drain sends it.
+    """
+    reclaimed = conn.execute(text(
+        f"UPDATE {SCHEMA}.outbox o SET publishing_until = NULL FROM {SCHEMA}.relayed_logs r "
+        "WHERE o.published_at IS NULL AND o.publishing_until IS NOT NULL AND r.dedupe_key = o.dedupe_key "
+        "AND r.chain_id = :chain_id AND r.contract = :contract"),
+        {"chain_id": chain.chain_id, "contract": chain.escrow_address.lower()}).rowcount
+    if reclaimed:
+        log.warning("staged logs of a tick that died before publishing them are published now",
+                    extra={"rows": reclaimed})
+    return reclaimed
 
 
 def backfill_request(tick: bytes, chain: ChainSettings) -> int | None:
@@ -157,6 +175,8 @@ class Relay:
             if not acquired:
                 log.info("another relay is scanning; returning", extra={"lock_key": lock_key(chain)})
                 return TickResult(published=published, skipped_busy=True)
+            with transaction(engine) as conn:
+                reclaim_leases_of_dead_ticks(conn, chain)
             if backfill_from is not None:
                 with transaction(engine) as conn:
                     if backfill_from <= cp.load(conn, chain).block_number:

@@ -174,7 +174,7 @@ def test_an_outbox_row_left_unpublished_is_published_with_its_id(
 
 
 def test_a_margin_event_left_unpublished_is_published_with_its_id(
-        stack, bus, owner_engine, isolated_relay, own_reconciler):
+        stack, bus, owner_engine, market, isolated_relay, own_reconciler):
     relay = isolated_relay()
     escrow, key = _settled_escrow(stack, owner_engine, relay, MARGIN_CALL_OBLIGATION)
     [margin] = wait_for(lambda: _rows(owner_engine, "SELECT event_id, message_id FROM risk.margin_events WHERE "

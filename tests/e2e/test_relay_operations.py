@@ -52,6 +52,30 @@ def test_relay_killed_mid_backfill_resumes_without_gap_or_duplicate(stack, bus, 
                    "every escrow relayed and settled exactly once", timeout=60)
 
 
+def test_logs_a_dead_tick_staged_go_out_with_the_next_tick_not_after_their_lease(
+        stack, bus, owner_engine, isolated_relay):
+    relay = isolated_relay()
+    created = _create_many(stack, relay.contract, 2)
+    relay.wait_caught_up(owner_engine)
+    wait_for_equal(lambda: _relayed_and_settled(owner_engine, relay.contract.address), (2, 2, 2, 2), "both settled")
+    events = bus.pull_subscription("settlement.events.v1")
+    # As a tick leaves its last range when it is killed between the commit and the publish: staged,
+    # leased for as long as its publish could take, never sent.
+    with owner_engine.begin() as conn:
+        [dead] = conn.execute(sqlalchemy.text(
+            "UPDATE relay.outbox SET published_at = NULL, message_id = NULL, "
+            "publishing_until = now() + interval '1 hour' WHERE event_id = :e RETURNING event_id"),
+            {"e": f"31337:{created[1].tx_hash}:0"}).scalars().all()
+    relay.tick()
+    arrived = bus.pull(events, until=lambda ms: any(json.loads(m.data)["event_id"] == dead for m in ms), settle=1.0)
+    assert [json.loads(m.data)["event_id"] for m in arrived].count(dead) == 1
+    with owner_engine.connect() as conn:
+        assert conn.execute(sqlalchemy.text("SELECT published_at IS NOT NULL AND publishing_until IS NULL "
+                                            "FROM relay.outbox WHERE event_id = :e"), {"e": dead}).scalar()
+    log = (stack.layout.logs / f"relay-{relay.tick_topic}.log").read_text()
+    assert "staged logs of a tick that died before publishing them are published now" in log
+
+
 def test_overlapping_ticks_scan_once(stack, bus, owner_engine, isolated_relay):
     relay = isolated_relay(RELAY_BLOCK_RANGE="2")
     _create_many(stack, relay.contract, 30)
