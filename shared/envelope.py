@@ -14,6 +14,7 @@ canonical form (see shared/events.py): consumers never see the spelling a produc
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -48,6 +49,11 @@ def derive_event_id(cause_event_id: str, event_type: str, discriminator: str = "
     """A stable id for an event derived from another, so a retried handler re-publishes the same id."""
     digest = hashlib.sha256(f"{cause_event_id}|{event_type}|{discriminator}".encode()).hexdigest()
     return f"{event_type}:{digest[:32]}"
+
+
+def canonical_json(document: Any) -> str:
+    """JSON text, compact with sorted keys: the one way an envelope is written on the wire."""
+    return json.dumps(document, separators=(",", ":"), sort_keys=True)
 
 
 def utc_iso(moment: datetime) -> str:
@@ -94,9 +100,16 @@ class Envelope:
         """The envelope as a JSON-ready dict."""
         return {name: getattr(self, name) for name in ENVELOPE_FIELDS}
 
+    @functools.cached_property
+    def canonical_json(self) -> str:
+        """The envelope as JSON text, compact with sorted keys: the message body, and what a stored
+        envelope is serialized back to on a republish. Built once per envelope (relay stores it twice and
+        publishes it: serializing 10k envelopes thrice was a tenth of a backfill tick)."""
+        return canonical_json(self.to_json())
+
     def to_bytes(self) -> bytes:
         """The message body."""
-        return json.dumps(self.to_json(), separators=(",", ":"), sort_keys=True).encode()
+        return self.canonical_json.encode()
 
     def attributes(self) -> dict[str, str]:
         """The Pub/Sub attributes that repeat the routing fields."""

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from shared import pubsub
 from shared.db import execute_autocommitted, transaction
-from shared.envelope import Envelope
+from shared.envelope import Envelope, canonical_json
 from shared.errors import PublishFailed
 from shared.messaging.tables import messaging_tables
 from shared.pubsub import OutgoingMessage, publish_all
@@ -78,7 +78,7 @@ def enqueue_many(conn: Connection, schema: str, topic: str,
         return []
     rounds = -(-len(events) // STAGED_ROUND)
     rows: list[dict[str, Any]] = [
-        {"dedupe_key": envelope.dedupe_key, "event_id": envelope.event_id, "envelope": envelope.to_json(),
+        {"dedupe_key": envelope.dedupe_key, "event_id": envelope.event_id,
          "attributes": {**envelope.attributes(), **extra}} for envelope, extra in events]
     inserted = conn.execute(text(
         f"INSERT INTO {schema}.outbox (dedupe_key, event_id, topic, envelope, attributes, publishing_until) "
@@ -87,20 +87,28 @@ def enqueue_many(conn: Connection, schema: str, topic: str,
         "AS (dedupe_key text, event_id text, envelope jsonb, attributes jsonb)) "
         "WITH ORDINALITY AS e(dedupe_key, event_id, envelope, attributes, position) "
         "ORDER BY e.position ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key"
-    ), {"topic": topic, "rows": json.dumps(rows), "lease": (rounds + 1) * publish_timeout}).all()
+    ), {"topic": topic, "rows": rows_with_envelopes(rows, [envelope for envelope, _ in events]),
+        "lease": (rounds + 1) * publish_timeout}).all()
     added = {row.dedupe_key: row.id for row in inserted}
     # The first of the rows sharing a dedupe key is the one stored (the others conflicted with it).
     staged = {}
-    for row in rows:
+    for row, (envelope, _) in zip(rows, events, strict=True):
         if row["dedupe_key"] in added and row["dedupe_key"] not in staged:
             staged[row["dedupe_key"]] = Staged(added[row["dedupe_key"]], OutgoingMessage(
-                topic, wire_bytes(row["envelope"]), row["attributes"]))
+                topic, envelope.to_bytes(), row["attributes"]))
     return sorted(staged.values(), key=lambda s: s.id)
+
+
+def rows_with_envelopes(rows: list[dict[str, Any]], envelopes: Sequence[Envelope]) -> str:
+    """A JSON array of `rows`, each with an "envelope" member: the envelope's canonical text, spliced in
+    as it is (it was serialized once, for the wire) rather than serialized again inside the array."""
+    return "[" + ",".join(f'{json.dumps(row)[:-1]},"envelope":{envelope.canonical_json}}}'
+                          for row, envelope in zip(rows, envelopes, strict=True)) + "]"
 
 
 def wire_bytes(envelope: dict) -> bytes:
     """A stored envelope as it goes on the wire (the same bytes on every republish)."""
-    return json.dumps(envelope, separators=(",", ":"), sort_keys=True).encode()
+    return canonical_json(envelope).encode()
 
 
 def publish_pending(engine: Engine, schema: str, project_id: str, timeout: float) -> int:

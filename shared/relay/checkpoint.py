@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
 from shared.envelope import Envelope
+from shared.messaging import outbox
 from shared.relay.ranges import RangeState
 from shared.relay.settings import ChainSettings
 from shared.relay.tables import blocks, checkpoints, relayed_logs
@@ -85,8 +86,9 @@ def record_relayed_logs(conn: Connection, chain: ChainSettings, envelopes: list[
     if not envelopes:
         return set()
     rows = [{"dedupe_key": e.dedupe_key, "event_id": e.event_id, "block_number": e.payload["block_number"],
-             "log_index": e.payload["log_index"], "envelope": e.to_json()} for e in envelopes]
-    return set(conn.execute(_RECORD_RELAYED_LOGS, {**_key(chain), "rows": json.dumps(rows)}).scalars())
+             "log_index": e.payload["log_index"]} for e in envelopes]
+    return set(conn.execute(_RECORD_RELAYED_LOGS, {
+        **_key(chain), "rows": outbox.rows_with_envelopes(rows, envelopes)}).scalars())
 
 
 def stored_blocks_from(conn: Connection, chain: ChainSettings, number: int) -> Sequence:
