@@ -56,7 +56,8 @@ RECENT_SECONDS = 3600
 # Rows of risk's outbox looked at for notify's copy, newest first.
 NOTIFY_WINDOW_SECONDS = 86400
 MAX_DRIFTS_PER_KIND = 1000
-# Publish rounds (of outbox.PUBLISH_BATCH rows) one run spends on one stale outbox.
+# Publish rounds one run spends on one stale outbox (of outbox.PUBLISH_BATCH rows; of
+# margin_events.PUBLISH_ROUND events for risk's margin events).
 MAX_PUBLISH_ROUNDS = 20
 
 SETTLEMENT_MISSING = "settlement_missing"
@@ -179,26 +180,23 @@ class Reconciler:
         return found
 
     def _publish_outbox(self, engine: Engine, schema: str) -> str:
+        sent = self._publish_rounds(partial(outbox.publish_pending, engine, schema))
+        return f"published {sent} pending rows of {schema}.outbox with their own ids"
+
+    def _publish_margin_events(self, engine: Engine) -> str:
+        sent = self._publish_rounds(partial(margin_events.publish_round, engine))
+        return f"published {sent} pending rows of {MARGIN_EVENTS_OUTBOX} with their own ids"
+
+    def _publish_rounds(self, publish_round: Callable[[str, float], int]) -> int:
         # Bounded: while the domain's own function keeps adding rows, a run must still end; the next run
         # (or the function itself) publishes the rest.
         sent = 0
         for _ in range(MAX_PUBLISH_ROUNDS):
-            batch = outbox.publish_pending(engine, schema, self.settings.project_id,
-                                           self.settings.publish_timeout_seconds)
+            batch = publish_round(self.settings.project_id, self.settings.publish_timeout_seconds)
             if not batch:
                 break
             sent += batch
-        return f"published {sent} pending rows of {schema}.outbox with their own ids"
-
-    def _publish_margin_events(self, engine: Engine) -> str:
-        sent = 0
-        for _ in range(MAX_PUBLISH_ROUNDS):
-            batch = margin_events.publish_round(engine, self.settings.project_id,
-                                                self.settings.publish_timeout_seconds)
-            if not batch:
-                break
-            sent += batch
-        return f"published {sent} pending rows of {MARGIN_EVENTS_OUTBOX} with their own ids"
+        return sent
 
     # ------------------------------------------------------------------ chain -> settlement
 
