@@ -1,13 +1,15 @@
 """Margin events are their own outbox (shared/risk/margin_events.py): each unpublished event goes out once,
 with the envelope its row describes, and is marked with its message id; two publishers at once never send
-one twice; a refused publish leaves the events pending. On the real emulator and PostgreSQL.
+one twice; a refused publish leaves the events pending; a crash over thousands of positions, applied by
+the running assess-margin, gets every alert out and to notify. On the real emulator and PostgreSQL.
 
-The events are recorded by hand (as a pass records them) for a depositor no user has, so notify, which
-also receives them, has nobody to alert."""
+The events are recorded by hand (as a pass records them), or the positions seeded by hand, for depositors
+no user has, so notify, which also receives them, has nobody to alert."""
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,6 +24,7 @@ from shared.errors import PublishFailed
 from shared.events import MarginTierChangedV1
 from shared.risk import margin_events
 from shared.settings import DatabaseSettings
+from shared.stack.chain_driver import wait_for
 from shared.stack.layout import PROJECT_ID
 
 
@@ -100,3 +103,42 @@ def test_a_refused_publish_leaves_the_events_pending(engine, bus, owner_engine):
     assert all(row.published_at is None for row in _rows(owner_engine, event_ids).values())
     margin_events.drain(engine, PROJECT_ID, 30, 0)
     assert all(row.message_id for row in _rows(owner_engine, event_ids).values())
+
+
+CRASH_POSITIONS = 5_000  # more than one publishing round (margin_events.PUBLISH_ROUND)
+
+
+def test_a_crash_gets_every_alert_out_and_to_notify(market, owner_engine):
+    contract = checksum_address("0x" + uuid.uuid4().hex[:8] * 5)
+    # Healthy at 2000 (1 ETH against 1000 USD: 1.65), a margin call at 1400 (1.155).
+    with owner_engine.begin() as conn:
+        conn.execute(sqlalchemy.text(
+            "INSERT INTO risk.positions (chain_id, contract, escrow_id, depositor, asset_token, asset_symbol, "
+            "collateral_amount, obligation_usd, liquidation_threshold, state, is_open, sequence, correlation_id) "
+            "SELECT 31337, :c, n, '0x' || lpad(to_hex(n), 40, '0'), '0x' || repeat('0', 40), 'ETH', 1, 1000, 0.825, "
+            "'created', true, 1, 'crash-probe:' || n FROM generate_series(1, :n) AS n"),
+            {"c": contract, "n": CRASH_POSITIONS})
+    assert margin_events.PUBLISH_ROUND < CRASH_POSITIONS
+    try:
+        market.settle_at("1400")
+        applied = time.monotonic()
+
+        def ours(sql: str) -> int:
+            with owner_engine.connect() as conn:
+                return conn.execute(sqlalchemy.text(sql), {"c": contract}).scalar()
+
+        assert ours("SELECT count(*) FROM risk.margin_events WHERE contract = :c AND tier = 'MARGIN_CALL'") == \
+            CRASH_POSITIONS
+        wait_for(lambda: ours("SELECT count(*) FROM risk.margin_events WHERE contract = :c "
+                              "AND published_at IS NOT NULL") == CRASH_POSITIONS, "every margin event published",
+                 timeout=60)
+        published_within = time.monotonic() - applied
+        assert ours("SELECT count(DISTINCT message_id) FROM risk.margin_events WHERE contract = :c") == CRASH_POSITIONS
+        wait_for(lambda: ours("SELECT count(*) FROM notify.inbox i JOIN risk.margin_events m ON m.event_id = "
+                              "i.dedupe_key WHERE i.consumer = 'notify' AND m.contract = :c") == CRASH_POSITIONS,
+                 "notify to receive every alert", timeout=120)
+        print(f"{CRASH_POSITIONS} alerts published {published_within:.1f}s after the price was applied")
+    finally:
+        with owner_engine.begin() as conn:  # out of every later pass on this stack
+            conn.execute(sqlalchemy.text("UPDATE risk.positions SET is_open = false WHERE contract = :c"),
+                         {"c": contract})
