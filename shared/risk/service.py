@@ -154,12 +154,16 @@ class RiskEngine:
             log.info("price not newer than the one applied; ignored",
                      extra={"asset": p.asset, "sequence": p.sequence})
             return
-        provenance = {"sources": [source.model_dump(mode="json", exclude_unset=True) for source in p.sources],
-                      "reason": p.reason}
-        conn.execute(insert(applied_prices).values(**price, provenance=provenance))
         now = datetime.now(UTC)
         result = assess(conn, self.policy, ALL_OPEN_ON_ASSET, {"asset": p.asset},
                         cause_event_id=envelope.event_id, now=now)
+        # The record of the price and of its pass: the pass snapshots tier changes only, so this is where
+        # the positions it assessed are counted.
+        provenance = {"sources": [source.model_dump(mode="json", exclude_unset=True) for source in p.sources],
+                      "reason": p.reason}
+        conn.execute(insert(applied_prices).values(**price, provenance=provenance,
+                                                   positions_assessed=result.assessed,
+                                                   tier_changes=result.tier_changes))
         log.info("positions reassessed at a new price", extra={
             "asset": p.asset, "price": p.price, "assessed": result.assessed,
             "tier_changes": result.tier_changes})

@@ -54,10 +54,15 @@ applied_prices = Table(
     Column("provenance", JSONB, nullable=False),
     Column("observed_at", DateTime(timezone=True), nullable=False),
     Column("applied_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Its pass: the open positions assessed at this price, and how many changed tier (NULL before 0015).
+    Column("positions_assessed", Integer),
+    Column("tier_changes", Integer),
 )
 
-# Partitioned by day on taken_at (migration 0011; the reconciler creates and drops the partitions), so
-# the key includes taken_at; ids come from one sequence across partitions and stay unique.
+# History on change (migration 0015): a position's snapshot when its tier changed at a price, and at
+# every change of its escrow while open. Partitioned by day on taken_at (migration 0011; the reconciler
+# creates and drops the partitions), so the key includes taken_at; ids come from one sequence across
+# partitions.
 margin_health_snapshots = Table(
     "margin_health_snapshots",
     metadata,

@@ -153,8 +153,8 @@ def _price_crash(stack: Stack, market: Market, engine, contract: str, escrow_ids
     def health():
         with engine.connect() as conn:
             return conn.execute(sqlalchemy.text(
-                "SELECT DISTINCT ON (escrow_id) escrow_id, health_factor, tier FROM risk.margin_health_snapshots "
-                "WHERE contract = :c AND escrow_id = ANY(:ids) ORDER BY escrow_id, id DESC"),
+                "SELECT escrow_id, health_factor, tier FROM risk.position_health "
+                "WHERE contract = :c AND escrow_id = ANY(:ids) ORDER BY escrow_id"),
                 {"c": contract, "ids": escrow_ids}).all()
 
     wait_for(lambda: len(health()) == len(escrow_ids), "assess-margin to assess the open escrows", timeout=60)

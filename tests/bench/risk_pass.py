@@ -4,12 +4,14 @@
     python -m tests.bench.risk_pass --positions 100000 --rounds 3
 
 Measured: the handler of one PriceUpdated, in its transaction, as fn_assess_margin: store the price,
-recompute every open position (health factor, tier with hysteresis), write the snapshots, write the
-margin events and their outbox rows for tier changes. (Portfolios are valued when read; see
-shared/risk/portfolio.py.) Two scenarios: a routine 1% move and a 15% crash.
-Baseline, in the same run and database: one hand-written INSERT … SELECT computing the same snapshots
-(health factor and tier) and nothing else. Each round first resets the positions to the same starting
-price (untimed), then times the baseline and the handler at the new price.
+recompute every open position (health factor, tier with hysteresis), and for the tier changes write
+the snapshot, the position's tier and the margin event (its own outbox row): history on change, see
+shared/risk/assessment.py. (Portfolios are valued when read; see shared/risk/portfolio.py.) Two
+scenarios: a routine 1% move and a 15% crash.
+Baseline, in the same run and database: one hand-written INSERT … SELECT computing a snapshot of every
+position (health factor and tier) and nothing else: what a pass wrote before snapshots were on change.
+Each round first resets the positions to the same starting price (untimed), then times the baseline
+and the handler at the new price.
 """
 
 from __future__ import annotations
@@ -83,16 +85,23 @@ class PriceFeed:
                                          "updated_at": now, "age_seconds": 1.0}]})
 
 
-def snapshot_bytes_per_pass(owner, engine, risk: RiskEngine, feed: PriceFeed) -> int:
-    """Bytes the snapshot partitions (tables and indexes) grow by in one pass over every position."""
-    size = sqlalchemy.text("SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits "
-                           "WHERE inhparent = 'risk.margin_health_snapshots'::regclass")
+_GROWTH = sqlalchemy.text(
+    "SELECT coalesce((SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits "
+    "                 WHERE inhparent = 'risk.margin_health_snapshots'::regclass), 0) AS snapshots, "
+    "       pg_total_relation_size('risk.margin_events') AS margin_events")
+
+
+def bytes_of_a_pass(owner, engine, risk: RiskEngine, feed: PriceFeed, price: str) -> tuple[int, int, int]:
+    """(snapshot bytes, margin event bytes, tier changes) one pass to `price` adds, tables and indexes."""
     with owner.connect() as conn:
-        before = conn.execute(size).scalar_one()
+        before = conn.execute(_GROWTH).one()
+        changes_before = conn.execute(sqlalchemy.text("SELECT count(*) FROM risk.margin_events")).scalar()
     with transaction(engine) as conn:
-        risk.handle(conn, feed.next(START_PRICE))
+        risk.handle(conn, feed.next(price))
     with owner.connect() as conn:
-        return int(conn.execute(size).scalar_one() - before)
+        after = conn.execute(_GROWTH).one()
+        changes = conn.execute(sqlalchemy.text("SELECT count(*) FROM risk.margin_events")).scalar() - changes_before
+    return int(after.snapshots - before.snapshots), int(after.margin_events - before.margin_events), changes
 
 
 def measure(owner, engine, risk: RiskEngine, feed: PriceFeed, price: str, rounds: int) -> tuple:
@@ -159,7 +168,8 @@ def main() -> None:
         feed = PriceFeed(start_sequence)
         results = [(label, *measure(owner, engine, risk, feed, price, args.rounds))
                    for label, price in SCENARIOS]
-        per_pass = snapshot_bytes_per_pass(owner, engine, risk, feed)
+        # From the last crash back to the start: a crash's worth of tier changes.
+        snapshot_bytes, event_bytes, changed = bytes_of_a_pass(owner, engine, risk, feed, START_PRICE)
     finally:
         stack.down()
     print(f"risk pass over {args.positions} open positions on one asset, median of {args.rounds} rounds")
@@ -170,17 +180,21 @@ def main() -> None:
         report.record(f"assess-margin {args.positions:,}: {label.split(',')[0]} (vs INSERT...SELECT)", handler, "s",
                       baseline, target="<= 1.5")
     print("(baseline: one INSERT ... SELECT of the same snapshots, nothing else; ratio = handler / baseline)")
-    per_position = per_pass / args.positions
-    print(f"snapshot storage: {per_pass / 2**20:.1f} MiB per pass here ({per_position:.0f} B a position, indexes "
-          f"included); kept {DEFAULT_SNAPSHOT_RETENTION_DAYS} days (SNAPSHOT_RETENTION_DAYS), then dropped by day")
+    per_change = snapshot_bytes / changed
+    print(f"history on change: a pass writes a snapshot and a margin event per tier change, nothing else; "
+          f"measured over {changed} changes: {per_change:.0f} B of snapshot and {event_bytes / changed:.0f} B "
+          "of margin event each (indexes included)")
+    routine_changes = results[0][3] / args.positions
+    print(f"snapshots kept {DEFAULT_SNAPSHOT_RETENTION_DAYS} days (SNAPSHOT_RETENTION_DAYS), then dropped by day; "
+          f"steady state if every pass were the routine move ({routine_changes:.1%} of positions change tier):")
     for positions in (100_000, 1_000_000):
+        per_pass = per_change * routine_changes * positions
         for label, passes_a_day in (("a pass a minute", 1440), ("a pass an hour", 24)):
-            steady = per_position * positions * passes_a_day * DEFAULT_SNAPSHOT_RETENTION_DAYS
-            print(f"  {positions:>9,} positions, {label:30} {per_position * positions / 2**20:8.1f} MiB/pass "
+            steady = per_pass * passes_a_day * DEFAULT_SNAPSHOT_RETENTION_DAYS
+            print(f"  {positions:>9,} positions, {label:30} {per_pass / 2**20:8.1f} MiB/pass "
                   f"{steady / 2**30:10.1f} GiB steady state")
             report.record(f"snapshot storage kept, {positions:,} positions, {label}", steady / 2**30, "GiB")
-    report.record("snapshot bytes written per position per pass", per_position, "B")
-
+    report.record("snapshot bytes written per tier change", per_change, "B")
 
 if __name__ == "__main__":
     main()

@@ -13,7 +13,15 @@ from shared.events import MARGIN_TIER_CHANGED
 from shared.stack.chain_driver import approve, complete, create_escrow, mine, new_funded_account, wait_for
 from tests.support.openapi import assert_matches
 from tests.support.pubsub import envelopes
-from tests.support.risk import applied_price, margin_events, portfolio, position, snapshots, wait_position
+from tests.support.risk import (
+    applied_price,
+    health,
+    margin_events,
+    portfolio,
+    position,
+    snapshots,
+    wait_position,
+)
 
 ETH = 10**18
 USD = 10**8
@@ -97,7 +105,9 @@ def test_a_price_wobbling_around_a_threshold_emits_one_event(market, chain, owne
         market.settle_at(price)
     assert [(e.previous_tier, e.tier) for e in margin_events(owner_engine, contract, escrow.escrow_id)] == [
         ("HEALTHY", "WARNING")]
-    assert snapshots(owner_engine, contract, escrow.escrow_id)[-1].tier == "WARNING"  # 1.515 < 1.5 + 0.05
+    assert snapshots(owner_engine, contract, escrow.escrow_id)[-1].tier == "WARNING"
+    now = health(owner_engine, contract, escrow.escrow_id)
+    assert (now.health_factor, now.tier) == (Decimal("1.515"), "WARNING")  # 1.515 < 1.5 + 0.05
     market.settle_at("2100")  # 1.575: clearly back above
     assert [(e.previous_tier, e.tier) for e in margin_events(owner_engine, contract, escrow.escrow_id)] == [
         ("HEALTHY", "WARNING"), ("WARNING", "HEALTHY")]
@@ -113,9 +123,11 @@ def test_escrow_changes_reach_the_projection_and_a_completed_escrow_leaves_the_r
     chain.sync()
     closed = wait_position(owner_engine, contract, escrow.escrow_id, "completed")
     assert not closed.is_open
+    assert health(owner_engine, contract, escrow.escrow_id) is None
     assessed = len(snapshots(owner_engine, contract, escrow.escrow_id))
     market.settle_at("1900")
     assert len(snapshots(owner_engine, contract, escrow.escrow_id)) == assessed
+    assert health(owner_engine, contract, escrow.escrow_id) is None
 
 
 def test_duplicate_and_stale_price_messages_change_nothing(market, bus, owner_engine, chain):

@@ -75,11 +75,27 @@ def test_a_position_moves_through_the_tiers_with_hysteresis(conn):
             ("63", "1.008", "LIQUIDATION"),  # above 1.0, within the hysteresis
             ("66", "1.056", "MARGIN_CALL")]  # better by one tier only
     for sequence, (price, expected_hf, expected_tier) in enumerate(walk, start=2):
-        engine.handle(conn, _price(price, sequence))
-        snapshot = conn.execute(sqlalchemy.text(
-            "SELECT health_factor, tier FROM risk.margin_health_snapshots WHERE depositor = :d ORDER BY id DESC "
-            "LIMIT 1"), {"d": depositor}).one()
-        assert (snapshot.health_factor, snapshot.tier) == (Decimal(expected_hf), expected_tier), price
+        update = _price(price, sequence)
+        engine.handle(conn, update)
+        health = conn.execute(sqlalchemy.text(
+            "SELECT health_factor, tier FROM risk.position_health WHERE depositor = :d"), {"d": depositor}).one()
+        assert (health.health_factor, health.tier) == (Decimal(expected_hf), expected_tier), price
+        applied = conn.execute(sqlalchemy.text(
+            "SELECT positions_assessed, tier_changes FROM risk.applied_prices WHERE price_event_id = :e"),
+            {"e": update.event_id}).one()
+        assert tuple(applied) == (1, 0 if expected_hf in ("1.504", "1.008") else 1), price
+
+    # History on change: the escrow's creation, then one snapshot per tier change, each with the values
+    # its health factor was computed from.
+    snapshots = conn.execute(sqlalchemy.text(
+        "SELECT previous_tier, tier, health_factor, price, collateral_amount, obligation_usd "
+        "FROM risk.margin_health_snapshots WHERE depositor = :d ORDER BY id"), {"d": depositor}).all()
+    assert [(s.previous_tier or "HEALTHY", s.tier, s.health_factor) for s in snapshots] == [
+        ("HEALTHY", "HEALTHY", Decimal("1.6"))] + [
+        (before, after, Decimal(hf)) for (_, _, before), (_, hf, after) in zip(
+            [("100", "1.6", "HEALTHY"), *walk], walk, strict=False) if before != after]
+    assert all(s.health_factor == health_factor(s.collateral_amount * s.price * Decimal("0.8"), s.obligation_usd)
+               for s in snapshots)
 
     events = conn.execute(sqlalchemy.text(
         "SELECT previous_tier, tier, event_id FROM risk.margin_events WHERE depositor = :d ORDER BY snapshot_id"),
@@ -124,13 +140,19 @@ def _pass_outcome(conn, monkeypatch, chunk: int) -> tuple:
     engine = RiskEngine(Settings.from_env(ENV, parts=[RiskSettings]).part(RiskSettings))
     price = _price("10", 10**9 + chunk)  # health factor of escrow n: n x 10 x 0.8 / 50 = 0.16 n
     engine.handle(conn, price)
+    tiers = conn.execute(sqlalchemy.text(
+        "SELECT contract, escrow_id, tier FROM risk.position_health WHERE asset_symbol = 'TST' "
+        "ORDER BY contract, escrow_id")).all()
     snapshots = conn.execute(sqlalchemy.text(
         "SELECT contract, escrow_id, tier FROM risk.margin_health_snapshots WHERE cause_event_id = :e "
         "ORDER BY contract, escrow_id"), {"e": price.event_id}).all()
     events = conn.execute(sqlalchemy.text(
         "SELECT contract, escrow_id, tier FROM risk.margin_events WHERE cause_event_id = :e "
         "ORDER BY contract, escrow_id"), {"e": price.event_id}).all()
-    return [tuple(row) for row in snapshots], [tuple(row) for row in events]
+    assessed = conn.execute(sqlalchemy.text(
+        "SELECT positions_assessed FROM risk.applied_prices WHERE price_event_id = :e"),
+        {"e": price.event_id}).scalar_one()
+    return [tuple(row) for row in tiers], [tuple(row) for row in snapshots], [tuple(row) for row in events], assessed
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 23, 24, 1000])
@@ -142,11 +164,11 @@ def test_a_pass_in_chunks_assesses_every_position_once_as_one_pass_would(conn, m
     whole = _pass_outcome(conn, monkeypatch, 1000)
     savepoint.rollback()
     chunked = _pass_outcome(conn, monkeypatch, chunk)
-    snapshots, events = chunked
+    tiers, snapshots, events, assessed = chunked
     assert chunked == whole
-    assert len(snapshots) == 24 == len(set(snapshots))
+    assert len(tiers) == 24 == assessed
     # Per contract: escrows 1-6 LIQUIDATION (below 1.0), 7 MARGIN_CALL (1.12), 8-9 WARNING, 10-12 HEALTHY;
-    # each that left HEALTHY has its one margin event.
-    tiers = [tier for contract, _id, tier in snapshots if contract == contracts[0]]
-    assert tiers == ["LIQUIDATION"] * 6 + ["MARGIN_CALL"] + ["WARNING"] * 2 + ["HEALTHY"] * 3
-    assert events == [row for row in snapshots if row[2] != "HEALTHY"] and len(events) == 18
+    # each that left HEALTHY has its one snapshot and its one margin event, the others none.
+    assert [tier for contract, _id, tier in tiers if contract == contracts[0]] == \
+        ["LIQUIDATION"] * 6 + ["MARGIN_CALL"] + ["WARNING"] * 2 + ["HEALTHY"] * 3
+    assert events == snapshots == [row for row in tiers if row[2] != "HEALTHY"] and len(events) == 18

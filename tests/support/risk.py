@@ -27,8 +27,16 @@ def wait_position(engine, contract: str, escrow_id: int, state: str, timeout: fl
 
 
 def snapshots(engine, contract: str, escrow_id: int) -> list:
+    """The position's snapshots: one at each change of the escrow, and one at each price that changed its tier."""
     return _rows(engine, "SELECT * FROM risk.margin_health_snapshots WHERE contract = :c AND escrow_id = :i "
                  "ORDER BY id", c=contract, i=escrow_id)
+
+
+def health(engine, contract: str, escrow_id: int):
+    """The open position's health factor at its asset's current price, and its tier (None once closed)."""
+    rows = _rows(engine, "SELECT * FROM risk.position_health WHERE contract = :c AND escrow_id = :i",
+                 c=contract, i=escrow_id)
+    return rows[0] if rows else None
 
 
 def margin_events(engine, contract: str, escrow_id: int) -> list:
