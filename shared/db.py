@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import socket
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -192,6 +193,18 @@ def _keep_statements_prepared(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection._prepared = OrderedDict()
 
 
+def _send_without_delay(dbapi_connection: Any, _record: Any) -> None:
+    """On each new pooled connection over TCP: send each write at once (TCP_NODELAY), as libpq does.
+
+    pg8000 leaves Nagle's algorithm on. A statement larger than its 8 KiB write buffer (relay's 20 logs
+    of a tick, a round of margin events marked published) leaves in two writes, and the second waited
+    for the server's delayed acknowledgement of the first: 40 ms a statement, measured on relay's two
+    staging statements (43 ms each for 20 logs, 1 ms without the wait)."""
+    sock = getattr(dbapi_connection, "_usock", None)
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def _ping_on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     """Check a pooled connection before use, so a database restart costs one reconnect, not a failed
     message: one round trip, autocommitted, so no transaction stays open after it. A dead connection is
@@ -214,6 +227,7 @@ def get_engine(settings: DatabaseSettings) -> Engine:
         engine = _tcp_engine(settings)
     event.listen(engine, "handle_error", _discard_connections_in_unknown_state)
     event.listen(engine, "connect", _keep_statements_prepared)
+    event.listen(engine, "connect", _send_without_delay)
     event.listen(engine, "checkout", _ping_on_checkout)
     return engine
 

@@ -3,6 +3,8 @@ not pg8000's three, with the same answers, and nothing stale or unbounded left o
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import sqlalchemy
 from sqlalchemy import text
@@ -79,3 +81,12 @@ def test_a_value_the_server_refuses_leaves_the_statement_prepared(engine):
         with counting_round_trips() as counter:
             assert conn.execute(statement, {"v": "7"}).scalar_one() == 7
         assert counter.count == 1  # still prepared: bind and execute only
+
+
+def test_a_statement_larger_than_the_write_buffer_is_sent_without_waiting_for_an_ack(engine):
+    # pg8000 leaves Nagle's algorithm on: a 20 KB statement left in two writes and the second waited for
+    # the server's delayed ACK (40 ms). Every pooled TCP connection sends at once, as libpq does.
+    with transaction(engine) as conn:
+        sock = conn.connection.driver_connection._usock
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        assert conn.execute(text("SELECT length(:blob)"), {"blob": "x" * 20_000}).scalar_one() == 20_000
