@@ -36,6 +36,7 @@ def selector(signature: str) -> str:
     return keccak(signature.encode())[:4].hex()
 
 
+@functools.cache  # a handful of types, asked for every word of every log
 def _int_bounds(abi_type: str) -> tuple[int, int] | None:
     """[low, high) of `uintN`/`intN` (N a multiple of 8 up to 256; no N means 256), else None."""
     signed = abi_type.startswith("int")
