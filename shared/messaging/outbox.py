@@ -76,10 +76,7 @@ def enqueue_many(conn: Connection, schema: str, topic: str,
     """
     if not events:
         return []
-    rounds = -(-len(events) // STAGED_ROUND)
-    rows: list[dict[str, Any]] = [
-        {"dedupe_key": envelope.dedupe_key, "event_id": envelope.event_id,
-         "attributes": {**envelope.attributes(), **extra}} for envelope, extra in events]
+    rows = staging_rows(events)
     inserted = conn.execute(text(
         f"INSERT INTO {schema}.outbox (dedupe_key, event_id, topic, envelope, attributes, publishing_until) "
         "SELECT e.dedupe_key, e.event_id, :topic, e.envelope, e.attributes, now() + make_interval(secs => :lease) "
@@ -88,9 +85,26 @@ def enqueue_many(conn: Connection, schema: str, topic: str,
         "WITH ORDINALITY AS e(dedupe_key, event_id, envelope, attributes, position) "
         "ORDER BY e.position ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key"
     ), {"topic": topic, "rows": rows_with_envelopes(rows, [envelope for envelope, _ in events]),
-        "lease": (rounds + 1) * publish_timeout}).all()
+        "lease": lease_seconds(len(events), publish_timeout)}).all()
+    return staged_rows(topic, events, rows, inserted)
+
+
+def staging_rows(events: list[tuple[Envelope, dict[str, str]]]) -> list[dict[str, Any]]:
+    """The outbox columns of each event but its envelope (see rows_with_envelopes), in order."""
+    return [{"dedupe_key": envelope.dedupe_key, "event_id": envelope.event_id,
+             "attributes": {**envelope.attributes(), **extra}} for envelope, extra in events]
+
+
+def lease_seconds(count: int, publish_timeout: float) -> float:
+    """How long `count` staged rows are left to the caller: its rounds of publishing, and one more."""
+    return (-(-count // STAGED_ROUND) + 1) * publish_timeout
+
+
+def staged_rows(topic: str, events: list[tuple[Envelope, dict[str, str]]], rows: list[dict[str, Any]],
+                inserted: Sequence[Any]) -> list[Staged]:
+    """The rows an insert of `rows` added (`inserted`: their id and dedupe key), in id order, each with
+    the message to send. The first of the events sharing a dedupe key is the one stored."""
     added = {row.dedupe_key: row.id for row in inserted}
-    # The first of the rows sharing a dedupe key is the one stored (the others conflicted with it).
     staged = {}
     for row, (envelope, _) in zip(rows, events, strict=True):
         if row["dedupe_key"] in added and row["dedupe_key"] not in staged:

@@ -273,11 +273,11 @@ def _stage_logs(conn: Connection, reader: ChainReader, chain: ChainSettings, fou
             causation_id=None,
             payload=payload,
         ))
-    new_keys = cp.record_relayed_logs(conn, chain, envelopes)
-    fresh = [envelope for envelope in envelopes if envelope.dedupe_key in new_keys]
-    staged = outbox.enqueue_many(conn, SCHEMA, topics.SETTLEMENT_EVENTS,
-                                 [(e, chain_attributes(e.payload)) for e in fresh], publish_timeout)
-    cp.record_blocks(conn, chain, {e.payload["block_number"]: e.payload["block_hash"] for e in fresh})
+    staged = cp.record_and_stage(conn, chain, topics.SETTLEMENT_EVENTS,
+                                 [(e, chain_attributes(e.payload)) for e in envelopes], publish_timeout)
+    fresh = {row.message.attributes["event_id"] for row in staged}
+    cp.record_blocks(conn, chain, {e.payload["block_number"]: e.payload["block_hash"]
+                                   for e in envelopes if e.event_id in fresh})
     return staged
 
 

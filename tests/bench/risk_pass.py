@@ -179,7 +179,7 @@ def main() -> None:
         print(f"{label:44} {handler:8.2f} {baseline:9.2f} {handler / baseline:6.2f} {changes:13d}")
         report.record(f"assess-margin {args.positions:,}: {label.split(',')[0]} (vs INSERT...SELECT)", handler, "s",
                       baseline, target="<= 1.5")
-    print("(baseline: one INSERT ... SELECT of the same snapshots, nothing else; ratio = handler / baseline)")
+    print("(baseline: one INSERT ... SELECT of a snapshot of every position, nothing else; ratio = handler / baseline)")
     per_change = snapshot_bytes / changed
     print(f"history on change: a pass writes a snapshot and a margin event per tier change, nothing else; "
           f"measured over {changed} changes: {per_change:.0f} B of snapshot and {event_bytes / changed:.0f} B "

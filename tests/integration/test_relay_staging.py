@@ -1,5 +1,5 @@
 """Staging a block range with more logs than one statement can carry (PostgreSQL's 65,535 bind
-parameters), against the real database."""
+parameters), against the real database: remembered for compensation and staged in the outbox at once."""
 
 import sqlalchemy
 
@@ -15,13 +15,22 @@ CHAIN = ChainSettings(rpc_url="", chain_id=31337, escrow_address="0x" + "ab" * 2
 def test_ten_thousand_logs_stage_in_one_range(stack):
     engine = sqlalchemy.create_engine(stack.layout.database_url("fn_relay"))
     envelopes = [Envelope.from_json(unique_escrow_created()) for _ in range(10_000)]
+    events = [(envelope, {"chain_id": "31337"}) for envelope in envelopes]
     try:
         with engine.connect() as conn:
             with conn.begin() as transaction:
-                new = cp.record_relayed_logs(conn, CHAIN, envelopes)
-                again = cp.record_relayed_logs(conn, CHAIN, envelopes[:10])
+                staged = cp.record_and_stage(conn, CHAIN, "settlement.events.v1", events, 30)
+                remembered = conn.execute(sqlalchemy.text(
+                    "SELECT count(*) FROM relay.relayed_logs WHERE dedupe_key = ANY(:keys)"),
+                    {"keys": [e.dedupe_key for e in envelopes]}).scalar_one()
+                # Logs relayed before are neither remembered again nor staged again, even in a new order.
+                again = cp.record_and_stage(conn, CHAIN, "settlement.events.v1", events[:10][::-1], 30)
                 transaction.rollback()
     finally:
         engine.dispose()
-    assert len(new) == 10_000
-    assert again == set()
+    assert remembered == 10_000
+    # Staged in the range's order (the order of publishing), each with its envelope and attributes.
+    assert [s.message.data for s in staged] == [e.to_bytes() for e in envelopes]
+    assert [s.id for s in staged] == sorted(s.id for s in staged)
+    assert staged[0].message.attributes == {**envelopes[0].attributes(), "chain_id": "31337"}
+    assert again == []
