@@ -4,7 +4,8 @@ The clients honour `PUBSUB_EMULATOR_HOST` by themselves, so the same code publis
 emulator and to GCP. A message counts as sent only once Pub/Sub confirmed it (its message id came back).
 The hand-written `google.cloud.pubsub_v1` layer (a batching publisher, a streaming subscriber) is not
 used by the functions: its batching is slower for what they send (see publish_all), and importing it
-costs every cold start a tenth of a second more.
+costs every cold start a tenth of a second more. The generated clients and gRPC are imported on first
+use: an instance whose requests publish nothing (the api's queries, a callback) never loads them.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-
-from google.api_core.retry import Retry
-from google.pubsub_v1 import PublisherClient, SubscriberClient
-from google.pubsub_v1.types import PublishRequest, PubsubMessage
+from typing import TYPE_CHECKING, Any
 
 from shared.errors import PublishFailed
+
+if TYPE_CHECKING:
+    from google.pubsub_v1 import PublisherClient, SubscriberClient
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +41,23 @@ BYTES_PER_REQUEST = 9_000_000
 # Publish requests of one call sent at once (measured on the emulator: 17k messages/s one at a time,
 # 25k four at a time).
 REQUESTS_IN_FLIGHT = 4
-# The protobuf classes under the generated wrappers: building 10k messages through the wrappers' field
-# marshalling took two thirds of a relay range's publish time.
-_RawMessage = PubsubMessage.pb()
-_RawRequest = PublishRequest.pb()
+
+
+@functools.cache
+def _raw_classes() -> tuple[Any, Any, Any]:
+    """(message, request, wrap): the protobuf classes under the generated wrappers, and the wrapper that
+    turns a raw request back into the client's type. Building 10k messages through the wrappers' field
+    marshalling took two thirds of a relay range's publish time."""
+    from google.pubsub_v1.types import PublishRequest, PubsubMessage
+
+    return PubsubMessage.pb(), PublishRequest.pb(), PublishRequest.wrap
 
 
 @functools.cache
 def get_publisher() -> PublisherClient:
-    """The instance's publisher client, created on first use."""
+    """The instance's publisher client, created (and gRPC imported) on first use."""
+    from google.pubsub_v1 import PublisherClient
+
     return PublisherClient()
 
 
@@ -67,14 +76,17 @@ def publish_all(project_id: str, messages: Sequence[OutgoingMessage], timeout: f
     """
     # Bound the client's own retries by our timeout, so a dead endpoint fails this invocation in time
     # for Pub/Sub to redeliver, instead of hanging until the function is killed.
+    from google.api_core.retry import Retry
+
     retry = Retry(initial=0.1, maximum=2.0, multiplier=2.0, timeout=timeout)
+    raw_message, raw_request, wrap = _raw_classes()
     message_ids = [""] * len(messages)
 
     def send(request: tuple[str, list[int]]) -> None:
         topic, positions = request
-        raw = _RawRequest(topic=topic_path(project_id, topic), messages=[
-            _RawMessage(data=messages[p].data, attributes=messages[p].attributes) for p in positions])
-        reply = get_publisher().publish(request=PublishRequest.wrap(raw), retry=retry, timeout=timeout)
+        raw = raw_request(topic=topic_path(project_id, topic), messages=[
+            raw_message(data=messages[p].data, attributes=messages[p].attributes) for p in positions])
+        reply = get_publisher().publish(request=wrap(raw), retry=retry, timeout=timeout)
         if len(reply.message_ids) != len(positions):
             raise PublishFailed(f"Pub/Sub confirmed {len(reply.message_ids)} of {len(positions)} messages")
         for position, message_id in zip(positions, reply.message_ids, strict=True):
@@ -126,6 +138,8 @@ class PulledMessage:
 @functools.cache
 def get_subscriber() -> SubscriberClient:
     """The instance's subscriber client (for pulling dead letters), created on first use."""
+    from google.pubsub_v1 import SubscriberClient
+
     return SubscriberClient()
 
 
