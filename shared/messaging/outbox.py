@@ -33,6 +33,15 @@ STAGED_ROUND = pubsub.MESSAGES_PER_REQUEST * pubsub.REQUESTS_IN_FLIGHT
 # margin events gets them out in the same invocation; anything left goes with the next one, or the
 # reconciler publishes it.
 DRAIN_SECONDS = 20.0
+# A round's (row key, message id) pairs, as two JSON arrays zipped in SQL: pg8000 writes a text[]
+# parameter by escaping every character in Python (40 ms for 4,000 ids), json.dumps takes 1 ms.
+SENT_PAIRS = ("ROWS FROM (jsonb_array_elements_text(CAST({keys} AS jsonb)), "
+              "jsonb_array_elements_text(CAST({message_ids} AS jsonb))) AS sent(key, message_id)")
+
+
+def sent_pairs(keys: Sequence[object], message_ids: Sequence[str]) -> tuple[str, str]:
+    """The two JSON arrays SENT_PAIRS reads."""
+    return json.dumps(list(keys)), json.dumps(list(message_ids))
 
 
 def enqueue(conn: Connection, schema: str, topic: str, envelope: Envelope,
@@ -168,7 +177,7 @@ def publish_staged(conn: Connection, schema: str, project_id: str, timeout: floa
             _hand_back(conn, schema, [s.id for s in staged[start:]])
             raise
         execute_autocommitted(conn, _MARK_STILL_UNPUBLISHED.format(schema=schema),
-                              ([s.id for s in round_], list(message_ids)))
+                              sent_pairs([s.id for s in round_], message_ids))
     if staged:
         log.info("published outbox rows", extra={"schema": schema, "count": len(staged)})
     return len(staged)
@@ -187,20 +196,21 @@ def _hand_back(conn: Connection, schema: str, ids: list[int]) -> None:
 # Records what was sent; a row another publisher recorded first keeps its message id.
 _MARK_STILL_UNPUBLISHED = (
     "UPDATE {schema}.outbox AS o SET published_at = now(), message_id = sent.message_id, publishing_until = NULL "
-    "FROM unnest(CAST(%s AS bigint[]), CAST(%s AS text[])) AS sent(id, message_id) "
-    "WHERE o.id = sent.id AND o.published_at IS NULL"
+    f"FROM {SENT_PAIRS.format(keys='%s', message_ids='%s')} "
+    "WHERE o.id = CAST(sent.key AS bigint) AND o.published_at IS NULL"
 )
 
 
 def _mark_published(conn: Connection, schema: str, ids: list[int], message_ids: Sequence[str]) -> None:
     # One statement for the whole batch (an executemany would be one round trip per row).
+    keys, sent_ids = sent_pairs(ids, message_ids)
     conn.execute(
         text(
             f"UPDATE {schema}.outbox AS o SET published_at = now(), message_id = sent.message_id "
-            "FROM unnest(CAST(:ids AS bigint[]), CAST(:message_ids AS text[])) AS sent(id, message_id) "
-            "WHERE o.id = sent.id"
+            f"FROM {SENT_PAIRS.format(keys=':ids', message_ids=':message_ids')} "
+            "WHERE o.id = CAST(sent.key AS bigint)"
         ),
-        {"ids": ids, "message_ids": list(message_ids)},
+        {"ids": keys, "message_ids": sent_ids},
     )
 
 

@@ -41,8 +41,8 @@ _UNPUBLISHED = text(
     "ORDER BY m.snapshot_id LIMIT :limit FOR UPDATE SKIP LOCKED")
 _MARK_PUBLISHED = text(
     f"UPDATE {SCHEMA}.margin_events m SET published_at = now(), message_id = sent.message_id "
-    "FROM unnest(CAST(:event_ids AS text[]), CAST(:message_ids AS text[])) AS sent(event_id, message_id) "
-    "WHERE m.event_id = sent.event_id")
+    f"FROM {outbox.SENT_PAIRS.format(keys=':event_ids', message_ids=':message_ids')} "
+    "WHERE m.event_id = sent.key")
 
 
 def envelope(row: Any) -> Envelope:
@@ -71,8 +71,8 @@ def publish_round(engine: Engine, project_id: str, timeout: float) -> int:
         if not rows:
             return 0
         message_ids = publish_all(project_id, [message(row) for row in rows], timeout)
-        conn.execute(_MARK_PUBLISHED, {"event_ids": [row.event_id for row in rows],
-                                       "message_ids": list(message_ids)})
+        event_ids, sent_ids = outbox.sent_pairs([row.event_id for row in rows], message_ids)
+        conn.execute(_MARK_PUBLISHED, {"event_ids": event_ids, "message_ids": sent_ids})
     log.info("published margin events", extra={"count": len(rows)})
     return len(rows)
 

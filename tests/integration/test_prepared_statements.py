@@ -4,9 +4,12 @@ not pg8000's three, with the same answers, and nothing stale or unbounded left o
 from __future__ import annotations
 
 import socket
+from datetime import UTC, datetime
 
+import pg8000.converters
 import pytest
 import sqlalchemy
+from pg8000.converters import TIMESTAMPTZ
 from sqlalchemy import text
 
 from shared import db
@@ -90,3 +93,26 @@ def test_a_statement_larger_than_the_write_buffer_is_sent_without_waiting_for_an
         sock = conn.connection.driver_connection._usock
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
         assert conn.execute(text("SELECT length(:blob)"), {"blob": "x" * 20_000}).scalar_one() == 20_000
+
+
+@pytest.mark.parametrize("time_zone", ["UTC", "Asia/Kolkata", "America/St_Johns"])
+def test_timestamps_are_read_as_the_instants_the_server_wrote(engine, time_zone):
+    instants = [datetime(2026, 12, 3, 10, 0, 0, 123456, UTC), datetime(2026, 12, 3, 10, tzinfo=UTC),
+                datetime(2026, 12, 3, 10, 0, 0, 500000, UTC), datetime(1999, 12, 31, 23, 59, 59, 999999, UTC),
+                datetime(1, 1, 1, 12, tzinfo=UTC)]
+    others = ["infinity", "-infinity", "0044-03-15 12:00:00+00 BC"]
+    values = [instant.isoformat() for instant in instants] + others
+    as_timestamps = ("SELECT CAST(v AS timestamptz) FROM unnest(CAST(:values AS text[])) WITH ORDINALITY AS t(v, i) "
+                     "ORDER BY i")
+    with transaction(engine) as conn:
+        conn.execute(text(f"SET LOCAL TimeZone = '{time_zone}'"))
+        assert conn.connection.dbapi_connection.pg_types[TIMESTAMPTZ] is db._read_timestamptz
+        read = conn.execute(text(as_timestamps), {"values": values}).scalars().all()
+        as_text = as_timestamps.replace("CAST(v AS timestamptz)", "CAST(CAST(v AS timestamptz) AS text)")
+        written = conn.execute(text(as_text), {"values": values}).scalars().all()
+    assert read[:len(instants)] == instants  # the same instants, in the session's time zone
+    # pg8000's own reader agrees wherever it reads a value (it returns Kolkata's year-1 LMT offset as text);
+    # infinity and BC dates are left to it.
+    by_pg8000 = [pg8000.converters.timestamptz_in(value) for value in written]
+    assert all(ours == theirs for ours, theirs in zip(read, by_pg8000, strict=True) if isinstance(theirs, datetime))
+    assert read[len(instants):] == by_pg8000[len(instants):]
