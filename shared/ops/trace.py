@@ -34,6 +34,11 @@ class Stage:
     detail: str
 
 
+# The escrow's margin events, found by its key (margin_events_by_escrow) rather than by scanning the table
+# for the correlation id; the correlation id still tells an escrow from an earlier one a reorg voided.
+_ESCROW_MARGIN_EVENTS = "chain_id = :c AND contract = :a AND escrow_id = :i AND correlation_id = :k"
+
+
 def _rows(conn: Connection, sql: str, **params) -> list:
     return list(conn.execute(text(sql), params).mappings())
 
@@ -46,6 +51,7 @@ def escrow_trace(conn: Connection, chain_id: int, contract: str, escrow_id: Deci
         return []
     e = escrow[0]
     correlation = e["created_event_id"]
+    escrow_key = {"c": e["chain_id"], "a": e["contract"], "i": e["escrow_id"]}
     relayed = _rows(conn, "SELECT * FROM relay.relayed_logs WHERE envelope->>'correlation_id' = :k", k=correlation)
     if not any(row["event_id"] == correlation for row in relayed):
         stages = [Stage(e["created_at"], "chain", f"EscrowCreated in block {e['created_block']} ({correlation})")]
@@ -75,15 +81,16 @@ def escrow_trace(conn: Connection, chain_id: int, contract: str, escrow_id: Deci
                                    f" WHERE envelope->>'correlation_id' = :k UNION "
                                    f" SELECT envelope->>'event_id' FROM risk.outbox "
                                    f" WHERE envelope->>'correlation_id' = :k UNION "
-                                   f" SELECT event_id FROM risk.margin_events WHERE correlation_id = :k)",
-                              n=consumer, k=correlation):
+                                   f" SELECT event_id FROM risk.margin_events WHERE {_ESCROW_MARGIN_EVENTS})",
+                              n=consumer, k=correlation, **escrow_key):
                 stages.append(Stage(row["received_at"], f"{consumer} received",
                                     f"{row['event_type']} ({row['outcome']})"))
     for row in _rows(conn, "SELECT * FROM settlement.transitions WHERE chain_id = :c "
                            "AND lower(contract) = lower(:a) AND escrow_id = :i", c=chain_id, a=contract, i=escrow_id):
         change = f"{row['from_state'] or '(new)'} -> {row['to_state']}"
         stages.append(Stage(row["recorded_at"], "settle applied", change))
-    for row in _rows(conn, "SELECT * FROM risk.margin_events WHERE correlation_id = :k", k=correlation):
+    for row in _rows(conn, f"SELECT * FROM risk.margin_events WHERE {_ESCROW_MARGIN_EVENTS}", k=correlation,
+                     **escrow_key):
         for decision in _rows(conn, "SELECT * FROM pricing.decisions WHERE published_event_id = :p",
                               p=row["cause_event_id"]):
             stages.append(Stage(decision["decided_at"], "fetch-price decided",
