@@ -134,6 +134,8 @@ class Consumer:
                 outbox.publish_staged(conn, self.schema, self.settings.project_id,
                                       self.settings.publish_timeout_seconds, staged)
             # A redelivery may find rows an earlier attempt committed but failed to publish.
+            if outcome == OUTCOME_DUPLICATE:
+                self._wait_for_earlier_delivery(envelope)
             if outcome in (OUTCOME_DUPLICATE, OUTCOME_REPLAYED):
                 self.publish_outbox()
             if self.after_commit is not None and outcome != OUTCOME_REJECTED:
@@ -144,6 +146,19 @@ class Consumer:
         """Step 2: publish what the outbox holds, in rounds, for up to outbox.DRAIN_SECONDS."""
         return outbox.drain(self._engine(), self.schema, self.settings.project_id,
                             self.settings.publish_timeout_seconds, time.monotonic() + outbox.DRAIN_SECONDS)
+
+    def _wait_for_earlier_delivery(self, envelope: Envelope) -> None:
+        """Answer 503 to a copy of an event whose earlier delivery still holds the lease on the events it
+        staged. That delivery is publishing them (two copies at once), or it stopped between its commit and
+        its publish (Pub/Sub sent the message again). Either way the copy comes back later: by then they are
+        published, or their lease has ended and its drain sends them. Acknowledged now, it would leave them
+        to the reconciler; published now, they might go out twice."""
+        with transaction(self._engine()) as conn:
+            leased = outbox.leased_rows_caused_by(conn, self.schema, envelope.event_id)
+        if leased:
+            log.info("events an earlier delivery staged are still leased to it; Pub/Sub will redeliver",
+                     extra={"consumer": self.name, "event_id": envelope.event_id, "rows": leased})
+            raise ServiceUnavailable("an earlier delivery of this event is still publishing what it staged")
 
     def _engine(self):
         return get_engine(self.settings.database)

@@ -134,6 +134,14 @@ def wire_bytes(envelope: dict) -> bytes:
     return canonical_json(envelope).encode()
 
 
+def leased_rows_caused_by(conn: Connection, schema: str, cause_event_id: str) -> int:
+    """How many events `cause_event_id` caused (their `causation_id`) are unpublished and still leased to
+    the delivery that staged them."""
+    return conn.execute(text(
+        f"SELECT count(*) FROM {schema}.outbox WHERE published_at IS NULL AND NOT {LEASE_ENDED} "
+        "AND envelope->>'causation_id' = :cause"), {"cause": cause_event_id}).scalar_one()
+
+
 def publish_pending(engine: Engine, schema: str, project_id: str, timeout: float) -> int:
     """Publish the outbox rows not yet published, oldest first; return how many were sent.
 
