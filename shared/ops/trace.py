@@ -5,9 +5,9 @@
 
 It follows the escrow's correlation id (its creation log's event id, carried by every later log of the
 escrow, every state change, margin event and delivery) through the tables each stage
-writes: relay's relayed log and outbox, settle's inbox and transitions, assess-margin's inbox,
-snapshots and margin events, and for each margin event the price that caused it (fetch-price's
-decision), notify's inbox, deliveries, attempts and provider callbacks. Read as the schemas' owner.
+writes: relay's relayed log and outbox, settle's inbox and transitions, assess-margin's inbox and
+margin events, and for each margin event the price that caused it (fetch-price's decision), notify's
+inbox, deliveries, attempts and provider callbacks. Read as the schemas' owner.
 """
 
 from __future__ import annotations
