@@ -247,9 +247,9 @@ def main() -> None:
     print(f"a crash's alerts: {events} margin events published {seconds:.1f} s after the price update, in one "
           f"delivery (handler, then a drain of up to {DRAIN_SECONDS:.0f} s); {left} left unpublished; {arrived} "
           f"arrived on {topics.MARGIN_EVENTS}; the same messages published from memory: {from_memory:.1f} s")
-    report.record(f"assess-margin {args.positions:,}: a crash's margin events published (vs from memory)",
+    report.record(f"assess-margin {args.positions:,}: crash alerts all out (vs from memory)",
                   seconds, "s", from_memory, target="<= 60 s, all of them")
-    report.record(f"assess-margin {args.positions:,}: a crash's margin events missing on the topic",
+    report.record(f"assess-margin {args.positions:,}: crash alerts missing on the topic",
                   events - arrived, "events", target="0")
     per_change = snapshot_bytes / changed
     print(f"history on change: a pass writes a snapshot and a margin event per tier change, nothing else; "
