@@ -1,31 +1,24 @@
 """Publishing staged outbox rows from memory (`outbox.publish_staged`: relay's path after each range, and
 every consumer's after a new event): each row goes out with the bytes a republish would send and is marked
 once, with one round trip to the database per round; a row another publisher recorded first keeps its
-message id; a copy of an event waits while an earlier delivery holds the lease on what it staged; on the
-real emulator and PostgreSQL."""
+message id; on the real emulator and PostgreSQL."""
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
-from types import SimpleNamespace
 
 import pytest
 import sqlalchemy
-from werkzeug.exceptions import ServiceUnavailable
 
-from shared import pubsub, topics
+from shared import pubsub
 from shared.db import connection, get_engine, transaction
 from shared.envelope import Envelope
 from shared.errors import PublishFailed
 from shared.messaging import outbox
-from shared.messaging.consumer import Consumer
 from shared.pubsub import OutgoingMessage
-from shared.settings import DatabaseSettings, Settings
-from shared.settlement.service import apply_settlement_event
-from shared.stack.layout import DATABASE, PROJECT_ID
-from tests.support.events import body, state_change_id, unique_escrow_created
+from shared.settings import DatabaseSettings
+from shared.stack.layout import PROJECT_ID
 from tests.support.round_trips import counting_round_trips
 
 SCHEMA = "notify"
@@ -160,50 +153,3 @@ def test_publish_all_returns_each_message_id_in_order_across_concurrent_requests
     with pytest.raises(PublishFailed, match="NotFound"):
         pubsub.publish_all(PROJECT_ID, [OutgoingMessage(first, b"x", {}),
                                         OutgoingMessage(f"{first}-missing", b"y", {})], 30)
-
-
-class _Stopped(BaseException):
-    """The instance stops (killed, out of memory) right after its commit, before its publish."""
-
-
-def test_a_copy_of_an_event_waits_while_an_earlier_delivery_holds_what_it_staged(
-        stack, bus, owner_engine, monkeypatch):
-    settings = Settings(service="settle-probe", project_id=PROJECT_ID, publish_timeout_seconds=30,
-                        database=DatabaseSettings(name=DATABASE, user="fn_settle", host="127.0.0.1",
-                                                  port=stack.layout.postgres_port, instance_connection_name=None))
-    consumer = Consumer("settle-probe", "settlement", settings, apply_settlement_event)
-    subscription = bus.pull_subscription(topics.ESCROW_CHANGES)
-    document = unique_escrow_created()
-    change = state_change_id(document)
-    delivery = SimpleNamespace(data={"message": {"data": base64.b64encode(body(document)).decode(),
-                                                 "messageId": uuid.uuid4().hex, "attributes": {}}}, id="probe")
-
-    def stop(*_args, **_kwargs):
-        raise _Stopped
-
-    with monkeypatch.context() as patched:
-        patched.setattr(outbox, "publish_staged", stop)
-        with pytest.raises(_Stopped):
-            consumer.handle(delivery)
-
-    def unpublished() -> int:
-        with owner_engine.connect() as conn:
-            return conn.execute(sqlalchemy.text("SELECT count(*) FROM settlement.outbox WHERE event_id = :e "
-                                                "AND published_at IS NULL"), {"e": change}).scalar()
-
-    # Pub/Sub sends the message again (its push was never answered). The state change is leased to the
-    # delivery that staged it, which may still be publishing it: the copy is answered 503, to come back.
-    with pytest.raises(ServiceUnavailable, match="earlier delivery"):
-        consumer.handle(delivery)
-    assert unpublished() == 1
-    # Once the lease has ended (here: set in the past), the next copy publishes it, once.
-    with owner_engine.begin() as conn:
-        conn.execute(sqlalchemy.text("UPDATE settlement.outbox SET publishing_until = now() - interval '1 second' "
-                                     "WHERE event_id = :e"), {"e": change})
-    assert consumer.handle(delivery) == "duplicate"
-    assert unpublished() == 0
-    received = bus.pull(subscription, until=lambda messages: any(
-        json.loads(m.data)["event_id"] == change for m in messages), settle=1.0)
-    assert [json.loads(m.data)["event_id"] for m in received].count(change) == 1
-    # A copy after that is acknowledged at once.
-    assert consumer.handle(delivery) == "duplicate"

@@ -1,8 +1,14 @@
-"""settle under at-least-once delivery: duplicates, poison, publish failure, a database restart."""
+"""settle under at-least-once delivery: duplicates, poison, publish failure, an instance killed mid-publish, a
+database restart."""
 
 import json
+import os
+import signal
 import socket
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import sqlalchemy
 
@@ -115,3 +121,69 @@ def test_database_restart_with_messages_in_flight_loses_nothing(stack, bus, owne
     wait_for(lambda: _escrows_with_ids(owner_engine, ids) == len(ids), "every escrow persisted", timeout=60)
     assert _count(owner_engine, "SELECT count(*) FROM settlement.inbox WHERE event_id = ANY(:e)",
                   e=[d["event_id"] for d in documents]) == len(documents)
+
+
+@contextmanager
+def _silent_server() -> Iterator[int]:
+    """A port that accepts connections and never answers: a Publish sent there waits for its timeout."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        held: list[socket.socket] = []
+        stop = threading.Event()
+
+        def hold() -> None:
+            listener.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    held.append(listener.accept()[0])
+                except TimeoutError:
+                    continue
+
+        holder = threading.Thread(target=hold, daemon=True)
+        holder.start()
+        try:
+            yield listener.getsockname()[1]
+        finally:
+            stop.set()
+            holder.join()
+            for connection in held:
+                connection.close()
+
+
+def test_an_instance_killed_between_commit_and_publish_leaves_nothing_to_the_reconciler(stack, bus, owner_engine):
+    """The instance dies inside its publish, after its commit. Pub/Sub pushes the event again: the copy is
+    answered 503 while the dead delivery's lease holds, then publishes the state change, once."""
+    settle = stack.topology.function("settle")
+    address = stack.layout.read_state()["escrow_address"]
+    port = stack.layout.base_port + 51
+    topic = f"test-events-{int(time.time() * 1000)}"
+    bus.create_topic(topic)
+    bus.create_topic(topic + ".dlq")
+    changes_sub = bus.pull_subscription("settlement.escrows.v1")
+    document = unique_escrow_created()
+    unpublished = ("SELECT count(*) FROM settlement.outbox WHERE envelope->>'causation_id' = :e "
+                   "AND published_at IS NULL")
+    leased = unpublished + " AND publishing_until > now()"
+    with _silent_server() as silent_port:
+        # Its publisher's Pub/Sub never answers: the delivery commits, then hangs in its publish (5 s at most,
+        # so its rows are leased for 2 x 5 s).
+        doomed = stack.start_function(settle, None, address, port=port, instance="settle-killed-mid-publish",
+                                      env_overrides={"PUBSUB_EMULATOR_HOST": f"127.0.0.1:{silent_port}",
+                                                     "PUBLISH_TIMEOUT_SECONDS": "5"})
+        bus.push_subscription(topic, f"http://127.0.0.1:{port}/", topic + ".dlq", max_attempts=100)
+        bus.publish(topic, body(document))
+        wait_for(lambda: _count(owner_engine, leased, e=document["event_id"]) == 1,
+                 "the state change committed and leased to the delivery publishing it", interval=0.05)
+        os.killpg(doomed, signal.SIGKILL)
+    healthy = stack.start_function(settle, None, address, port=port, instance="settle-after-the-kill")
+    try:
+        change_id = state_change_id(document)
+        received = bus.pull(changes_sub, until=lambda m: any(json.loads(x.data)["event_id"] == change_id for x in m),
+                            timeout=60, settle=3.0)
+        assert [e["event_id"] for e in envelopes(received)].count(change_id) == 1
+        assert _count(owner_engine, unpublished, e=document["event_id"]) == 0
+        log = (stack.layout.logs / "settle-after-the-kill.log").read_text()
+        assert "still leased to it; Pub/Sub will redeliver" in log  # the copy waited out the lease
+    finally:
+        services.stop(healthy)
