@@ -66,6 +66,14 @@ def test_poison_messages_are_recorded_and_acknowledged(stack, bus, owner_engine)
     assert _escrows_with_ids(owner_engine, [wrong_schema["payload"]["escrow_id"]]) == 0
 
 
+def _own_topic(bus) -> str:
+    """A topic of the test's own, with its dead-letter topic, to push to an instance the test starts."""
+    topic = f"test-events-{int(time.time() * 1000)}"
+    bus.create_topic(topic)
+    bus.create_topic(topic + ".dlq")
+    return topic
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -77,9 +85,7 @@ def test_publish_failure_after_commit_is_republished_once_on_redelivery(stack, b
     settle = stack.topology.function("settle")
     address = stack.layout.read_state()["escrow_address"]
     port = stack.layout.base_port + 50
-    topic = f"test-events-{int(time.time() * 1000)}"
-    bus.create_topic(topic)
-    bus.create_topic(topic + ".dlq")
+    topic = _own_topic(bus)
     changes_sub = bus.pull_subscription("settlement.escrows.v1")
     # An instance whose publisher points at a closed port: every publish fails, after the commit.
     broken = stack.start_function(settle, None, address, port=port, instance="settle-broken-publisher",
@@ -157,9 +163,7 @@ def test_an_instance_killed_between_commit_and_publish_leaves_nothing_to_the_rec
     settle = stack.topology.function("settle")
     address = stack.layout.read_state()["escrow_address"]
     port = stack.layout.base_port + 51
-    topic = f"test-events-{int(time.time() * 1000)}"
-    bus.create_topic(topic)
-    bus.create_topic(topic + ".dlq")
+    topic = _own_topic(bus)
     changes_sub = bus.pull_subscription("settlement.escrows.v1")
     document = unique_escrow_created()
     unpublished = ("SELECT count(*) FROM settlement.outbox WHERE envelope->>'causation_id' = :e "
