@@ -66,6 +66,19 @@ def test_poison_messages_are_recorded_and_acknowledged(stack, bus, owner_engine)
     assert _escrows_with_ids(owner_engine, [wrong_schema["payload"]["escrow_id"]]) == 0
 
 
+_UNPUBLISHED_CHANGES = ("SELECT count(*) FROM settlement.outbox WHERE envelope->>'causation_id' = :e "
+                        "AND published_at IS NULL")
+
+
+def _state_change_published_once(bus, subscription: str, engine, document: dict, timeout: float) -> None:
+    """The escrow's state change arrived exactly once, and the outbox holds nothing unpublished for it."""
+    change_id = state_change_id(document)
+    received = bus.pull(subscription, until=lambda m: any(json.loads(x.data)["event_id"] == change_id for x in m),
+                        timeout=timeout, settle=3.0)
+    assert [e["event_id"] for e in envelopes(received)].count(change_id) == 1
+    assert _count(engine, _UNPUBLISHED_CHANGES, e=document["event_id"]) == 0
+
+
 def _own_topic(bus) -> str:
     """A topic of the test's own, with its dead-letter topic, to push to an instance the test starts."""
     topic = f"test-events-{int(time.time() * 1000)}"
@@ -94,9 +107,7 @@ def test_publish_failure_after_commit_is_republished_once_on_redelivery(stack, b
     bus.push_subscription(topic, f"http://127.0.0.1:{port}/", topic + ".dlq", max_attempts=20)
     document = unique_escrow_created()
     bus.publish(topic, body(document))
-    unpublished = ("SELECT count(*) FROM settlement.outbox WHERE envelope->>'causation_id' = :e "
-                   "AND published_at IS NULL")
-    wait_for(lambda: _count(owner_engine, unpublished, e=document["event_id"]) == 1,
+    wait_for(lambda: _count(owner_engine, _UNPUBLISHED_CHANGES, e=document["event_id"]) == 1,
              "the effect committed with its event still in the outbox")
     assert _escrows_with_ids(owner_engine, [document["payload"]["escrow_id"]]) == 1
 
@@ -104,11 +115,7 @@ def test_publish_failure_after_commit_is_republished_once_on_redelivery(stack, b
     services.stop(broken)
     healthy = stack.start_function(settle, None, address, port=port, instance="settle-healthy-publisher")
     try:
-        change_id = state_change_id(document)
-        received = bus.pull(changes_sub, until=lambda m: any(json.loads(x.data)["event_id"] == change_id for x in m),
-                            timeout=30, settle=3.0)
-        assert [e["event_id"] for e in envelopes(received)].count(change_id) == 1
-        assert _count(owner_engine, unpublished, e=document["event_id"]) == 0
+        _state_change_published_once(bus, changes_sub, owner_engine, document, timeout=30)
         assert _escrows_with_ids(owner_engine, [document["payload"]["escrow_id"]]) == 1
     finally:
         services.stop(healthy)
@@ -166,9 +173,7 @@ def test_an_instance_killed_between_commit_and_publish_leaves_nothing_to_the_rec
     topic = _own_topic(bus)
     changes_sub = bus.pull_subscription("settlement.escrows.v1")
     document = unique_escrow_created()
-    unpublished = ("SELECT count(*) FROM settlement.outbox WHERE envelope->>'causation_id' = :e "
-                   "AND published_at IS NULL")
-    leased = unpublished + " AND publishing_until > now()"
+    leased = _UNPUBLISHED_CHANGES + " AND publishing_until > now()"
     with _silent_server() as silent_port:
         # Its publisher's Pub/Sub never answers: the delivery commits, then hangs in its publish (5 s at most,
         # so its rows are leased for 2 x 5 s).
@@ -182,11 +187,7 @@ def test_an_instance_killed_between_commit_and_publish_leaves_nothing_to_the_rec
         os.killpg(doomed, signal.SIGKILL)
     healthy = stack.start_function(settle, None, address, port=port, instance="settle-after-the-kill")
     try:
-        change_id = state_change_id(document)
-        received = bus.pull(changes_sub, until=lambda m: any(json.loads(x.data)["event_id"] == change_id for x in m),
-                            timeout=60, settle=3.0)
-        assert [e["event_id"] for e in envelopes(received)].count(change_id) == 1
-        assert _count(owner_engine, unpublished, e=document["event_id"]) == 0
+        _state_change_published_once(bus, changes_sub, owner_engine, document, timeout=60)
         log = (stack.layout.logs / "settle-after-the-kill.log").read_text()
         assert "still leased to it; Pub/Sub will redeliver" in log  # the copy waited out the lease
     finally:
