@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -30,6 +31,7 @@ from shared.compliance.tables import (
     sdn_entries,
 )
 from shared.errors import SanctionsListUnavailable
+from shared.garbage_collection import collector_paused
 
 log = logging.getLogger(__name__)
 # Screening matches names against individuals: users are people.
@@ -117,6 +119,7 @@ def latest_snapshot_id(conn: Connection) -> int | None:
     return conn.execute(select(func.max(list_snapshots.c.snapshot_id))).scalar()
 
 
+@collector_paused()
 def read_list_view(conn: Connection, snapshot_id: int) -> ListView:
     """What screening needs of one snapshot: listed wallets, and individuals' names and aliases."""
     wallets = {row.address: row.ent_num for row in conn.execute(
@@ -148,8 +151,10 @@ class ListCache:
             raise SanctionsListUnavailable("no sanctions list snapshot is loaded yet; run the sanctions-refresh job")
         with self._lock:
             if self._view is None or self._view.snapshot_id != snapshot_id:
+                started = time.perf_counter()
                 self._view = read_list_view(conn, snapshot_id)
                 log.info("sanctions list loaded into memory",
                          extra={"snapshot_id": snapshot_id, "names": len(self._view.names),
-                                "wallets": len(self._view.wallets)})
+                                "wallets": len(self._view.wallets),
+                                "seconds": round(time.perf_counter() - started, 3)})
             return self._view

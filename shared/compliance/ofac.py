@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from shared.addresses import checksum_address, is_hex_address
 from shared.errors import PermanentError
+from shared.garbage_collection import collector_paused
 
 # What each file is called where OFAC publishes it; the keys name them everywhere else.
 OFAC_FILES = {"sdn": "SDN.CSV", "alt": "ALT.CSV", "add": "ADD.CSV", "comments": "SDN_COMMENTS.CSV"}
@@ -80,6 +81,7 @@ def _int(value: str | None) -> int:
     return int(value) if value else 0
 
 
+@collector_paused()
 def parse_lists(files: Mapping[str, bytes]) -> ParsedLists:
     """Parse OFAC's four CSV files and the optional address list; ListFormatError if any is malformed."""
     missing = [OFAC_FILES[name] for name in OFAC_FILES if name not in files]
