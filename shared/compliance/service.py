@@ -122,9 +122,14 @@ class ComplianceService:
 
     # ------------------------------------------------------------------ rescreening
 
-    def rescreen_batch(self, conn: Connection, view: ListView, keys: tuple[int, int]) -> tuple[int, Outgoing]:
+    def rescreen_batch(self, conn: Connection, view: ListView, keys: tuple[int, int],
+                       request_event_id: str) -> tuple[int, Outgoing]:
         """Rescreen up to RESCREEN_BATCH users with a rescreen key in [from, to), last screened against an
-        older snapshot; each one's `last_snapshot_id` moves in this transaction (so once per snapshot)."""
+        older snapshot; each one's `last_snapshot_id` moves in this transaction (so once per snapshot).
+
+        A screening records the list snapshot as its cause; a changed decision's result names the shard
+        request that carried it (`request_event_id`) as its causation, so a redelivered request finds the
+        results its earlier delivery staged (shared/messaging/consumer.py waits for them)."""
         due = conn.execute(
             select(subjects).where(subjects.c.last_snapshot_id < view.snapshot_id,
                                    subjects.c.rescreen_key >= keys[0], subjects.c.rescreen_key < keys[1])
@@ -147,7 +152,8 @@ class ComplianceService:
             if decision is not previous:
                 self._log_decision(subject["user_id"], TRIGGER_RESCREEN, decision, reasons, view.snapshot_id,
                                    previous)
-                outgoing.append(self._result(conn, subject["user_id"], previous, reasons, TRIGGER_RESCREEN, cause))
+                outgoing.append(self._result(conn, subject["user_id"], previous, reasons, TRIGGER_RESCREEN,
+                                             request_event_id))
         return len(due), outgoing
 
     def rescreen_shard(self, conn: Connection, requested: Envelope) -> Outgoing:
@@ -162,7 +168,7 @@ class ComplianceService:
         total = 0
         outgoing: list[tuple[str, Envelope]] = []
         while True:
-            count, changed = self.rescreen_batch(conn, view, keys)
+            count, changed = self.rescreen_batch(conn, view, keys, requested.event_id)
             total += count
             outgoing.extend(changed)
             if count < RESCREEN_BATCH:

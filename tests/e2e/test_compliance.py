@@ -283,6 +283,9 @@ def test_a_list_update_rescreens_holds_the_escrow_and_keeps_every_run(stack, api
         assert (result["payload"]["decision"], result["payload"]["previous_decision"],
                 result["payload"]["trigger"], result["payload"]["sequence"]) == ("REJECTED", "APPROVED", "rescreen", 2)
         assert result["correlation_id"] == first["correlation_id"]
+        # Caused by the shard request that carried the rescreen: a copy of that request delivered again
+        # finds the results its first delivery staged (and waits while they are leased to it).
+        assert result["causation_id"].startswith(f"RescreenRequested:{listed_snapshot}:")
         held = wait_for(lambda: hold() or None, "settle to hold the escrow")
         # The dismissed name match was found again and carried the reviewer's decision.
         carried = wait_for(lambda: (lambda h: h if len(h["screenings"]) == 2 else None)(
