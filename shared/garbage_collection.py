@@ -16,7 +16,10 @@ from collections.abc import Iterator
 
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
-    """The cyclic collector off for the block (or the decorated function), then as it was before."""
+    """The cyclic collector off for the block (or the decorated function), then as it was before.
+
+    Two threads pausing at once can only end with it on: the one that found it on turns it back on (the
+    other may then finish its build with the collector running, slower but correct)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
