@@ -1,5 +1,7 @@
 """Storing sanctions list snapshots in the real PostgreSQL (in a transaction rolled back at the end)."""
 
+import gc
+
 import sqlalchemy
 
 from shared.compliance.lists import read_list_view, store_snapshot
@@ -31,7 +33,10 @@ def test_a_snapshot_is_stored_once_per_change_of_the_files(stack, owner_engine):
             assert (_count(conn, "sdn_entries", added), _count(conn, "sdn_aliases", added),
                     _count(conn, "sdn_addresses", added), _count(conn, "listed_wallets", added)) == (
                 8976, 11910, 13837, 153)
+            collections = sum(generation["collections"] for generation in gc.get_stats())
             view = read_list_view(conn, added)
+            # Built with the collector paused: at most the one collection its re-enabling sets off.
+            assert sum(generation["collections"] for generation in gc.get_stats()) - collections <= 1
             assert len(view.wallets) == 153 and len(view.names) > 10000
             # Back to the earlier files (a delisting reverted): a new version, loaded again.
             reverted = store_snapshot(conn, real, "test", None)
