@@ -323,7 +323,8 @@ class MarginTierChangedV1(Payload):
     collateral_amount: NonNegativeDecimal
     obligation_usd: NonNegativeUsd
     price_event_id: Id
-    snapshot_id: DatabaseId
+    # The snapshot an escrow's change took; null for a price pass's change, which the event alone records.
+    snapshot_id: DatabaseId | None = None
 
 
 class MarginAlertRetractedV1(Payload):

@@ -354,7 +354,7 @@ class Reconciler:
                 "WHERE m.occurred_at > now() - make_interval(secs => :window) AND m.published_at IS NOT NULL "
                 "AND m.published_at < now() - make_interval(secs => :grace) "
                 "AND NOT EXISTS (SELECT 1 FROM notify.inbox i WHERE i.consumer = 'notify' "
-                "AND i.dedupe_key = m.event_id) ORDER BY m.snapshot_id LIMIT :limit"), window).all()
+                "AND i.dedupe_key = m.event_id) ORDER BY m.occurred_at LIMIT :limit"), window).all()
             retractions = conn.execute(text(
                 "SELECT o.topic, o.envelope, o.attributes, o.event_id FROM risk.outbox o "
                 "WHERE o.topic = :topic AND o.published_at IS NOT NULL "

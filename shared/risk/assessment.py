@@ -6,10 +6,13 @@ with hysteresis, records a snapshot where one is due, and for each tier change w
 tier and a margin event (its own outbox row, see shared/risk/margin_events.py), all in one statement.
 No Python loop over positions: 100k positions are one round trip.
 
-Snapshots are history on change (migration 0015). A price pass snapshots only the positions whose tier
-changed; a change of an open escrow snapshots its position every time. So the snapshots hold every
-input a position's health was computed from, the applied price records how many positions its pass
-assessed, and any other health factor is recomputable (`risk.position_health` gives the current ones).
+Each assessment is recorded once. A change of an open escrow snapshots its position every time (with a
+margin event naming the snapshot when the tier changed). A price pass records only the tier changes,
+each as its margin event alone (migration 0016): the event holds every value the health factor was
+computed from, and a snapshot would repeat them. So the snapshots and the margin events hold every input
+a position's health was computed from (`risk.position_history` reads both), the applied price records
+how many positions its pass assessed, and any other health factor is recomputable
+(`risk.position_health` gives the current ones).
 
 The rules are shared/risk/tiers.py's (health factor, tiers, their ranks), called here as the SQL
 functions it defines. A position moves to a worse tier as soon as its health factor falls below that
@@ -49,10 +52,10 @@ _BEFORE_ALL_KEYS = {"after_chain_id": -1, "after_contract": "", "after_escrow_id
 # Measured on a crash over 100k positions: the pass took about a tenth less than at the default 4MB.
 PASS_WORK_MEM = "64MB"
 
-# One statement a chunk: assess the next PASS_CHUNK_POSITIONS positions in scope (by key); snapshot
-# those due one (a tier change, or every position when :every_position: the escrow changed); for each
-# tier change, write the position's tier and the margin event (its own outbox row, published after the
-# commit by shared/risk/margin_events.py). The chunk's size, tier changes and last key come back.
+# One statement a chunk: assess the next PASS_CHUNK_POSITIONS positions in scope (by key), record them
+# ({recorded}: _SNAPSHOT_EACH when an escrow changed, _TIER_CHANGES_ONLY for a price pass); for each tier
+# change, write the position's tier and the margin event (its own outbox row, published after the commit
+# by shared/risk/margin_events.py). The chunk's size, tier changes and last key come back.
 _ASSESS_CHUNK = f"""
 WITH assessed AS (
     SELECT p.chain_id, p.contract, p.escrow_id, p.depositor, p.asset_symbol, p.collateral_amount,
@@ -70,19 +73,9 @@ WITH assessed AS (
                least({SCHEMA}.tier_rank(a.previous_tier),
                      {rank_below_thresholds_sql("a.health_factor", "_recovered")}))) AS tier
     FROM assessed a
-), taken AS (
-    INSERT INTO {SCHEMA}.margin_health_snapshots
-        (chain_id, contract, escrow_id, depositor, asset_symbol, collateral_amount, obligation_usd, price,
-         collateral_value_usd, health_factor, previous_tier, tier, price_event_id, correlation_id,
-         cause_event_id, taken_at)
-    SELECT r.chain_id, r.contract, r.escrow_id, r.depositor, r.asset_symbol, r.collateral_amount,
-           r.obligation_usd, r.price, r.collateral_amount * r.price, r.health_factor, r.previous_tier, r.tier,
-           r.price_event_id, r.correlation_id, :cause_event_id, :now
-    FROM rated r
-    WHERE CAST(:every_position AS boolean) OR r.tier <> coalesce(r.previous_tier, '{BEST}')
-    RETURNING *
+), recorded AS ({{recorded}}
 ), changed AS (
-    SELECT c.*, {_EVENT_ID} AS event_id FROM taken c WHERE c.tier <> coalesce(c.previous_tier, '{BEST}')
+    SELECT c.*, {_EVENT_ID} AS event_id FROM recorded c WHERE c.tier <> coalesce(c.previous_tier, '{BEST}')
 ), tier_updates AS (
     UPDATE {SCHEMA}.positions p SET tier = c.tier, updated_at = :now FROM changed c
     WHERE p.chain_id = c.chain_id AND p.contract = c.contract AND p.escrow_id = c.escrow_id
@@ -92,7 +85,7 @@ WITH assessed AS (
          snapshot_id, correlation_id, cause_event_id, occurred_at, asset_symbol, collateral_amount,
          obligation_usd, price_event_id)
     SELECT c.event_id, c.chain_id, c.contract, c.escrow_id, c.depositor, coalesce(c.previous_tier, '{BEST}'),
-           c.tier, c.health_factor, c.price, c.id, c.correlation_id, :cause_event_id, :now, c.asset_symbol,
+           c.tier, c.health_factor, c.price, c.snapshot_id, c.correlation_id, :cause_event_id, :now, c.asset_symbol,
            c.collateral_amount, c.obligation_usd, c.price_event_id
     FROM changed c
 )
@@ -101,6 +94,22 @@ SELECT (SELECT count(*) FROM assessed) AS assessed, (SELECT count(*) FROM change
 FROM (SELECT chain_id, contract, escrow_id FROM assessed
       ORDER BY chain_id DESC, contract DESC, escrow_id DESC LIMIT 1) last
 """
+
+# An escrow changed: snapshot its position whatever the tier (the snapshot's id goes in the margin event).
+_SNAPSHOT_EACH = f"""
+    INSERT INTO {SCHEMA}.margin_health_snapshots
+        (chain_id, contract, escrow_id, depositor, asset_symbol, collateral_amount, obligation_usd, price,
+         collateral_value_usd, health_factor, previous_tier, tier, price_event_id, correlation_id,
+         cause_event_id, taken_at)
+    SELECT r.chain_id, r.contract, r.escrow_id, r.depositor, r.asset_symbol, r.collateral_amount,
+           r.obligation_usd, r.price, r.collateral_amount * r.price, r.health_factor, r.previous_tier, r.tier,
+           r.price_event_id, r.correlation_id, :cause_event_id, :now
+    FROM rated r
+    RETURNING *, id AS snapshot_id"""
+# A price moved: the tier changes only, recorded by their margin events (no snapshot, no snapshot id).
+_TIER_CHANGES_ONLY = f"""
+    SELECT r.*, CAST(NULL AS bigint) AS snapshot_id FROM rated r
+    WHERE r.tier <> coalesce(r.previous_tier, '{BEST}')"""
 
 
 @dataclass(frozen=True)
@@ -115,11 +124,12 @@ def assess(conn: Connection, policy: RiskSettings, scope: str, scope_parameters:
            cause_event_id: str, now: datetime) -> PassResult:
     """Recompute every open position in `scope` (ALL_OPEN_ON_ASSET or ONE_ESCROW): one statement per
     chunk of PASS_CHUNK_POSITIONS positions, in key order, in the caller's transaction. One escrow's
-    pass snapshots its position whatever the tier; a pass over an asset, the tier changes only."""
-    chunk = text(_ASSESS_CHUNK.format(scope=scope))
+    pass snapshots its position whatever the tier; a pass over an asset records the tier changes only,
+    as their margin events."""
+    chunk = text(_ASSESS_CHUNK.format(
+        scope=scope, recorded=_SNAPSHOT_EACH if scope == ONE_ESCROW else _TIER_CHANGES_ONLY))
     parameters = {**scope_parameters, **threshold_parameters(dict(policy.tier_thresholds), policy.hysteresis),
-                  "cause_event_id": cause_event_id, "now": now, "chunk": PASS_CHUNK_POSITIONS,
-                  "every_position": scope == ONE_ESCROW}
+                  "cause_event_id": cause_event_id, "now": now, "chunk": PASS_CHUNK_POSITIONS}
     if scope == ALL_OPEN_ON_ASSET:
         conn.execute(text(f"SET LOCAL work_mem = '{PASS_WORK_MEM}'"))
     after = _BEFORE_ALL_KEYS

@@ -2,8 +2,8 @@
 row is published from there and marked (`published_at`, `message_id`).
 
 The envelope is built from the row when it is published, the same bytes every time (a republish by the
-reconciler sends what the first publish sent). Rounds take the oldest unpublished events (by snapshot
-id, the order the passes wrote them) and hold their row locks until Pub/Sub confirmed them and they
+reconciler sends what the first publish sent). Rounds take the oldest unpublished events (by the time
+their pass wrote them) and hold their row locks until Pub/Sub confirmed them and they
 are marked: two publishers at once (a delivery's and the reconciler's) skip each other's rows, and a
 failed publish rolls back and leaves them pending.
 """
@@ -38,7 +38,7 @@ MESSAGE_COLUMNS = ("m.event_id, m.chain_id, m.contract, m.escrow_id, m.depositor
 
 _UNPUBLISHED = text(
     f"SELECT {MESSAGE_COLUMNS} FROM {SCHEMA}.margin_events m WHERE m.published_at IS NULL "
-    "ORDER BY m.snapshot_id LIMIT :limit FOR UPDATE SKIP LOCKED")
+    "ORDER BY m.occurred_at LIMIT :limit FOR UPDATE SKIP LOCKED")
 _MARK_PUBLISHED = text(
     f"UPDATE {SCHEMA}.margin_events m SET published_at = now(), message_id = sent.message_id "
     f"FROM {outbox.SENT_PAIRS.format(keys=':event_ids', message_ids=':message_ids')} "

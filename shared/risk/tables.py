@@ -59,10 +59,10 @@ applied_prices = Table(
     Column("tier_changes", Integer),
 )
 
-# History on change (migration 0015): a position's snapshot when its tier changed at a price, and at
-# every change of its escrow while open. Partitioned by day on taken_at (migration 0011; the reconciler
-# creates and drops the partitions), so the key includes taken_at; ids come from one sequence across
-# partitions.
+# A position's snapshot at every change of its escrow while open (since migration 0016 a price pass's tier
+# changes are recorded by their margin events alone; `risk.position_history` reads both). Partitioned by
+# day on taken_at (migration 0011; the reconciler creates and drops the partitions), so the key includes
+# taken_at; ids come from one sequence across partitions.
 margin_health_snapshots = Table(
     "margin_health_snapshots",
     metadata,
@@ -101,7 +101,9 @@ margin_events = Table(
     Column("tier", Text, nullable=False),
     Column("health_factor", Numeric, nullable=False),
     Column("price", Numeric, nullable=False),
-    Column("snapshot_id", BigInteger, nullable=False),
+    # The snapshot of an escrow's change that moved the tier; NULL when a price pass did (migration 0016):
+    # the event alone records that assessment.
+    Column("snapshot_id", BigInteger),
     Column("correlation_id", Text, nullable=False),
     Column("cause_event_id", Text, nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

@@ -188,7 +188,7 @@ def alerts_of_a_crash(stack: Stack, owner, engine, risk: RiskEngine, feed: Price
     with owner.connect() as conn:
         rows = conn.execute(sqlalchemy.text(
             f"SELECT {margin_events.MESSAGE_COLUMNS}, m.published_at FROM risk.margin_events m "
-            "WHERE m.cause_event_id = :cause ORDER BY m.snapshot_id"), {"cause": update.event_id}).all()
+            "WHERE m.cause_event_id = :cause ORDER BY m.occurred_at"), {"cause": update.event_id}).all()
     left = sum(1 for row in rows if row.published_at is None)
     arrived = _arrived({row.event_id for row in rows})
     # The baseline publishes while the subscription is there too (the emulator does less for a topic

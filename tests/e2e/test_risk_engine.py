@@ -16,10 +16,10 @@ from tests.support.pubsub import envelopes
 from tests.support.risk import (
     applied_price,
     health,
+    history,
     margin_events,
     portfolio,
     position,
-    snapshots,
     wait_position,
 )
 
@@ -68,7 +68,7 @@ def test_a_price_crash_turns_into_a_margin_call(market, chain, bus, owner_engine
     prices_sub = bus.pull_subscription("market.prices.v1")
     escrow = chain.create(ETH, 1000)  # health factor at 2000: 2000 x 0.825 / 1000 = 1.65, HEALTHY
     contract = chain.contract.address
-    assert snapshots(owner_engine, contract, escrow.escrow_id)[-1].tier == "HEALTHY"
+    assert history(owner_engine, contract, escrow.escrow_id)[-1].tier == "HEALTHY"
 
     market.quote("1400", chainlink="1401")
     decision = market.tick()
@@ -88,10 +88,12 @@ def test_a_price_crash_turns_into_a_margin_call(market, chain, bus, owner_engine
     assert event["correlation_id"] == created.correlation_id and created.correlation_id.startswith("31337:0x")
     assert event["event_id"] == derive_event_id(price["event_id"], MARGIN_TIER_CHANGED,
                                                 f"31337:{contract}:{escrow.escrow_id}")
-    snapshot = snapshots(owner_engine, contract, escrow.escrow_id)[-1]
-    assert snapshot.id == event["payload"]["snapshot_id"]
-    assert (snapshot.tier, snapshot.health_factor, snapshot.price) == ("MARGIN_CALL", expected_hf, Decimal("1400.5"))
-    provenance = {s["source"]: s for s in applied_price(owner_engine, snapshot.price_event_id).provenance["sources"]}
+    # The price pass recorded the change once: as the margin event, with no snapshot of the same facts.
+    record = history(owner_engine, contract, escrow.escrow_id)[-1]
+    assert (record.margin_event_id, record.snapshot_id) == (event["event_id"], None)
+    assert event["payload"]["snapshot_id"] is None
+    assert (record.tier, record.health_factor, record.price) == ("MARGIN_CALL", expected_hf, Decimal("1400.5"))
+    provenance = {s["source"]: s for s in applied_price(owner_engine, record.price_event_id).provenance["sources"]}
     assert set(provenance) == {"coingecko", "chainlink"} and provenance["chainlink"]["round_id"]
     assert all("age_seconds" in s for s in provenance.values())
 
@@ -105,7 +107,7 @@ def test_a_price_wobbling_around_a_threshold_emits_one_event(market, chain, owne
         market.settle_at(price)
     assert [(e.previous_tier, e.tier) for e in margin_events(owner_engine, contract, escrow.escrow_id)] == [
         ("HEALTHY", "WARNING")]
-    assert snapshots(owner_engine, contract, escrow.escrow_id)[-1].tier == "WARNING"
+    assert history(owner_engine, contract, escrow.escrow_id)[-1].tier == "WARNING"
     now = health(owner_engine, contract, escrow.escrow_id)
     assert (now.health_factor, now.tier) == (Decimal("1.515"), "WARNING")  # 1.515 < 1.5 + 0.05
     market.settle_at("2100")  # 1.575: clearly back above
@@ -124,9 +126,9 @@ def test_escrow_changes_reach_the_projection_and_a_completed_escrow_leaves_the_r
     closed = wait_position(owner_engine, contract, escrow.escrow_id, "completed")
     assert not closed.is_open
     assert health(owner_engine, contract, escrow.escrow_id) is None
-    assessed = len(snapshots(owner_engine, contract, escrow.escrow_id))
+    assessed = len(history(owner_engine, contract, escrow.escrow_id))
     market.settle_at("1900")
-    assert len(snapshots(owner_engine, contract, escrow.escrow_id)) == assessed
+    assert len(history(owner_engine, contract, escrow.escrow_id)) == assessed
     assert health(owner_engine, contract, escrow.escrow_id) is None
 
 
@@ -136,14 +138,14 @@ def test_duplicate_and_stale_price_messages_change_nothing(market, bus, owner_en
     prices_sub = bus.pull_subscription("market.prices.v1")
     market.settle_at("1950")
     [latest] = envelopes(bus.pull(prices_sub, until=bool))
-    before = len(snapshots(owner_engine, contract, escrow.escrow_id))
+    before = len(history(owner_engine, contract, escrow.escrow_id))
     # The same message again, and an older price under a new id: neither may be applied.
     bus.publish("market.prices.v1", _body(latest))
     older = {**latest, "event_id": latest["event_id"] + ":replayed",
              "payload": {**latest["payload"], "sequence": latest["payload"]["sequence"] - 1, "price": "10"}}
     bus.publish("market.prices.v1", _body(older))
     wait_for(lambda: _inbox_has(owner_engine, older["event_id"]), "assess-margin to take the older price")
-    assert len(snapshots(owner_engine, contract, escrow.escrow_id)) == before
+    assert len(history(owner_engine, contract, escrow.escrow_id)) == before
     with owner_engine.connect() as conn:
         current = conn.execute(sqlalchemy.text("SELECT price, price_event_id FROM risk.asset_prices")).one()
     assert (current.price, current.price_event_id) == (Decimal(latest["payload"]["price"]), latest["event_id"])

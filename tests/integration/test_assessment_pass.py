@@ -85,30 +85,37 @@ def test_a_position_moves_through_the_tiers_with_hysteresis(conn):
             {"e": update.event_id}).one()
         assert tuple(applied) == (1, 0 if expected_hf in ("1.504", "1.008") else 1), price
 
-    # History on change: the escrow's creation, then one snapshot per tier change, each with the values
-    # its health factor was computed from.
-    snapshots = conn.execute(sqlalchemy.text(
-        "SELECT previous_tier, tier, health_factor, price, collateral_amount, obligation_usd "
-        "FROM risk.margin_health_snapshots WHERE depositor = :d ORDER BY id"), {"d": depositor}).all()
-    assert [(s.previous_tier or "HEALTHY", s.tier, s.health_factor) for s in snapshots] == [
+    # Each assessment recorded once: the escrow's creation as a snapshot, then each tier change as its
+    # margin event alone, each with the values its health factor was computed from.
+    history = conn.execute(sqlalchemy.text(
+        "SELECT previous_tier, tier, health_factor, price, collateral_amount, obligation_usd, snapshot_id, "
+        "margin_event_id FROM risk.position_history WHERE depositor = :d ORDER BY recorded_at"),
+        {"d": depositor}).all()
+    assert [(h.previous_tier or "HEALTHY", h.tier, h.health_factor) for h in history] == [
         ("HEALTHY", "HEALTHY", Decimal("1.6"))] + [
         (before, after, Decimal(hf)) for (_, _, before), (_, hf, after) in zip(
             [("100", "1.6", "HEALTHY"), *walk], walk, strict=False) if before != after]
-    assert all(s.health_factor == health_factor(s.collateral_amount * s.price * Decimal("0.8"), s.obligation_usd)
-               for s in snapshots)
+    assert all(h.health_factor == health_factor(h.collateral_amount * h.price * Decimal("0.8"), h.obligation_usd)
+               for h in history)
+    assert history[0].snapshot_id is not None and history[0].margin_event_id is None
+    assert all(h.snapshot_id is None and h.margin_event_id for h in history[1:])
+    assert conn.execute(sqlalchemy.text("SELECT count(*) FROM risk.margin_health_snapshots WHERE depositor = :d"),
+                        {"d": depositor}).scalar_one() == 1
 
     events = conn.execute(sqlalchemy.text(
-        "SELECT previous_tier, tier, event_id FROM risk.margin_events WHERE depositor = :d ORDER BY snapshot_id"),
+        "SELECT previous_tier, tier, event_id FROM risk.margin_events WHERE depositor = :d ORDER BY occurred_at"),
         {"d": depositor}).all()
+    assert [e.event_id for e in events] == [h.margin_event_id for h in history[1:]]
     assert [(e.previous_tier, e.tier) for e in events] == [
         ("HEALTHY", "WARNING"), ("WARNING", "HEALTHY"), ("HEALTHY", "MARGIN_CALL"),
         ("MARGIN_CALL", "LIQUIDATION"), ("LIQUIDATION", "MARGIN_CALL")]
     # Each event is its own outbox row, published after the commit; its message says what the row says.
     rows = conn.execute(sqlalchemy.text(
         f"SELECT {margin_events.MESSAGE_COLUMNS}, m.published_at FROM risk.margin_events m WHERE m.depositor = :d "
-        "ORDER BY m.snapshot_id"), {"d": depositor}).all()
+        "ORDER BY m.occurred_at"), {"d": depositor}).all()
     assert [row.published_at for row in rows] == [None] * len(events)
     messages = [Envelope.from_bytes(margin_events.message(row).data).typed(MarginTierChangedV1) for row in rows]
+    assert [m.snapshot_id for m in messages] == [None] * len(events)
     assert [(m.previous_tier, m.tier, m.depositor, m.asset) for m in messages] == \
         [(e.previous_tier, e.tier, depositor, "TST") for e in events]
     assert [Decimal(m.health_factor) for m in messages] == \
@@ -120,6 +127,27 @@ def test_a_position_moves_through_the_tiers_with_hysteresis(conn):
         "SELECT health_factor, worst_tier FROM risk.portfolios WHERE depositor = :d"), {"d": depositor}).one()
     assert portfolio.worst_tier == "MARGIN_CALL"
     assert portfolio.health_factor == health_factor(Decimal(66) * Decimal("0.8"), OBLIGATION)
+
+
+def test_an_escrow_change_that_moves_the_tier_is_snapshotted_and_its_event_names_the_snapshot(conn):
+    engine = RiskEngine(Settings.from_env(ENV, parts=[RiskSettings]).part(RiskSettings))
+    depositor = checksum_address("0x" + uuid.uuid4().hex + "00000000")
+    engine.handle(conn, _price("90", 1))
+    engine.handle(conn, _escrow(depositor))  # created at 90 x 0.8 / 50 = 1.44: WARNING from the start
+    [snapshot] = conn.execute(sqlalchemy.text(
+        "SELECT id, previous_tier, tier FROM risk.margin_health_snapshots WHERE depositor = :d"),
+        {"d": depositor}).all()
+    [event] = conn.execute(sqlalchemy.text(
+        f"SELECT {margin_events.MESSAGE_COLUMNS} FROM risk.margin_events m WHERE m.depositor = :d"),
+        {"d": depositor}).all()
+    assert (snapshot.previous_tier, snapshot.tier) == (None, "WARNING")
+    assert (event.previous_tier, event.tier, event.snapshot_id) == ("HEALTHY", "WARNING", snapshot.id)
+    assert Envelope.from_bytes(margin_events.message(event).data).typed(MarginTierChangedV1).snapshot_id == snapshot.id
+    # Recorded once in the history: by its snapshot (the event that names it is not listed again).
+    history = conn.execute(sqlalchemy.text(
+        "SELECT snapshot_id, margin_event_id, tier FROM risk.position_history WHERE depositor = :d"),
+        {"d": depositor}).all()
+    assert [tuple(h) for h in history] == [(snapshot.id, None, "WARNING")]
 
 
 def _positions(conn, count: int, contracts: list[str]) -> None:
@@ -143,16 +171,18 @@ def _pass_outcome(conn, monkeypatch, chunk: int) -> tuple:
     tiers = conn.execute(sqlalchemy.text(
         "SELECT contract, escrow_id, tier FROM risk.position_health WHERE asset_symbol = 'TST' "
         "ORDER BY contract, escrow_id")).all()
-    snapshots = conn.execute(sqlalchemy.text(
-        "SELECT contract, escrow_id, tier FROM risk.margin_health_snapshots WHERE cause_event_id = :e "
+    history = conn.execute(sqlalchemy.text(
+        "SELECT contract, escrow_id, tier FROM risk.position_history WHERE cause_event_id = :e "
         "ORDER BY contract, escrow_id"), {"e": price.event_id}).all()
+    assert not conn.execute(sqlalchemy.text(
+        "SELECT 1 FROM risk.margin_health_snapshots WHERE cause_event_id = :e"), {"e": price.event_id}).all()
     events = conn.execute(sqlalchemy.text(
         "SELECT contract, escrow_id, tier FROM risk.margin_events WHERE cause_event_id = :e "
         "ORDER BY contract, escrow_id"), {"e": price.event_id}).all()
     assessed = conn.execute(sqlalchemy.text(
         "SELECT positions_assessed FROM risk.applied_prices WHERE price_event_id = :e"),
         {"e": price.event_id}).scalar_one()
-    return [tuple(row) for row in tiers], [tuple(row) for row in snapshots], [tuple(row) for row in events], assessed
+    return [tuple(row) for row in tiers], [tuple(row) for row in history], [tuple(row) for row in events], assessed
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 23, 24, 1000])
@@ -164,11 +194,11 @@ def test_a_pass_in_chunks_assesses_every_position_once_as_one_pass_would(conn, m
     whole = _pass_outcome(conn, monkeypatch, 1000)
     savepoint.rollback()
     chunked = _pass_outcome(conn, monkeypatch, chunk)
-    tiers, snapshots, events, assessed = chunked
+    tiers, history, events, assessed = chunked
     assert chunked == whole
     assert len(tiers) == 24 == assessed
     # Per contract: escrows 1-6 LIQUIDATION (below 1.0), 7 MARGIN_CALL (1.12), 8-9 WARNING, 10-12 HEALTHY;
-    # each that left HEALTHY has its one snapshot and its one margin event, the others none.
+    # each that left HEALTHY has its one margin event (its record in the history, no snapshot), the others none.
     assert [tier for contract, _id, tier in tiers if contract == contracts[0]] == \
         ["LIQUIDATION"] * 6 + ["MARGIN_CALL"] + ["WARNING"] * 2 + ["HEALTHY"] * 3
-    assert events == snapshots == [row for row in tiers if row[2] != "HEALTHY"] and len(events) == 18
+    assert events == history == [row for row in tiers if row[2] != "HEALTHY"] and len(events) == 18

@@ -38,8 +38,8 @@ def test_nothing_owed_is_an_infinite_health_factor_and_healthy(stack, owner_engi
             rows = conn.execute(sqlalchemy.text(
                 "SELECT escrow_id, health_factor, tier FROM risk.position_health "
                 "WHERE contract = :c ORDER BY escrow_id"), {"c": CONTRACT}).all()
-            snapshots = conn.execute(sqlalchemy.text(
-                "SELECT escrow_id, health_factor, tier FROM risk.margin_health_snapshots "
+            history = conn.execute(sqlalchemy.text(
+                "SELECT escrow_id, health_factor, tier, snapshot_id FROM risk.position_history "
                 "WHERE contract = :c AND cause_event_id = 'test-price' ORDER BY escrow_id"), {"c": CONTRACT}).all()
             events = conn.execute(sqlalchemy.text(
                 "SELECT escrow_id, tier FROM risk.margin_events WHERE contract = :c"), {"c": CONTRACT}).all()
@@ -51,5 +51,5 @@ def test_nothing_owed_is_an_infinite_health_factor_and_healthy(stack, owner_engi
         (2, Decimal("0.41250000"), "LIQUIDATION"),  # 1 x 2000 x 0.825 / 4000
     ]
     assert [(int(e.escrow_id), e.tier) for e in events] == [(2, "LIQUIDATION")]
-    # History on change: the price pass snapshots the tier change only.
-    assert [tuple(s) for s in snapshots] == [tuple(r) for r in rows[1:]]
+    # The price pass records the tier change only, by its margin event: no snapshot.
+    assert [tuple(h) for h in history] == [(*r, None) for r in rows[1:]]

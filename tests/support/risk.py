@@ -26,10 +26,11 @@ def wait_position(engine, contract: str, escrow_id: int, state: str, timeout: fl
     return wait_for(reached, f"risk projection of escrow {escrow_id} in state {state}", timeout)
 
 
-def snapshots(engine, contract: str, escrow_id: int) -> list:
-    """The position's snapshots: one at each change of the escrow, and one at each price that changed its tier."""
-    return _rows(engine, "SELECT * FROM risk.margin_health_snapshots WHERE contract = :c AND escrow_id = :i "
-                 "ORDER BY id", c=contract, i=escrow_id)
+def history(engine, contract: str, escrow_id: int) -> list:
+    """The position's recorded assessments, oldest first: a snapshot at each change of the escrow, and the
+    margin event of each price that changed its tier."""
+    return _rows(engine, "SELECT * FROM risk.position_history WHERE contract = :c AND escrow_id = :i "
+                 "ORDER BY recorded_at", c=contract, i=escrow_id)
 
 
 def health(engine, contract: str, escrow_id: int):
