@@ -5,7 +5,8 @@ price and its event id, health factor, both tiers) and is kept for the audit, wh
 dropped after the retention. A price pass still wrote a snapshot of each tier change as well, the same
 facts a second time: measured on a crash over 100k positions (34,684 changes), about a sixth of the
 pass. Now only an escrow's change snapshots its position; a price pass's margin events have no
-`snapshot_id` (their MarginTierChanged says `"snapshot_id": null`).
+`snapshot_id` (their MarginTierChanged says `"snapshot_id": null`). A notify older than this release
+refuses such a message as invalid and records it: where one is live, update notify first.
 
 - Unpublished events are taken oldest first by `occurred_at` instead of by snapshot id.
 - `risk.position_history` keeps one place to read a position's assessments: its snapshots (one at
