@@ -24,10 +24,15 @@ def alembic_config() -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Migrate the database at `url` to `revision`."""
+    """Migrate the database at `url` to `revision`.
+
+    Each migration commits on its own (env.py's transaction_per_migration): one that fails leaves the
+    database at the last one that succeeded, and a migration can build an index CONCURRENTLY in an
+    autocommit block instead of blocking writes to a large table while the index builds.
+    """
     engine = sqlalchemy.create_engine(url)
     try:
-        with engine.begin() as connection:
+        with engine.connect() as connection:
             config = alembic_config()
             config.attributes["connection"] = connection
             command.upgrade(config, revision)

@@ -1,6 +1,9 @@
-"""Migration 0014 on a database that already has margin events: each one ends with its content and its
-publication, and none is sent twice or lost. A fresh database on the stack's PostgreSQL, migrated to
-0013, given the four kinds of event a live database holds, then migrated to the head."""
+"""Migrations of margin events on a database that already has some, each on a fresh database on the
+stack's PostgreSQL.
+
+0014: each event ends with its content and its publication, and none is sent twice or lost (migrated to
+0013, given the four kinds of event a live database holds, then to the head). 0016: the index of the
+unpublished events is rebuilt by time, CONCURRENTLY, and a run after one that failed half way finishes."""
 
 from __future__ import annotations
 
@@ -80,3 +83,33 @@ def test_existing_margin_events_keep_their_content_and_publication(fresh_databas
     assert str(events["E4"].published_at).startswith("2026-11-01 10:00:00")
     # The pending event's outbox row is gone (it would be sent twice); the rest, and a retraction, stay.
     assert outbox == ["E1", "E2", "R1"]
+
+
+def _unpublished_indexes(conn) -> list[tuple[str, bool, str]]:
+    return [tuple(row) for row in conn.execute(sqlalchemy.text(
+        "SELECT c.relname, i.indisvalid, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+        "JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE i.indrelid = 'risk.margin_events'::regclass AND c.relname LIKE 'margin_events_unpublished%'"))]
+
+
+def test_a_rerun_of_0016_after_a_failed_index_build_rebuilds_the_index_by_time(fresh_database):
+    url = fresh_database.render_as_string(hide_password=False)
+    upgrade(url, "0015")
+    engine = sqlalchemy.create_engine(fresh_database)
+    try:
+        with engine.begin() as conn:
+            # What a run that failed after starting its build leaves: an index under the new name that is
+            # not the one wanted (a CONCURRENTLY build that fails leaves an invalid one).
+            conn.execute(sqlalchemy.text(
+                "CREATE INDEX margin_events_unpublished_by_time ON risk.margin_events (event_id)"))
+            assert [name for name, _valid, _definition in _unpublished_indexes(conn)] == [
+                "margin_events_unpublished", "margin_events_unpublished_by_time"]
+        upgrade(url, "head")
+        with engine.connect() as conn:
+            indexes = _unpublished_indexes(conn)
+            version = conn.execute(sqlalchemy.text("SELECT version_num FROM public.alembic_version")).scalar_one()
+    finally:
+        engine.dispose()
+    [(name, valid, definition)] = indexes
+    assert (name, valid, version) == ("margin_events_unpublished_by_time", True, "0016")
+    assert definition.endswith("USING btree (occurred_at) WHERE (published_at IS NULL)")

@@ -8,7 +8,10 @@ pass. Now only an escrow's change snapshots its position; a price pass's margin 
 `snapshot_id` (their MarginTierChanged says `"snapshot_id": null`). A notify older than this release
 refuses such a message as invalid and records it: where one is live, update notify first.
 
-- Unpublished events are taken oldest first by `occurred_at` instead of by snapshot id.
+- Unpublished events are taken oldest first by `occurred_at` instead of by snapshot id. Their index is
+  rebuilt CONCURRENTLY: margin events are never pruned, and a plain build would block every pass's
+  writes while it reads the whole table. Those steps come first and can run again: a failed run leaves
+  at worst an invalid index, which the next run drops.
 - `risk.position_history` keeps one place to read a position's assessments: its snapshots (one at
   each change of the escrow) and the margin events of price passes. It shows what the tables hold:
   snapshots older than the retention are gone, margin events stay.
@@ -41,18 +44,25 @@ _HISTORY = """
 
 
 def upgrade() -> None:
+    with op.get_context().autocommit_block():
+        # Alembic read the isolation level on entering the block, and pg8000 began a transaction for that
+        # read: PostgreSQL refuses CONCURRENTLY inside it, so end it first (SQLAlchemy's pg8000 dialect
+        # ends the one it opens to set an isolation level the same way).
+        op.execute("COMMIT")
+        op.execute("DROP INDEX CONCURRENTLY IF EXISTS risk.margin_events_unpublished_by_time")  # a failed run's
+        op.execute("CREATE INDEX CONCURRENTLY margin_events_unpublished_by_time ON risk.margin_events "
+                   "(occurred_at) WHERE published_at IS NULL")
+        op.execute("DROP INDEX CONCURRENTLY IF EXISTS risk.margin_events_unpublished")
     op.execute("ALTER TABLE risk.margin_events ALTER COLUMN snapshot_id DROP NOT NULL")
-    op.execute("DROP INDEX risk.margin_events_unpublished")
-    op.execute("CREATE INDEX margin_events_unpublished ON risk.margin_events (occurred_at) "
-               "WHERE published_at IS NULL")
     op.execute(_HISTORY)
     op.execute("GRANT SELECT ON risk.position_history TO fn_api")
 
 
 def downgrade() -> None:
-    # Refuses (NOT NULL fails) once a price pass wrote a margin event: its snapshot was never taken.
+    # In one transaction, so a refusal changes nothing: NOT NULL fails once a price pass wrote a margin
+    # event, whose snapshot was never taken.
     op.execute("DROP VIEW risk.position_history")
-    op.execute("DROP INDEX risk.margin_events_unpublished")
+    op.execute("DROP INDEX risk.margin_events_unpublished_by_time")
     op.execute("CREATE INDEX margin_events_unpublished ON risk.margin_events (snapshot_id) "
                "WHERE published_at IS NULL")
     op.execute("ALTER TABLE risk.margin_events ALTER COLUMN snapshot_id SET NOT NULL")
