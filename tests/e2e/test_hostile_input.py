@@ -212,6 +212,10 @@ ROWS = [
         _flip("depositor"), "EIP-55"),
     Row("negative health factor", "risk.margin-events.v1", margin_event, _payload(health_factor="-1"),
         "payload.health_factor"),
+    # null is a price pass's change (no snapshot); anything but null or a database id is not
+    Row("snapshot id zero", "risk.margin-events.v1", margin_event, _payload(snapshot_id=0), "payload.snapshot_id"),
+    Row("snapshot id as text", "risk.margin-events.v1", margin_event, _payload(snapshot_id="1"),
+        "payload.snapshot_id"),
     # screen-compliance, on reviews
     Row("hit id beyond BIGINT", "compliance.reviews.v1", review, _payload(hit_id=2**63), "payload.hit_id"),
     Row("unknown review action", "compliance.reviews.v1", review, _payload(action="approve"), "payload.action"),
