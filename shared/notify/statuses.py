@@ -14,7 +14,7 @@ delivery's row lock, which the sender holds until it commits.
 
 from __future__ import annotations
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import bindparam, func, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from shared.notify.tables import deliveries, provider_events
@@ -34,6 +34,13 @@ CALLBACK_STATUSES = {
 PROVIDER_CHANNELS = {"sendgrid": "email", "twilio": "sms"}
 # Statuses a callback may move a delivery out of: only forward, never out of a final status.
 OPEN_STATUSES = (PENDING, SENT)
+
+# Built once, its values passed as parameters. A delivery without a provider message id compares
+# equal to none (`= NULL`), never to every callback that has none.
+_EARLY_CALLBACKS = (select(provider_events.c.provider, provider_events.c.event)
+                    .where(or_(provider_events.c.delivery_id == bindparam("delivery_id"),
+                               provider_events.c.provider_message_id == bindparam("provider_message_id")))
+                    .order_by(provider_events.c.id))
 
 
 def lock_provider_message(conn: Connection, provider_message_id: str) -> None:
@@ -59,9 +66,7 @@ def apply_callback_status(conn: Connection, provider: str, event: str, *, delive
 
 def apply_early_callbacks(conn: Connection, delivery_id: int, provider_message_id: str | None) -> None:
     """Apply callbacks that arrived before the delivery was recorded as sent, in arrival order."""
-    early = conn.execute(select(provider_events.c.provider, provider_events.c.event).where(or_(
-        provider_events.c.delivery_id == delivery_id,
-        provider_events.c.provider_message_id == provider_message_id,
-    )).order_by(provider_events.c.id)).tuples().all()
+    early = conn.execute(_EARLY_CALLBACKS, {"delivery_id": delivery_id,
+                                            "provider_message_id": provider_message_id}).tuples().all()
     for provider, event in early:
         apply_callback_status(conn, str(provider), str(event), delivery_id=delivery_id, provider_message_id=None)

@@ -5,7 +5,11 @@ Bearer API key required (401 otherwise); the body is checked like the real API c
 Like the real service, it then posts the message's events (processed, then delivered, or bounce for a
 recipient at bounce.test) to the event webhook URL, signed with ECDSA P-256 over timestamp + body
 (headers X-Twilio-Email-Event-Webhook-Signature / -Timestamp), retrying until the webhook answers 2xx.
-Run: python -m shared.stack.sendgrid_server --port N [--event-webhook-url URL --signing-key PEM_FILE]
+Also like it, events are batched: SendGrid holds them for up to 30 seconds and posts what gathered as
+one JSON array; here the window is --event-batch-seconds (1 by default, so tests see statuses soon),
+and a batch holds at most MAX_EVENTS_PER_POST events.
+Run: python -m shared.stack.sendgrid_server --port N [--event-webhook-url URL --signing-key PEM_FILE
+     --event-batch-seconds S]
 """
 
 from __future__ import annotations
@@ -47,31 +51,63 @@ class SendGridHandler(VendorHandler):
         self.state.record({"message_id": message_id, "received_at": time.time(), "mail": mail})
         self.reply(202, None, {"X-Message-Id": message_id})
         if EVENT_WEBHOOK.url:
-            threading.Thread(target=_post_events, args=(message_id, mail), daemon=True).start()
+            EVENT_WEBHOOK.add(_events_of(message_id, mail))
+
+
+# Events in one webhook POST at most (SendGrid caps a batch by size, 768 KB).
+MAX_EVENTS_PER_POST = 1000
 
 
 class _EventWebhook:
-    url: str | None = None
-    key: ec.EllipticCurvePrivateKey | None = None
+    """Gathers the accepted messages' events and posts them in batches."""
+
+    def __init__(self) -> None:
+        self.url: str | None = None
+        self.key: ec.EllipticCurvePrivateKey | None = None
+        self.batch_seconds = 1.0
+        self._pending: list[dict] = []
+        self._gathered = threading.Condition()
+
+    def start(self, url: str, key: ec.EllipticCurvePrivateKey, batch_seconds: float) -> None:
+        self.url, self.key, self.batch_seconds = url, key, batch_seconds
+        threading.Thread(target=self._post_batches, daemon=True).start()
+
+    def add(self, events: list[dict]) -> None:
+        with self._gathered:
+            self._pending.extend(events)
+            self._gathered.notify()
+
+    def _post_batches(self) -> None:
+        while True:
+            with self._gathered:
+                self._gathered.wait_for(lambda: self._pending)
+            time.sleep(self.batch_seconds)  # the window opens with the first event
+            with self._gathered:
+                batch, self._pending = self._pending[:MAX_EVENTS_PER_POST], self._pending[MAX_EVENTS_PER_POST:]
+            # Each batch retries on its own, so one the webhook refuses (an outage) holds up no other.
+            threading.Thread(target=self._post, args=(batch,), daemon=True).start()
+
+    def _post(self, events: list[dict]) -> None:
+        body = json.dumps(events)
+        timestamp = str(int(time.time()))
+        assert self.key is not None and self.url is not None
+        signature = base64.b64encode(self.key.sign((timestamp + body).encode(), ec.ECDSA(hashes.SHA256())))
+        deliver_callback(self.url, body.encode(), {
+            "Content-Type": "application/json", "X-Twilio-Email-Event-Webhook-Signature": signature.decode(),
+            "X-Twilio-Email-Event-Webhook-Timestamp": timestamp})
 
 
 EVENT_WEBHOOK = _EventWebhook()
 
 
-def _post_events(message_id: str, mail: dict) -> None:
+def _events_of(message_id: str, mail: dict) -> list[dict]:
+    """The events SendGrid reports for an accepted message: processed, then delivered or bounce."""
     custom = mail.get("custom_args") or {}
     email = mail["personalizations"][0]["to"][0]["email"]
     outcome = "bounce" if email.endswith("@bounce.test") else "delivered"
-    events = [{"email": email, "timestamp": int(time.time()), "event": event, "sg_event_id": uuid.uuid4().hex,
-               "sg_message_id": f"{message_id}.filterdrecv-local-1", **custom}
-              for event in ("processed", outcome)]
-    body = json.dumps(events)
-    timestamp = str(int(time.time()))
-    assert EVENT_WEBHOOK.key is not None and EVENT_WEBHOOK.url is not None
-    signature = base64.b64encode(EVENT_WEBHOOK.key.sign((timestamp + body).encode(), ec.ECDSA(hashes.SHA256())))
-    deliver_callback(EVENT_WEBHOOK.url, body.encode(), {
-        "Content-Type": "application/json", "X-Twilio-Email-Event-Webhook-Signature": signature.decode(),
-        "X-Twilio-Email-Event-Webhook-Timestamp": timestamp})
+    return [{"email": email, "timestamp": int(time.time()), "event": event, "sg_event_id": uuid.uuid4().hex,
+             "sg_message_id": f"{message_id}.filterdrecv-local-1", **custom}
+            for event in ("processed", outcome)]
 
 
 def _problems(mail: dict) -> list[dict]:
@@ -98,8 +134,11 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--event-webhook-url")
     parser.add_argument("--signing-key", help="PEM file of the ECDSA P-256 key that signs the event webhook")
+    parser.add_argument("--event-batch-seconds", type=float, default=1.0,
+                        help="how long events gather before one webhook POST carries them")
     args = parser.parse_args()
     if args.event_webhook_url:
-        EVENT_WEBHOOK.url = args.event_webhook_url
-        EVENT_WEBHOOK.key = serialization.load_pem_private_key(open(args.signing_key, "rb").read(), None)
+        key = serialization.load_pem_private_key(open(args.signing_key, "rb").read(), None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey), "the event webhook signs with an EC P-256 key"
+        EVENT_WEBHOOK.start(args.event_webhook_url, key, args.event_batch_seconds)
     make_server(SendGridHandler, args.port).serve_forever()
