@@ -22,10 +22,11 @@ new = greatest(rank(hf), least(current rank, rank(hf - hysteresis))).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.engine import Connection
 
 from shared.risk.settings import RiskSettings
@@ -120,14 +121,21 @@ class PassResult:
     tier_changes: int
 
 
+@functools.cache
+def _chunk_statement(scope: str) -> TextClause:
+    """The chunk statement of `scope`, built once (parsing its text for parameters costs every escrow
+    change as much as a short statement's round trip)."""
+    return text(_ASSESS_CHUNK.format(
+        scope=scope, recorded=_SNAPSHOT_EACH if scope == ONE_ESCROW else _TIER_CHANGES_ONLY))
+
+
 def assess(conn: Connection, policy: RiskSettings, scope: str, scope_parameters: dict, *,
            cause_event_id: str, now: datetime) -> PassResult:
     """Recompute every open position in `scope` (ALL_OPEN_ON_ASSET or ONE_ESCROW): one statement per
     chunk of PASS_CHUNK_POSITIONS positions, in key order, in the caller's transaction. One escrow's
     pass snapshots its position whatever the tier; a pass over an asset records the tier changes only,
     as their margin events."""
-    chunk = text(_ASSESS_CHUNK.format(
-        scope=scope, recorded=_SNAPSHOT_EACH if scope == ONE_ESCROW else _TIER_CHANGES_ONLY))
+    chunk = _chunk_statement(scope)
     parameters = {**scope_parameters, **threshold_parameters(dict(policy.tier_thresholds), policy.hysteresis),
                   "cause_event_id": cause_event_id, "now": now, "chunk": PASS_CHUNK_POSITIONS}
     if scope == ALL_OPEN_ON_ASSET:

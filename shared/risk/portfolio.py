@@ -22,9 +22,9 @@ from sqlalchemy.engine import Connection
 from shared.risk.tables import SCHEMA
 
 # Two escrows of one depositor may be applied concurrently; their refreshes take turns.
-_LOCK = "SELECT pg_advisory_xact_lock(hashtext('risk.portfolio_exposures'), hashtext(:depositor))"
-_CLEAR = f"DELETE FROM {SCHEMA}.portfolio_exposures WHERE depositor = :depositor"
-_REFRESH = f"""
+_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('risk.portfolio_exposures'), hashtext(:depositor))")
+_CLEAR = text(f"DELETE FROM {SCHEMA}.portfolio_exposures WHERE depositor = :depositor")
+_REFRESH = text(f"""
 INSERT INTO {SCHEMA}.portfolio_exposures
     (depositor, asset_symbol, open_positions, collateral_amount, risk_adjusted_amount, obligation_usd, updated_at)
 SELECT p.depositor, p.asset_symbol, count(*), sum(p.collateral_amount),
@@ -32,12 +32,12 @@ SELECT p.depositor, p.asset_symbol, count(*), sum(p.collateral_amount),
 FROM {SCHEMA}.positions p
 WHERE p.depositor = :depositor AND p.is_open AND p.asset_symbol IS NOT NULL
 GROUP BY p.depositor, p.asset_symbol
-"""
+""")
 
 
 def refresh_exposures(conn: Connection, depositor: str, now: datetime) -> None:
     """Recompute one depositor's stored exposures from its open positions (two statements: a
     data-modifying CTE's DELETE is not visible to an INSERT in the same statement)."""
-    conn.execute(text(_LOCK), {"depositor": depositor})
-    conn.execute(text(_CLEAR), {"depositor": depositor})
-    conn.execute(text(_REFRESH), {"depositor": depositor, "now": now})
+    conn.execute(_LOCK, {"depositor": depositor})
+    conn.execute(_CLEAR, {"depositor": depositor})
+    conn.execute(_REFRESH, {"depositor": depositor, "now": now})

@@ -6,12 +6,13 @@ escrow, or a price not newer than the stored `sequence` for its asset, changes n
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, tuple_
+from sqlalchemy import and_, bindparam, func, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
@@ -41,6 +42,34 @@ VOIDED = "voided"
 # The columns an escrow change sets from settle's record (what the reconciler compares).
 PROJECTED = ("depositor", "asset_token", "collateral_amount", "obligation_usd", "state", "is_open")
 # A position in one of these tiers has had a margin event published about it.
+
+
+# The position's tier before the change, locked for it.
+_TIER_BEFORE = (select(positions.c.tier)
+                .where(*[positions.c[name] == bindparam(name) for name in ("chain_id", "contract", "escrow_id")])
+                .with_for_update())
+
+
+@functools.cache
+def _projection(columns: tuple[str, ...], *, forget_tier: bool) -> Any:
+    """The upsert of an escrow change's `columns` into the projection, built once (built per change with
+    .values(), its coercing and cache-keying cost more CPU than running it)."""
+    statement = insert(positions)
+    key = ("chain_id", "contract", "escrow_id")
+    # The correlation id is settle's, the escrow's creation log's: it changes only when a reorg voided
+    # the escrow and its id was reused. A voided escrow forgets its tier, so a reused id starts fresh.
+    changed: dict[str, Any] = {name: statement.excluded[name] for name in columns if name not in key}
+    if forget_tier:
+        changed["tier"] = None
+    return statement.on_conflict_do_update(
+        index_elements=list(key), set_={**changed, "updated_at": func.now()},
+        # The change at a sequence defines the projection at that sequence: one already applied
+        # changes nothing, unless the row no longer says what it said (restored on a replay).
+        where=or_(positions.c.sequence < statement.excluded.sequence,
+                  and_(positions.c.sequence == statement.excluded.sequence,
+                       tuple_(*(positions.c[name] for name in PROJECTED)).is_distinct_from(
+                           tuple_(*(statement.excluded[name] for name in PROJECTED))))),
+    ).returning(positions.c.sequence)
 
 
 class RiskEngine:
@@ -86,23 +115,8 @@ class RiskEngine:
             "sequence": p.sequence,
             "correlation_id": envelope.correlation_id,
         }
-        before = conn.execute(select(positions.c.tier).where(
-            *[positions.c[name] == value for name, value in key.items()]).with_for_update()).first()
-        statement = insert(positions).values(**row)
-        # The correlation id is settle's, the escrow's creation log's: it changes only when a reorg voided
-        # the escrow and its id was reused. A voided escrow forgets its tier, so a reused id starts fresh.
-        changed: dict[str, Any] = {name: statement.excluded[name] for name in row if name not in key}
-        if p.state == VOIDED:
-            changed["tier"] = None
-        applied = conn.execute(statement.on_conflict_do_update(
-            index_elements=list(key), set_={**changed, "updated_at": func.now()},
-            # The change at a sequence defines the projection at that sequence: one already applied
-            # changes nothing, unless the row no longer says what it said (restored on a replay).
-            where=or_(positions.c.sequence < statement.excluded.sequence,
-                      and_(positions.c.sequence == statement.excluded.sequence,
-                           tuple_(*(positions.c[name] for name in PROJECTED)).is_distinct_from(
-                               tuple_(*(statement.excluded[name] for name in PROJECTED))))),
-        ).returning(positions.c.sequence)).first()
+        before = conn.execute(_TIER_BEFORE, key).first()
+        applied = conn.execute(_projection(tuple(row), forget_tier=p.state == VOIDED), row).first()
         if applied is None:
             log.info("escrow change not newer than the projection; ignored",
                      extra={"escrow_id": p.escrow_id, "sequence": p.sequence})
