@@ -44,9 +44,10 @@ PROJECTED = ("depositor", "asset_token", "collateral_amount", "obligation_usd", 
 # A position in one of these tiers has had a margin event published about it.
 
 
+# A position's key columns.
+_KEY = ("chain_id", "contract", "escrow_id")
 # The position's tier before the change, locked for it.
-_TIER_BEFORE = (select(positions.c.tier)
-                .where(*[positions.c[name] == bindparam(name) for name in ("chain_id", "contract", "escrow_id")])
+_TIER_BEFORE = (select(positions.c.tier).where(*[positions.c[name] == bindparam(name) for name in _KEY])
                 .with_for_update())
 
 
@@ -55,14 +56,13 @@ def _projection(columns: tuple[str, ...], *, forget_tier: bool) -> Any:
     """The upsert of an escrow change's `columns` into the projection, built once (built per change with
     .values(), its coercing and cache-keying cost more CPU than running it)."""
     statement = insert(positions)
-    key = ("chain_id", "contract", "escrow_id")
     # The correlation id is settle's, the escrow's creation log's: it changes only when a reorg voided
     # the escrow and its id was reused. A voided escrow forgets its tier, so a reused id starts fresh.
-    changed: dict[str, Any] = {name: statement.excluded[name] for name in columns if name not in key}
+    changed: dict[str, Any] = {name: statement.excluded[name] for name in columns if name not in _KEY}
     if forget_tier:
         changed["tier"] = None
     return statement.on_conflict_do_update(
-        index_elements=list(key), set_={**changed, "updated_at": func.now()},
+        index_elements=list(_KEY), set_={**changed, "updated_at": func.now()},
         # The change at a sequence defines the projection at that sequence: one already applied
         # changes nothing, unless the row no longer says what it said (restored on a replay).
         where=or_(positions.c.sequence < statement.excluded.sequence,
