@@ -13,8 +13,11 @@ DEFAULT_REDRIVE_MAX = 3
 # Escrows the rolling chain sweep reads per run (batched eth_call), besides the recently changed ones.
 DEFAULT_RECONCILE_SWEEP_BATCH = 2000
 # Retention of what only grows (each run prunes; the database routines refuse values below their floors:
-# 1 day of snapshots and of published outbox rows, 8 days of inbox, 128 block hashes).
+# 1 day of snapshots and of published outbox rows, 8 days of inbox, 128 block hashes, 2 days of margin events).
 DEFAULT_SNAPSHOT_RETENTION_DAYS = 30
+# Published margin events: the alert trail, and the price passes' part of a position's history, kept a
+# quarter. At least 2 days: the reconciler compares the last day of them with what notify received.
+DEFAULT_MARGIN_EVENT_RETENTION_DAYS = 90
 DEFAULT_OUTBOX_RETENTION_DAYS = 7
 # Longer than Pub/Sub keeps a message or a dead letter (7 days), so no redelivery finds its inbox row gone.
 DEFAULT_INBOX_RETENTION_DAYS = 14
@@ -33,6 +36,7 @@ class ReconcileSettings:
     redrive_max: int
     sweep_batch: int
     snapshot_retention_days: int = DEFAULT_SNAPSHOT_RETENTION_DAYS
+    margin_event_retention_days: int = DEFAULT_MARGIN_EVENT_RETENTION_DAYS
     outbox_retention_days: int = DEFAULT_OUTBOX_RETENTION_DAYS
     inbox_retention_days: int = DEFAULT_INBOX_RETENTION_DAYS
     relay_keep_blocks: int = DEFAULT_RELAY_KEEP_BLOCKS
@@ -47,6 +51,8 @@ class ReconcileSettings:
             sweep_batch=reader.integer("RECONCILE_SWEEP_BATCH", reader.optional("RECONCILE_SWEEP_BATCH"),
                                        DEFAULT_RECONCILE_SWEEP_BATCH),
             snapshot_retention_days=_optional_int(reader, "SNAPSHOT_RETENTION_DAYS", DEFAULT_SNAPSHOT_RETENTION_DAYS),
+            margin_event_retention_days=_optional_int(reader, "MARGIN_EVENT_RETENTION_DAYS",
+                                                      DEFAULT_MARGIN_EVENT_RETENTION_DAYS),
             outbox_retention_days=_optional_int(reader, "OUTBOX_RETENTION_DAYS", DEFAULT_OUTBOX_RETENTION_DAYS),
             inbox_retention_days=_optional_int(reader, "INBOX_RETENTION_DAYS", DEFAULT_INBOX_RETENTION_DAYS),
             relay_keep_blocks=_optional_int(reader, "RELAY_KEEP_BLOCKS", DEFAULT_RELAY_KEEP_BLOCKS),
@@ -56,10 +62,11 @@ class ReconcileSettings:
             reader.malformed.append("REDRIVE_MAX and RECONCILE_SWEEP_BATCH must be at least 1")
         # The same floors as the database routines, so a bad value stops cold start, not every run.
         if (settings.snapshot_retention_days < 1 or settings.outbox_retention_days < 1
-                or settings.inbox_retention_days < 8 or settings.relay_keep_blocks < 128
-                or settings.prune_max_rows < 1):
+                or settings.margin_event_retention_days < 2 or settings.inbox_retention_days < 8
+                or settings.relay_keep_blocks < 128 or settings.prune_max_rows < 1):
             reader.malformed.append("retention below its floor: SNAPSHOT_RETENTION_DAYS and OUTBOX_RETENTION_DAYS "
-                                    ">= 1, INBOX_RETENTION_DAYS >= 8, RELAY_KEEP_BLOCKS >= 128, PRUNE_MAX_ROWS >= 1")
+                                    ">= 1, MARGIN_EVENT_RETENTION_DAYS >= 2, INBOX_RETENTION_DAYS >= 8, "
+                                    "RELAY_KEEP_BLOCKS >= 128, PRUNE_MAX_ROWS >= 1")
         return settings
 
 

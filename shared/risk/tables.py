@@ -88,7 +88,8 @@ margin_health_snapshots = Table(
     Column("taken_at", DateTime(timezone=True), primary_key=True, server_default=func.now()),
 )
 
-# Every tier change of a position: the audit record of the alerts, and the outbox of MarginTierChanged.
+# Every tier change of a position: the audit record of the alerts (kept MARGIN_EVENT_RETENTION_DAYS once
+# published, shared/reconcile/retention.py), and the outbox of MarginTierChanged.
 margin_events = Table(
     "margin_events",
     metadata,

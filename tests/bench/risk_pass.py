@@ -17,11 +17,17 @@ Alerts of a crash: then one more crash is applied as assess-margin applies a del
 after-commit publisher (one drain of outbox.DRAIN_SECONDS), and timed until its last margin event is
 confirmed by Pub/Sub; a pull subscription on the topic notify reads checks that every event arrived.
 Baseline: publishing the same messages from memory (`publish_all`, in the drain's round size).
+
+Storage: the bytes a pass writes per tier change, and the steady state under the retention settings.
+Pruning: every margin event the bench wrote is aged past MARGIN_EVENT_RETENTION_DAYS and deleted by the
+reconciler's routine in its rounds; the rate says whether the reconciler's runs keep up with a day's tier
+changes (each run prunes for at most MARGIN_EVENT_PRUNE_SECONDS).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import time
 from datetime import UTC, datetime
@@ -35,13 +41,19 @@ from shared.envelope import Envelope, utc_iso
 from shared.events import PRICE_UPDATED
 from shared.messaging.outbox import DRAIN_SECONDS
 from shared.pubsub import publish_all
-from shared.reconcile.settings import DEFAULT_SNAPSHOT_RETENTION_DAYS
+from shared.reconcile.retention import MARGIN_EVENT_PRUNE_SECONDS
+from shared.reconcile.settings import (
+    DEFAULT_MARGIN_EVENT_RETENTION_DAYS,
+    DEFAULT_PRUNE_MAX_ROWS,
+    DEFAULT_SNAPSHOT_RETENTION_DAYS,
+)
 from shared.risk import margin_events
 from shared.risk.service import RiskEngine
 from shared.risk.settings import RiskSettings
 from shared.settings import Settings
 from shared.stack.layout import DATABASE, PROJECT_ID
-from shared.stack.stack import Stack
+from shared.stack.stack import RECONCILE_TICK_TOPIC, Stack
+from shared.topology import Topology
 from tests.bench import report
 from tests.conftest import TEST_LAYOUT
 
@@ -202,6 +214,36 @@ def alerts_of_a_crash(stack: Stack, owner, engine, risk: RiskEngine, feed: Price
     return seconds, from_memory, len(rows), left, arrived
 
 
+def margin_event_pruning(owner) -> tuple[int, float]:
+    """(margin events, seconds): the reconciler's routine deleting every margin event the bench wrote, in
+    rounds of PRUNE_MAX_ROWS as a run does, once they are all made older than the retention."""
+    with owner.begin() as conn:
+        conn.execute(sqlalchemy.text(
+            "UPDATE risk.margin_events SET occurred_at = occurred_at - make_interval(days => :days), "
+            "published_at = coalesce(published_at, now()) WHERE contract = :contract"),
+            {"days": DEFAULT_MARGIN_EVENT_RETENTION_DAYS + 1, "contract": CONTRACT})
+    with owner.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sqlalchemy.text("VACUUM ANALYZE risk.margin_events"))
+    removed, started = 0, time.perf_counter()
+    while True:
+        with owner.begin() as conn:
+            deleted = conn.execute(sqlalchemy.text("SELECT ops.prune_margin_events(:days, :max_rows)"),
+                                   {"days": DEFAULT_MARGIN_EVENT_RETENTION_DAYS,
+                                    "max_rows": DEFAULT_PRUNE_MAX_ROWS}).scalar_one()
+        removed += deleted
+        if deleted < DEFAULT_PRUNE_MAX_ROWS:
+            return removed, time.perf_counter() - started
+
+
+def _reconcile_runs_a_day(topology: Topology) -> int:
+    """Reconcile runs a day, from its Cloud Scheduler job ("*/N * * * *": every N minutes)."""
+    [job] = [job for job in topology.scheduler_jobs if job.topic == RECONCILE_TICK_TOPIC]
+    every = re.fullmatch(r"\*/(\d+) \* \* \* \*", job.schedule)
+    if every is None:
+        raise ValueError(f"the reconcile job's schedule {job.schedule!r} is not every N minutes")
+    return 1440 // int(every.group(1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--positions", type=int, default=100_000)
@@ -233,6 +275,7 @@ def main() -> None:
         # From the last crash back to the start: a crash's worth of tier changes.
         snapshot_bytes, event_bytes, changed = bytes_of_a_pass(owner, engine, risk, feed, START_PRICE)
         alerts = alerts_of_a_crash(stack, owner, engine, risk, feed, SCENARIOS[1][1])
+        pruned, prune_seconds = margin_event_pruning(owner)
     finally:
         stack.down()
     print(f"risk pass over {args.positions} open positions on one asset, median of {args.rounds} rounds")
@@ -256,20 +299,31 @@ def main() -> None:
           f"{changed} changes: {snapshot_per_change:.0f} B of snapshot and {event_per_change:.0f} B of margin "
           "event each (indexes included)")
     routine_changes = results[0][3] / args.positions
-    print(f"if every pass were the routine move ({routine_changes:.1%} of positions change tier): snapshots kept "
-          f"{DEFAULT_SNAPSHOT_RETENTION_DAYS} days (SNAPSHOT_RETENTION_DAYS, dropped by day) at steady state, and "
-          "the margin events a day adds (kept as the alert trail, which grows with tier changes only):")
+    runs_a_day = _reconcile_runs_a_day(stack.topology)
+    prune_rate = pruned / prune_seconds
+    # What the reconciler's runs can delete in a day: its rounds stop after MARGIN_EVENT_PRUNE_SECONDS a run.
+    prunable_a_day = prune_rate * MARGIN_EVENT_PRUNE_SECONDS * runs_a_day
+    print(f"pruning: the reconciler's routine deleted the bench's {pruned:,} margin events in {prune_seconds:.1f} s "
+          f"({prune_rate:,.0f} a second; rounds of {DEFAULT_PRUNE_MAX_ROWS:,}); in {MARGIN_EVENT_PRUNE_SECONDS:.0f} s "
+          f"a run and {runs_a_day} runs a day that is {prunable_a_day:,.0f} a day")
+    report.record("margin events the reconciler prunes a second", prune_rate, "events/s")
+    print(f"if every pass were the routine move ({routine_changes:.1%} of positions change tier), at steady state: "
+          f"snapshots kept {DEFAULT_SNAPSHOT_RETENTION_DAYS} days (SNAPSHOT_RETENTION_DAYS, dropped by day), "
+          f"margin events kept {DEFAULT_MARGIN_EVENT_RETENTION_DAYS} days (MARGIN_EVENT_RETENTION_DAYS):")
     for positions in (100_000, 1_000_000):
         changes_a_pass = routine_changes * positions
         for label, passes_a_day in (("a pass a minute", 1440), ("a pass an hour", 24)):
-            steady = snapshot_per_change * changes_a_pass * passes_a_day * DEFAULT_SNAPSHOT_RETENTION_DAYS
-            events_a_day = event_per_change * changes_a_pass * passes_a_day
+            snapshots = snapshot_per_change * changes_a_pass * passes_a_day * DEFAULT_SNAPSHOT_RETENTION_DAYS
+            events = event_per_change * changes_a_pass * passes_a_day * DEFAULT_MARGIN_EVENT_RETENTION_DAYS
+            pruning_needed = changes_a_pass * passes_a_day / prunable_a_day
             print(f"  {positions:>9,} positions, {label:16} "
                   f"{(snapshot_per_change + event_per_change) * changes_a_pass / 2**20:8.1f} MiB/pass "
-                  f"{steady / 2**30:8.1f} GiB of snapshots {events_a_day / 2**30:8.1f} GiB of margin events a day")
-            report.record(f"snapshot storage kept, {positions:,} positions, {label}", steady / 2**30, "GiB")
-            report.record(f"margin events added a day, {positions:,} positions, {label}", events_a_day / 2**30,
-                          "GiB")
+                  f"{snapshots / 2**30:8.1f} GiB of snapshots {events / 2**30:8.1f} GiB of margin events; "
+                  f"pruning them takes {pruning_needed:.1%} of the runs' pruning time")
+            report.record(f"snapshot storage kept, {positions:,} positions, {label}", snapshots / 2**30, "GiB")
+            report.record(f"margin event storage kept, {positions:,} positions, {label}", events / 2**30, "GiB")
+            report.record(f"margin event pruning time used, {positions:,} positions, {label}",
+                          pruning_needed * 100, "%", target="<= 100")
     report.record("snapshot bytes written per tier change", snapshot_per_change, "B")
     report.record("margin event bytes written per tier change", event_per_change, "B")
 

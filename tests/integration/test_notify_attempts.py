@@ -12,12 +12,11 @@ import uuid
 import pytest
 import sqlalchemy
 
-from shared.db import get_engine
 from shared.envelope import Envelope
 from shared.events import MARGIN_TIER_CHANGED
 from shared.notify.service import DeliveriesPending, Notifier
 from shared.notify.settings import NotifySettings
-from shared.settings import DatabaseSettings
+from tests.support.database import engine_as
 
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens, the connection is refused
 
@@ -32,10 +31,8 @@ def _notifier(max_attempts: int) -> Notifier:
 
 @pytest.fixture
 def engine(database):
-    engine = get_engine(DatabaseSettings(name="escrow", user="postgres", host="127.0.0.1",
-                                         port=database.postgres_port, instance_connection_name=None))
-    yield engine
-    engine.dispose()
+    with engine_as(database, "postgres") as engine:
+        yield engine
 
 
 def _pending_email(owner_engine) -> tuple[Envelope, int]:

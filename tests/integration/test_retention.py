@@ -1,18 +1,24 @@
-"""Storage stays bounded: the retention routines the reconciler runs (migration 0011), on PostgreSQL.
+"""Storage stays bounded: the retention routines the reconciler runs (migrations 0011, 0017), on PostgreSQL.
 
 Each test works inside one transaction it rolls back, as fn_reconcile (SET ROLE), so the shared test
-database keeps its partitions and rows. Checked: what is past retention goes, what is within it (or
+database keeps its partitions and rows; the reconciler's own pass (`retention.prune`) commits, on rows of
+its own. Checked: what is past retention goes, what is within it (or
 unpublished) stays, values below the floors are refused, and fn_reconcile can delete nothing itself.
 """
 
 from __future__ import annotations
 
+import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy
 from sqlalchemy.exc import DBAPIError
+
+from shared.reconcile import retention
+from shared.reconcile.settings import ReconcileSettings
+from tests.support.database import engine_as
 
 
 @contextmanager
@@ -120,6 +126,65 @@ def test_max_rows_bounds_one_call(owner_engine):
         assert _run(conn, "SELECT ops.prune_messaging(7, 14, 2)")["notify.outbox"] == 2
 
 
+def _margin_event(conn, key: str, days_ago: float, published: bool, contract: str = "retention-test") -> None:
+    conn.execute(sqlalchemy.text(
+        "INSERT INTO risk.margin_events (event_id, chain_id, contract, escrow_id, depositor, previous_tier, tier, "
+        "health_factor, price, correlation_id, cause_event_id, occurred_at, published_at, message_id) "
+        "VALUES (:k, 31337, :contract, 1, 'd', 'HEALTHY', 'WARNING', 1.3, 1700, :k, 'p', "
+        "now() - make_interval(secs => :d * 86400), CASE WHEN :published THEN now() END, "
+        "CASE WHEN :published THEN 'm' END)"), {"k": key, "d": days_ago, "published": published, "contract": contract})
+
+
+def _margin_events_left(conn, contract: str = "retention-test") -> set[str]:
+    return set(conn.execute(sqlalchemy.text(
+        "SELECT event_id FROM risk.margin_events WHERE contract = :contract"), {"contract": contract}).scalars())
+
+
+@pytest.fixture
+def reconciler_engine(database):
+    with engine_as(database, "fn_reconcile") as engine:
+        yield engine
+
+
+@pytest.mark.parametrize("budget_seconds, left", [(60.0, 0), (0.0, 3)])
+def test_a_run_deletes_margin_events_in_rounds_until_none_is_left_or_its_time_is_up(
+        owner_engine, reconciler_engine, monkeypatch, budget_seconds, left):
+    """Five events past the retention, two a round: the run's rounds delete them all; with no time, one round."""
+    contract = f"retention-rounds-{uuid.uuid4().hex[:8]}"
+    with owner_engine.begin() as conn:
+        for i in range(5):
+            _margin_event(conn, f"{contract}-{i}", 100, True, contract)
+    monkeypatch.setattr(retention, "MARGIN_EVENT_PRUNE_SECONDS", budget_seconds)
+    tuning = ReconcileSettings(grace_seconds=120, redrive_max=3, sweep_batch=10, prune_max_rows=2)
+    try:
+        done = retention.prune(reconciler_engine, tuning)
+        with owner_engine.connect() as conn:
+            assert len(_margin_events_left(conn, contract)) == left
+        assert done["margin_events"] >= 5 - left
+        assert retention.rows_removed(done) >= done["margin_events"]
+    finally:
+        with owner_engine.begin() as conn:
+            conn.execute(sqlalchemy.text("DELETE FROM risk.margin_events WHERE contract = :c"), {"c": contract})
+
+
+def test_published_margin_events_past_their_retention_are_pruned_and_nothing_else(owner_engine):
+    with as_reconciler(owner_engine) as conn:
+        _margin_event(conn, "old-published", 100, True)
+        _margin_event(conn, "old-unpublished", 100, False)  # still the outbox row of its alert
+        _margin_event(conn, "recent-published", 80, True)
+        assert _run(conn, "SELECT ops.prune_margin_events(90, 1000)") >= 1
+        assert _margin_events_left(conn) == {"old-unpublished", "recent-published"}
+
+
+def test_margin_events_are_pruned_oldest_first_and_max_rows_bounds_one_call(owner_engine):
+    with as_reconciler(owner_engine) as conn:
+        conn.execute(sqlalchemy.text("DELETE FROM risk.margin_events WHERE occurred_at < now() - interval '3 days'"))
+        for age in (10, 20, 30, 40):
+            _margin_event(conn, f"published-{age}-days-ago", age, True)
+        assert _run(conn, "SELECT ops.prune_margin_events(5, 2)") == 2
+        assert _margin_events_left(conn) == {"published-10-days-ago", "published-20-days-ago"}
+
+
 def test_block_hashes_deeper_than_the_horizon_are_pruned(owner_engine):
     with as_reconciler(owner_engine) as conn:
         conn.execute(sqlalchemy.text(
@@ -142,6 +207,9 @@ def test_block_hashes_deeper_than_the_horizon_are_pruned(owner_engine):
     ("SELECT ops.prune_messaging(7, 14, 0)", "max_rows >= 1"),
     ("SELECT ops.prune_messaging(NULL, 14, 10)", "outbox retention"),
     ("SELECT ops.prune_relay_blocks(10)", "at least 128"),
+    ("SELECT ops.prune_margin_events(1, 10)", "margin event retention >= 2 days"),
+    ("SELECT ops.prune_margin_events(NULL, 10)", "margin event retention >= 2 days"),
+    ("SELECT ops.prune_margin_events(90, 0)", "max_rows >= 1"),
 ])
 def test_values_below_the_floors_are_refused_with_the_reason(owner_engine, statement, floor):
     with as_reconciler(owner_engine) as conn, pytest.raises(DBAPIError, match=floor):
@@ -151,6 +219,7 @@ def test_values_below_the_floors_are_refused_with_the_reason(owner_engine, state
 @pytest.mark.parametrize("statement", [
     "DELETE FROM risk.outbox",
     "DELETE FROM relay.blocks",
+    "DELETE FROM risk.margin_events",
     "DROP TABLE risk.margin_health_snapshots_before_0011",
 ])
 def test_the_reconciler_may_not_delete_by_itself(owner_engine, statement):

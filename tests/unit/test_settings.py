@@ -5,6 +5,7 @@ import pytest
 
 from shared.compliance.settings import ComplianceSettings, SanctionsSourceSettings
 from shared.errors import ConfigurationError
+from shared.reconcile.settings import ReconcileSettings
 from shared.relay.settings import ChainSettings
 from shared.risk.settings import RiskSettings
 from shared.settings import Settings
@@ -140,3 +141,17 @@ def test_the_refresh_needs_its_list_source():
     with pytest.raises(ConfigurationError) as raised:
         Settings.from_env(COMPLIANCE, parts=[ComplianceSettings, SanctionsSourceSettings])
     assert raised.value.missing == ("SANCTIONS_LIST_BASE_URL",)
+
+
+@pytest.mark.parametrize("name, value", [
+    ("SNAPSHOT_RETENTION_DAYS", "0"),
+    ("MARGIN_EVENT_RETENTION_DAYS", "1"),  # the reconciler compares the last day of them with notify's
+    ("OUTBOX_RETENTION_DAYS", "0"),
+    ("INBOX_RETENTION_DAYS", "7"),  # Pub/Sub may redeliver for 7 days
+    ("RELAY_KEEP_BLOCKS", "127"),
+    ("PRUNE_MAX_ROWS", "0"),
+])
+def test_retention_below_its_floor_stops_startup(name, value):
+    with pytest.raises(ConfigurationError, match="retention below its floor"):
+        Settings.from_env({**COMPLETE, name: value}, parts=[ReconcileSettings])
+
