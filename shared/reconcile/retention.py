@@ -1,12 +1,12 @@
-"""Pruning what only grows: daily snapshot partitions, old margin events, old outbox and inbox rows, deep
-block hashes.
+"""Pruning what only grows: daily snapshot partitions, old margin events and notifications, old outbox and
+inbox rows, deep block hashes.
 
-Each reconcile run calls the database's retention routines (migrations 0011 and 0017), which run as the
+Each reconcile run calls the database's retention routines (migrations 0011, 0017, 0018), which run as the
 tables' owner and refuse values below their floors; fn_reconcile itself may delete nothing. A routine that fails
 (a lock it waited 5 s for, say) is logged as an error and tried again by the next run: the other
-routines and the reconcile run itself go on. Margin events, the one table whose growth follows the
-market (every tier change of every pass), are deleted in rounds until none is left past the retention
-or MARGIN_EVENT_PRUNE_SECONDS have passed.
+routines and the reconcile run itself go on. Margin events and notify's deliveries, whose growth follows
+the market (every tier change of every pass, every alert), are deleted in rounds until none is left past
+the retention or PRUNE_ROUNDS_SECONDS have passed.
 """
 
 from __future__ import annotations
@@ -27,28 +27,32 @@ from shared.reconcile.settings import SNAPSHOT_PARTITIONS_AHEAD_DAYS, ReconcileS
 log = logging.getLogger(__name__)
 
 
-# Seconds one run may spend deleting margin events, in rounds of PRUNE_MAX_ROWS (each its own transaction):
-# a busy day's tier changes outnumber what one round a run deletes (see `make bench`).
-MARGIN_EVENT_PRUNE_SECONDS = 60.0
+# Seconds one run may spend on each routine that deletes in rounds of PRUNE_MAX_ROWS (each its own
+# transaction): a busy day's tier changes and alerts outnumber what one round a run deletes (see `make bench`).
+PRUNE_ROUNDS_SECONDS = 60.0
 
 
 def prune(engine: Engine, tuning: ReconcileSettings) -> dict[str, Any]:
-    """Run each retention routine in its own transaction; return what each did (None: it failed)."""
+    """Run each retention routine in its own transactions; return what each did (None: it failed)."""
     def call(statement: str, **parameters: Any) -> Callable[[], Any]:
         def run() -> Any:
             with transaction(engine) as conn:
                 return conn.execute(text(statement), parameters).scalar_one()
         return run
 
+    max_rows = tuning.prune_max_rows
+    prune_margin_events = call("SELECT ops.prune_margin_events(:retention, :max_rows)",
+                               retention=tuning.margin_event_retention_days, max_rows=max_rows)
     routines: dict[str, Callable[[], Any]] = {
         "snapshot_partitions": call("SELECT ops.roll_snapshot_partitions(:retention, :ahead)",
                                     retention=tuning.snapshot_retention_days, ahead=SNAPSHOT_PARTITIONS_AHEAD_DAYS),
-        "margin_events": partial(_in_rounds, call("SELECT ops.prune_margin_events(:retention, :max_rows)",
-                                                  retention=tuning.margin_event_retention_days,
-                                                  max_rows=tuning.prune_max_rows), tuning.prune_max_rows),
+        "margin_events": partial(_in_rounds, lambda: {"risk.margin_events": prune_margin_events()}, max_rows),
+        "notifications": partial(_in_rounds, call("SELECT ops.prune_notifications(:retention, :max_rows)",
+                                                  retention=tuning.notification_retention_days,
+                                                  max_rows=max_rows), max_rows),
         "messaging_rows": call("SELECT ops.prune_messaging(:outbox_days, :inbox_days, :max_rows)",
                                outbox_days=tuning.outbox_retention_days, inbox_days=tuning.inbox_retention_days,
-                               max_rows=tuning.prune_max_rows),
+                               max_rows=max_rows),
         "relay_block_hashes": call("SELECT ops.prune_relay_blocks(:keep)", keep=tuning.relay_keep_blocks),
     }
     done: dict[str, Any] = {}
@@ -63,19 +67,20 @@ def prune(engine: Engine, tuning: ReconcileSettings) -> dict[str, Any]:
     return done
 
 
-def _in_rounds(round_: Callable[[], int], max_rows: int) -> int:
-    """Rounds of a routine deleting at most `max_rows` each, until one deletes fewer or
-    MARGIN_EVENT_PRUNE_SECONDS have passed; the rows they deleted."""
-    deadline = time.monotonic() + MARGIN_EVENT_PRUNE_SECONDS
-    removed = 0
+def _in_rounds(round_: Callable[[], dict[str, int]], max_rows: int) -> dict[str, int]:
+    """Calls of a routine deleting at most `max_rows` a table each (it returns the rows deleted per table),
+    until a call deletes fewer from every table or PRUNE_ROUNDS_SECONDS have passed; the rows deleted."""
+    deadline = time.monotonic() + PRUNE_ROUNDS_SECONDS
+    removed: dict[str, int] = {}
     while True:
         deleted = round_()
-        removed += deleted
-        if deleted < max_rows or time.monotonic() >= deadline:
+        for table, rows in deleted.items():
+            removed[table] = removed.get(table, 0) + rows
+        if all(rows < max_rows for rows in deleted.values()) or time.monotonic() >= deadline:
             return removed
 
 
 def rows_removed(done: dict[str, Any]) -> int:
-    """How many rows the margin-event, messaging and block-hash routines deleted."""
-    return ((done.get("margin_events") or 0) + sum((done.get("messaging_rows") or {}).values())
+    """How many rows the routines that delete rows deleted (all but the snapshot partitions')."""
+    return (sum(sum((done.get(name) or {}).values()) for name in ("margin_events", "notifications", "messaging_rows"))
             + (done.get("relay_block_hashes") or 0))

@@ -13,16 +13,21 @@ DEFAULT_REDRIVE_MAX = 3
 # Escrows the rolling chain sweep reads per run (batched eth_call), besides the recently changed ones.
 DEFAULT_RECONCILE_SWEEP_BATCH = 2000
 # Retention of what only grows (each run prunes; the database routines refuse values below their floors:
-# 1 day of snapshots and of published outbox rows, 8 days of inbox, 128 block hashes, 2 days of margin events).
+# 1 day of snapshots and of published outbox rows, 2 days of margin events, 8 days of inbox and of
+# notifications, 128 block hashes).
 DEFAULT_SNAPSHOT_RETENTION_DAYS = 30
 # Published margin events: the alert trail, and the price passes' part of a position's history, kept a
 # quarter. At least 2 days: the reconciler compares the last day of them with what notify received.
 DEFAULT_MARGIN_EVENT_RETENTION_DAYS = 90
+# notify's deliveries (no longer pending), their attempts and the providers' callbacks: the other half of the
+# alert trail. At least 8 days: a delivery row keeps a redelivered event from being sent again.
+DEFAULT_NOTIFICATION_RETENTION_DAYS = 90
 DEFAULT_OUTBOX_RETENTION_DAYS = 7
 # Longer than Pub/Sub keeps a message or a dead letter (7 days), so no redelivery finds its inbox row gone.
 DEFAULT_INBOX_RETENTION_DAYS = 14
 DEFAULT_RELAY_KEEP_BLOCKS = 10_000
-# Rows each run deletes at most per table, so one run stays short however far behind pruning is.
+# Rows one call of a routine deletes at most per table (margin events and notifications repeat their calls
+# for up to retention.PRUNE_ROUNDS_SECONDS a run), so each transaction stays short.
 DEFAULT_PRUNE_MAX_ROWS = 50_000
 # Daily snapshot partitions kept ready ahead of today.
 SNAPSHOT_PARTITIONS_AHEAD_DAYS = 7
@@ -37,6 +42,7 @@ class ReconcileSettings:
     sweep_batch: int
     snapshot_retention_days: int = DEFAULT_SNAPSHOT_RETENTION_DAYS
     margin_event_retention_days: int = DEFAULT_MARGIN_EVENT_RETENTION_DAYS
+    notification_retention_days: int = DEFAULT_NOTIFICATION_RETENTION_DAYS
     outbox_retention_days: int = DEFAULT_OUTBOX_RETENTION_DAYS
     inbox_retention_days: int = DEFAULT_INBOX_RETENTION_DAYS
     relay_keep_blocks: int = DEFAULT_RELAY_KEEP_BLOCKS
@@ -53,6 +59,8 @@ class ReconcileSettings:
             snapshot_retention_days=_optional_int(reader, "SNAPSHOT_RETENTION_DAYS", DEFAULT_SNAPSHOT_RETENTION_DAYS),
             margin_event_retention_days=_optional_int(reader, "MARGIN_EVENT_RETENTION_DAYS",
                                                       DEFAULT_MARGIN_EVENT_RETENTION_DAYS),
+            notification_retention_days=_optional_int(reader, "NOTIFICATION_RETENTION_DAYS",
+                                                      DEFAULT_NOTIFICATION_RETENTION_DAYS),
             outbox_retention_days=_optional_int(reader, "OUTBOX_RETENTION_DAYS", DEFAULT_OUTBOX_RETENTION_DAYS),
             inbox_retention_days=_optional_int(reader, "INBOX_RETENTION_DAYS", DEFAULT_INBOX_RETENTION_DAYS),
             relay_keep_blocks=_optional_int(reader, "RELAY_KEEP_BLOCKS", DEFAULT_RELAY_KEEP_BLOCKS),
@@ -62,10 +70,12 @@ class ReconcileSettings:
             reader.malformed.append("REDRIVE_MAX and RECONCILE_SWEEP_BATCH must be at least 1")
         # The same floors as the database routines, so a bad value stops cold start, not every run.
         if (settings.snapshot_retention_days < 1 or settings.outbox_retention_days < 1
-                or settings.margin_event_retention_days < 2 or settings.inbox_retention_days < 8
+                or settings.margin_event_retention_days < 2 or settings.notification_retention_days < 8
+                or settings.inbox_retention_days < 8
                 or settings.relay_keep_blocks < 128 or settings.prune_max_rows < 1):
             reader.malformed.append("retention below its floor: SNAPSHOT_RETENTION_DAYS and OUTBOX_RETENTION_DAYS "
-                                    ">= 1, MARGIN_EVENT_RETENTION_DAYS >= 2, INBOX_RETENTION_DAYS >= 8, "
+                                    ">= 1, MARGIN_EVENT_RETENTION_DAYS >= 2, NOTIFICATION_RETENTION_DAYS and "
+                                    "INBOX_RETENTION_DAYS >= 8, "
                                     "RELAY_KEEP_BLOCKS >= 128, PRUNE_MAX_ROWS >= 1")
         return settings
 

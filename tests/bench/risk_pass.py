@@ -21,7 +21,7 @@ Baseline: publishing the same messages from memory (`publish_all`, in the drain'
 Storage: the bytes a pass writes per tier change, and the steady state under the retention settings.
 Pruning: every margin event the bench wrote is aged past MARGIN_EVENT_RETENTION_DAYS and deleted by the
 reconciler's routine in its rounds; the rate says whether the reconciler's runs keep up with a day's tier
-changes (each run prunes for at most MARGIN_EVENT_PRUNE_SECONDS).
+changes (each run prunes for at most PRUNE_ROUNDS_SECONDS).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from shared.envelope import Envelope, utc_iso
 from shared.events import PRICE_UPDATED
 from shared.messaging.outbox import DRAIN_SECONDS
 from shared.pubsub import publish_all
-from shared.reconcile.retention import MARGIN_EVENT_PRUNE_SECONDS
+from shared.reconcile.retention import PRUNE_ROUNDS_SECONDS
 from shared.reconcile.settings import (
     DEFAULT_MARGIN_EVENT_RETENTION_DAYS,
     DEFAULT_PRUNE_MAX_ROWS,
@@ -301,10 +301,10 @@ def main() -> None:
     routine_changes = results[0][3] / args.positions
     runs_a_day = _reconcile_runs_a_day(stack.topology)
     prune_rate = pruned / prune_seconds
-    # What the reconciler's runs can delete in a day: its rounds stop after MARGIN_EVENT_PRUNE_SECONDS a run.
-    prunable_a_day = prune_rate * MARGIN_EVENT_PRUNE_SECONDS * runs_a_day
+    # What the reconciler's runs can delete in a day: its rounds stop after PRUNE_ROUNDS_SECONDS a run.
+    prunable_a_day = prune_rate * PRUNE_ROUNDS_SECONDS * runs_a_day
     print(f"pruning: the reconciler's routine deleted the bench's {pruned:,} margin events in {prune_seconds:.1f} s "
-          f"({prune_rate:,.0f} a second; rounds of {DEFAULT_PRUNE_MAX_ROWS:,}); in {MARGIN_EVENT_PRUNE_SECONDS:.0f} s "
+          f"({prune_rate:,.0f} a second; rounds of {DEFAULT_PRUNE_MAX_ROWS:,}); in {PRUNE_ROUNDS_SECONDS:.0f} s "
           f"a run and {runs_a_day} runs a day that is {prunable_a_day:,.0f} a day")
     report.record("margin events the reconciler prunes a second", prune_rate, "events/s")
     print(f"if every pass were the routine move ({routine_changes:.1%} of positions change tier), at steady state: "

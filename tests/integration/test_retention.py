@@ -1,9 +1,10 @@
-"""Storage stays bounded: the retention routines the reconciler runs (migrations 0011, 0017), on PostgreSQL.
+"""Storage stays bounded: the retention routines the reconciler runs (migrations 0011, 0017, 0018), on
+PostgreSQL.
 
 Each test works inside one transaction it rolls back, as fn_reconcile (SET ROLE), so the shared test
 database keeps its partitions and rows; the reconciler's own pass (`retention.prune`) commits, on rows of
-its own. Checked: what is past retention goes, what is within it (or
-unpublished) stays, values below the floors are refused, and fn_reconcile can delete nothing itself.
+its own. Checked: what is past retention goes, what is within it (or unpublished, or pending) stays, values
+below the floors are refused, and fn_reconcile can delete nothing itself.
 """
 
 from __future__ import annotations
@@ -140,6 +141,75 @@ def _margin_events_left(conn, contract: str = "retention-test") -> set[str]:
         "SELECT event_id FROM risk.margin_events WHERE contract = :contract"), {"contract": contract}).scalars())
 
 
+def _delivery(conn, key: str, days_ago: float, status: str, attempts: int = 1) -> int:
+    delivery_id = conn.execute(sqlalchemy.text(
+        "INSERT INTO notify.deliveries (event_id, event_type, channel, user_id, recipient, status, correlation_id, "
+        "payload, created_at, updated_at) VALUES (:k, 'MarginTierChanged', 'email', 'retention-test', 'a@b.c', "
+        ":status, :k, '{}', now() - make_interval(secs => :d * 86400), now() - make_interval(secs => :d * 86400)) "
+        "RETURNING id"), {"k": key, "d": days_ago, "status": status}).scalar_one()
+    for attempt in range(1, attempts + 1):
+        conn.execute(sqlalchemy.text(
+            "INSERT INTO notify.delivery_attempts (delivery_id, attempt, outcome, started_at) "
+            "VALUES (:id, :attempt, 'sent', now())"), {"id": delivery_id, "attempt": attempt})
+    return delivery_id
+
+
+def _callback(conn, key: str, days_ago: float) -> None:
+    conn.execute(sqlalchemy.text(
+        "INSERT INTO notify.provider_events (provider, provider_event_id, event, body, received_at) "
+        "VALUES ('sendgrid', :k, 'delivered', '{}', now() - make_interval(secs => :d * 86400))"),
+        {"k": key, "d": days_ago})
+
+
+def _unrouted(conn, key: str, days_ago: float) -> None:
+    conn.execute(sqlalchemy.text(
+        "INSERT INTO notify.unrouted_events (event_id, wallet, correlation_id, received_at) "
+        "VALUES (:k, '0xw', :k, now() - make_interval(secs => :d * 86400))"), {"k": key, "d": days_ago})
+
+
+def _notifications_left(conn, prefix: str) -> dict[str, set[str]]:
+    like = {"p": f"{prefix}%"}
+    return {
+        "deliveries": set(conn.execute(sqlalchemy.text(
+            "SELECT event_id FROM notify.deliveries WHERE event_id LIKE :p"), like).scalars()),
+        "attempts": set(conn.execute(sqlalchemy.text(
+            "SELECT d.event_id || '#' || a.attempt FROM notify.delivery_attempts a "
+            "JOIN notify.deliveries d ON d.id = a.delivery_id WHERE d.event_id LIKE :p"), like).scalars()),
+        "callbacks": set(conn.execute(sqlalchemy.text(
+            "SELECT provider_event_id FROM notify.provider_events WHERE provider_event_id LIKE :p"), like).scalars()),
+        "unrouted": set(conn.execute(sqlalchemy.text(
+            "SELECT event_id FROM notify.unrouted_events WHERE event_id LIKE :p"), like).scalars()),
+    }
+
+
+def test_notifications_past_their_retention_are_pruned_with_their_attempts_and_pending_ones_kept(owner_engine):
+    with as_reconciler(owner_engine) as conn:
+        _delivery(conn, "n-old-delivered", 100, "delivered", attempts=2)
+        _delivery(conn, "n-old-failed", 100, "failed", attempts=3)
+        _delivery(conn, "n-old-pending", 100, "pending")  # still owed to the user
+        _delivery(conn, "n-recent-sent", 80, "sent")
+        _callback(conn, "n-old-callback", 100)
+        _callback(conn, "n-recent-callback", 80)
+        _unrouted(conn, "n-old-unrouted", 100)
+        _unrouted(conn, "n-recent-unrouted", 80)
+        counts = _run(conn, "SELECT ops.prune_notifications(90, 1000)")
+        assert counts["notify.deliveries"] >= 2 and counts["notify.delivery_attempts"] >= 5
+        assert _notifications_left(conn, "n-") == {
+            "deliveries": {"n-old-pending", "n-recent-sent"}, "attempts": {"n-old-pending#1", "n-recent-sent#1"},
+            "callbacks": {"n-recent-callback"}, "unrouted": {"n-recent-unrouted"}}
+
+
+def test_notifications_are_pruned_oldest_first_and_max_rows_bounds_one_call(owner_engine):
+    with as_reconciler(owner_engine) as conn:
+        conn.execute(sqlalchemy.text("DELETE FROM notify.delivery_attempts"))
+        conn.execute(sqlalchemy.text("DELETE FROM notify.deliveries"))
+        for age in (10, 20, 30, 40):
+            _delivery(conn, f"b-{age}-days-ago", age, "delivered")
+        counts = _run(conn, "SELECT ops.prune_notifications(8, 2)")
+        assert (counts["notify.deliveries"], counts["notify.delivery_attempts"]) == (2, 2)
+        assert _notifications_left(conn, "b-")["deliveries"] == {"b-10-days-ago", "b-20-days-ago"}
+
+
 @pytest.fixture
 def reconciler_engine(database):
     with engine_as(database, "fn_reconcile") as engine:
@@ -147,24 +217,30 @@ def reconciler_engine(database):
 
 
 @pytest.mark.parametrize("budget_seconds, left", [(60.0, 0), (0.0, 3)])
-def test_a_run_deletes_margin_events_in_rounds_until_none_is_left_or_its_time_is_up(
+def test_a_run_deletes_margin_events_and_notifications_in_rounds_until_none_is_left_or_its_time_is_up(
         owner_engine, reconciler_engine, monkeypatch, budget_seconds, left):
-    """Five events past the retention, two a round: the run's rounds delete them all; with no time, one round."""
-    contract = f"retention-rounds-{uuid.uuid4().hex[:8]}"
+    """Five of each past the retention, two a round: the run's rounds delete them all; with no time, one round."""
+    key = f"retention-rounds-{uuid.uuid4().hex[:8]}"
     with owner_engine.begin() as conn:
         for i in range(5):
-            _margin_event(conn, f"{contract}-{i}", 100, True, contract)
-    monkeypatch.setattr(retention, "MARGIN_EVENT_PRUNE_SECONDS", budget_seconds)
+            _margin_event(conn, f"{key}-{i}", 100, True, key)
+            _delivery(conn, f"{key}-{i}", 100, "delivered")
+    monkeypatch.setattr(retention, "PRUNE_ROUNDS_SECONDS", budget_seconds)
     tuning = ReconcileSettings(grace_seconds=120, redrive_max=3, sweep_batch=10, prune_max_rows=2)
     try:
         done = retention.prune(reconciler_engine, tuning)
         with owner_engine.connect() as conn:
-            assert len(_margin_events_left(conn, contract)) == left
-        assert done["margin_events"] >= 5 - left
-        assert retention.rows_removed(done) >= done["margin_events"]
+            assert len(_margin_events_left(conn, key)) == left
+            assert len(_notifications_left(conn, key)["deliveries"]) == left
+        assert done["margin_events"]["risk.margin_events"] >= 5 - left
+        assert done["notifications"]["notify.deliveries"] >= 5 - left
+        assert retention.rows_removed(done) >= 2 * (5 - left)
     finally:
         with owner_engine.begin() as conn:
-            conn.execute(sqlalchemy.text("DELETE FROM risk.margin_events WHERE contract = :c"), {"c": contract})
+            conn.execute(sqlalchemy.text("DELETE FROM risk.margin_events WHERE contract = :c"), {"c": key})
+            conn.execute(sqlalchemy.text("DELETE FROM notify.delivery_attempts WHERE delivery_id IN "
+                                         "(SELECT id FROM notify.deliveries WHERE event_id LIKE :p)"), {"p": f"{key}%"})
+            conn.execute(sqlalchemy.text("DELETE FROM notify.deliveries WHERE event_id LIKE :p"), {"p": f"{key}%"})
 
 
 def test_published_margin_events_past_their_retention_are_pruned_and_nothing_else(owner_engine):
@@ -210,6 +286,9 @@ def test_block_hashes_deeper_than_the_horizon_are_pruned(owner_engine):
     ("SELECT ops.prune_margin_events(1, 10)", "margin event retention >= 2 days"),
     ("SELECT ops.prune_margin_events(NULL, 10)", "margin event retention >= 2 days"),
     ("SELECT ops.prune_margin_events(90, 0)", "max_rows >= 1"),
+    ("SELECT ops.prune_notifications(7, 10)", "notification retention >= 8 days"),
+    ("SELECT ops.prune_notifications(NULL, 10)", "notification retention >= 8 days"),
+    ("SELECT ops.prune_notifications(90, 0)", "max_rows >= 1"),
 ])
 def test_values_below_the_floors_are_refused_with_the_reason(owner_engine, statement, floor):
     with as_reconciler(owner_engine) as conn, pytest.raises(DBAPIError, match=floor):
@@ -220,6 +299,7 @@ def test_values_below_the_floors_are_refused_with_the_reason(owner_engine, state
     "DELETE FROM risk.outbox",
     "DELETE FROM relay.blocks",
     "DELETE FROM risk.margin_events",
+    "DELETE FROM notify.deliveries",
     "DROP TABLE risk.margin_health_snapshots_before_0011",
 ])
 def test_the_reconciler_may_not_delete_by_itself(owner_engine, statement):

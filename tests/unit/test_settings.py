@@ -146,6 +146,7 @@ def test_the_refresh_needs_its_list_source():
 @pytest.mark.parametrize("name, value", [
     ("SNAPSHOT_RETENTION_DAYS", "0"),
     ("MARGIN_EVENT_RETENTION_DAYS", "1"),  # the reconciler compares the last day of them with notify's
+    ("NOTIFICATION_RETENTION_DAYS", "7"),  # a delivery row stops a redelivered event being sent again
     ("OUTBOX_RETENTION_DAYS", "0"),
     ("INBOX_RETENTION_DAYS", "7"),  # Pub/Sub may redeliver for 7 days
     ("RELAY_KEEP_BLOCKS", "127"),
