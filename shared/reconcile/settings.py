@@ -75,8 +75,7 @@ class ReconcileSettings:
                 or settings.relay_keep_blocks < 128 or settings.prune_max_rows < 1):
             reader.malformed.append("retention below its floor: SNAPSHOT_RETENTION_DAYS and OUTBOX_RETENTION_DAYS "
                                     ">= 1, MARGIN_EVENT_RETENTION_DAYS >= 2, NOTIFICATION_RETENTION_DAYS and "
-                                    "INBOX_RETENTION_DAYS >= 8, "
-                                    "RELAY_KEEP_BLOCKS >= 128, PRUNE_MAX_ROWS >= 1")
+                                    "INBOX_RETENTION_DAYS >= 8, RELAY_KEEP_BLOCKS >= 128, PRUNE_MAX_ROWS >= 1")
         return settings
 
 
