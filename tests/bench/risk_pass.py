@@ -19,9 +19,9 @@ confirmed by Pub/Sub; a pull subscription on the topic notify reads checks that 
 Baseline: publishing the same messages from memory (`publish_all`, in the drain's round size).
 
 Storage: the bytes a pass writes per tier change, and the steady state under the retention settings.
-Pruning: every margin event the bench wrote is aged past MARGIN_EVENT_RETENTION_DAYS and deleted by the
-reconciler's routine in its rounds; the rate says whether the reconciler's runs keep up with a day's tier
-changes (each run prunes for at most PRUNE_ROUNDS_SECONDS).
+Pruning: every margin event the bench wrote is aged past MARGIN_EVENT_RETENTION_DAYS and deleted by one
+reconcile run's retention (its rounds, as fn_reconcile); the rate says whether the reconciler's runs keep
+up with a day's tier changes (each run prunes for at most PRUNE_ROUNDS_SECONDS).
 """
 
 from __future__ import annotations
@@ -41,11 +41,16 @@ from shared.envelope import Envelope, utc_iso
 from shared.events import PRICE_UPDATED
 from shared.messaging.outbox import DRAIN_SECONDS
 from shared.pubsub import publish_all
+from shared.reconcile import retention
 from shared.reconcile.retention import PRUNE_ROUNDS_SECONDS
 from shared.reconcile.settings import (
     DEFAULT_MARGIN_EVENT_RETENTION_DAYS,
     DEFAULT_PRUNE_MAX_ROWS,
+    DEFAULT_RECONCILE_GRACE_SECONDS,
+    DEFAULT_RECONCILE_SWEEP_BATCH,
+    DEFAULT_REDRIVE_MAX,
     DEFAULT_SNAPSHOT_RETENTION_DAYS,
+    ReconcileSettings,
 )
 from shared.risk import margin_events
 from shared.risk.service import RiskEngine
@@ -56,6 +61,7 @@ from shared.stack.stack import RECONCILE_TICK_TOPIC, Stack
 from shared.topology import Topology
 from tests.bench import report
 from tests.conftest import TEST_LAYOUT
+from tests.support.database import engine_as
 
 CONTRACT = "0x000000000000000000000000000000000000bEEF"
 START_PRICE = "2000"
@@ -214,9 +220,9 @@ def alerts_of_a_crash(stack: Stack, owner, engine, risk: RiskEngine, feed: Price
     return seconds, from_memory, len(rows), left, arrived
 
 
-def margin_event_pruning(owner) -> tuple[int, float]:
-    """(margin events, seconds): the reconciler's routine deleting every margin event the bench wrote, in
-    rounds of PRUNE_MAX_ROWS as a run does, once they are all made older than the retention."""
+def margin_event_pruning(owner, layout) -> tuple[int, float]:
+    """(margin events, seconds): one reconcile run's retention (`retention.prune`, as fn_reconcile, its
+    rounds included) deleting the margin events the bench wrote, once they are all older than the retention."""
     with owner.begin() as conn:
         conn.execute(sqlalchemy.text(
             "UPDATE risk.margin_events SET occurred_at = occurred_at - make_interval(days => :days), "
@@ -224,15 +230,13 @@ def margin_event_pruning(owner) -> tuple[int, float]:
             {"days": DEFAULT_MARGIN_EVENT_RETENTION_DAYS + 1, "contract": CONTRACT})
     with owner.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sqlalchemy.text("VACUUM ANALYZE risk.margin_events"))
-    removed, started = 0, time.perf_counter()
-    while True:
-        with owner.begin() as conn:
-            deleted = conn.execute(sqlalchemy.text("SELECT ops.prune_margin_events(:days, :max_rows)"),
-                                   {"days": DEFAULT_MARGIN_EVENT_RETENTION_DAYS,
-                                    "max_rows": DEFAULT_PRUNE_MAX_ROWS}).scalar_one()
-        removed += deleted
-        if deleted < DEFAULT_PRUNE_MAX_ROWS:
-            return removed, time.perf_counter() - started
+    with engine_as(layout, "fn_reconcile") as reconciler:
+        started = time.perf_counter()
+        done = retention.prune(reconciler, ReconcileSettings(
+            grace_seconds=DEFAULT_RECONCILE_GRACE_SECONDS, redrive_max=DEFAULT_REDRIVE_MAX,
+            sweep_batch=DEFAULT_RECONCILE_SWEEP_BATCH))
+        seconds = time.perf_counter() - started
+    return done["margin_events"]["risk.margin_events"], seconds
 
 
 def _reconcile_runs_a_day(topology: Topology) -> int:
@@ -275,7 +279,7 @@ def main() -> None:
         # From the last crash back to the start: a crash's worth of tier changes.
         snapshot_bytes, event_bytes, changed = bytes_of_a_pass(owner, engine, risk, feed, START_PRICE)
         alerts = alerts_of_a_crash(stack, owner, engine, risk, feed, SCENARIOS[1][1])
-        pruned, prune_seconds = margin_event_pruning(owner)
+        pruned, prune_seconds = margin_event_pruning(owner, stack.layout)
     finally:
         stack.down()
     print(f"risk pass over {args.positions} open positions on one asset, median of {args.rounds} rounds")
@@ -303,8 +307,9 @@ def main() -> None:
     prune_rate = pruned / prune_seconds
     # What the reconciler's runs can delete in a day: its rounds stop after PRUNE_ROUNDS_SECONDS a run.
     prunable_a_day = prune_rate * PRUNE_ROUNDS_SECONDS * runs_a_day
-    print(f"pruning: the reconciler's routine deleted the bench's {pruned:,} margin events in {prune_seconds:.1f} s "
-          f"({prune_rate:,.0f} a second; rounds of {DEFAULT_PRUNE_MAX_ROWS:,}); in {PRUNE_ROUNDS_SECONDS:.0f} s "
+    print(f"pruning: one reconcile run's retention deleted {pruned:,} of the bench's margin events in "
+          f"{prune_seconds:.1f} s, its other routines included ({prune_rate:,.0f} a second; rounds of "
+          f"{DEFAULT_PRUNE_MAX_ROWS:,}); in {PRUNE_ROUNDS_SECONDS:.0f} s "
           f"a run and {runs_a_day} runs a day that is {prunable_a_day:,.0f} a day")
     report.record("margin events the reconciler prunes a second", prune_rate, "events/s")
     print(f"if every pass were the routine move ({routine_changes:.1%} of positions change tier), at steady state: "
