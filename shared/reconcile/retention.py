@@ -1,7 +1,7 @@
-"""Pruning what only grows: daily snapshot partitions, old margin events and notifications, old outbox and
-inbox rows, deep block hashes.
+"""Pruning what only grows: daily snapshot partitions, old margin events and notifications, old price history
+and rejected messages, old outbox and inbox rows, deep block hashes.
 
-Each reconcile run calls the database's retention routines (migrations 0011, 0017, 0018), which run as the
+Each reconcile run calls the database's retention routines (migrations 0011, 0017, 0018, 0019), which run as the
 tables' owner and refuse values below their floors; fn_reconcile itself may delete nothing. A routine that fails
 (a lock it waited 5 s for, say) is logged as an error and tried again by the next run: the other
 routines and the reconcile run itself go on. Margin events and notify's deliveries, whose growth follows
@@ -50,6 +50,10 @@ def prune(engine: Engine, tuning: ReconcileSettings) -> dict[str, Any]:
         "notifications": partial(_in_rounds, call("SELECT ops.prune_notifications(:retention, :max_rows)",
                                                   retention=tuning.notification_retention_days,
                                                   max_rows=max_rows), max_rows),
+        "price_history": call("SELECT ops.prune_price_history(:retention, :max_rows)",
+                              retention=tuning.price_history_retention_days, max_rows=max_rows),
+        "rejected_messages": call("SELECT ops.prune_rejected_messages(:retention, :max_rows)",
+                                  retention=tuning.rejected_message_retention_days, max_rows=max_rows),
         "messaging_rows": call("SELECT ops.prune_messaging(:outbox_days, :inbox_days, :max_rows)",
                                outbox_days=tuning.outbox_retention_days, inbox_days=tuning.inbox_retention_days,
                                max_rows=max_rows),
@@ -82,5 +86,6 @@ def _in_rounds(round_: Callable[[], dict[str, int]], max_rows: int) -> dict[str,
 
 def rows_removed(done: dict[str, Any]) -> int:
     """How many rows the routines that delete rows deleted (all but the snapshot partitions')."""
-    return (sum(sum((done.get(name) or {}).values()) for name in ("margin_events", "notifications", "messaging_rows"))
+    counted_per_table = ("margin_events", "notifications", "price_history", "rejected_messages", "messaging_rows")
+    return (sum(sum((done.get(name) or {}).values()) for name in counted_per_table)
             + (done.get("relay_block_hashes") or 0))

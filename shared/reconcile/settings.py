@@ -13,8 +13,8 @@ DEFAULT_REDRIVE_MAX = 3
 # Escrows the rolling chain sweep reads per run (batched eth_call), besides the recently changed ones.
 DEFAULT_RECONCILE_SWEEP_BATCH = 2000
 # Retention of what only grows (each run prunes; the database routines refuse values below their floors:
-# 1 day of snapshots and of published outbox rows, 2 days of margin events, 8 days of inbox and of
-# notifications, 128 block hashes).
+# 1 day of snapshots and of published outbox rows, 2 days of margin events and of price history, 8 days of
+# inbox, of notifications and of rejected messages, 128 block hashes).
 DEFAULT_SNAPSHOT_RETENTION_DAYS = 30
 # Published margin events: the alert trail, and the price passes' part of a position's history, kept a
 # quarter. At least 2 days: the reconciler compares the last day of them with what notify received.
@@ -22,6 +22,11 @@ DEFAULT_MARGIN_EVENT_RETENTION_DAYS = 90
 # notify's deliveries (no longer pending), their attempts and the providers' callbacks: the other half of the
 # alert trail. At least 8 days: a delivery row keeps a redelivered event from being sent again.
 DEFAULT_NOTIFICATION_RETENTION_DAYS = 90
+# fetch-price's observations and decisions, and the prices assess-margin applied with their sources. At least
+# as long as the margin events and the snapshots, which name the price they were computed at.
+DEFAULT_PRICE_HISTORY_RETENTION_DAYS = 90
+# Each domain's refused messages, with their bodies and reasons.
+DEFAULT_REJECTED_MESSAGE_RETENTION_DAYS = 90
 DEFAULT_OUTBOX_RETENTION_DAYS = 7
 # Longer than Pub/Sub keeps a message or a dead letter (7 days), so no redelivery finds its inbox row gone.
 DEFAULT_INBOX_RETENTION_DAYS = 14
@@ -43,6 +48,8 @@ class ReconcileSettings:
     snapshot_retention_days: int = DEFAULT_SNAPSHOT_RETENTION_DAYS
     margin_event_retention_days: int = DEFAULT_MARGIN_EVENT_RETENTION_DAYS
     notification_retention_days: int = DEFAULT_NOTIFICATION_RETENTION_DAYS
+    price_history_retention_days: int = DEFAULT_PRICE_HISTORY_RETENTION_DAYS
+    rejected_message_retention_days: int = DEFAULT_REJECTED_MESSAGE_RETENTION_DAYS
     outbox_retention_days: int = DEFAULT_OUTBOX_RETENTION_DAYS
     inbox_retention_days: int = DEFAULT_INBOX_RETENTION_DAYS
     relay_keep_blocks: int = DEFAULT_RELAY_KEEP_BLOCKS
@@ -61,6 +68,10 @@ class ReconcileSettings:
                                                       DEFAULT_MARGIN_EVENT_RETENTION_DAYS),
             notification_retention_days=_optional_int(reader, "NOTIFICATION_RETENTION_DAYS",
                                                       DEFAULT_NOTIFICATION_RETENTION_DAYS),
+            price_history_retention_days=_optional_int(reader, "PRICE_HISTORY_RETENTION_DAYS",
+                                                       DEFAULT_PRICE_HISTORY_RETENTION_DAYS),
+            rejected_message_retention_days=_optional_int(reader, "REJECTED_MESSAGE_RETENTION_DAYS",
+                                                          DEFAULT_REJECTED_MESSAGE_RETENTION_DAYS),
             outbox_retention_days=_optional_int(reader, "OUTBOX_RETENTION_DAYS", DEFAULT_OUTBOX_RETENTION_DAYS),
             inbox_retention_days=_optional_int(reader, "INBOX_RETENTION_DAYS", DEFAULT_INBOX_RETENTION_DAYS),
             relay_keep_blocks=_optional_int(reader, "RELAY_KEEP_BLOCKS", DEFAULT_RELAY_KEEP_BLOCKS),
@@ -71,11 +82,18 @@ class ReconcileSettings:
         # The same floors as the database routines, so a bad value stops cold start, not every run.
         if (settings.snapshot_retention_days < 1 or settings.outbox_retention_days < 1
                 or settings.margin_event_retention_days < 2 or settings.notification_retention_days < 8
-                or settings.inbox_retention_days < 8
+                or settings.inbox_retention_days < 8 or settings.rejected_message_retention_days < 8
                 or settings.relay_keep_blocks < 128 or settings.prune_max_rows < 1):
             reader.malformed.append("retention below its floor: SNAPSHOT_RETENTION_DAYS and OUTBOX_RETENTION_DAYS "
-                                    ">= 1, MARGIN_EVENT_RETENTION_DAYS >= 2, NOTIFICATION_RETENTION_DAYS and "
-                                    "INBOX_RETENTION_DAYS >= 8, RELAY_KEEP_BLOCKS >= 128, PRUNE_MAX_ROWS >= 1")
+                                    ">= 1, MARGIN_EVENT_RETENTION_DAYS >= 2, NOTIFICATION_RETENTION_DAYS, "
+                                    "INBOX_RETENTION_DAYS and REJECTED_MESSAGE_RETENTION_DAYS >= 8, "
+                                    "RELAY_KEEP_BLOCKS >= 128, PRUNE_MAX_ROWS >= 1")
+        # (The database's own floor for the price history is 2 days, the margin events'.)
+        if settings.price_history_retention_days < max(settings.margin_event_retention_days,
+                                                       settings.snapshot_retention_days):
+            reader.malformed.append("PRICE_HISTORY_RETENTION_DAYS must be at least MARGIN_EVENT_RETENTION_DAYS and "
+                                    "SNAPSHOT_RETENTION_DAYS: margin events and snapshots name the price they were "
+                                    "computed at")
         return settings
 
 

@@ -1,5 +1,5 @@
-"""Storage stays bounded: the retention routines the reconciler runs (migrations 0011, 0017, 0018), on
-PostgreSQL.
+"""Storage stays bounded: the retention routines the reconciler runs (migrations 0011, 0017, 0018, 0019),
+on PostgreSQL.
 
 Each test works inside one transaction it rolls back, as fn_reconcile (SET ROLE), so the shared test
 database keeps its partitions and rows; the reconciler's own pass (`retention.prune`) commits, on rows of
@@ -167,19 +167,20 @@ def _unrouted(conn, key: str, days_ago: float) -> None:
         "VALUES (:k, '0xw', :k, now() - make_interval(secs => :d * 86400))"), {"k": key, "d": days_ago})
 
 
+def _keys_left(conn, queries: dict[str, str], prefix: str) -> dict[str, set[str]]:
+    """Each query's keys (its one column) that start with `prefix` (its :p)."""
+    return {name: set(conn.execute(sqlalchemy.text(query), {"p": f"{prefix}%"}).scalars())
+            for name, query in queries.items()}
+
+
 def _notifications_left(conn, prefix: str) -> dict[str, set[str]]:
-    like = {"p": f"{prefix}%"}
-    return {
-        "deliveries": set(conn.execute(sqlalchemy.text(
-            "SELECT event_id FROM notify.deliveries WHERE event_id LIKE :p"), like).scalars()),
-        "attempts": set(conn.execute(sqlalchemy.text(
-            "SELECT d.event_id || '#' || a.attempt FROM notify.delivery_attempts a "
-            "JOIN notify.deliveries d ON d.id = a.delivery_id WHERE d.event_id LIKE :p"), like).scalars()),
-        "callbacks": set(conn.execute(sqlalchemy.text(
-            "SELECT provider_event_id FROM notify.provider_events WHERE provider_event_id LIKE :p"), like).scalars()),
-        "unrouted": set(conn.execute(sqlalchemy.text(
-            "SELECT event_id FROM notify.unrouted_events WHERE event_id LIKE :p"), like).scalars()),
-    }
+    return _keys_left(conn, {
+        "deliveries": "SELECT event_id FROM notify.deliveries WHERE event_id LIKE :p",
+        "attempts": "SELECT d.event_id || '#' || a.attempt FROM notify.delivery_attempts a "
+                    "JOIN notify.deliveries d ON d.id = a.delivery_id WHERE d.event_id LIKE :p",
+        "callbacks": "SELECT provider_event_id FROM notify.provider_events WHERE provider_event_id LIKE :p",
+        "unrouted": "SELECT event_id FROM notify.unrouted_events WHERE event_id LIKE :p",
+    }, prefix)
 
 
 def test_notifications_past_their_retention_are_pruned_with_their_attempts_and_pending_ones_kept(owner_engine):
@@ -261,6 +262,105 @@ def test_margin_events_are_pruned_oldest_first_and_max_rows_bounds_one_call(owne
         assert _margin_events_left(conn) == {"published-10-days-ago", "published-20-days-ago"}
 
 
+def _price_history(conn, key: str, days_ago: float) -> None:
+    """One fetch of `key`'s asset: a source's observation, the decision, and the price assess-margin applied."""
+    at = {"k": key, "d": days_ago}
+    conn.execute(sqlalchemy.text(
+        "INSERT INTO pricing.observations (fetch_id, asset, source, price, status, fetched_at) VALUES "
+        "(gen_random_uuid(), :k, 'coingecko', 1700, 'ok', now() - make_interval(secs => :d * 86400))"), at)
+    conn.execute(sqlalchemy.text(
+        "INSERT INTO pricing.decisions (fetch_id, asset, status, price, reason, published_event_id, decided_at) "
+        "VALUES (gen_random_uuid(), :k, 'published', 1700, 'fresh', :k, now() - make_interval(secs => :d * 86400))"),
+        at)
+    conn.execute(sqlalchemy.text(
+        "INSERT INTO risk.applied_prices (price_event_id, asset_symbol, price, sequence, provenance, observed_at, "
+        "applied_at) VALUES (:k, :k, 1700, 1, '{}', now(), now() - make_interval(secs => :d * 86400))"), at)
+
+
+def _price_history_left(conn, prefix: str) -> dict[str, set[str]]:
+    return _keys_left(conn, {
+        "observations": "SELECT asset FROM pricing.observations WHERE asset LIKE :p",
+        "decisions": "SELECT asset FROM pricing.decisions WHERE asset LIKE :p",
+        "applied": "SELECT price_event_id FROM risk.applied_prices WHERE price_event_id LIKE :p",
+    }, prefix)
+
+
+def test_price_history_past_its_retention_is_pruned_oldest_first_and_the_current_price_kept(owner_engine):
+    with as_reconciler(owner_engine) as conn:
+        current = conn.execute(sqlalchemy.text("SELECT count(*) FROM risk.asset_prices")).scalar_one()
+        for table, at in (("pricing.observations", "fetched_at"), ("pricing.decisions", "decided_at"),
+                          ("risk.applied_prices", "applied_at")):  # only this test's rows are past 3 days
+            conn.execute(sqlalchemy.text(f"DELETE FROM {table} WHERE {at} < now() - interval '3 days'"))
+        for age in (100, 110, 120):
+            _price_history(conn, f"ph-{age}-days-ago", age)
+        _price_history(conn, "ph-80-days-ago", 80)
+        counts = _run(conn, "SELECT ops.prune_price_history(90, 2)")  # the two oldest of each table
+        assert counts == {"pricing.observations": 2, "pricing.decisions": 2, "risk.applied_prices": 2}
+        left = {"ph-100-days-ago", "ph-80-days-ago"}
+        assert _price_history_left(conn, "ph-") == {"observations": left, "decisions": left, "applied": left}
+        assert _run(conn, "SELECT ops.prune_price_history(90, 1000)")["risk.applied_prices"] >= 1
+        left = {"ph-80-days-ago"}
+        assert _price_history_left(conn, "ph-") == {"observations": left, "decisions": left, "applied": left}
+        assert conn.execute(sqlalchemy.text("SELECT count(*) FROM risk.asset_prices")).scalar_one() == current
+
+
+def _rejected(conn, schema: str, key: str, days_ago: float) -> None:
+    conn.execute(sqlalchemy.text(
+        f"INSERT INTO {schema}.rejected_messages (consumer, message_id, reason, body, attributes, first_seen_at, "
+        "last_seen_at) VALUES ('retention-test', :k, 'not JSON', 'x', '{}', now() - make_interval(secs => 9e6), "
+        "now() - make_interval(secs => :d * 86400))"), {"k": key, "d": days_ago})
+
+
+def test_rejected_messages_last_seen_before_their_retention_are_pruned_in_every_schema(owner_engine):
+    with as_reconciler(owner_engine) as conn:
+        schemas = conn.execute(sqlalchemy.text(
+            "SELECT table_schema FROM information_schema.tables WHERE table_name = 'rejected_messages'")).scalars()
+        schemas = sorted(schemas)
+        assert {"settlement", "risk", "notify", "pricing", "compliance", "identity", "relay"} <= set(schemas)
+        for schema in schemas:
+            _rejected(conn, schema, "old", 100)
+            _rejected(conn, schema, "old-but-seen-again", 10)  # first seen long ago, redelivered lately
+        counts = _run(conn, "SELECT ops.prune_rejected_messages(90, 1000)")
+        assert {table for table, rows in counts.items() if rows >= 1} == {f"{s}.rejected_messages" for s in schemas}
+        for schema in schemas:
+            assert set(conn.execute(sqlalchemy.text(
+                f"SELECT message_id FROM {schema}.rejected_messages WHERE consumer = 'retention-test'")).scalars()
+            ) == {"old-but-seen-again"}
+
+
+def test_rejected_messages_max_rows_bounds_one_call_per_schema(owner_engine):
+    with as_reconciler(owner_engine) as conn:
+        for i in range(3):
+            _rejected(conn, "risk", f"bounded-{i}", 30 + i)
+        assert _run(conn, "SELECT ops.prune_rejected_messages(8, 2)")["risk.rejected_messages"] == 2
+        assert set(conn.execute(sqlalchemy.text(
+            "SELECT message_id FROM risk.rejected_messages WHERE consumer = 'retention-test'")).scalars()
+        ) == {"bounded-0"}
+
+
+def test_a_run_prunes_the_price_history_and_the_rejected_messages(owner_engine, reconciler_engine):
+    key = f"retention-run-{uuid.uuid4().hex[:8]}"
+    with owner_engine.begin() as conn:
+        _price_history(conn, key, 100)
+        _rejected(conn, "notify", key, 100)
+    tuning = ReconcileSettings(grace_seconds=120, redrive_max=3, sweep_batch=10)
+    try:
+        done = retention.prune(reconciler_engine, tuning)
+        with owner_engine.connect() as conn:
+            assert _price_history_left(conn, key) == {"observations": set(), "decisions": set(), "applied": set()}
+            assert conn.execute(sqlalchemy.text(
+                "SELECT count(*) FROM notify.rejected_messages WHERE message_id = :k"), {"k": key}).scalar_one() == 0
+        assert done["price_history"]["risk.applied_prices"] >= 1
+        assert done["rejected_messages"]["notify.rejected_messages"] >= 1
+        assert retention.rows_removed(done) >= 4
+    finally:
+        with owner_engine.begin() as conn:
+            conn.execute(sqlalchemy.text("DELETE FROM pricing.observations WHERE asset = :k"), {"k": key})
+            conn.execute(sqlalchemy.text("DELETE FROM pricing.decisions WHERE asset = :k"), {"k": key})
+            conn.execute(sqlalchemy.text("DELETE FROM risk.applied_prices WHERE price_event_id = :k"), {"k": key})
+            conn.execute(sqlalchemy.text("DELETE FROM notify.rejected_messages WHERE message_id = :k"), {"k": key})
+
+
 def test_block_hashes_deeper_than_the_horizon_are_pruned(owner_engine):
     with as_reconciler(owner_engine) as conn:
         conn.execute(sqlalchemy.text(
@@ -289,6 +389,12 @@ def test_block_hashes_deeper_than_the_horizon_are_pruned(owner_engine):
     ("SELECT ops.prune_notifications(7, 10)", "notification retention >= 8 days"),
     ("SELECT ops.prune_notifications(NULL, 10)", "notification retention >= 8 days"),
     ("SELECT ops.prune_notifications(90, 0)", "max_rows >= 1"),
+    ("SELECT ops.prune_price_history(1, 10)", "price history retention >= 2 days"),
+    ("SELECT ops.prune_price_history(NULL, 10)", "price history retention >= 2 days"),
+    ("SELECT ops.prune_price_history(90, 0)", "max_rows >= 1"),
+    ("SELECT ops.prune_rejected_messages(7, 10)", "rejected message retention >= 8 days"),
+    ("SELECT ops.prune_rejected_messages(NULL, 10)", "rejected message retention >= 8 days"),
+    ("SELECT ops.prune_rejected_messages(90, 0)", "max_rows >= 1"),
 ])
 def test_values_below_the_floors_are_refused_with_the_reason(owner_engine, statement, floor):
     with as_reconciler(owner_engine) as conn, pytest.raises(DBAPIError, match=floor):
@@ -300,6 +406,10 @@ def test_values_below_the_floors_are_refused_with_the_reason(owner_engine, state
     "DELETE FROM relay.blocks",
     "DELETE FROM risk.margin_events",
     "DELETE FROM notify.deliveries",
+    "DELETE FROM pricing.observations",
+    "DELETE FROM pricing.decisions",
+    "DELETE FROM risk.applied_prices",
+    "DELETE FROM settlement.rejected_messages",
     "DROP TABLE risk.margin_health_snapshots_before_0011",
 ])
 def test_the_reconciler_may_not_delete_by_itself(owner_engine, statement):

@@ -149,10 +149,26 @@ def test_the_refresh_needs_its_list_source():
     ("NOTIFICATION_RETENTION_DAYS", "7"),  # a delivery row stops a redelivered event being sent again
     ("OUTBOX_RETENTION_DAYS", "0"),
     ("INBOX_RETENTION_DAYS", "7"),  # Pub/Sub may redeliver for 7 days
+    ("REJECTED_MESSAGE_RETENTION_DAYS", "7"),
     ("RELAY_KEEP_BLOCKS", "127"),
     ("PRUNE_MAX_ROWS", "0"),
 ])
 def test_retention_below_its_floor_stops_startup(name, value):
     with pytest.raises(ConfigurationError, match="retention below its floor"):
         Settings.from_env({**COMPLETE, name: value}, parts=[ReconcileSettings])
+
+
+@pytest.mark.parametrize("retentions", [
+    {"PRICE_HISTORY_RETENTION_DAYS": "60"},  # below the margin events' 90 days
+    {"PRICE_HISTORY_RETENTION_DAYS": "20", "MARGIN_EVENT_RETENTION_DAYS": "10"},  # below the snapshots' 30
+])
+def test_price_history_shorter_than_what_names_its_prices_stops_startup(retentions):
+    with pytest.raises(ConfigurationError, match="PRICE_HISTORY_RETENTION_DAYS must be at least"):
+        Settings.from_env({**COMPLETE, **retentions}, parts=[ReconcileSettings])
+
+
+def test_price_history_as_long_as_what_names_its_prices_is_accepted():
+    retentions = {"PRICE_HISTORY_RETENTION_DAYS": "30", "MARGIN_EVENT_RETENTION_DAYS": "30"}
+    settings = Settings.from_env({**COMPLETE, **retentions}, parts=[ReconcileSettings])
+    assert settings.part(ReconcileSettings).price_history_retention_days == 30
 
