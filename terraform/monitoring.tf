@@ -73,6 +73,24 @@ resource "google_logging_metric" "prices_accepted" {
   }
 }
 
+# A retention routine the reconciler could not run (shared/reconcile/retention.py); the next run tries again.
+resource "google_logging_metric" "retention_failures" {
+  name   = "retention_failures"
+  filter = "jsonPayload.message=\"retention routine failed\""
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    labels {
+      key         = "routine"
+      value_type  = "STRING"
+      description = "snapshot_partitions, margin_events, notifications, price_history, ..."
+    }
+  }
+  label_extractors = {
+    routine = "EXTRACT(jsonPayload.routine)"
+  }
+}
+
 # ---------------------------------------------------------------- alert policies
 
 resource "google_monitoring_alert_policy" "dead_letter_backlog" {
@@ -147,6 +165,31 @@ resource "google_monitoring_alert_policy" "log_line" {
       aggregations {
         alignment_period   = "300s"
         per_series_aligner = "ALIGN_SUM"
+      }
+    }
+  }
+}
+
+# One failed run is retried by the next; a routine failing run after run lets its tables grow unbounded.
+resource "google_monitoring_alert_policy" "retention_failing" {
+  display_name          = "Retention keeps failing"
+  combiner              = "OR"
+  notification_channels = local.alert_channels
+  documentation {
+    content = "A retention routine failed in 3 or more reconcile runs within an hour: see the reconcile logs' \"retention routine failed\" lines for the routine and the database's reason. Its tables grow until it runs."
+  }
+  conditions {
+    display_name = "a retention routine failed 3 times in an hour"
+    condition_threshold {
+      filter          = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.retention_failures.name}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 2
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "3600s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+        group_by_fields      = ["metric.label.routine"]
       }
     }
   }

@@ -157,6 +157,38 @@ def test_no_secret_value_is_a_literal(resources, evaluated):
     assert not settings & set(evaluated["topology"]["secrets"]), "a secret must not also be a plain setting"
 
 
+_LOG_MESSAGE = re.compile(r'jsonPayload\.message=\\"([^"\\]+)\\"')  # as HCL writes it: \"...\"
+_LOGGED_FIELD = re.compile(r"jsonPayload\.(\w+)")
+
+
+def _log_calls() -> dict[str, str]:
+    """Each log line the platform writes (its message) -> the source of its call, extras included."""
+    calls = {}
+    for path in (REPO_ROOT / "shared").rglob("*.py"):
+        source = path.read_text()
+        for match in re.finditer(r'log\.(?:debug|info|warning|error|exception)\(\s*"([^"]+)"', source):
+            end = source.find("\n\n", match.start())
+            calls[match.group(1)] = source[match.start():end if end > 0 else len(source)]
+    return calls
+
+
+def test_every_log_based_metric_counts_a_line_the_code_writes_with_the_fields_it_extracts(resources):
+    """A renamed log line or extra would leave its metric, and the alert on it, silently at zero."""
+    calls = _log_calls()
+    metrics = {name: body for (kind, name), body in resources.items() if kind == "google_logging_metric"}
+    assert {"reconcile_drifts", "held_dead_letters", "relay_lag_blocks", "prices_accepted",
+            "retention_failures"} <= set(metrics)
+    for name, body in metrics.items():
+        messages = _LOG_MESSAGE.findall(body["filter"])
+        assert len(messages) == 1, f"{name}: its filter names no one log message"
+        call = calls.get(messages[0])
+        assert call is not None, f"{name}: no log call writes {messages[0]!r}"
+        extracted = " ".join([body["filter"], body.get("value_extractor", ""),
+                              *body.get("label_extractors", {}).values()])
+        for field in set(_LOGGED_FIELD.findall(extracted)) - {"message"}:
+            assert f'"{field}"' in call, f"{name}: {messages[0]!r} is not logged with {field!r}"
+
+
 def test_cloud_sql_has_iam_auth_backups_pitr_and_deletion_protection(resources):
     instance = resources[("google_sql_database_instance", "main")]
     settings = instance["settings"][0]
