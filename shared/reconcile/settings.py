@@ -34,6 +34,10 @@ DEFAULT_RELAY_KEEP_BLOCKS = 10_000
 # Rows one call of a routine deletes at most per table (margin events and notifications repeat their calls
 # for up to retention.PRUNE_ROUNDS_SECONDS a run), so each transaction stays short.
 DEFAULT_PRUNE_MAX_ROWS = 50_000
+# Ceilings: the routines take days and rows as PostgreSQL integers, and one call's rows are one transaction. A
+# value above them is a typo that would fail every run; it stops startup instead.
+MAX_RETENTION_DAYS = 36_500
+MAX_PRUNE_MAX_ROWS = 1_000_000
 # Daily snapshot partitions kept ready ahead of today.
 SNAPSHOT_PARTITIONS_AHEAD_DAYS = 7
 
@@ -88,6 +92,10 @@ class ReconcileSettings:
                                     ">= 1, MARGIN_EVENT_RETENTION_DAYS >= 2, NOTIFICATION_RETENTION_DAYS, "
                                     "INBOX_RETENTION_DAYS and REJECTED_MESSAGE_RETENTION_DAYS >= 8, "
                                     "RELAY_KEEP_BLOCKS >= 128, PRUNE_MAX_ROWS >= 1")
+        retentions = {name: value for name, value in vars(settings).items() if name.endswith("_retention_days")}
+        if max(retentions.values()) > MAX_RETENTION_DAYS or settings.prune_max_rows > MAX_PRUNE_MAX_ROWS:
+            reader.malformed.append(f"retention above its ceiling: every *_RETENTION_DAYS <= {MAX_RETENTION_DAYS}, "
+                                    f"PRUNE_MAX_ROWS <= {MAX_PRUNE_MAX_ROWS:,} (one call's transaction)")
         # (The database's own floor for the price history is 2 days, the margin events'.)
         if settings.price_history_retention_days < max(settings.margin_event_retention_days,
                                                        settings.snapshot_retention_days):

@@ -158,6 +158,17 @@ def test_retention_below_its_floor_stops_startup(name, value):
         Settings.from_env({**COMPLETE, name: value}, parts=[ReconcileSettings])
 
 
+@pytest.mark.parametrize("name, value", [
+    ("SNAPSHOT_RETENTION_DAYS", "36501"),
+    ("MARGIN_EVENT_RETENTION_DAYS", "3000000000"),  # beyond a PostgreSQL integer: every run would fail
+    ("REJECTED_MESSAGE_RETENTION_DAYS", "99999"),
+    ("PRUNE_MAX_ROWS", "1000001"),
+])
+def test_retention_above_its_ceiling_stops_startup(name, value):
+    with pytest.raises(ConfigurationError, match="retention above its ceiling"):
+        Settings.from_env({**COMPLETE, name: value}, parts=[ReconcileSettings])
+
+
 @pytest.mark.parametrize("retentions", [
     {"PRICE_HISTORY_RETENTION_DAYS": "60"},  # below the margin events' 90 days
     {"PRICE_HISTORY_RETENTION_DAYS": "20", "MARGIN_EVENT_RETENTION_DAYS": "10"},  # below the snapshots' 30
