@@ -37,6 +37,18 @@ def grant_reader(schema: str, role: str) -> None:
     op.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT SELECT ON TABLES TO {role}")
 
 
+def create_indexes_concurrently(indexes: dict[str, str]) -> None:
+    """Build each index (schema-qualified name -> "table (columns)") without blocking the table's writers.
+
+    PostgreSQL refuses CONCURRENTLY inside a transaction, so the one Alembic began for the migration is ended
+    first (see 0016). An index a failed run left behind, maybe invalid, is dropped and built again."""
+    with op.get_context().autocommit_block():
+        op.execute("COMMIT")
+        for name, target in indexes.items():
+            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+            op.execute(f"CREATE INDEX CONCURRENTLY {name.split('.')[-1]} ON {target}")
+
+
 def create_messaging_tables(schema: str) -> None:
     """Create the inbox, outbox and rejected_messages tables of `schema`."""
     now = sa.text("now()")

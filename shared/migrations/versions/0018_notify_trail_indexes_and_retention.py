@@ -23,6 +23,8 @@ Revises: 0017
 
 from alembic import op
 
+from shared.migrations.domains import create_indexes_concurrently
+
 revision = "0018"
 down_revision = "0017"
 branch_labels = None
@@ -72,11 +74,7 @@ END $$
 
 
 def upgrade() -> None:
-    with op.get_context().autocommit_block():
-        op.execute("COMMIT")  # see 0016: PostgreSQL refuses CONCURRENTLY inside the transaction Alembic began
-        for name, target in INDEXES.items():
-            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS notify.{name}")  # a failed run's, maybe invalid
-            op.execute(f"CREATE INDEX CONCURRENTLY {name} ON {target}")
+    create_indexes_concurrently({f"notify.{name}": target for name, target in INDEXES.items()})
     op.execute(PRUNE_NOTIFICATIONS)
     op.execute(f"REVOKE ALL ON FUNCTION {SIGNATURE} FROM PUBLIC")
     op.execute(f"GRANT EXECUTE ON FUNCTION {SIGNATURE} TO fn_reconcile")

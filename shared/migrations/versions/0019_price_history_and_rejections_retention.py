@@ -31,6 +31,8 @@ Revises: 0018
 import sqlalchemy as sa
 from alembic import op
 
+from shared.migrations.domains import create_indexes_concurrently
+
 revision = "0019"
 down_revision = "0018"
 branch_labels = None
@@ -107,12 +109,7 @@ def _indexes() -> dict[str, str]:
 
 
 def upgrade() -> None:
-    indexes = _indexes()
-    with op.get_context().autocommit_block():
-        op.execute("COMMIT")  # see 0016: PostgreSQL refuses CONCURRENTLY inside the transaction Alembic began
-        for name, target in indexes.items():
-            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")  # a failed run's, maybe invalid
-            op.execute(f"CREATE INDEX CONCURRENTLY {name.split('.')[1]} ON {target}")
+    create_indexes_concurrently(_indexes())
     op.execute(PRUNE_PRICE_HISTORY)
     op.execute(PRUNE_REJECTED_MESSAGES.replace("{schemas}", REJECTED_SCHEMAS))
     for signature in SIGNATURES:
