@@ -1,26 +1,19 @@
-"""Publishing and pulling with google-cloud-pubsub's generated (GAPIC) clients.
-
-The clients honour `PUBSUB_EMULATOR_HOST` by themselves, so the same code publishes to the local
-emulator and to GCP. A message counts as sent only once Pub/Sub confirmed it (its message id came back).
-The hand-written `google.cloud.pubsub_v1` layer (a batching publisher, a streaming subscriber) is not
-used by the functions: its batching is slower for what they send (see publish_all), and importing it
-costs every cold start a tenth of a second more. The generated clients and gRPC are imported on first
-use: an instance whose requests publish nothing (the api's queries, a callback) never loads them.
+"""Publishing and pulling: the Publish requests a call makes, and the messages pulled, over the gRPC
+channel of shared/pubsub_transport.py (it honours `PUBSUB_EMULATOR_HOST`, so the same code publishes
+to the local emulator and to GCP). A message counts as sent only once Pub/Sub confirmed it (its message
+id came back). gRPC is imported on first use: an instance whose requests publish nothing (the api's
+queries, a callback) never loads it.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from shared.errors import PublishFailed
-
-if TYPE_CHECKING:
-    from google.pubsub_v1 import PublisherClient, SubscriberClient
+from shared.pubsub_transport import ACKNOWLEDGE, PUBLISH, PULL, call, message_class
 
 log = logging.getLogger(__name__)
 
@@ -43,24 +36,6 @@ BYTES_PER_REQUEST = 9_000_000
 REQUESTS_IN_FLIGHT = 4
 
 
-@functools.cache
-def _raw_classes() -> tuple[Any, Any, Any]:
-    """(message, request, wrap): the protobuf classes under the generated wrappers, and the wrapper that
-    turns a raw request back into the client's type. Building 10k messages through the wrappers' field
-    marshalling took two thirds of a relay range's publish time."""
-    from google.pubsub_v1.types import PublishRequest, PubsubMessage
-
-    return PubsubMessage.pb(), PublishRequest.pb(), PublishRequest.wrap
-
-
-@functools.cache
-def get_publisher() -> PublisherClient:
-    """The instance's publisher client, created (and gRPC imported) on first use."""
-    from google.pubsub_v1 import PublisherClient
-
-    return PublisherClient()
-
-
 def topic_path(project_id: str, topic: str) -> str:
     """The fully qualified topic name."""
     return f"projects/{project_id}/topics/{topic}"
@@ -74,19 +49,13 @@ def publish_all(project_id: str, messages: Sequence[OutgoingMessage], timeout: f
     to a background thread on a timer, costs milliseconds for a handler's one message and sends a
     drain's thousands at a quarter of this rate; measured on the emulator.)
     """
-    # Bound the client's own retries by our timeout, so a dead endpoint fails this invocation in time
-    # for Pub/Sub to redeliver, instead of hanging until the function is killed.
-    from google.api_core.retry import Retry
-
-    retry = Retry(initial=0.1, maximum=2.0, multiplier=2.0, timeout=timeout)
-    raw_message, raw_request, wrap = _raw_classes()
+    request_class, message_class_ = message_class("PublishRequest"), message_class("PubsubMessage")
     message_ids = [""] * len(messages)
 
     def send(request: tuple[str, list[int]]) -> None:
         topic, positions = request
-        raw = raw_request(topic=topic_path(project_id, topic), messages=[
-            raw_message(data=messages[p].data, attributes=messages[p].attributes) for p in positions])
-        reply = get_publisher().publish(request=wrap(raw), retry=retry, timeout=timeout)
+        reply = call(PUBLISH, request_class(topic=topic_path(project_id, topic), messages=[
+            message_class_(data=messages[p].data, attributes=messages[p].attributes) for p in positions]), timeout)
         if len(reply.message_ids) != len(positions):
             raise PublishFailed(f"Pub/Sub confirmed {len(reply.message_ids)} of {len(positions)} messages")
         for position, message_id in zip(positions, reply.message_ids, strict=True):
@@ -99,10 +68,11 @@ def publish_all(project_id: str, messages: Sequence[OutgoingMessage], timeout: f
         elif publish_requests:
             with ThreadPoolExecutor(min(REQUESTS_IN_FLIGHT, len(publish_requests))) as pool:
                 list(pool.map(send, publish_requests))  # re-raises the first failure
-    # The client surfaces failures as GoogleAPIError, TimeoutError or transport-level errors;
-    # all of them mean the same here: not confirmed, so the invocation must be retried.
+    # A refusal, a timeout, a transport failure: all mean the same here, not confirmed, so the invocation
+    # must be retried.
     except Exception as exc:
-        raise PublishFailed(f"publish of {len(messages)} message(s) failed: {exc!r}") from exc
+        reason = str(exc) if isinstance(exc, PublishFailed) else repr(exc)
+        raise PublishFailed(f"publish of {len(messages)} message(s) failed: {reason}") from exc
     return message_ids
 
 
@@ -135,14 +105,6 @@ class PulledMessage:
     attributes: dict[str, str]
 
 
-@functools.cache
-def get_subscriber() -> SubscriberClient:
-    """The instance's subscriber client (for pulling dead letters), created on first use."""
-    from google.pubsub_v1 import SubscriberClient
-
-    return SubscriberClient()
-
-
 def subscription_path(project_id: str, subscription: str) -> str:
     """The fully qualified subscription name."""
     return f"projects/{project_id}/subscriptions/{subscription}"
@@ -151,11 +113,9 @@ def subscription_path(project_id: str, subscription: str) -> str:
 def pull_now(project_id: str, subscription: str, max_messages: int, timeout: float) -> list[PulledMessage]:
     """What the subscription holds right now (up to `max_messages`); empty at once when it holds nothing."""
     try:
-        reply = get_subscriber().pull(
-            request={"subscription": subscription_path(project_id, subscription), "max_messages": max_messages,
-                     "return_immediately": True},
-            timeout=timeout,
-        )
+        reply = call(PULL, message_class("PullRequest")(
+            subscription=subscription_path(project_id, subscription), max_messages=max_messages,
+            return_immediately=True), timeout)
     except Exception as exc:
         raise PublishFailed(f"pull from {subscription} failed: {exc!r}") from exc
     return [PulledMessage(ack_id=m.ack_id, message_id=m.message.message_id, data=bytes(m.message.data),
@@ -164,7 +124,10 @@ def pull_now(project_id: str, subscription: str, max_messages: int, timeout: flo
 
 def acknowledge(project_id: str, subscription: str, ack_ids: Sequence[str], timeout: float) -> None:
     """Acknowledge pulled messages, so the subscription does not hand them out again."""
-    if ack_ids:
-        get_subscriber().acknowledge(
-            request={"subscription": subscription_path(project_id, subscription), "ack_ids": list(ack_ids)},
-            timeout=timeout)
+    if not ack_ids:
+        return
+    try:
+        call(ACKNOWLEDGE, message_class("AcknowledgeRequest")(
+            subscription=subscription_path(project_id, subscription), ack_ids=list(ack_ids)), timeout)
+    except Exception as exc:
+        raise PublishFailed(f"acknowledge on {subscription} failed: {exc!r}") from exc

@@ -105,7 +105,7 @@ def test_a_drain_leaves_staged_rows_to_their_publisher_until_handed_back(engine,
         outbox.drain(engine, SCHEMA, PROJECT_ID, 30, 0)  # another delivery's drain, while staged rows are in flight
         assert unpublished() == {envelopes[0].event_id, envelopes[1].event_id}
 
-        with connection(engine) as conn, pytest.raises(PublishFailed, match="NotFound"):
+        with connection(engine) as conn, pytest.raises(PublishFailed, match="NOT_FOUND"):
             outbox.publish_staged(conn, SCHEMA, PROJECT_ID, 30, staged)
         # Handed back: once the topic exists, the next drain sends them, and each event went out once.
         bus.create_topic(later)
@@ -150,6 +150,6 @@ def test_publish_all_returns_each_message_id_in_order_across_concurrent_requests
     assert {m.message_id: m.data for m in received} == {i: m.data for i, m in zip(message_ids, messages, strict=True)}
 
     # One refused request (a topic that does not exist) fails the whole publish.
-    with pytest.raises(PublishFailed, match="NotFound"):
+    with pytest.raises(PublishFailed, match="NOT_FOUND"):
         pubsub.publish_all(PROJECT_ID, [OutgoingMessage(first, b"x", {}),
                                         OutgoingMessage(f"{first}-missing", b"y", {})], 30)

@@ -1,0 +1,161 @@
+"""shared/pubsub_transport.py against a local gRPC server that answers Pub/Sub's Publish as a failing Pub/Sub
+would: which failures are retried, for how long, and what each call carries."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from contextlib import contextmanager
+
+import grpc
+import pytest
+
+from shared.errors import PublishFailed
+from shared.pubsub import OutgoingMessage, publish_all
+from shared.pubsub_transport import message_class
+from shared.stack.layout import REPO_ROOT
+
+
+class ScriptedPublisher:
+    """Answers each Publish with the next status of `failures`, then with message ids; records what came."""
+
+    def __init__(self, failures: list[grpc.StatusCode], hang: bool = False) -> None:
+        self.failures = list(failures)
+        self.hang = hang
+        self.calls: list[tuple[float, dict[str, str], object]] = []
+        self.lock = threading.Lock()
+
+    def publish(self, request, context):
+        with self.lock:
+            self.calls.append((time.monotonic(), dict(context.invocation_metadata()), request))
+            failure = self.failures.pop(0) if self.failures else None
+        if self.hang:
+            time.sleep(5)
+        if failure is not None:
+            context.abort(failure, f"scripted {failure.name}")
+        return message_class("PublishResponse")(message_ids=[f"id-{n}" for n in range(len(request.messages))])
+
+
+@contextmanager
+def serving(publisher: ScriptedPublisher, monkeypatch) -> Iterator[None]:
+    server = grpc.server(futures.ThreadPoolExecutor(4))
+    handler = grpc.method_handlers_generic_handler("google.pubsub.v1.Publisher", {
+        "Publish": grpc.unary_unary_rpc_method_handler(
+            publisher.publish, request_deserializer=message_class("PublishRequest").FromString,
+            response_serializer=message_class("PublishResponse").SerializeToString)})
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{port}")
+    try:
+        yield
+    finally:
+        server.stop(0)
+
+
+MESSAGES = [OutgoingMessage("escrows", b'{"n":1}', {"event_type": "EscrowCreated"}),
+            OutgoingMessage("escrows", b'{"n":2}', {})]
+
+
+def test_transient_failures_are_retried_with_backoff_and_the_ids_come_back(monkeypatch):
+    publisher = ScriptedPublisher([grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL,
+                                   grpc.StatusCode.RESOURCE_EXHAUSTED])
+    with serving(publisher, monkeypatch):
+        assert publish_all("proj", MESSAGES, timeout=10) == ["id-0", "id-1"]
+    assert len(publisher.calls) == 4
+    times = [at for at, _, _ in publisher.calls]
+    assert all(later - earlier >= 0.04 for earlier, later in zip(times, times[1:], strict=False)), times
+    for _, metadata, request in publisher.calls:  # every attempt: the same request, routed by its topic
+        assert metadata["x-goog-request-params"] == "topic=projects/proj/topics/escrows"
+        assert request.topic == "projects/proj/topics/escrows"
+        assert [(m.data, dict(m.attributes)) for m in request.messages] == [
+            (b'{"n":1}', {"event_type": "EscrowCreated"}), (b'{"n":2}', {})]
+
+
+@pytest.mark.parametrize("code", [grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED,
+                                  grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED])
+def test_a_refusal_fails_at_once_with_its_status(monkeypatch, code):
+    publisher = ScriptedPublisher([code])
+    with serving(publisher, monkeypatch):
+        started = time.monotonic()
+        with pytest.raises(PublishFailed, match=f"failed with {code.name}: scripted {code.name}"):
+            publish_all("proj", MESSAGES, timeout=10)
+        assert time.monotonic() - started < 1
+    assert len(publisher.calls) == 1
+
+
+def test_an_endpoint_that_stays_unavailable_fails_within_the_timeout(monkeypatch):
+    publisher = ScriptedPublisher([grpc.StatusCode.UNAVAILABLE] * 1000)
+    with serving(publisher, monkeypatch):
+        started = time.monotonic()
+        with pytest.raises(PublishFailed, match="failed with UNAVAILABLE"):
+            publish_all("proj", MESSAGES, timeout=2)
+        took = time.monotonic() - started
+    assert 1.5 < took < 2.5, took  # it kept trying until the timeout was nearly spent, and not beyond
+    assert 5 <= len(publisher.calls) <= 30  # backing off, not spinning
+
+
+def test_an_endpoint_that_never_answers_fails_at_the_timeout(monkeypatch):
+    publisher = ScriptedPublisher([], hang=True)
+    with serving(publisher, monkeypatch):
+        started = time.monotonic()
+        with pytest.raises(PublishFailed, match="DEADLINE_EXCEEDED"):
+            publish_all("proj", MESSAGES, timeout=1)
+        assert time.monotonic() - started < 2
+
+
+FIRST_CALLS_AT_ONCE = """
+import threading
+from shared.pubsub import OutgoingMessage, publish_all
+start, results = threading.Barrier(8), []
+def first_publish():
+    start.wait()
+    results.append(publish_all("proj", [OutgoingMessage("escrows", b"x", {})], 10))
+threads = [threading.Thread(target=first_publish) for _ in range(8)]
+for thread in threads: thread.start()
+for thread in threads: thread.join()
+print(len(results))
+"""
+
+
+def test_an_instances_first_publishes_at_once_all_succeed(monkeypatch):
+    """A fresh instance takes several requests at once (THREADS): their first publishes build the message
+    classes and open the channel together, and none fails for it."""
+    publisher = ScriptedPublisher([])
+    with serving(publisher, monkeypatch):
+        for _ in range(3):  # a fresh interpreter each time: nothing built yet
+            out = subprocess.run([sys.executable, "-c", FIRST_CALLS_AT_ONCE], capture_output=True, text=True,
+                                 timeout=60, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+            assert out.returncode == 0 and out.stdout.strip() == "8", out.stderr[-2000:]
+    assert len(publisher.calls) == 24
+
+
+def test_without_the_emulator_the_channel_is_tls_to_pubsub_with_application_default_credentials(
+        monkeypatch, tmp_path):
+    """Production's channel is built as deployed (a service account's key standing in for the metadata
+    server's credentials): nothing is sent until a call, so this checks the construction only."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from shared import pubsub_transport
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    account = tmp_path / "account.json"
+    account.write_text(json.dumps({"type": "service_account", "project_id": "proj", "private_key_id": "1",
+                                   "private_key": key, "client_email": "fn@proj.iam.gserviceaccount.com",
+                                   "client_id": "1", "token_uri": "https://oauth2.googleapis.com/token"}))
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(account))
+    pubsub_transport._channel.cache_clear()
+    try:
+        channel = pubsub_transport._channel(None)
+        assert isinstance(channel, grpc.Channel)
+    finally:
+        pubsub_transport._channel.cache_clear()
