@@ -26,7 +26,6 @@ protobuf does with any unknown field.
 from __future__ import annotations
 
 import functools
-import os
 import random
 import threading
 import time
@@ -35,6 +34,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from shared.errors import PublishFailed
+from shared.settings import pubsub_emulator_host
 
 ENDPOINT = "pubsub.googleapis.com:443"
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform", "https://www.googleapis.com/auth/pubsub")
@@ -161,7 +161,7 @@ def call(method: Method, request: Any, timeout: float) -> Any:
     import grpc
 
     deadline = time.monotonic() + timeout
-    emulator = os.environ.get("PUBSUB_EMULATOR_HOST")
+    emulator = pubsub_emulator_host()
     # As api_core writes it: url-encoded, "/" left as it is.
     routed = urlencode({method.routed_by: getattr(request, method.routed_by)}, safe="/")
     routing = (("x-goog-request-params", routed),)

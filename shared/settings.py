@@ -16,6 +16,7 @@ knobs have defaults, and they are named next to the part that reads them.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -25,8 +26,20 @@ from shared.assets import Asset, parse_assets
 from shared.errors import ConfigurationError
 
 DEFAULT_PUBLISH_TIMEOUT_SECONDS = 30.0
+# The Pub/Sub emulator to talk to instead of Pub/Sub, as host:port (the local stack and the tests; never
+# set in GCP). The name is google-cloud-pubsub's.
+PUBSUB_EMULATOR_HOST = "PUBSUB_EMULATOR_HOST"
 # How long an out-of-order event waits (by redelivery) for the event it depends on.
 DEFAULT_PREREQUISITE_GRACE_SECONDS = 600.0
+
+
+_HOST_AND_PORT = re.compile(r"[A-Za-z0-9.\-]+:[0-9]{1,5}")
+
+
+def pubsub_emulator_host() -> str | None:
+    """The emulator's host:port, or None for Pub/Sub itself. Read on each call, as the library's clients
+    do (checked at startup by Settings.from_env)."""
+    return EnvReader(os.environ).optional(PUBSUB_EMULATOR_HOST)
 
 
 class EnvReader:
@@ -175,6 +188,9 @@ class Settings:
                                                      DEFAULT_PREREQUISITE_GRACE_SECONDS),
             parts={part: part.read(reader) for part in parts},
         )
+        emulator = reader.optional(PUBSUB_EMULATOR_HOST)
+        if emulator is not None and not _HOST_AND_PORT.fullmatch(emulator):
+            reader.malformed.append(f"{PUBSUB_EMULATOR_HOST}={emulator!r} is not host:port")
         reader.raise_if_incomplete(service)
         return settings
 

@@ -67,6 +67,17 @@ def test_malformed_port_is_reported():
         Settings.from_env({**COMPLETE, "DB_PORT": "abc"})
 
 
+@pytest.mark.parametrize("host", ["localhost", "http://127.0.0.1:8085", "127.0.0.1:port", "a b:1", ":8085"])
+def test_a_malformed_pubsub_emulator_host_stops_startup(host):
+    with pytest.raises(ConfigurationError, match="PUBSUB_EMULATOR_HOST=.* is not host:port"):
+        Settings.from_env({**COMPLETE, "PUBSUB_EMULATOR_HOST": host})
+
+
+def test_a_pubsub_emulator_host_is_taken_as_host_and_port():
+    Settings.from_env({**COMPLETE, "PUBSUB_EMULATOR_HOST": "127.0.0.1:8085"})
+    Settings.from_env({**COMPLETE, "PUBSUB_EMULATOR_HOST": "pubsub-emulator.local:8085"})
+
+
 def test_chain_settings_are_required_when_asked_for():
     with pytest.raises(ConfigurationError) as raised:
         Settings.from_env(COMPLETE, parts=[ChainSettings])
