@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from shared import topics
@@ -21,6 +21,8 @@ from shared.messaging import outbox
 # Not screened yet (the registration is on its way to screen-compliance).
 PENDING_SCREENING = "PENDING"
 REVIEW_FIELDS = ("hit_id", "action", "reviewer", "note")
+# A user's reviews in the order applied; read by index (reviews_by_user, migration 0021).
+_REVIEWS_OF_USER = select(reviews).where(reviews.c.user_id == bindparam("user_id")).order_by(reviews.c.applied_at)
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -52,8 +54,7 @@ def compliance_history(conn: Connection, user_id: str) -> dict:
     if subject:
         latest = found.get(subject["latest_screening_id"], [])
         _, current_reasons = decide_reviewed([(h["code"], h["effect"], h["review_status"]) for h in latest])
-    decided = conn.execute(select(reviews).where(reviews.c.user_id == user_id).order_by(reviews.c.applied_at)
-                           ).mappings().all()
+    decided = conn.execute(_REVIEWS_OF_USER, {"user_id": user_id}).mappings().all()
     return {
         "user_id": user_id,
         "status": subject["decision"] if subject else PENDING_SCREENING,

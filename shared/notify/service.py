@@ -55,6 +55,13 @@ ALERT_REACHED_USER = (SENT, DELIVERED)
 _CONTACT_OF_WALLET = (select(contacts).join(contact_wallets, contact_wallets.c.user_id == contacts.c.user_id)
                       .where(contact_wallets.c.wallet == bindparam("wallet")))
 _PLAN_DELIVERY = insert(deliveries).on_conflict_do_nothing(constraint="deliveries_event_channel")
+# The last alert of each channel that reached the user about an escrow (its correlation id), for its
+# correction; read by index (deliveries_by_correlation, migration 0021).
+_ALERTS_OF_ESCROW = (select(deliveries.c.channel, deliveries.c.user_id, deliveries.c.recipient)
+                     .where(deliveries.c.correlation_id == bindparam("correlation_id"),
+                            deliveries.c.event_type == MARGIN_TIER_CHANGED,
+                            deliveries.c.status.in_(ALERT_REACHED_USER))
+                     .distinct(deliveries.c.channel).order_by(deliveries.c.channel, deliveries.c.id.desc()))
 _PENDING_OF_EVENT = select(deliveries.c.id).where(deliveries.c.event_id == bindparam("event_id"),
                                                   deliveries.c.status == PENDING).order_by(deliveries.c.id)
 _COUNT_PENDING_OF_EVENT = select(func.count()).where(deliveries.c.event_id == bindparam("event_id"),
@@ -141,13 +148,7 @@ class Notifier:
         The alerts are found by the escrow's correlation id, which is its creation log's: an escrow id
         reused after the reorg has another, so its own alerts are never retracted.
         """
-        alerted = conn.execute(
-            select(deliveries.c.channel, deliveries.c.user_id, deliveries.c.recipient)
-            .where(deliveries.c.correlation_id == envelope.correlation_id,
-                   deliveries.c.event_type == MARGIN_TIER_CHANGED,
-                   deliveries.c.status.in_(ALERT_REACHED_USER))
-            .distinct(deliveries.c.channel).order_by(deliveries.c.channel, deliveries.c.id.desc())
-        ).mappings().all()
+        alerted = conn.execute(_ALERTS_OF_ESCROW, {"correlation_id": envelope.correlation_id}).mappings().all()
         for alert in alerted:
             conn.execute(insert(deliveries).values(
                 event_id=envelope.event_id, event_type=envelope.event_type, channel=alert["channel"],

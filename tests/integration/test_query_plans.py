@@ -1,5 +1,6 @@
-"""Reads of notify's tables, which hold 90 days of every alert, go by index, never by scanning a table: the
-api's notification history, and the callbacks that came before a send (read by every email and SMS sent).
+"""Reads of tables that only grow, or hold 90 days of every alert, go by index, never by scanning a table:
+the api's notification history, the callbacks that came before a send (read by every email and SMS sent),
+the alerts a correction retracts, and the api's compliance history of a user (its reviews).
 
 The planner is told to avoid sequential scans (`enable_seqscan = off`): with a usable index it takes it,
 and without one it still scans, which the plan shows. Measured at volume: a user's 100 deliveries among
@@ -13,12 +14,19 @@ import pytest
 import sqlalchemy
 from sqlalchemy.dialects import postgresql
 
+from shared.api.compliance_queries import _REVIEWS_OF_USER
 from shared.api.notification_queries import _HISTORY
+from shared.notify.service import _ALERTS_OF_ESCROW
 from shared.notify.statuses import _EARLY_CALLBACKS
 
-# The statement as notify runs it, its parameters written in (EXPLAIN takes no bound ones here).
-EARLY_CALLBACKS = str(_EARLY_CALLBACKS.params(delivery_id=1, provider_message_id="SG.m").compile(
-    dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+
+def _as_run(statement, **parameters) -> str:
+    """The statement as the code runs it, its parameters written in (EXPLAIN takes no bound ones here)."""
+    return str(statement.params(**parameters).compile(dialect=postgresql.dialect(),
+                                                      compile_kwargs={"literal_binds": True}))
+
+
+EARLY_CALLBACKS = _as_run(_EARLY_CALLBACKS, delivery_id=1, provider_message_id="SG.m")
 
 
 def _plan(conn, statement: str, parameters: dict) -> str:
@@ -42,3 +50,14 @@ def test_a_sends_early_callbacks_are_read_by_delivery_and_by_provider_message_id
         plan = _plan(conn, EARLY_CALLBACKS, {})
     assert "provider_events_by_delivery" in plan and "provider_events_by_provider_message" in plan, plan
     assert "Seq Scan" not in plan and "provider_events_pkey" not in plan, plan
+
+
+@pytest.mark.parametrize("statement, table, index", [
+    (_as_run(_ALERTS_OF_ESCROW, correlation_id="31337:0xabc:0"), "deliveries", "deliveries_by_correlation"),
+    (_as_run(_REVIEWS_OF_USER, user_id="u"), "reviews", "reviews_by_user"),
+])
+def test_a_corrections_alerts_and_a_users_reviews_are_read_by_index(owner_engine, statement, table, index):
+    with owner_engine.connect() as conn, conn.begin():
+        plan = _plan(conn, statement, {})
+    assert index in plan, plan
+    assert f"Seq Scan on {table}" not in plan and f"{table}_pkey" not in plan, plan
