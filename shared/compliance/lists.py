@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 
-import requests
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
@@ -49,6 +48,10 @@ class DownloadedLists:
 
 def download_lists(source: SanctionsSourceSettings) -> DownloadedLists:
     """GET every file; SanctionsListUnavailable (retried) when one cannot be had."""
+    # Imported here: only refresh-sanctions downloads, and screen-compliance and rescreen (which load
+    # this module for the list view) would pay 40-50 ms of their cold start for it.
+    import requests
+
     urls = {name: f"{source.list_base_url}/{filename}" for name, filename in OFAC_FILES.items()}
     if source.address_list_url:
         urls[ADDRESS_LIST] = source.address_list_url
