@@ -72,7 +72,7 @@ _MESSAGES: dict[str, list[tuple[str, int, int, int, str | None]]] = {
     "PullResponse": [("received_messages", 1, _MESSAGE, _REPEATED, "ReceivedMessage")],
     "AcknowledgeRequest": [("subscription", 1, _STRING, _OPTIONAL, None),
                            ("ack_ids", 2, _STRING, _REPEATED, None)],
-    "Empty": [],
+    "Empty": [],  # google.protobuf.Empty on the wire: no fields
 }
 
 
