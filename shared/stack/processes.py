@@ -89,8 +89,9 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout: float = 60.0,
-               log_path: Path | None = None, pid: int | None = None) -> None:
-    """Poll `check` until it holds; fail with the log's tail if it does not in time or `pid` dies."""
+               log_path: Path | None = None, pid: int | None = None, poll_seconds: float = 0.2) -> None:
+    """Poll `check` every `poll_seconds` until it holds; fail with the log's tail if it does not in time
+    or `pid` dies."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -100,7 +101,7 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = 60.0,
             pass
         if pid is not None and not is_alive(pid):
             break
-        time.sleep(0.2)
+        time.sleep(poll_seconds)
     tail = ""
     if log_path and log_path.exists():
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
