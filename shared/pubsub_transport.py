@@ -4,7 +4,7 @@ Why not google-cloud-pubsub's generated clients (measured on this machine agains
 two alternated in one run):
 - a fresh process took 0.32 s (0.31-0.34, 7 runs) to import them and have one Publish confirmed, and
   0.12 s (0.11-0.14) here. A function pays that on its first publish, inside its cold start, where
-  the bare functions-framework hello starts in 0.42 s;
+  the bare functions-framework hello starts in 0.27-0.40 s;
 - a confirmed one-message Publish took 0.87-0.93 ms (0.40-0.45 ms of CPU) through the clients'
   wrappers (retry, timeout, interceptor, proto-plus marshalling), and 0.68-0.84 ms (0.31-0.33 ms of
   CPU) here, 1,000 of each, three times.
