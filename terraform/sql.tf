@@ -52,9 +52,13 @@ resource "google_sql_database_instance" "main" {
   }
 }
 
+# The only encoding and collation Cloud SQL accepts for a PostgreSQL database, stated: the local stack's
+# database collates the same way (shared/stack/services.py, DATABASE_LOCALE).
 resource "google_sql_database" "escrow" {
-  name     = var.db_name
-  instance = google_sql_database_instance.main.name
+  name      = var.db_name
+  instance  = google_sql_database_instance.main.name
+  charset   = "UTF8"
+  collation = "en_US.UTF8"
 }
 
 # One IAM database user per function with a database role.

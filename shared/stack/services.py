@@ -12,11 +12,17 @@ from pathlib import Path
 import requests
 
 from shared.stack.layout import DATABASE, REPO_ROOT, StackLayout
-from shared.stack.processes import PrerequisiteMissing, port_open, spawn, stop_group, wait_until
+from shared.stack.processes import PrerequisiteMissing, ServiceFailed, port_open, spawn, stop_group, wait_until
 
 PG_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")
 EMULATOR_RELATIVE = "platform/pubsub-emulator/bin/cloud-pubsub-emulator"
 SERVER_USER = "postgres"
+# Cloud SQL makes every PostgreSQL database UTF8 with the en_US.UTF8 collation (nothing else can be chosen).
+# The stack's database collates the same way, whatever this machine's locale (initdb takes the
+# environment's: C.UTF-8 here, SQL_ASCII under LANG=C): ICU's en-US, as glibc's en_US locale need not be
+# installed. So text orders as in production (checksummed addresses case-insensitively first), and each
+# comparison costs what it costs there.
+DATABASE_LOCALE = "ENCODING 'UTF8' LOCALE 'C' LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"
 
 
 # ---------------------------------------------------------------- prerequisites
@@ -97,10 +103,11 @@ def start_postgres(layout: StackLayout) -> None:
             check=True, stdout=subprocess.DEVNULL,
         )
     wait_until(lambda: port_open(layout.postgres_port), "PostgreSQL", 30, log_path)
-    _create_database(layout)
+    create_database(layout)
 
 
-def _create_database(layout: StackLayout) -> None:
+def create_database(layout: StackLayout, name: str = DATABASE) -> None:
+    """Create the stack's database when it is missing; refuse one that does not collate as Cloud SQL's."""
     import sqlalchemy
 
     engine = sqlalchemy.create_engine(
@@ -110,12 +117,28 @@ def _create_database(layout: StackLayout) -> None:
     try:
         with engine.connect() as conn:
             exists = conn.execute(
-                sqlalchemy.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": DATABASE}
+                sqlalchemy.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
             ).first()
             if not exists:
-                conn.execute(sqlalchemy.text(f"CREATE DATABASE {DATABASE}"))
+                conn.execute(sqlalchemy.text(create_database_statement(name)))
+            database = conn.execute(sqlalchemy.text(
+                "SELECT pg_encoding_to_char(encoding) AS encoding, to_jsonb(d) AS row FROM pg_database d "
+                "WHERE datname = :name"), {"name": name}).one()
+            # PostgreSQL 17 renamed daticulocale to datlocale.
+            locale = (database.encoding, database.row["datlocprovider"],
+                      database.row.get("daticulocale", database.row.get("datlocale")))
+            if locale != ("UTF8", "i", "en-US"):
+                raise ServiceFailed(
+                    f"the stack's database {name} was created before it collated as Cloud SQL does "
+                    f"(encoding, provider, ICU locale: {locale}); drop its data (`make down`, or `make test-down` "
+                    f"for the test stacks) and start again")
     finally:
         engine.dispose()
+
+
+def create_database_statement(name: str) -> str:
+    """CREATE DATABASE `name`, collating as Cloud SQL's databases do."""
+    return f"CREATE DATABASE {name} TEMPLATE template0 {DATABASE_LOCALE}"
 
 
 def stop_postgres(layout: StackLayout) -> None:

@@ -15,6 +15,7 @@ import sqlalchemy
 from alembic.script import ScriptDirectory
 
 from shared.migrations.run import alembic_config, upgrade
+from shared.stack.services import create_database_statement
 
 # (event, what 0013 left of it): a snapshot and a published outbox row; a published outbox row only (its
 # snapshot partition dropped); an outbox row still unpublished; nothing but the event (both pruned).
@@ -46,7 +47,7 @@ def fresh_database(stack):
     name = f"migration_{uuid.uuid4().hex[:8]}"
     server = sqlalchemy.create_engine(stack.layout.database_url(), isolation_level="AUTOCOMMIT")
     with server.connect() as conn:
-        conn.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+        conn.execute(sqlalchemy.text(create_database_statement(name)))
     try:
         yield sqlalchemy.make_url(stack.layout.database_url()).set(database=name)
     finally:

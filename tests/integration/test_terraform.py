@@ -21,6 +21,7 @@ import hcl2
 import pytest
 
 from shared.stack.layout import REPO_ROOT
+from shared.stack.services import DATABASE_LOCALE
 from shared.topology import load_topology
 
 TERRAFORM_DIR = REPO_ROOT / "terraform"
@@ -199,6 +200,13 @@ def test_cloud_sql_has_iam_auth_backups_pitr_and_deletion_protection(resources):
     assert flags["cloudsql.iam_authentication"] == "on"
     assert resources[("google_sql_user", "function")]["type"] == "CLOUD_IAM_SERVICE_ACCOUNT"
     assert "precondition" in instance["lifecycle"][0]
+
+
+def test_the_database_is_utf8_with_cloud_sqls_one_collation(resources):
+    # The stack's database collates as this one (DATABASE_LOCALE): ICU's en-US for glibc's en_US.UTF8.
+    database = resources[("google_sql_database", "escrow")]
+    assert (database["charset"], database["collation"]) == ("UTF8", "en_US.UTF8")
+    assert "ICU_LOCALE 'en-US'" in DATABASE_LOCALE and "ENCODING 'UTF8'" in DATABASE_LOCALE
 
 
 def test_the_connection_budget_fits_the_default_max_connections(evaluated):
