@@ -31,6 +31,7 @@ CONSUMERS = {
     "users.registered.v1": [("notify", "notify"), ("screen-compliance", "compliance")],
     "risk.margin-events.v1": [("notify", "notify")],
     "compliance.reviews.v1": [("screen-compliance", "compliance")],
+    "compliance.rescreen.v1": [("rescreen", "compliance")],
 }
 # Where a message would leave a trace, per topic: SQL counting rows keyed by what the message names.
 FOOTPRINT = {
@@ -43,6 +44,9 @@ FOOTPRINT = {
     "risk.margin-events.v1": ["SELECT count(*) FROM notify.deliveries WHERE event_id = :event_id",
                               "SELECT count(*) FROM notify.unrouted_events WHERE event_id = :event_id"],
     "compliance.reviews.v1": ["SELECT count(*) FROM compliance.reviews WHERE review_id = :review_id"],
+    # A shard's screenings name the list snapshot as their cause: the request's own trace is its inbox row.
+    "compliance.rescreen.v1": ["SELECT count(*) FROM compliance.inbox WHERE consumer = 'rescreen' "
+                               "AND event_id = :event_id AND outcome = 'applied'"],
 }
 
 
@@ -109,6 +113,12 @@ def review() -> dict:
         "reviewer": "Hostile Reviewer", "note": None, "requested_at": datetime.now(UTC).isoformat()})
 
 
+def rescreen_request() -> dict:
+    # The whole key space in one shard: the users behind the newest snapshot (none, between tests).
+    return _envelope("RescreenRequested", {"snapshot_id": 1, "generation": 1, "shard": 0, "shards": 1,
+                                           "key_from": 0, "key_to": 65536})
+
+
 def result() -> dict:
     return _envelope("ComplianceScreened", {
         "user_id": uuid.uuid4().hex, "decision": "APPROVED", "previous_decision": None, "sequence": 1, "score": 0,
@@ -119,11 +129,11 @@ def result() -> dict:
 # A genuine message on these leaves no footprint of its own (an unknown wallet's alert is kept as
 # unrouted; a review naming a hit its user does not have is refused with its reason, as here): the
 # consumer's inbox shows it was taken and handled, not left to redelivery.
-INBOX_ONLY = ("risk.margin-events.v1", "compliance.reviews.v1")
+INBOX_ONLY = ("risk.margin-events.v1", "compliance.reviews.v1", "compliance.rescreen.v1")
 GENUINE = {"settlement.events.v1": escrow_created, "compliance.results.v1": result,
            "settlement.escrows.v1": state_changed, "market.prices.v1": None,
            "users.registered.v1": registration, "risk.margin-events.v1": margin_event,
-           "compliance.reviews.v1": review}
+           "compliance.reviews.v1": review, "compliance.rescreen.v1": rescreen_request}
 
 
 @dataclass(frozen=True)
@@ -221,6 +231,17 @@ ROWS = [
     Row("unknown review action", "compliance.reviews.v1", review, _payload(action="approve"), "payload.action"),
     Row("reviewer of 201 characters", "compliance.reviews.v1", review, _payload(reviewer="r" * 201),
         "payload.reviewer"),
+    # rescreen, on shard requests: a forged or garbled range must not rescreen anybody
+    Row("reversed key range", "compliance.rescreen.v1", rescreen_request, _payload(key_from=10, key_to=5),
+        "key_from < key_to"),
+    Row("key beyond the key space", "compliance.rescreen.v1", rescreen_request, _payload(key_to=65537),
+        "payload.key_to"),
+    Row("shard not below the shard count", "compliance.rescreen.v1", rescreen_request, _payload(shard=1),
+        "shard < shards"),
+    Row("generation zero", "compliance.rescreen.v1", rescreen_request, _payload(generation=0), "payload.generation"),
+    Row("key as text", "compliance.rescreen.v1", rescreen_request, _payload(key_from="0"), "payload.key_from"),
+    Row("a registration on the rescreen topic", "compliance.rescreen.v1", registration, lambda d: None,
+        "rescreen does not handle UserRegistered"),
 ]
 
 
