@@ -22,7 +22,10 @@ SERVER_USER = "postgres"
 # environment's: C.UTF-8 here, SQL_ASCII under LANG=C): ICU's en-US, as glibc's en_US locale need not be
 # installed. So text orders as in production (checksummed addresses case-insensitively first), and each
 # comparison costs what it costs there.
-DATABASE_LOCALE = "ENCODING 'UTF8' LOCALE 'C' LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"
+DATABASE_ENCODING = "UTF8"
+DATABASE_ICU_LOCALE = "en-US"
+DATABASE_LOCALE = (f"ENCODING '{DATABASE_ENCODING}' LOCALE 'C' LOCALE_PROVIDER icu "
+                   f"ICU_LOCALE '{DATABASE_ICU_LOCALE}'")
 
 
 # ---------------------------------------------------------------- prerequisites
@@ -127,7 +130,7 @@ def create_database(layout: StackLayout, name: str = DATABASE) -> None:
             # PostgreSQL 17 renamed daticulocale to datlocale.
             locale = (database.encoding, database.row["datlocprovider"],
                       database.row.get("daticulocale", database.row.get("datlocale")))
-            if locale != ("UTF8", "i", "en-US"):
+            if locale != (DATABASE_ENCODING, "i", DATABASE_ICU_LOCALE):
                 raise ServiceFailed(
                     f"the stack's database {name} was created before it collated as Cloud SQL does "
                     f"(encoding, provider, ICU locale: {locale}); drop its data (`make down`, or `make test-down` "

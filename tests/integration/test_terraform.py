@@ -21,7 +21,7 @@ import hcl2
 import pytest
 
 from shared.stack.layout import REPO_ROOT
-from shared.stack.services import DATABASE_LOCALE
+from shared.stack.services import DATABASE_ENCODING, DATABASE_ICU_LOCALE
 from shared.topology import load_topology
 
 TERRAFORM_DIR = REPO_ROOT / "terraform"
@@ -203,10 +203,11 @@ def test_cloud_sql_has_iam_auth_backups_pitr_and_deletion_protection(resources):
 
 
 def test_the_database_is_utf8_with_cloud_sqls_one_collation(resources):
-    # The stack's database collates as this one (DATABASE_LOCALE): ICU's en-US for glibc's en_US.UTF8.
+    # The stack's database collates as this one: ICU's en-US standing in for glibc's en_US.UTF8.
     database = resources[("google_sql_database", "escrow")]
     assert (database["charset"], database["collation"]) == ("UTF8", "en_US.UTF8")
-    assert "ICU_LOCALE 'en-US'" in DATABASE_LOCALE and "ENCODING 'UTF8'" in DATABASE_LOCALE
+    language, _, encoding = database["collation"].partition(".")  # glibc's name; ICU's spells it en-US
+    assert (DATABASE_ENCODING, DATABASE_ICU_LOCALE) == (encoding, language.replace("_", "-"))
 
 
 def test_the_connection_budget_fits_the_default_max_connections(evaluated):
