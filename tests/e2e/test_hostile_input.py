@@ -129,7 +129,7 @@ def result() -> dict:
 # A genuine message on these leaves no footprint of its own (an unknown wallet's alert is kept as
 # unrouted; a review naming a hit its user does not have is refused with its reason, as here): the
 # consumer's inbox shows it was taken and handled, not left to redelivery.
-INBOX_ONLY = ("risk.margin-events.v1", "compliance.reviews.v1", "compliance.rescreen.v1")
+INBOX_ONLY = ("risk.margin-events.v1", "compliance.reviews.v1")
 GENUINE = {"settlement.events.v1": escrow_created, "compliance.results.v1": result,
            "settlement.escrows.v1": state_changed, "market.prices.v1": None,
            "users.registered.v1": registration, "risk.margin-events.v1": margin_event,
