@@ -69,6 +69,11 @@ OUTBOX_UNPUBLISHED = "outbox_unpublished"
 MARGIN_EVENTS_OUTBOX = "risk.margin_events"
 
 
+# The escrows of a contract with a chain log relayed in the last :seconds (by relayed_logs_by_time, 0022).
+RELAYED_WITHIN = text(
+    "SELECT DISTINCT envelope->'payload'->>'escrow_id' FROM relay.relayed_logs WHERE chain_id = :c "
+    "AND contract = :a AND relayed_at > now() - make_interval(secs => :seconds)")
+
 # The escrows settled before the grace period (:grace seconds) whose projection in risk is missing or differs
 # in state, sequence, depositor, amount or obligation, in key order, at most :limit. Risk holds the
 # collateral in whole tokens of a known asset (its symbol set), so it is scaled back by the asset's decimals
@@ -274,10 +279,8 @@ class Reconciler:
 
     def _relayed_within(self, conn, seconds: float) -> set[int]:
         """Ids of this contract's escrows with a chain log relayed in the last `seconds`."""
-        ids: list[str] = conn.execute(text(
-            "SELECT DISTINCT envelope->'payload'->>'escrow_id' FROM relay.relayed_logs WHERE chain_id = :c "
-            "AND contract = :a AND relayed_at > now() - make_interval(secs => :seconds)"),
-            {"c": self.chain.chain_id, "a": self.contract.lower(), "seconds": seconds}).scalars().all()
+        ids: list[str] = conn.execute(RELAYED_WITHIN, {
+            "c": self.chain.chain_id, "a": self.contract.lower(), "seconds": seconds}).scalars().all()
         return {int(escrow_id) for escrow_id in ids}
 
     def _replay_relayed_logs(self, engine: Engine, escrow_id: int) -> str | None:
