@@ -44,6 +44,7 @@ from shared.relay.settings import ChainSettings
 from shared.risk import margin_events
 from shared.risk.settings import RiskSettings
 from shared.settings import Settings
+from shared.settlement.service import state_change_id
 from shared.topology import load_topology
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,11 @@ MAX_DRIFTS_PER_KIND = 1000
 # Publish rounds one run spends on one stale outbox (of outbox.PUBLISH_BATCH rows; of
 # margin_events.PUBLISH_ROUND events for risk's margin events).
 MAX_PUBLISH_ROUNDS = 20
+# Seconds one run spends repairing; the drifts found after that are repaired by the next run. The run's
+# other steps (redrive, comparisons, pruning up to retention.PRUNE_ROUNDS_SECONDS a routine) need the rest
+# of the function's timeout (shared/topology.yaml).
+REPAIR_SECONDS = 60.0
+REPAIR_DEFERRED = "deferred to the next run: this run's repair time is spent"
 
 SETTLEMENT_MISSING = "settlement_missing"
 SETTLEMENT_DIFFERS = "settlement_differs"
@@ -73,6 +79,17 @@ MARGIN_EVENTS_OUTBOX = "risk.margin_events"
 RELAYED_WITHIN = text(
     "SELECT DISTINCT envelope->'payload'->>'escrow_id' FROM relay.relayed_logs WHERE chain_id = :c "
     "AND contract = :a AND relayed_at > now() - make_interval(secs => :seconds)")
+
+# The state change settle published for an escrow's transition: the transition's cause (by the escrow's key and
+# sequence), then the outbox row by the id derived from it (shared/settlement/service.py, state_change_id). Both
+# by unique index: matched on the envelope's payload instead, each replay read the outbox's week of rows
+# (0.65-0.8 s among 1M), and a thousand drifts took a run past its timeout.
+TRANSITION_CAUSE = text(
+    "SELECT dedupe_key FROM settlement.transitions WHERE chain_id = :c AND contract = :a AND escrow_id = :i "
+    "AND sequence = :s")
+PUBLISHED_STATE_CHANGE = text(
+    "SELECT topic, envelope, attributes FROM settlement.outbox WHERE dedupe_key = :dedupe_key "
+    "AND published_at IS NOT NULL")
 
 # The escrows settled before the grace period (:grace seconds) whose projection in risk is missing or differs
 # in state, sequence, depositor, amount or obligation, in key order, at most :limit. Risk holds the
@@ -141,14 +158,7 @@ class Reconciler:
         checked: dict[str, int] = {}
         found = (self.unpublished_outboxes(engine, checked) + self.chain_vs_settlement(engine, checked)
                  + self.settlement_vs_risk(engine, checked) + self.risk_vs_notify(engine, checked))
-        recorded = []
-        for drift in found:
-            repair = drift.repair() if drift.repair else None
-            self._record(engine, drift, repair)
-            recorded.append((drift.kind, drift.key, repair))
-            log.warning("reconcile drift", extra={
-                "drift_kind": drift.kind, "drift_key": drift.key, "source": drift.source, "replica": drift.replica,
-                "repair": repair or "left for a person"})
+        recorded, checked["repairs deferred"] = self.repair_and_record(engine, found)
         pruned = retention.prune(engine, self.tuning)
         checked["rows pruned"] = retention.rows_removed(pruned)
         checked["snapshot partitions dropped"] = len((pruned["snapshot_partitions"] or {}).get("dropped", []))
@@ -167,6 +177,27 @@ class Reconciler:
             "clean": summary.clean, "checked": checked, "drifts": len(found), "redriven": redriven.redriven,
             "held": redriven.held, "seconds": round(summary.seconds, 2)})
         return summary
+
+    def repair_and_record(self, engine: Engine, found: list[Drift]) -> tuple[list[tuple[str, str, str | None]], int]:
+        """Repair each drift, for up to REPAIR_SECONDS, and record every one with its repair; return the
+        (kind, key, repair) of each and how many repairs were deferred. A drift found after the time is
+        spent is recorded unrepaired, and the next run, which finds it again, repairs it: a run always
+        ends, and gets to its pruning, however many drifts it found and however long each repair takes."""
+        recorded, deferred = [], 0
+        repair_until = time.monotonic() + REPAIR_SECONDS
+        for drift in found:
+            repair, note = None, None
+            if drift.repair is not None and time.monotonic() < repair_until:
+                repair = note = drift.repair()
+            elif drift.repair is not None:
+                deferred += 1
+                note = REPAIR_DEFERRED
+            self._record(engine, drift, note, repaired=repair is not None)
+            recorded.append((drift.kind, drift.key, repair))
+            log.warning("reconcile drift", extra={
+                "drift_kind": drift.kind, "drift_key": drift.key, "source": drift.source, "replica": drift.replica,
+                "repair": note or "left for a person"})
+        return recorded, deferred
 
     # ------------------------------------------------------------------ outboxes
 
@@ -335,11 +366,10 @@ class Reconciler:
 
     def _replay_latest_change(self, engine: Engine, escrow) -> str | None:
         with transaction(engine) as conn:
-            rows = conn.execute(text(
-                "SELECT topic, envelope, attributes FROM settlement.outbox WHERE published_at IS NOT NULL "
-                "AND envelope->'payload'->>'contract' = :a AND envelope->'payload'->>'escrow_id' = :i "
-                "AND (envelope->'payload'->>'sequence')::int = :s ORDER BY id DESC LIMIT 1"),
-                {"a": escrow["contract"], "i": str(int(escrow["escrow_id"])), "s": escrow["sequence"]}).mappings().all()
+            cause = conn.execute(TRANSITION_CAUSE, {"c": escrow["chain_id"], "a": escrow["contract"],
+                                                    "i": escrow["escrow_id"], "s": escrow["sequence"]}).scalar()
+            rows = [] if cause is None else conn.execute(
+                PUBLISHED_STATE_CHANGE, {"dedupe_key": state_change_id(cause)}).mappings().all()
         if not rows:
             return None
         self._republish(rows)
@@ -395,9 +425,10 @@ class Reconciler:
                     for row in rows]
         publish_all(self.settings.project_id, messages, self.settings.publish_timeout_seconds)
 
-    def _record(self, engine: Engine, drift: Drift, repair: str | None) -> None:
+    def _record(self, engine: Engine, drift: Drift, note: str | None, *, repaired: bool) -> None:
+        """Upsert the drift's row: `note` says what was done about it (None: left for a person)."""
         statement = insert(drifts).values(kind=drift.kind, key=drift.key, source=drift.source, replica=drift.replica,
-                                          repair=repair, repaired_at=func.now() if repair else None)
+                                          repair=note, repaired_at=func.now() if repaired else None)
         with transaction(engine) as conn:
             conn.execute(statement.on_conflict_do_update(
                 index_elements=["kind", "key"], index_where=drifts.c.resolved_at.is_(None),

@@ -178,7 +178,7 @@ def _state_changed(escrow: Any, cause: Envelope, previous: EscrowState | None,
     """The EscrowStateChanged event for the escrow row as the change left it."""
     cause_log = _chain_log(cause)
     change = Envelope(
-        event_id=derive_event_id(cause.dedupe_key, ESCROW_STATE_CHANGED),
+        event_id=state_change_id(cause.dedupe_key),
         event_type=ESCROW_STATE_CHANGED,
         schema_version=1,
         occurred_at=cause.occurred_at,
@@ -205,6 +205,11 @@ def _state_changed(escrow: Any, cause: Envelope, previous: EscrowState | None,
     )
     return topics.ESCROW_CHANGES, change
 
+
+def state_change_id(cause_dedupe_key: str) -> str:
+    """The id of the EscrowStateChanged event a transition published: derived from the dedupe key of the
+    event that caused it (the transition's own `dedupe_key`), so it is also the outbox row's dedupe key."""
+    return derive_event_id(cause_dedupe_key, ESCROW_STATE_CHANGED)
 
 def _chain_log(envelope: Envelope) -> EscrowLog:
     """A relay event's payload as its typed model (its type decides which)."""

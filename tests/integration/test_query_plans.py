@@ -1,7 +1,8 @@
 """Reads of tables that only grow, or hold 90 days of every alert, go by index, never by scanning a table:
 the api's notification history, the callbacks that came before a send (read by every email and SMS sent),
 the alerts a correction retracts, the api's compliance history of a user (its reviews), and the chain logs
-relayed lately that every reconcile run asks for (relay keeps every log it ever relayed).
+relayed lately that every reconcile run asks for (relay keeps every log it ever relayed), and the state change
+the reconciler replays for each drifted projection.
 
 The planner is told to avoid sequential scans (`enable_seqscan = off`): with a usable index it takes it,
 and without one it still scans, which the plan shows. Measured at volume: a user's 100 deliveries among
@@ -20,7 +21,7 @@ from shared.api.compliance_queries import _REVIEWS_OF_USER
 from shared.api.notification_queries import _HISTORY
 from shared.notify.service import _ALERTS_OF_ESCROW
 from shared.notify.statuses import _EARLY_CALLBACKS
-from shared.reconcile.service import RELAYED_WITHIN
+from shared.reconcile.service import PUBLISHED_STATE_CHANGE, RELAYED_WITHIN, TRANSITION_CAUSE
 
 
 def _as_run(statement, **parameters) -> str:
@@ -82,3 +83,15 @@ def test_the_logs_relayed_lately_are_read_by_time_not_by_every_log_of_the_contra
     assert "relayed_logs_by_time" in plan, plan
     [condition] = [line for line in plan.splitlines() if "Index Cond" in line]
     assert "relayed_at" in condition, plan
+
+
+@pytest.mark.parametrize("statement, parameters, index", [
+    (TRANSITION_CAUSE.text, {"c": 31337, "a": "0xabc", "i": 7, "s": 2},
+     "transitions_chain_id_contract_escrow_id_sequence_key"),
+    (PUBLISHED_STATE_CHANGE.text, {"dedupe_key": "EscrowStateChanged:x"}, "outbox_dedupe_key_key"),
+])
+def test_a_replayed_state_change_is_found_by_unique_index(owner_engine, statement, parameters, index):
+    """Matched on the envelope's payload, each replay walked the outbox's week of rows (0.65-0.8 s among 1M)."""
+    with owner_engine.connect() as conn, conn.begin():
+        plan = _plan(conn, statement, parameters)
+    assert index in plan and "Seq Scan" not in plan, plan

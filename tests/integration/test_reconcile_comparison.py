@@ -15,22 +15,11 @@ from decimal import Decimal
 import pytest
 import sqlalchemy
 
-from shared.assets import assets_to_json
-from shared.reconcile.service import MAX_DRIFTS_PER_KIND, RISK_DIFFERS, RISK_MISSING, Reconciler
-from shared.reconcile.settings import ReconcileSettings
-from shared.relay.settings import ChainSettings
-from shared.risk.settings import RiskSettings
-from shared.settings import Settings
-from shared.stack.layout import DATABASE
+from shared.reconcile.service import MAX_DRIFTS_PER_KIND, RISK_DIFFERS, RISK_MISSING
 from tests.support.database import engine_as
+from tests.support.reconcile import ETH_TOKEN, USDC_TOKEN, reconciler_on
 
-ETH_TOKEN = "0x0000000000000000000000000000000000000000"
-USDC_TOKEN = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"
 UNKNOWN_TOKEN = "0x00000000000000000000000000000000DeaDBeef"
-ASSETS = [
-    {"symbol": "ETH", "token": ETH_TOKEN, "decimals": 18},
-    {"symbol": "USDC", "token": USDC_TOKEN, "decimals": 6},
-]
 # The consistent escrows: (asset token, amount on chain, risk's symbol, risk's collateral).
 CONSISTENT = [
     (ETH_TOKEN, 1_500_000_000_000_000_000, "ETH", Decimal("1.5")),
@@ -39,17 +28,6 @@ CONSISTENT = [
     (UNKNOWN_TOKEN, 7, None, Decimal(7)),
 ]
 ETH = 10**18
-
-
-def _reconciler(layout) -> Reconciler:
-    assets = [{**asset, "coingecko_id": asset["symbol"].lower(), "chainlink_aggregator": "0x" + "11" * 20,
-               "heartbeat_seconds": 3600, "deviation_threshold": "0.005", "liquidation_threshold": "0.825"}
-              for asset in ASSETS]
-    env = {"SERVICE_NAME": "reconcile", "GCP_PROJECT": "local-escrow", "DB_NAME": DATABASE, "DB_USER": "fn_reconcile",
-           "DB_HOST": "127.0.0.1", "DB_PORT": str(layout.postgres_port), "ETH_RPC_URL": "http://127.0.0.1:9",
-           "CHAIN_ID": "31337", "ESCROW_CONTRACT_ADDRESS": "0x" + "5b" * 20, "CONFIRMATIONS": "2",
-           "PRICE_ASSETS": assets_to_json(assets), "RECONCILE_GRACE_SECONDS": "60"}
-    return Reconciler(Settings.from_env(env, parts=[ChainSettings, RiskSettings, ReconcileSettings]))
 
 
 def _seed(conn, contract: str, escrow_id: int, asset: str, amount: int, symbol: str | None, collateral: Decimal,
@@ -83,7 +61,7 @@ def contract(owner_engine):
 def _drifts(database, contract: str) -> dict:
     """key -> drift, for the test's contract, as the reconciler (fn_reconcile) finds them."""
     with engine_as(database, "fn_reconcile") as engine:
-        found = _reconciler(database).settlement_vs_risk(engine, {})
+        found = reconciler_on(database).settlement_vs_risk(engine, {})
     return {drift.key: drift for drift in found if f":{contract}:" in drift.key}
 
 
@@ -154,7 +132,7 @@ def test_a_run_reports_at_most_its_limit_in_key_order_and_counts_every_settled_e
             {"c": contract, "asset": ETH_TOKEN, "n": count})
     checked: dict = {}
     with engine_as(database, "fn_reconcile") as engine:
-        found = _reconciler(database).settlement_vs_risk(engine, checked)
+        found = reconciler_on(database).settlement_vs_risk(engine, checked)
 
     assert len(found) == MAX_DRIFTS_PER_KIND
     ours = [drift.key for drift in found if f":{contract}:" in drift.key]
