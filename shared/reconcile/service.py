@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from itertools import zip_longest
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
@@ -134,6 +135,14 @@ class RunSummary:
         return not self.drifts and not self.held
 
 
+def taking_turns(found: list[Drift]) -> list[Drift]:
+    """The drifts with their kinds taking turns (one of each kind, in the order the kinds were found, then
+    again), each kind's drifts in the order found."""
+    by_kind: dict[str, list[Drift]] = {}
+    for drift in found:
+        by_kind.setdefault(drift.kind, []).append(drift)
+    return [drift for turn in zip_longest(*by_kind.values()) for drift in turn if drift is not None]
+
 class Reconciler:
     """Compares the domains for one deployment (one chain and escrow contract)."""
 
@@ -182,10 +191,11 @@ class Reconciler:
         """Repair each drift, for up to REPAIR_SECONDS, and record every one with its repair; return the
         (kind, key, repair) of each and how many repairs were deferred. A drift found after the time is
         spent is recorded unrepaired, and the next run, which finds it again, repairs it: a run always
-        ends, and gets to its pruning, however many drifts it found and however long each repair takes."""
+        ends, and gets to its pruning, however many drifts it found and however long each repair takes. The
+        kinds take turns, so that a thousand slow repairs of one kind do not defer every other kind's."""
         recorded, deferred = [], 0
         repair_until = time.monotonic() + REPAIR_SECONDS
-        for drift in found:
+        for drift in taking_turns(found):
             repair, note = None, None
             if drift.repair is not None and time.monotonic() < repair_until:
                 repair = note = drift.repair()

@@ -15,7 +15,14 @@ import pytest
 import sqlalchemy
 
 from shared.reconcile import service
-from shared.reconcile.service import REPAIR_DEFERRED, RISK_DIFFERS, Drift
+from shared.reconcile.service import (
+    NOTIFY_MISSING,
+    REPAIR_DEFERRED,
+    RISK_DIFFERS,
+    SETTLEMENT_MISSING,
+    Drift,
+    taking_turns,
+)
 from tests.support.database import engine_as
 from tests.support.reconcile import reconciler_on
 
@@ -87,3 +94,14 @@ def test_a_drift_with_no_safe_repair_is_left_for_a_person_not_counted_as_deferre
 
     assert recorded == [(RISK_DIFFERS, keys[0], None)] and deferred == 0
     assert _drifts(owner_engine, keys[:1])[keys[0]]["repair"] is None
+
+
+def test_the_kinds_take_turns_so_one_kinds_many_repairs_defer_no_other_kind():
+    def drift(kind: str, key: str) -> Drift:
+        return Drift(kind, key, None, None)
+
+    found = [drift(SETTLEMENT_MISSING, f"s{i}") for i in range(3)] + [drift(RISK_DIFFERS, "r0")] + [
+        drift(NOTIFY_MISSING, f"n{i}") for i in range(2)]
+
+    assert [d.key for d in taking_turns(found)] == ["s0", "r0", "n0", "s1", "n1", "s2"]
+    assert taking_turns([]) == []
