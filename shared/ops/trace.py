@@ -22,6 +22,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from shared import topics
+from shared.addresses import checksum_address
+from shared.api.escrow_queries import parse_escrow_key
+from shared.errors import InvalidRequest
 from shared.events import MARGIN_TIER_CHANGED
 
 
@@ -34,6 +37,10 @@ class Stage:
     detail: str
 
 
+# The outboxes an escrow's events pass through, in pipeline order, and the consumers that receive them.
+OUTBOX_SCHEMAS = ("relay", "settlement", "risk", "notify")
+CONSUMERS = (("settlement", "settle"), ("risk", "assess-margin"), ("notify", "notify"))
+
 # The escrow's margin events, found by its key (margin_events_by_escrow) rather than by scanning the table
 # for the correlation id; the correlation id still tells an escrow from an earlier one a reorg voided.
 _ESCROW_MARGIN_EVENTS = "chain_id = :c AND contract = :a AND escrow_id = :i AND correlation_id = :k"
@@ -45,8 +52,9 @@ def _rows(conn: Connection, sql: str, **params) -> list:
 
 def escrow_trace(conn: Connection, chain_id: int, contract: str, escrow_id: Decimal) -> list[Stage]:
     """Every recorded stage of the escrow, in time order; empty if settle does not know it."""
-    escrow = _rows(conn, "SELECT * FROM settlement.escrows WHERE chain_id = :c AND lower(contract) = lower(:a) "
-                         "AND escrow_id = :i", c=chain_id, a=contract, i=escrow_id)
+    # Settle keys escrows by the checksummed contract: any spelling of it is found by the primary key.
+    escrow = _rows(conn, "SELECT * FROM settlement.escrows WHERE chain_id = :c AND contract = :a AND escrow_id = :i",
+                   c=chain_id, a=checksum_address(contract), i=escrow_id)
     if not escrow:
         return []
     e = escrow[0]
@@ -67,30 +75,26 @@ def escrow_trace(conn: Connection, chain_id: int, contract: str, escrow_id: Deci
                             f"({row['event_id']})"))
         stages.append(Stage(row["relayed_at"], "relay",
                             f"relayed {event['event_type']} {row['event_id']} (block {row['block_number']})"))
-    for schema, consumer in (("relay", None), ("settlement", "settle"), ("risk", "assess-margin"),
-                             ("notify", "notify")):
-        for row in _rows(conn, f"SELECT * FROM {schema}.outbox WHERE envelope->>'correlation_id' = :k "
-                               "AND published_at IS NOT NULL", k=correlation):
-            stages.append(Stage(row["published_at"], f"{schema} published",
-                                f"{row['envelope']['event_type']} on {row['topic']}"))
-        if consumer:
-            for row in _rows(conn, f"SELECT i.* FROM {schema}.inbox i WHERE i.consumer = :n AND i.event_id IN "
-                                   f"(SELECT envelope->>'event_id' FROM settlement.outbox "
-                                   f" WHERE envelope->>'correlation_id' = :k UNION "
-                                   f" SELECT envelope->>'event_id' FROM relay.outbox "
-                                   f" WHERE envelope->>'correlation_id' = :k UNION "
-                                   f" SELECT envelope->>'event_id' FROM risk.outbox "
-                                   f" WHERE envelope->>'correlation_id' = :k UNION "
-                                   f" SELECT event_id FROM risk.margin_events WHERE {_ESCROW_MARGIN_EVENTS})",
-                              n=consumer, k=correlation, **escrow_key):
-                stages.append(Stage(row["received_at"], f"{consumer} received",
-                                    f"{row['event_type']} ({row['outcome']})"))
-    for row in _rows(conn, "SELECT * FROM settlement.transitions WHERE chain_id = :c "
-                           "AND lower(contract) = lower(:a) AND escrow_id = :i", c=chain_id, a=contract, i=escrow_id):
+    # Each outbox read once; what the consumers received is then read by their inbox key (consumer, dedupe_key).
+    delivered_keys = [row["dedupe_key"] for row in relayed]
+    for schema in OUTBOX_SCHEMAS:
+        for row in _rows(conn, f"SELECT * FROM {schema}.outbox WHERE envelope->>'correlation_id' = :k", k=correlation):
+            delivered_keys.append(row["dedupe_key"])
+            if row["published_at"] is not None:
+                stages.append(Stage(row["published_at"], f"{schema} published",
+                                    f"{row['envelope']['event_type']} on {row['topic']}"))
+    margin_events = _rows(conn, f"SELECT * FROM risk.margin_events WHERE {_ESCROW_MARGIN_EVENTS}", k=correlation,
+                          **escrow_key)
+    delivered_keys += [row["event_id"] for row in margin_events]
+    for schema, consumer in CONSUMERS:
+        for row in _rows(conn, f"SELECT * FROM {schema}.inbox WHERE consumer = :n "
+                               "AND dedupe_key = ANY(CAST(:keys AS text[]))", n=consumer, keys=delivered_keys):
+            stages.append(Stage(row["received_at"], f"{consumer} received", f"{row['event_type']} ({row['outcome']})"))
+    for row in _rows(conn, "SELECT * FROM settlement.transitions WHERE chain_id = :c AND contract = :a "
+                           "AND escrow_id = :i", **escrow_key):
         change = f"{row['from_state'] or '(new)'} -> {row['to_state']}"
         stages.append(Stage(row["recorded_at"], "settle applied", change))
-    for row in _rows(conn, f"SELECT * FROM risk.margin_events WHERE {_ESCROW_MARGIN_EVENTS}", k=correlation,
-                     **escrow_key):
+    for row in margin_events:
         for decision in _rows(conn, "SELECT * FROM pricing.decisions WHERE published_event_id = :p",
                               p=row["cause_event_id"]):
             stages.append(Stage(decision["decided_at"], "fetch-price decided",
@@ -125,8 +129,12 @@ def format_trace(stages: list[Stage]) -> str:
 
 
 def parse_key(key: str) -> tuple[int, str, Decimal]:
-    chain_id, contract, escrow_id = key.split(":")
-    return int(chain_id), contract, Decimal(escrow_id)
+    """`chain_id:contract:escrow_id` -> its parts, read as the api reads an escrow's id (any EIP-55-valid
+    spelling of the contract, checksummed); ValueError saying what is wrong."""
+    try:
+        return parse_escrow_key(key)
+    except InvalidRequest as exc:
+        raise ValueError(f"{key!r}: {exc}") from None
 
 
 def main() -> None:
@@ -134,9 +142,13 @@ def main() -> None:
     parser.add_argument("--url", required=True, help="SQLAlchemy URL of a role that can read every schema")
     parser.add_argument("escrow", help="chain_id:contract:escrow_id")
     args = parser.parse_args()
+    try:
+        key = parse_key(args.escrow)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     engine = sqlalchemy.create_engine(args.url)
     with engine.connect() as conn:
-        stages = escrow_trace(conn, *parse_key(args.escrow))
+        stages = escrow_trace(conn, *key)
     print(format_trace(stages) if stages else f"no escrow {args.escrow}")
 
 

@@ -45,7 +45,7 @@ from shared.relay.settings import ChainSettings
 from shared.risk import margin_events
 from shared.risk.settings import RiskSettings
 from shared.settings import Settings
-from shared.settlement.service import state_change_id
+from shared.settlement.states import state_change_id
 from shared.topology import load_topology
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ RELAYED_WITHIN = text(
     "AND contract = :a AND relayed_at > now() - make_interval(secs => :seconds)")
 
 # The state change settle published for an escrow's transition: the transition's cause (by the escrow's key and
-# sequence), then the outbox row by the id derived from it (shared/settlement/service.py, state_change_id). Both
+# sequence), then the outbox row by the id derived from it (shared/settlement/states.py, state_change_id). Both
 # by unique index: matched on the envelope's payload instead, each replay read the outbox's week of rows
 # (0.65-0.8 s among 1M), and a thousand drifts took a run past its timeout.
 TRANSITION_CAUSE = text(

@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
 from shared import topics
-from shared.envelope import Envelope, derive_event_id
+from shared.envelope import Envelope
 from shared.errors import AwaitingPrerequisite, IllegalTransition
 from shared.events import (
     COMPLIANCE_SCREENED,
@@ -29,7 +29,7 @@ from shared.events import (
 )
 from shared.messaging.consumer import Outgoing
 from shared.settlement.holds import apply_compliance_result
-from shared.settlement.states import TARGET_STATE, EscrowState, apply_transition, is_reachable
+from shared.settlement.states import TARGET_STATE, EscrowState, apply_transition, is_reachable, state_change_id
 from shared.settlement.tables import SCHEMA, escrows, orphaned_logs, transitions
 
 log = logging.getLogger(__name__)
@@ -205,11 +205,6 @@ def _state_changed(escrow: Any, cause: Envelope, previous: EscrowState | None,
     )
     return topics.ESCROW_CHANGES, change
 
-
-def state_change_id(cause_dedupe_key: str) -> str:
-    """The id of the EscrowStateChanged event a transition published: derived from the dedupe key of the
-    event that caused it (the transition's own `dedupe_key`), so it is also the outbox row's dedupe key."""
-    return derive_event_id(cause_dedupe_key, ESCROW_STATE_CHANGED)
 
 def _chain_log(envelope: Envelope) -> EscrowLog:
     """A relay event's payload as its typed model (its type decides which)."""

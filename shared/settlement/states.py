@@ -1,11 +1,18 @@
-"""The escrow state machine (pure)."""
+"""The escrow state machine (pure), and the id of the event each transition publishes."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
+from shared.envelope import derive_event_id
 from shared.errors import IllegalTransition
-from shared.events import ESCROW_APPROVED, ESCROW_COMPLETED, ESCROW_CREATED, ESCROW_REFUNDED
+from shared.events import (
+    ESCROW_APPROVED,
+    ESCROW_COMPLETED,
+    ESCROW_CREATED,
+    ESCROW_REFUNDED,
+    ESCROW_STATE_CHANGED,
+)
 
 
 class EscrowState(StrEnum):
@@ -61,3 +68,9 @@ def is_reachable(current: EscrowState | None, target: EscrowState) -> bool:
                 seen.add(following)
                 frontier.append(following)
     return False
+
+
+def state_change_id(cause_dedupe_key: str) -> str:
+    """The id of the EscrowStateChanged event a transition published: derived from the dedupe key of the
+    event that caused it (the transition's own `dedupe_key`), so it is also the outbox row's dedupe key."""
+    return derive_event_id(cause_dedupe_key, ESCROW_STATE_CHANGED)

@@ -43,9 +43,14 @@ def main() -> None:
 
         from shared.ops.trace import escrow_trace, format_trace, parse_key
 
+        try:
+            key = parse_key(args.arguments[0])
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from None
         engine = sqlalchemy.create_engine(DEMO_LAYOUT.database_url())
         with engine.connect() as conn:
-            print(format_trace(escrow_trace(conn, *parse_key(args.arguments[0]))))
+            stages = escrow_trace(conn, *key)
+        print(format_trace(stages) if stages else f"no escrow {args.arguments[0]}")
     elif args.command == "reconcile":
         run = stack.reconcile()
         print(f"checked {run['checked']}; redriven {run['redriven']}, held {run['held']}")

@@ -7,8 +7,8 @@ import json
 import secrets
 from pathlib import Path
 
-from shared.envelope import Envelope, derive_event_id
-from shared.events import ESCROW_STATE_CHANGED
+from shared.envelope import Envelope
+from shared.settlement.states import state_change_id as settle_state_change_id
 
 EVENTS_DIR = Path(__file__).resolve().parents[1] / "events"
 
@@ -37,7 +37,7 @@ def body(document: dict) -> bytes:
 
 def state_change_id(document: dict) -> str:
     """The id settle gives the EscrowStateChanged caused by this chain event."""
-    return derive_event_id(Envelope.from_json(document).dedupe_key, ESCROW_STATE_CHANGED)
+    return settle_state_change_id(Envelope.from_json(document).dedupe_key)
 
 
 def chain_event(event_type: str, escrow_id: str, block_number: int, log_index: int = 0,
