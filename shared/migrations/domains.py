@@ -49,11 +49,11 @@ def create_indexes_concurrently(indexes: dict[str, str]) -> None:
             op.execute(f"CREATE INDEX CONCURRENTLY {name.split('.')[-1]} ON {target}")
 
 
-
 def drop_indexes(indexes: dict[str, str]) -> None:
     """Undo create_indexes_concurrently: drop each index by its schema-qualified name."""
     for name in indexes:
         op.execute(f"DROP INDEX {name}")
+
 
 def create_messaging_tables(schema: str) -> None:
     """Create the inbox, outbox and rejected_messages tables of `schema`."""

@@ -65,6 +65,7 @@ MAX_PUBLISH_ROUNDS = 20
 # of the function's timeout (shared/topology.yaml).
 REPAIR_SECONDS = 60.0
 REPAIR_DEFERRED = "deferred to the next run: this run's repair time is spent"
+REPAIR_FAILED = "repair failed; the next run tries again"
 
 SETTLEMENT_MISSING = "settlement_missing"
 SETTLEMENT_DIFFERS = "settlement_differs"
@@ -108,6 +109,7 @@ _RISK_DIFFERS_FROM_SETTLEMENT = text(
     "IS DISTINCT FROM (state, sequence, depositor, amount, obligation_usd) "
     "ORDER BY chain_id, contract, escrow_id LIMIT :limit")
 
+
 @dataclass
 class Drift:
     """One difference between a source and its copy."""
@@ -142,6 +144,7 @@ def taking_turns(found: list[Drift]) -> list[Drift]:
     for drift in found:
         by_kind.setdefault(drift.kind, []).append(drift)
     return [drift for turn in zip_longest(*by_kind.values()) for drift in turn if drift is not None]
+
 
 class Reconciler:
     """Compares the domains for one deployment (one chain and escrow contract)."""
@@ -190,15 +193,21 @@ class Reconciler:
     def repair_and_record(self, engine: Engine, found: list[Drift]) -> tuple[list[tuple[str, str, str | None]], int]:
         """Repair each drift, for up to REPAIR_SECONDS, and record every one with its repair; return the
         (kind, key, repair) of each and how many repairs were deferred. A drift found after the time is
-        spent is recorded unrepaired, and the next run, which finds it again, repairs it: a run always
-        ends, and gets to its pruning, however many drifts it found and however long each repair takes. The
-        kinds take turns, so that a thousand slow repairs of one kind do not defer every other kind's."""
+        spent is recorded unrepaired, and the next run, which finds it again, repairs it; so is one whose
+        repair failed (Pub/Sub unreachable, say). A run thus always ends, and gets to its pruning, however
+        many drifts it found, however long each repair takes and whether it succeeds. The kinds take turns,
+        so that a thousand slow repairs of one kind do not defer every other kind's."""
         recorded, deferred = [], 0
         repair_until = time.monotonic() + REPAIR_SECONDS
         for drift in taking_turns(found):
             repair, note = None, None
             if drift.repair is not None and time.monotonic() < repair_until:
-                repair = note = drift.repair()
+                try:
+                    repair = note = drift.repair()
+                except Exception as exc:  # the drift stays recorded, and the next run finds it and tries again
+                    note = f"{REPAIR_FAILED}: {type(exc).__name__}"
+                    log.error("reconcile repair failed; the next run tries again",
+                              extra={"drift_kind": drift.kind, "drift_key": drift.key}, exc_info=True)
             elif drift.repair is not None:
                 deferred += 1
                 note = REPAIR_DEFERRED

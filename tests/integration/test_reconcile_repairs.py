@@ -1,9 +1,9 @@
 """A reconcile run's repairs are bounded in time, and what one run defers the next one repairs, on PostgreSQL.
 
 A run that found many drifts, each slow to repair (a replay read a week of outbox rows: 0.65-0.8 s among 1M),
-ran past its function's timeout: killed before it recorded its run or pruned anything, every 5 minutes. Now a
-run repairs for REPAIR_SECONDS, records the rest unrepaired, and ends; the next run, which finds them again,
-repairs them.
+ran past its function's timeout: killed before it recorded its run or pruned anything, every 5 minutes; and
+one repair that raised ended the run there. Now a run repairs for REPAIR_SECONDS, records the rest (and any
+repair that failed) unrepaired, and ends; the next run, which finds them again, repairs them.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from shared.reconcile import service
 from shared.reconcile.service import (
     NOTIFY_MISSING,
     REPAIR_DEFERRED,
+    REPAIR_FAILED,
     RISK_DIFFERS,
     SETTLEMENT_MISSING,
     Drift,
@@ -95,6 +96,22 @@ def test_a_drift_with_no_safe_repair_is_left_for_a_person_not_counted_as_deferre
     assert recorded == [(RISK_DIFFERS, keys[0], None)] and deferred == 0
     assert _drifts(owner_engine, keys[:1])[keys[0]]["repair"] is None
 
+
+def test_a_repair_that_fails_is_recorded_with_its_error_and_the_run_goes_on(database, owner_engine, keys, caplog):
+    """Pub/Sub unreachable for a republish, say: the drift stays recorded, unrepaired, for the next run."""
+    def unreachable() -> str:
+        raise ConnectionError("publish failed")
+
+    found = [Drift(RISK_DIFFERS, keys[0], {"state": "approved"}, {"state": "created"}, repair=unreachable),
+             Drift(RISK_DIFFERS, keys[1], {"state": "approved"}, {"state": "created"}, repair=lambda: "replayed")]
+    with engine_as(database, "fn_reconcile") as engine:
+        recorded, deferred = reconciler_on(database).repair_and_record(engine, found)
+
+    assert recorded == [(RISK_DIFFERS, keys[0], None), (RISK_DIFFERS, keys[1], "replayed")] and deferred == 0
+    rows = _drifts(owner_engine, keys[:2])
+    assert rows[keys[0]]["repair"] == f"{REPAIR_FAILED}: ConnectionError" and rows[keys[0]]["repaired_at"] is None
+    assert rows[keys[1]]["repair"] == "replayed" and rows[keys[1]]["repaired_at"] is not None
+    assert any(r.message.startswith("reconcile repair failed") and r.exc_info for r in caplog.records)
 
 def test_the_kinds_take_turns_so_one_kinds_many_repairs_defer_no_other_kind():
     def drift(kind: str, key: str) -> Drift:
