@@ -27,7 +27,7 @@ from shared.reconcile.service import (
 from tests.support.database import engine_as
 from tests.support.reconcile import reconciler_on
 
-SLOW_REPAIR_SECONDS = 0.2
+SLOW_REPAIR_SECONDS = 0.5
 
 
 @pytest.fixture
