@@ -58,6 +58,16 @@ COMPLIANCE_REVIEW_REQUESTED = "ComplianceReviewRequested"
 # Published on compliance.rescreen.v1 by refresh-sanctions: rescreen the users of one shard.
 RESCREEN_REQUESTED = "RescreenRequested"
 
+
+def user_registered_id(user_id: str) -> str:
+    """The id of a user's UserRegistered event: one per user."""
+    return f"{USER_REGISTERED}:{user_id}"
+
+
+def compliance_result_id(user_id: str, sequence: int) -> str:
+    """The id of a user's compliance result: one per user and result sequence."""
+    return f"{COMPLIANCE_SCREENED}:{user_id}:{sequence}"
+
 # Column ranges: BIGINT, INTEGER, NUMERIC(78, 0) (uint256) and NUMERIC(38, 8) (USD amounts).
 MAX_BIGINT = 2**63 - 1
 MAX_INTEGER = 2**31 - 1

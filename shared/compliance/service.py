@@ -40,6 +40,7 @@ from shared.events import (
     USER_REGISTERED,
     ComplianceReviewRequestedV1,
     RescreenRequestedV1,
+    compliance_result_id,
 )
 from shared.messaging.consumer import Outgoing
 
@@ -269,7 +270,7 @@ class ComplianceService:
                            ).mappings().one()
         now = datetime.now(UTC)
         return topics.COMPLIANCE_RESULTS, Envelope(
-            event_id=f"{COMPLIANCE_SCREENED}:{user_id}:{subject['result_sequence']}",
+            event_id=compliance_result_id(user_id, subject["result_sequence"]),
             event_type=COMPLIANCE_SCREENED,
             schema_version=1,
             occurred_at=utc_iso(now),

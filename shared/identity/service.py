@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from shared import topics
 from shared.envelope import Envelope, utc_iso
 from shared.errors import Conflict, InvalidRequest
-from shared.events import USER_REGISTERED
+from shared.events import USER_REGISTERED, user_registered_id
 from shared.identity.tables import SCHEMA, users, wallet_owners
 from shared.identity.validation import Registration
 from shared.messaging import outbox
@@ -84,7 +84,7 @@ def register_user(conn: Connection, registration: Registration) -> dict:
         _refuse_taken(conn, registration)
         raise Conflict("registration", "a concurrent registration took its email or a wallet") from exc
     document = user_document(values)
-    event_id = f"{USER_REGISTERED}:{user_id}"
+    event_id = user_registered_id(user_id)
     outbox.enqueue(conn, SCHEMA, topics.USERS_REGISTERED, Envelope(
         event_id=event_id,
         event_type=USER_REGISTERED,

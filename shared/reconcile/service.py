@@ -3,6 +3,7 @@
     chain          -> settlement   each escrow's state and terms, read from the contract at relay's checkpoint
     settlement     -> risk         the projection of every escrow: state, sequence, parties, amounts
     risk           -> notify       every margin event (and retraction) seen by notify
+    identity       -> notify, compliance; compliance -> settlement: each registered user's copies (users.py)
     every outbox                   no row left unpublished beyond the grace period
 
 What changed within `RECONCILE_GRACE_SECONDS` is left alone: it may still be in flight. Each drift is
@@ -20,7 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from itertools import zip_longest
@@ -38,9 +39,11 @@ from shared.messaging.consumer import REPLAY_ATTRIBUTE, REPLAY_BY_RECONCILER
 from shared.pubsub import OutgoingMessage, publish_all
 from shared.reconcile import retention
 from shared.reconcile.chain import ContractView
+from shared.reconcile.drift import MAX_DRIFTS_PER_KIND, Drift
 from shared.reconcile.redrive import redrive_dead_letters
 from shared.reconcile.settings import ReconcileSettings
 from shared.reconcile.tables import drifts, runs, sweep_cursors
+from shared.reconcile.users import USER_COMPARISONS
 from shared.relay.settings import ChainSettings
 from shared.risk import margin_events
 from shared.risk.settings import RiskSettings
@@ -56,7 +59,6 @@ OUTBOX_SCHEMAS = ("relay", "settlement", "identity", "pricing", "risk", "complia
 RECENT_SECONDS = 3600
 # Rows of risk's outbox looked at for notify's copy, newest first.
 NOTIFY_WINDOW_SECONDS = 86400
-MAX_DRIFTS_PER_KIND = 1000
 # Publish rounds one run spends on one stale outbox (of outbox.PUBLISH_BATCH rows; of
 # margin_events.PUBLISH_ROUND events for risk's margin events).
 MAX_PUBLISH_ROUNDS = 20
@@ -110,18 +112,6 @@ _RISK_DIFFERS_FROM_SETTLEMENT = text(
     "ORDER BY chain_id, contract, escrow_id LIMIT :limit")
 
 
-@dataclass
-class Drift:
-    """One difference between a source and its copy."""
-
-    kind: str
-    key: str
-    source: dict | None
-    replica: dict | None
-    # Does the repair and says what it did; None: nothing is safe to do, a person decides.
-    repair: Callable[[], str | None] | None = field(default=None, repr=False)
-
-
 @dataclass(frozen=True)
 class RunSummary:
     """What one run found and did."""
@@ -169,7 +159,9 @@ class Reconciler:
                                         self.settings.publish_timeout_seconds)
         checked: dict[str, int] = {}
         found = (self.unpublished_outboxes(engine, checked) + self.chain_vs_settlement(engine, checked)
-                 + self.settlement_vs_risk(engine, checked) + self.risk_vs_notify(engine, checked))
+                 + self.settlement_vs_risk(engine, checked) + self.risk_vs_notify(engine, checked)
+                 + [drift for compare in USER_COMPARISONS
+                    for drift in compare(engine, self.tuning.grace_seconds, checked, self._republish)])
         recorded, checked["repairs deferred"] = self.repair_and_record(engine, found)
         pruned = retention.prune(engine, self.tuning)
         checked["rows pruned"] = retention.rows_removed(pruned)

@@ -208,21 +208,27 @@ def test_a_margin_event_left_unpublished_is_published_with_its_id(
     assert len(_rows(owner_engine, "SELECT 1 FROM notify.inbox WHERE event_id = :e", e=margin["event_id"])) == 1
 
 
+def _register(api: str, name: str, wallet: str) -> str:
+    """Register a user owning `wallet`, alerted by email, through the api; returns its id."""
+    reply = requests.post(f"{api}/users", timeout=10, json={
+        "name": name, "date_of_birth": "1980-01-01", "country": "US",
+        "email": f"reconcile-{uuid.uuid4().hex[:8]}@example.org", "phone": "+14155550100",
+        "wallet_addresses": [wallet], "notification_channels": ["email"],
+        "identity_document": {"type": "passport", "number": "P0000003", "issuing_country": "US",
+                              "expires_on": "2031-01-01"}})
+    assert reply.status_code == 201, reply.text
+    return reply.json()["user_id"]
+
+
 def test_a_swallowed_margin_event_is_found_and_delivered(stack, bus, owner_engine, market, isolated_relay,
                                                          own_reconciler):
     relay = isolated_relay()
     w3 = stack.web3()
     depositor = new_funded_account(w3)
     api = f"http://127.0.0.1:{stack.layout.function_port(stack.topology, 'api')}"
-    reply = requests.post(f"{api}/users", timeout=10, json={
-        "name": "Swallowed Alert", "date_of_birth": "1980-01-01", "country": "US",
-        "email": f"swallow-{uuid.uuid4().hex[:8]}@example.org", "phone": "+14155550100",
-        "wallet_addresses": [depositor], "notification_channels": ["email"],
-        "identity_document": {"type": "passport", "number": "P0000003", "issuing_country": "US",
-                              "expires_on": "2031-01-01"}})
-    assert reply.status_code == 201, reply.text
-    wait_for(lambda: _rows(owner_engine, "SELECT 1 FROM notify.contacts WHERE user_id = :u",
-                           u=reply.json()["user_id"]), "the contact")
+    user_id = _register(api, "Swallowed Alert", depositor)
+    wait_for(lambda: _rows(owner_engine, "SELECT 1 FROM notify.contacts WHERE user_id = :u", u=user_id),
+             "the contact")
     admin = stack.admin
     subscription = "risk.margin-events.v1.notify"
     push = admin.subscription_body(stack.topology.subscription(subscription), stack.push_endpoints())["pushConfig"]
@@ -245,6 +251,62 @@ def test_a_swallowed_margin_event_is_found_and_delivered(stack, bus, owner_engin
                                                       "AND status IN ('sent', 'delivered')", e=margin["event_id"]),
                           "the margin call delivered")
     assert delivery["channel"] == "email"
+
+
+def test_a_registration_lost_on_its_way_reaches_notify_compliance_and_settle(
+        stack, bus, owner_engine, isolated_relay, own_reconciler):
+    """Someone takes the UserRegistered off notify's and screen-compliance's subscriptions: no contact (the
+    user's alerts would go unrouted), no screening. The reconciler replays identity's own event; then
+    settle's copy of the decision, deleted, is replayed from compliance's result. Nothing doubles."""
+    wallet = new_funded_account(stack.web3())
+    api = f"http://127.0.0.1:{stack.layout.function_port(stack.topology, 'api')}"
+    subscriptions = ["users.registered.v1.notify", "users.registered.v1.screen-compliance"]
+    admin = stack.admin
+    pushes = {name: admin.subscription_body(stack.topology.subscription(name), stack.push_endpoints())["pushConfig"]
+              for name in subscriptions}
+    for name in subscriptions:
+        _modify_push_config(admin, name, {})
+    try:
+        user_id = _register(api, "Lost Registration", wallet)
+        for name in subscriptions:
+            assert _swallow(bus, name, f"UserRegistered:{user_id}")
+    finally:
+        for name in subscriptions:
+            _modify_push_config(admin, name, pushes[name])
+    copies = {"contact": "SELECT 1 FROM notify.contacts WHERE user_id = :u",
+              "wallet": "SELECT 1 FROM notify.contact_wallets WHERE user_id = :u AND wallet = lower(:w)",
+              "subject": "SELECT 1 FROM compliance.subjects WHERE user_id = :u",
+              "decision": "SELECT 1 FROM settlement.compliance_statuses WHERE user_id = :u"}
+    assert not any(_rows(owner_engine, sql, u=user_id, w=wallet) for sql in copies.values())
+    time.sleep(PAST_GRACE_SECONDS)
+
+    reconciler = own_reconciler(isolated_relay().contract.address)
+    reconciler.run()
+    found = reconciler.drifts(user_id)
+    assert found[("contact_missing", user_id)]["replica"] == {"contact": False, "unrouted_wallets": [wallet],
+                                                              "registration_received": None, "reason": None}
+    assert found[("contact_missing", user_id)]["repair"] == "replayed identity's UserRegistered with its id"
+    assert found[("screening_missing", user_id)]["repair"].startswith("replayed identity's UserRegistered")
+    for copy, sql in copies.items():
+        wait_for(lambda sql=sql: _rows(owner_engine, sql, u=user_id, w=wallet), f"the user's {copy} restored")
+
+    _execute(owner_engine, "DELETE FROM settlement.compliance_statuses WHERE user_id = :u", u=user_id)
+    time.sleep(PAST_GRACE_SECONDS)  # the decision was made just now: the run leaves younger ones alone
+    reconciler.run()
+    drift = reconciler.drifts(user_id)[("compliance_status_missing", user_id)]
+    assert drift["source"] == {"decision": "APPROVED", "sequence": 1} and drift["replica"] is None
+    assert drift["repair"] == "replayed compliance's result at sequence 1 with its id"
+    wait_for(lambda: _rows(owner_engine, copies["decision"], u=user_id), "settle's copy of the decision restored")
+
+    time.sleep(PAST_GRACE_SECONDS)
+    reconciler.run()
+    assert all(row["resolved_at"] is not None for row in reconciler.drifts(user_id).values())
+    # Each copy once: one screening, one result, one contact, one decision.
+    for sql in ("SELECT 1 FROM compliance.screenings WHERE user_id = :u",
+                "SELECT 1 FROM compliance.outbox WHERE envelope->'payload'->>'user_id' = :u",
+                "SELECT 1 FROM notify.contacts WHERE user_id = :u",
+                "SELECT 1 FROM settlement.compliance_statuses WHERE user_id = :u"):
+        assert len(_rows(owner_engine, sql, u=user_id)) == 1, sql
 
 
 def _modify_push_config(admin, subscription: str, push_config: dict) -> None:
