@@ -1,23 +1,24 @@
 """The copies of a registered user, against their sources.
 
     identity   -> notify       every registered user has a contact, and each of the user's wallets routes to it
-    identity   -> compliance   every registered user was screened (compliance holds a subject)
+    identity   -> compliance   every registered user was screened (compliance holds a subject), and every
+                               review the api accepted was recorded (applied or ignored)
     compliance -> settlement   settle holds each user's latest decision (the result at the subject's sequence)
 
-A registration lost on its way (held as a dead letter, published while a subscription was missing, a row
-deleted by hand or lost to a restore) fails quietly: notify records the user's margin alerts as "no
-registered user owns the wallet", an unscreened user is never cleared, and settle holds or releases
-escrows on a decision that is not the latest.
+A registration or review lost on its way (held as a dead letter, published while a subscription was
+missing, a row deleted by hand or lost to a restore) fails quietly: notify records the user's margin
+alerts as "no registered user owns the wallet", an unscreened user is never cleared, a reviewer's
+dismissal never lifts the hold, and settle holds or releases escrows on a decision that is not the latest.
 
-Each drift is repaired by replaying the source's own event with its id (identity's UserRegistered, or
-compliance's result at the subject's sequence), from its outbox, marked as a replay: notify and settle
-run their handlers again (idempotent by user and by sequence); screen-compliance is not replayable, so a
-registration it has already received is left for a person instead. An event its outbox no longer holds
-(pruned after OUTBOX_RETENTION_DAYS) is left for a person too. A source event still waiting in its
-outbox is in flight: the outbox check publishes it.
+Each drift is repaired by replaying the source's own event with its id, from its outbox (identity's
+UserRegistered, the api's review request, compliance's result at the subject's sequence), marked as a
+replay: notify and settle run their handlers again (idempotent by user and by sequence); screen-compliance
+is not replayable, so a registration or review it has already received is left for a person instead. An
+event its outbox no longer holds (pruned after OUTBOX_RETENTION_DAYS) is left for a person too. A source
+event still waiting in its outbox is in flight: the outbox check publishes it.
 
-Each comparison is one statement that returns only the users that differ, at most MAX_DRIFTS_PER_KIND, in
-user id order; a million users cost the run no memory.
+Each comparison is one statement that returns only what differs, at most MAX_DRIFTS_PER_KIND, in key
+order; a million users cost the run no memory.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from functools import partial
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from shared import topics
 from shared.db import transaction
 from shared.events import COMPLIANCE_SCREENED, compliance_result_id, user_registered_id
 from shared.messaging.tables import REJECTED
@@ -35,6 +37,7 @@ from shared.reconcile.drift import MAX_DRIFTS_PER_KIND, Drift
 
 CONTACT_MISSING = "contact_missing"
 SCREENING_MISSING = "screening_missing"
+REVIEW_MISSING = "review_missing"
 COMPLIANCE_STATUS_MISSING = "compliance_status_missing"
 COMPLIANCE_STATUS_DIFFERS = "compliance_status_differs"
 # Consumers are named after their functions (shared/topology.yaml).
@@ -75,6 +78,16 @@ _SCREENINGS_MISSING = text(
     "WHERE NOT EXISTS (SELECT 1 FROM compliance.subjects s WHERE s.user_id = r.user_id) "
     "ORDER BY r.user_id LIMIT :limit")
 
+# Review requests the api published before the grace period that screen-compliance never recorded (applied
+# or ignored); with what its inbox says of them. The request lives only in identity's outbox (the api keeps
+# no other copy), so a lost one is found for OUTBOX_RETENTION_DAYS.
+_REVIEWS_MISSING = text(
+    "SELECT o.event_id, o.topic, o.envelope, o.attributes, i.outcome AS received, i.reason FROM identity.outbox o "
+    "LEFT JOIN compliance.inbox i ON i.consumer = :consumer AND i.dedupe_key = o.dedupe_key "
+    "WHERE o.topic = :reviews AND o.published_at < now() - make_interval(secs => :grace) "
+    "AND NOT EXISTS (SELECT 1 FROM compliance.reviews r WHERE r.review_id = o.envelope->'payload'->>'review_id') "
+    "ORDER BY o.id LIMIT :limit")
+
 # Users whose latest decision, last changed before the grace period and published, settle does not hold
 # (missing, or another decision or sequence).
 _STATUSES_DIFFER = text(
@@ -94,7 +107,8 @@ _PUBLISHED_EVENT = ("SELECT topic, envelope, attributes FROM {schema}.outbox WHE
 def _parameters(grace: float) -> dict:
     # The ids' prefixes, for the database to build each user's ids (shared/events.py).
     return {"grace": grace, "limit": MAX_DRIFTS_PER_KIND, "registered": user_registered_id(""),
-            "screened": f"{COMPLIANCE_SCREENED}:", "consumer": SCREENING_CONSUMER, "notify": NOTIFY_CONSUMER}
+            "screened": f"{COMPLIANCE_SCREENED}:", "consumer": SCREENING_CONSUMER, "notify": NOTIFY_CONSUMER,
+            "reviews": topics.COMPLIANCE_REVIEWS}
 
 
 def registrations_vs_notify(engine: Engine, grace: float, checked: dict, republish: Republish) -> list[Drift]:
@@ -127,6 +141,19 @@ def registrations_vs_compliance(engine: Engine, grace: float, checked: dict, rep
             for row in rows]
 
 
+def reviews_vs_compliance(engine: Engine, grace: float, checked: dict, republish: Republish) -> list[Drift]:
+    """Every review request the api published against screen-compliance's record of it."""
+    with transaction(engine) as conn:
+        rows = conn.execute(_REVIEWS_MISSING, _parameters(grace)).mappings().all()
+    return [Drift(REVIEW_MISSING, row["event_id"],
+                  source={"user_id": row["envelope"]["payload"]["user_id"],
+                          "hit_id": row["envelope"]["payload"]["hit_id"],
+                          "action": row["envelope"]["payload"]["action"]},
+                  replica={"review": None, "request_received": row["received"], "reason": row["reason"]},
+                  repair=None if row["received"] else partial(_republish_row, row, republish))
+            for row in rows]
+
+
 def compliance_vs_settlement(engine: Engine, grace: float, checked: dict, republish: Republish) -> list[Drift]:
     """Every user's latest compliance decision against the one settle holds (and holds escrows by)."""
     parameters = _parameters(grace)
@@ -140,19 +167,25 @@ def compliance_vs_settlement(engine: Engine, grace: float, checked: dict, republ
         source = {"decision": row["decision"], "sequence": row["result_sequence"]}
         replica = None if row["held_sequence"] is None else {"decision": row["held_decision"],
                                                              "sequence": row["held_sequence"]}
-        # settle applies only a result newer than the one it holds: a replay mends a missing or older one.
-        behind = replica is None or replica["sequence"] < source["sequence"]
-        found.append(Drift(
-            COMPLIANCE_STATUS_MISSING if replica is None else COMPLIANCE_STATUS_DIFFERS, row["user_id"], source,
-            replica, repair=partial(_replay, engine, "compliance", compliance_result_id(row["user_id"],
-                                                                                   row["result_sequence"]),
-                                    republish, f"replayed compliance's result at sequence {row['result_sequence']} "
-                                               "with its id") if behind else None))
+        repair = None
+        if replica is None or replica["sequence"] < source["sequence"]:
+            # settle applies only a result newer than the one it holds: a replay mends a missing or older one.
+            sequence = row["result_sequence"]
+            repair = partial(_replay, engine, "compliance", compliance_result_id(row["user_id"], sequence), republish,
+                             f"replayed compliance's result at sequence {sequence} with its id")
+        found.append(Drift(COMPLIANCE_STATUS_MISSING if replica is None else COMPLIANCE_STATUS_DIFFERS,
+                           row["user_id"], source, replica, repair))
     return found
 
 
 # In the order a registration travels.
-USER_COMPARISONS = (registrations_vs_notify, registrations_vs_compliance, compliance_vs_settlement)
+USER_COMPARISONS = (registrations_vs_notify, registrations_vs_compliance, reviews_vs_compliance,
+                    compliance_vs_settlement)
+
+
+def _republish_row(row, republish: Republish) -> str:
+    republish([row])
+    return "replayed the api's review request with its id: screen-compliance never received it"
 
 
 def _replay(engine: Engine, schema: str, event_id: str, republish: Republish, done: str) -> str | None:

@@ -2,7 +2,6 @@
 on the real OFAC data the local OFAC server publishes; refresh-sanctions rescreens after a list update."""
 
 import json
-import re
 import uuid
 
 import pytest
@@ -13,6 +12,7 @@ from eth_utils import to_checksum_address
 from shared.stack.chain_driver import create_escrow, mine, new_funded_account, wait_for, wait_for_equal
 from shared.stack.ofac_server import ADDRESS_LIST_NAME
 from tests.support.compliance import (
+    close_variant_of_a_listed_individual,
     compliance,
     real_lists,
     register,
@@ -104,19 +104,8 @@ def test_a_real_sanctioned_wallet_is_rejected(api_url, owner_engine, lists):
     assert (history["rejection"], run["rejection"]) == ("final", "final")
 
 
-def _close_variant_of_a_listed_individual(lists) -> tuple[int, str]:
-    """A real SDN individual's name, turned around ("LAST, First" → "First Last") with one letter dropped."""
-    entry = next(e for e in lists.entries if e["ent_num"] == 6333)  # NASSER ARANA, Carlos Alberto
-    last, first = entry["name"].split(", ")
-    doubled = re.search(r"(\w)\1", last, re.IGNORECASE)
-    assert doubled, "the chosen entry has a doubled letter to drop"
-    variant = f"{first} {last[:doubled.start()] + last[doubled.start() + 1:]}".title()
-    assert variant.upper() != f"{first} {last}".upper()
-    return entry["ent_num"], variant
-
-
 def test_a_close_match_of_a_real_sdn_name_goes_to_review_and_a_reviewer_decides(api_url, bus, owner_engine, lists):
-    ent_num, name = _close_variant_of_a_listed_individual(lists)
+    ent_num, name = close_variant_of_a_listed_individual(lists)
     results_sub = bus.pull_subscription("compliance.results.v1")
     user = register(api_url, registration(name, country="CO"))
     wait_decision(owner_engine, user["user_id"], "REVIEW")
@@ -155,7 +144,7 @@ def test_a_close_match_of_a_real_sdn_name_goes_to_review_and_a_reviewer_decides(
 
 
 def test_a_confirmed_name_match_rejects_the_user(api_url, owner_engine, lists):
-    _, name = _close_variant_of_a_listed_individual(lists)
+    _, name = close_variant_of_a_listed_individual(lists)
     user = register(api_url, registration(name))
     wait_decision(owner_engine, user["user_id"], "REVIEW")
     [hit] = [h for h in compliance(api_url, user["user_id"])["screenings"][0]["hits"]
@@ -246,7 +235,7 @@ def test_a_list_update_rescreens_holds_the_escrow_and_keeps_every_run(stack, api
     """The address list gains a registered user's wallet: rescreened REJECTED, escrow held; removed again:
     APPROVED, hold lifted. Three runs in the history, each with its list snapshot. A name match a
     reviewer dismissed stays dismissed through the rescreens."""
-    _, near_name = _close_variant_of_a_listed_individual(lists)
+    _, near_name = close_variant_of_a_listed_individual(lists)
     reviewed = register(api_url, registration(near_name))
     wait_decision(owner_engine, reviewed["user_id"], "REVIEW")
     [name_hit] = [h for h in compliance(api_url, reviewed["user_id"])["screenings"][0]["hits"]

@@ -20,6 +20,14 @@ from shared.envelope import Envelope
 from shared.stack.chain_driver import create_escrow, mine, new_funded_account, wait_for
 from shared.stack.processes import stop_group
 from shared.stack.stack import CONFIRMATIONS
+from tests.support.compliance import (
+    close_variant_of_a_listed_individual,
+    compliance,
+    real_lists,
+    register,
+    registration,
+    wait_decision,
+)
 from tests.support.events import body, unique_escrow_created
 from tests.support.relay import free_port
 from tests.support.rpc_proxy import LimitingRpcProxy
@@ -208,25 +216,13 @@ def test_a_margin_event_left_unpublished_is_published_with_its_id(
     assert len(_rows(owner_engine, "SELECT 1 FROM notify.inbox WHERE event_id = :e", e=margin["event_id"])) == 1
 
 
-def _register(api: str, name: str, wallet: str) -> str:
-    """Register a user owning `wallet`, alerted by email, through the api; returns its id."""
-    reply = requests.post(f"{api}/users", timeout=10, json={
-        "name": name, "date_of_birth": "1980-01-01", "country": "US",
-        "email": f"reconcile-{uuid.uuid4().hex[:8]}@example.org", "phone": "+14155550100",
-        "wallet_addresses": [wallet], "notification_channels": ["email"],
-        "identity_document": {"type": "passport", "number": "P0000003", "issuing_country": "US",
-                              "expires_on": "2031-01-01"}})
-    assert reply.status_code == 201, reply.text
-    return reply.json()["user_id"]
-
-
 def test_a_swallowed_margin_event_is_found_and_delivered(stack, bus, owner_engine, market, isolated_relay,
                                                          own_reconciler):
     relay = isolated_relay()
     w3 = stack.web3()
     depositor = new_funded_account(w3)
     api = f"http://127.0.0.1:{stack.layout.function_port(stack.topology, 'api')}"
-    user_id = _register(api, "Swallowed Alert", depositor)
+    user_id = register(api, registration("Swallowed Alert", wallet_addresses=[depositor]))["user_id"]
     wait_for(lambda: _rows(owner_engine, "SELECT 1 FROM notify.contacts WHERE user_id = :u", u=user_id),
              "the contact")
     admin = stack.admin
@@ -267,7 +263,7 @@ def test_a_registration_lost_on_its_way_reaches_notify_compliance_and_settle(
     for name in subscriptions:
         _modify_push_config(admin, name, {})
     try:
-        user_id = _register(api, "Lost Registration", wallet)
+        user_id = register(api, registration("Lost Registration", wallet_addresses=[wallet]))["user_id"]
         for name in subscriptions:
             assert _swallow(bus, name, f"UserRegistered:{user_id}")
     finally:
@@ -307,6 +303,48 @@ def test_a_registration_lost_on_its_way_reaches_notify_compliance_and_settle(
                 "SELECT 1 FROM notify.contacts WHERE user_id = :u",
                 "SELECT 1 FROM settlement.compliance_statuses WHERE user_id = :u"):
         assert len(_rows(owner_engine, sql, u=user_id)) == 1, sql
+
+
+def test_a_reviewers_decision_lost_on_its_way_is_applied(stack, bus, owner_engine, isolated_relay, own_reconciler):
+    """A reviewer dismisses a name match; someone takes the request off screen-compliance's subscription, so
+    the user would stay held for review. The reconciler replays the api's request: the user is approved,
+    and settle's copy of the decision follows."""
+    api = f"http://127.0.0.1:{stack.layout.function_port(stack.topology, 'api')}"
+    _, near_name = close_variant_of_a_listed_individual(real_lists())
+    user_id = register(api, registration(near_name))["user_id"]
+    wait_decision(owner_engine, user_id, "REVIEW")
+    [hit] = [h for h in compliance(api, user_id)["screenings"][0]["hits"] if h["code"] == "sanctions.name_match"]
+    subscription = "compliance.reviews.v1.screen-compliance"
+    push = stack.admin.subscription_body(stack.topology.subscription(subscription),
+                                         stack.push_endpoints())["pushConfig"]
+    _modify_push_config(stack.admin, subscription, {})
+    try:
+        reply = requests.post(f"{api}/users/{user_id}/compliance/reviews", timeout=10, json={
+            "hit_id": hit["hit_id"], "action": "dismiss", "reviewer": "analyst@example.org"})
+        assert reply.status_code == 202, reply.text
+        event_id = f"ComplianceReviewRequested:{reply.json()['review_id']}"
+        assert _swallow(bus, subscription, event_id)
+    finally:
+        _modify_push_config(stack.admin, subscription, push)
+    time.sleep(PAST_GRACE_SECONDS)
+    assert wait_decision(owner_engine, user_id)["decision"] == "REVIEW", "the dismissal never arrived"
+
+    reconciler = own_reconciler(isolated_relay().contract.address)
+    reconciler.run()
+    drift = reconciler.drifts(event_id)[("review_missing", event_id)]
+    assert drift["source"] == {"user_id": user_id, "hit_id": hit["hit_id"], "action": "dismiss"}
+    assert drift["replica"]["request_received"] is None
+    assert drift["repair"].startswith("replayed the api's review request with its id")
+    wait_decision(owner_engine, user_id, "APPROVED")
+    wait_for(lambda: _rows(owner_engine, "SELECT 1 FROM settlement.compliance_statuses WHERE user_id = :u "
+                                         "AND decision = 'APPROVED' AND sequence = 2", u=user_id),
+             "settle's copy of the new decision")
+    time.sleep(PAST_GRACE_SECONDS)
+    reconciler.run()
+    assert reconciler.drifts(event_id)[("review_missing", event_id)]["resolved_at"] is not None
+    assert not [key for key, row in reconciler.drifts(user_id).items() if row["resolved_at"] is None]
+    [review] = compliance(api, user_id)["reviews"]
+    assert (review["action"], review["outcome"]) == ("dismiss", "applied")
 
 
 def _modify_push_config(admin, subscription: str, push_config: dict) -> None:

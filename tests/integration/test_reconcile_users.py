@@ -21,8 +21,10 @@ from shared.reconcile.users import (
     COMPLIANCE_STATUS_DIFFERS,
     COMPLIANCE_STATUS_MISSING,
     CONTACT_MISSING,
+    REVIEW_MISSING,
     SCREENING_MISSING,
     USER_COMPARISONS,
+    reviews_vs_compliance,
 )
 from tests.support.database import engine_as
 
@@ -203,3 +205,48 @@ def test_copies_whose_source_is_still_in_flight_are_left_alone(database, users):
     in_flight = {seed(name, change) for name, change in IN_FLIGHT.items()}
     found, _checked, _republished = _found(database, prefix)
     assert not [key for key in found if key[1] in in_flight], found
+
+
+# Review requests in identity's outbox, none recorded by screen-compliance: (published seconds ago, or None
+# for unpublished; what screen-compliance's inbox says) -> reported, and replayed by the repair.
+REVIEWS = {
+    "never received": ((3600, None), True, True),
+    "refused by screen-compliance": ((3600, "rejected"), True, False),
+    "published within the grace period": ((0, None), False, False),
+    "still in identity's outbox": ((None, None), False, False),
+}
+
+
+def test_a_review_request_screen_compliance_never_recorded_is_found_and_replayed(database, owner_engine, users):
+    prefix, _seed_user = users
+    event_ids = {}
+    with owner_engine.begin() as conn:
+        for number, (name, ((published_ago, received), _reported, _replayed)) in enumerate(REVIEWS.items()):
+            event_id = event_ids[name] = f"ComplianceReviewRequested:{prefix}-review-{number}"
+            envelope = {"event_id": event_id, "event_type": "ComplianceReviewRequested", "payload": {
+                "review_id": f"{prefix}-review-{number}", "user_id": f"{prefix}-reviewed", "hit_id": number + 1,
+                "action": "dismiss"}}
+            _execute(conn, "INSERT INTO identity.outbox (dedupe_key, event_id, topic, envelope, attributes, "
+                           "published_at, message_id) VALUES (:e, :e, 'compliance.reviews.v1', "
+                           "CAST(:envelope AS jsonb), '{}', now() - make_interval(secs => :ago), '3')",
+                     e=event_id, envelope=json.dumps(envelope), ago=published_ago)
+            if received:
+                _execute(conn, "INSERT INTO compliance.inbox (consumer, dedupe_key, event_id, event_type, outcome, "
+                               "reason) VALUES ('screen-compliance', :e, :e, 'ComplianceReviewRequested', :o, 'test')",
+                         e=event_id, o=received)
+    republished: list = []
+    with engine_as(database, "fn_reconcile") as engine:
+        found = {d.key: d for d in reviews_vs_compliance(engine, GRACE_SECONDS, {}, republished.extend)
+                 if d.kind == REVIEW_MISSING and prefix in d.key}
+    for name, ((_ago, received), reported, replayed) in REVIEWS.items():
+        drift = found.get(event_ids[name])
+        assert (drift is not None) == reported, name
+        if not reported:
+            continue
+        assert drift.source == {"user_id": f"{prefix}-reviewed", "hit_id": list(REVIEWS).index(name) + 1,
+                                "action": "dismiss"}
+        assert drift.replica["request_received"] == received
+        assert (drift.repair is not None) == replayed, name
+        if replayed:
+            assert drift.repair().startswith("replayed the api's review request")
+            assert [row["envelope"]["event_id"] for row in republished] == [event_ids[name]]

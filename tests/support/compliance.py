@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import secrets
 from pathlib import Path
 
@@ -43,6 +44,17 @@ def real_list_view() -> ListView:
     names += [ListedName(a["ent_num"], a["alt_num"], a["name"]) for a in lists.aliases
               if entries[a["ent_num"]]["sdn_type"] == SCREENED_SDN_TYPE]
     return ListView(snapshot_id=1, wallets=lists.wallets, names=NameIndex(names), entries=entries)
+
+
+def close_variant_of_a_listed_individual(lists) -> tuple[int, str]:
+    """A real SDN individual's name, turned around ("LAST, First" → "First Last") with one letter dropped."""
+    entry = next(e for e in lists.entries if e["ent_num"] == 6333)  # NASSER ARANA, Carlos Alberto
+    last, first = entry["name"].split(", ")
+    doubled = re.search(r"(\w)\1", last, re.IGNORECASE)
+    assert doubled, "the chosen entry has a doubled letter to drop"
+    variant = f"{first} {last[:doubled.start()] + last[doubled.start() + 1:]}".title()
+    assert variant.upper() != f"{first} {last}".upper()
+    return entry["ent_num"], variant
 
 
 def random_wallet() -> str:
