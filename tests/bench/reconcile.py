@@ -62,15 +62,15 @@ _SEED_USERS = """
 INSERT INTO identity.users (user_id, name, date_of_birth, country, email, phone, wallet_addresses,
     notification_channels, registered_at)
 SELECT :prefix || i, 'Bench User', '1980-01-01', 'NL', :prefix || i || '@example.org', '+31201234567',
-       jsonb_build_array('0x' || lpad(to_hex(i), 40, 'B')), '["email"]', now() - interval '1 hour'
+       jsonb_build_array('0xAB' || lpad(to_hex(i), 38, '0')), '["email"]', now() - interval '1 hour'
 FROM generate_series(1, :n) AS i;
 INSERT INTO identity.wallet_owners (wallet, user_id)
-SELECT '0x' || lpad(to_hex(i), 40, 'B'), :prefix || i FROM generate_series(1, :n) AS i;
+SELECT '0xAB' || lpad(to_hex(i), 38, '0'), :prefix || i FROM generate_series(1, :n) AS i;
 INSERT INTO notify.contacts (user_id, email, phone, channels, registered_event_id)
 SELECT :prefix || i, :prefix || i || '@example.org', '+31201234567', '["email"]', 'UserRegistered:' || :prefix || i
 FROM generate_series(1, :n) AS i;
 INSERT INTO notify.contact_wallets (wallet, user_id)
-SELECT lower('0x' || lpad(to_hex(i), 40, 'B')), :prefix || i FROM generate_series(1, :n) AS i;
+SELECT lower('0xAB' || lpad(to_hex(i), 38, '0')), :prefix || i FROM generate_series(1, :n) AS i;
 INSERT INTO compliance.subjects (user_id, registered_event_id, correlation_id, wallet_addresses, decision,
     latest_screening_id, last_snapshot_id, result_sequence, updated_at)
 SELECT :prefix || i, 'UserRegistered:' || :prefix || i, 'UserRegistered:' || :prefix || i, '[]', 'APPROVED', 1, 1, 1,
