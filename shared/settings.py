@@ -29,6 +29,8 @@ DEFAULT_PUBLISH_TIMEOUT_SECONDS = 30.0
 # The Pub/Sub emulator to talk to instead of Pub/Sub, as host:port (the local stack and the tests; never
 # set in GCP). The name is google-cloud-pubsub's.
 PUBSUB_EMULATOR_HOST = "PUBSUB_EMULATOR_HOST"
+# Set from shared/topology.yaml by Terraform and the stack.
+FUNCTION_TIMEOUT_SECONDS = "FUNCTION_TIMEOUT_SECONDS"
 # How long an out-of-order event waits (by redelivery) for the event it depends on.
 DEFAULT_PREREQUISITE_GRACE_SECONDS = 600.0
 
@@ -170,6 +172,9 @@ class Settings:
     database: DatabaseSettings
     publish_timeout_seconds: float
     prerequisite_grace_seconds: float = DEFAULT_PREREQUISITE_GRACE_SECONDS
+    # The function's timeout (shared/topology.yaml, set by Terraform and the stack): a delivery's drains use
+    # what its work leaves of it (shared/messaging/consumer.py). None outside a function.
+    function_timeout_seconds: int | None = None
     # The domain parts main.py asked for, by class.
     parts: Mapping[type, Any] = field(default_factory=dict)
 
@@ -186,6 +191,7 @@ class Settings:
             publish_timeout_seconds=reader.number("PUBLISH_TIMEOUT_SECONDS", DEFAULT_PUBLISH_TIMEOUT_SECONDS),
             prerequisite_grace_seconds=reader.number("PREREQUISITE_GRACE_SECONDS",
                                                      DEFAULT_PREREQUISITE_GRACE_SECONDS),
+            function_timeout_seconds=_function_timeout(reader),
             parts={part: part.read(reader) for part in parts},
         )
         emulator = reader.optional(PUBSUB_EMULATOR_HOST)
@@ -200,3 +206,15 @@ class Settings:
             raise ConfigurationError(f"{self.service}: {kind.__name__} was not loaded")
         value: Part = self.parts[kind]
         return value
+
+
+def _function_timeout(reader: EnvReader) -> int | None:
+    """FUNCTION_TIMEOUT_SECONDS, a positive whole number of seconds, or None when unset."""
+    value = reader.optional(FUNCTION_TIMEOUT_SECONDS)
+    if value is None:
+        return None
+    seconds = int(value) if value.isdigit() else 0
+    if seconds <= 0:
+        reader.malformed.append(f"{FUNCTION_TIMEOUT_SECONDS}={value!r} is not a positive whole number of seconds")
+        return None
+    return seconds

@@ -30,6 +30,7 @@ locals {
     for name, f in local.functions : name => merge(
       {
         SERVICE_NAME                = name
+        FUNCTION_TIMEOUT_SECONDS    = tostring(f.timeout_seconds)
         GCP_PROJECT                 = var.project_id
         DB_NAME                     = var.db_name
         DB_USER                     = trimsuffix(google_service_account.function[name].email, ".gserviceaccount.com")

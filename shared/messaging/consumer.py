@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection, Engine
 from werkzeug.exceptions import ServiceUnavailable
 
-from shared.db import connection, get_engine, transaction
+from shared.db import OUTAGE_WAIT_SECONDS, connection, get_engine, transaction
 from shared.envelope import Envelope
 from shared.errors import AwaitingPrerequisite, InvalidEvent, PermanentError
 from shared.logs import correlation
@@ -43,9 +43,15 @@ log = logging.getLogger(__name__)
 # What a handler returns: the events to publish, each with its topic.
 Outgoing = Sequence[tuple[str, Envelope]]
 Handler = Callable[[Connection, Envelope], Outgoing]
-# Work with outside effects (sending an email) that must follow the commit, on the first delivery and
-# on every redelivery; it raises a RetryableError to have the message redelivered.
-AfterCommit = Callable[[Engine, Envelope], None]
+# Work with outside effects (sending an email, publishing) that must follow the commit, on the first
+# delivery and on every redelivery, given the time (time.monotonic()) its drains may run until (`drain_until`);
+# it raises a RetryableError to have the message redelivered.
+AfterCommit = Callable[[Engine, Envelope, float], None]
+# A delivery's drains run until the handler's start plus the function's timeout, less the database outage
+# the delivery may have waited out before the handler ran (shared/db.py) and this margin to answer in; and
+# for at least outbox.DRAIN_SECONDS after the handler. So a 120 s function's 100k-event backlog goes out in
+# the delivery that made it, without the delivery outliving its timeout.
+ANSWER_MARGIN_SECONDS = 10.0
 
 # Outcomes of one delivery, as logged and returned.
 OUTCOME_APPLIED = "applied"
@@ -104,6 +110,7 @@ class Consumer:
         self.after_commit = after_commit
         self.replayable = replayable
         self.tables = messaging_tables(schema)
+        self.work_seconds = work_seconds(settings.function_timeout_seconds)
         # Built once, its values passed as parameters (built per call with .values(), the statement cost
         # about 190 µs of CPU more than executing it).
         self._claim_statement = (insert(self.tables.inbox)
@@ -122,6 +129,7 @@ class Consumer:
             raise ServiceUnavailable(f"waiting for an earlier event: {exc.reason}") from None
 
     def _handle(self, cloud_event: Any) -> str:
+        work_until = time.monotonic() + self.work_seconds
         try:
             message = PushedMessage.from_cloud_event(cloud_event)
         except InvalidEvent as exc:
@@ -141,16 +149,17 @@ class Consumer:
             # A redelivery may find rows an earlier attempt committed but failed to publish.
             if outcome == OUTCOME_DUPLICATE:
                 self._wait_for_earlier_delivery(envelope)
+            until = drain_until(work_until)
             if outcome in (OUTCOME_DUPLICATE, OUTCOME_REPLAYED):
-                self.publish_outbox()
+                self.publish_outbox(until)
             if self.after_commit is not None and outcome != OUTCOME_REJECTED:
-                self.after_commit(self._engine(), envelope)
+                self.after_commit(self._engine(), envelope, until)
             return outcome
 
-    def publish_outbox(self) -> int:
-        """Step 2: publish what the outbox holds, in rounds, for up to outbox.DRAIN_SECONDS."""
+    def publish_outbox(self, until: float) -> int:
+        """Step 2: publish what the outbox holds, in rounds, until `until` (time.monotonic())."""
         return outbox.drain(self._engine(), self.schema, self.settings.project_id,
-                            self.settings.publish_timeout_seconds, time.monotonic() + outbox.DRAIN_SECONDS)
+                            self.settings.publish_timeout_seconds, until)
 
     def _wait_for_earlier_delivery(self, envelope: Envelope) -> None:
         """Answer 503 to a copy of an event whose earlier delivery still holds the lease on the events it
@@ -258,6 +267,19 @@ class Consumer:
                 },
             )
         )
+
+
+def work_seconds(function_timeout_seconds: int | None) -> float:
+    """What a delivery's work may take from its handler's start (see ANSWER_MARGIN_SECONDS); 0 outside a
+    function, whose drains then run for outbox.DRAIN_SECONDS."""
+    if function_timeout_seconds is None:
+        return 0.0
+    return function_timeout_seconds - OUTAGE_WAIT_SECONDS - ANSWER_MARGIN_SECONDS
+
+
+def drain_until(work_until: float) -> float:
+    """When a delivery's drains end (time.monotonic()): at its work's end, or DRAIN_SECONDS from now if later."""
+    return max(work_until, time.monotonic() + outbox.DRAIN_SECONDS)
 
 
 def tick_data(cloud_event: Any) -> bytes:

@@ -29,9 +29,9 @@ PUBLISH_BATCH = 500
 # Rows published from memory go in rounds of this many: the Publish requests of a round are in flight
 # together, then the round is marked in one statement.
 STAGED_ROUND = pubsub.MESSAGES_PER_REQUEST * pubsub.REQUESTS_IN_FLIGHT
-# How long a consumer keeps publishing rounds after its handler (`drain`): a handler that staged 100k
-# margin events gets them out in the same invocation; anything left goes with the next one, or the
-# reconciler publishes it.
+# How long a consumer keeps publishing rounds after its handler (`drain`) at least; longer where its
+# function's timeout leaves room (shared/messaging/consumer.py). Anything left goes with the next
+# delivery, or the reconciler publishes it.
 DRAIN_SECONDS = 20.0
 # A round's (row key, message id) pairs, as two JSON arrays zipped in SQL: pg8000 writes a text[]
 # parameter by escaping every character in Python (40 ms for 4,000 ids), json.dumps takes 1 ms.

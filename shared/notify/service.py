@@ -160,10 +160,12 @@ class Notifier:
 
     # ------------------------------------------------------------------ after the commit
 
-    def send_pending(self, engine: Engine, envelope: Envelope) -> None:
+    def send_pending(self, engine: Engine, envelope: Envelope, _drain_until: float) -> None:
         """Attempt every pending delivery of the event; raise DeliveriesPending if some must be retried.
 
-        One pooled connection serves the call's transactions: the lookup, then each attempt's own."""
+        One pooled connection serves the call's transactions: the lookup, then each attempt's own. An event
+        has a delivery per channel (three at most), each with NOTIFY_ATTEMPTS_PER_CALL quick attempts, so
+        the call needs no deadline of its own."""
         if envelope.event_type not in (MARGIN_TIER_CHANGED, MARGIN_ALERT_RETRACTED):
             return
         event = {"event_id": envelope.event_id}

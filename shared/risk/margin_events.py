@@ -90,8 +90,8 @@ def drain(engine: Engine, project_id: str, timeout: float, deadline: float) -> i
 
 def publish_after_commit(project_id: str, timeout: float) -> AfterCommit:
     """assess-margin's after-commit step: publish the events its pass recorded (and any left from an
-    earlier delivery), for up to outbox.DRAIN_SECONDS; the rest goes with the next delivery or the
-    reconciler."""
-    def publish(engine: Engine, _envelope: Envelope) -> None:
-        drain(engine, project_id, timeout, time.monotonic() + outbox.DRAIN_SECONDS)
+    earlier delivery) until the delivery's drains must end (shared/messaging/consumer.py); the rest goes
+    with the next delivery or the reconciler."""
+    def publish(engine: Engine, _envelope: Envelope, drain_until: float) -> None:
+        drain(engine, project_id, timeout, drain_until)
     return publish

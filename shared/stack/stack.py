@@ -313,6 +313,7 @@ class Stack:
         plumbing."""
         values = {
             "SERVICE_NAME": function.name,
+            "FUNCTION_TIMEOUT_SECONDS": str(function.timeout_seconds),
             "GCP_PROJECT": PROJECT_ID,
             "DB_NAME": DATABASE,
             "DB_USER": function.db_role or "",

@@ -7,6 +7,7 @@ attempt found its delivery held by another call, taken from the attempts' own st
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import pytest
@@ -71,14 +72,15 @@ def test_a_delivery_another_call_holds_keeps_the_event_unacknowledged(engine, ow
             holder.execute(sqlalchemy.text("SELECT 1 FROM notify.deliveries WHERE id = :d FOR UPDATE"),
                            {"d": delivery_id})
             with pytest.raises(DeliveriesPending, match="1 deliveries"):
-                _notifier(max_attempts=3).send_pending(engine, envelope)
+                _notifier(max_attempts=3).send_pending(engine, envelope, time.monotonic() + 20)
     assert _delivery(owner_engine, delivery_id) == ("pending", [])
 
 
 def test_a_transient_failure_keeps_the_event_unacknowledged_until_the_attempts_run_out(engine, owner_engine):
     envelope, delivery_id = _pending_email(owner_engine)
     with pytest.raises(DeliveriesPending, match="1 deliveries"):
-        _notifier(max_attempts=2).send_pending(engine, envelope)
+        _notifier(max_attempts=2).send_pending(engine, envelope, time.monotonic() + 20)
     assert _delivery(owner_engine, delivery_id) == ("pending", ["transient"])
-    _notifier(max_attempts=2).send_pending(engine, envelope)  # the last attempt fails it: nothing left to retry
+    # The last attempt fails it: nothing left to retry.
+    _notifier(max_attempts=2).send_pending(engine, envelope, time.monotonic() + 20)
     assert _delivery(owner_engine, delivery_id) == ("failed", ["transient", "transient"])

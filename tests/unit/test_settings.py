@@ -194,3 +194,14 @@ def test_price_history_as_long_as_what_names_its_prices_is_accepted():
     settings = Settings.from_env({**COMPLETE, **retentions}, parts=[ReconcileSettings])
     assert settings.part(ReconcileSettings).price_history_retention_days == 30
 
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "1.5", "abc", "nan"])
+def test_a_function_timeout_that_is_not_a_positive_whole_number_stops_startup(value):
+    with pytest.raises(ConfigurationError, match=f"FUNCTION_TIMEOUT_SECONDS='{value}' is not a positive whole"):
+        Settings.from_env({**COMPLETE, "FUNCTION_TIMEOUT_SECONDS": value})
+
+
+def test_the_function_timeout_is_read_and_optional():
+    assert Settings.from_env({**COMPLETE, "FUNCTION_TIMEOUT_SECONDS": "120"}).function_timeout_seconds == 120
+    assert Settings.from_env(COMPLETE).function_timeout_seconds is None
