@@ -145,13 +145,17 @@ def reviews_vs_compliance(engine: Engine, grace: float, checked: dict, republish
     """Every review request the api published against screen-compliance's record of it."""
     with transaction(engine) as conn:
         rows = conn.execute(_REVIEWS_MISSING, _parameters(grace)).mappings().all()
-    return [Drift(REVIEW_MISSING, row["event_id"],
-                  source={"user_id": row["envelope"]["payload"]["user_id"],
-                          "hit_id": row["envelope"]["payload"]["hit_id"],
-                          "action": row["envelope"]["payload"]["action"]},
+    return [Drift(REVIEW_MISSING, row["event_id"], source=_review_evidence(row["envelope"]),
                   replica={"review": None, "request_received": row["received"], "reason": row["reason"]},
                   repair=None if row["received"] else partial(_republish_row, row, republish))
             for row in rows]
+
+
+def _review_evidence(envelope) -> dict:
+    """Who and what the request was about; whatever a malformed row lacks is None (the run goes on)."""
+    payload = envelope.get("payload") if isinstance(envelope, dict) else None
+    payload = payload if isinstance(payload, dict) else {}
+    return {name: payload.get(name) for name in ("user_id", "hit_id", "action")}
 
 
 def compliance_vs_settlement(engine: Engine, grace: float, checked: dict, republish: Republish) -> list[Drift]:

@@ -234,10 +234,16 @@ def test_a_review_request_screen_compliance_never_recorded_is_found_and_replayed
                 _execute(conn, "INSERT INTO compliance.inbox (consumer, dedupe_key, event_id, event_type, outcome, "
                                "reason) VALUES ('screen-compliance', :e, :e, 'ComplianceReviewRequested', :o, 'test')",
                          e=event_id, o=received)
+        # A row the api never wrote (by hand): its evidence is what it has, and the run goes on.
+        event_ids["malformed"] = f"ComplianceReviewRequested:{prefix}-malformed"
+        _execute(conn, "INSERT INTO identity.outbox (dedupe_key, event_id, topic, envelope, attributes, "
+                       "published_at, message_id) VALUES (:e, :e, 'compliance.reviews.v1', '[1]', '{}', "
+                       "now() - interval '1 hour', '3')", e=event_ids["malformed"])
     republished: list = []
     with engine_as(database, "fn_reconcile") as engine:
         found = {d.key: d for d in reviews_vs_compliance(engine, GRACE_SECONDS, {}, republished.extend)
                  if d.kind == REVIEW_MISSING and prefix in d.key}
+    assert found.pop(event_ids["malformed"]).source == {"user_id": None, "hit_id": None, "action": None}
     for name, ((_ago, received), reported, replayed) in REVIEWS.items():
         drift = found.get(event_ids[name])
         assert (drift is not None) == reported, name
