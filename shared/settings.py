@@ -213,7 +213,7 @@ def _function_timeout(reader: EnvReader) -> int | None:
     value = reader.optional(FUNCTION_TIMEOUT_SECONDS)
     if value is None:
         return None
-    seconds = int(value) if value.isdigit() else 0
+    seconds = int(value) if value.isascii() and value.isdigit() else 0
     if seconds <= 0:
         reader.malformed.append(f"{FUNCTION_TIMEOUT_SECONDS}={value!r} is not a positive whole number of seconds")
         return None

@@ -196,7 +196,7 @@ def test_price_history_as_long_as_what_names_its_prices_is_accepted():
 
 
 
-@pytest.mark.parametrize("value", ["0", "-5", "1.5", "abc", "nan"])
+@pytest.mark.parametrize("value", ["0", "-5", "1.5", "abc", "nan", "\u00b2", "1e3"])
 def test_a_function_timeout_that_is_not_a_positive_whole_number_stops_startup(value):
     with pytest.raises(ConfigurationError, match=f"FUNCTION_TIMEOUT_SECONDS='{value}' is not a positive whole"):
         Settings.from_env({**COMPLETE, "FUNCTION_TIMEOUT_SECONDS": value})
