@@ -5,14 +5,15 @@ import time
 
 from shared.db import OUTAGE_WAIT_SECONDS
 from shared.messaging import outbox
-from shared.messaging.consumer import ANSWER_MARGIN_SECONDS, drain_until, work_seconds
+from shared.messaging.consumer import drain_until, work_seconds
 from shared.topology import load_topology
 
 
-def test_the_work_of_a_delivery_ends_before_its_function_times_out_even_after_an_outage_wait():
+def test_every_push_function_leaves_its_work_room_after_an_outage_wait():
     for function in load_topology().functions:
-        work = work_seconds(function.timeout_seconds)
-        assert OUTAGE_WAIT_SECONDS + work + ANSWER_MARGIN_SECONDS == function.timeout_seconds, function.name
+        if function.trigger_topics:
+            assert work_seconds(function.timeout_seconds) > 0, function.name
+            assert OUTAGE_WAIT_SECONDS + work_seconds(function.timeout_seconds) < function.timeout_seconds
     assert work_seconds(120) == 70  # assess-margin: a 1M-position crash's pass and its margin events
 
 
