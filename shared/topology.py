@@ -16,6 +16,9 @@ MAX_ACK_DEADLINE_SECONDS = 600
 # A push-triggered function waits up to OUTAGE_WAIT_SECONDS for the database inside one delivery; its
 # timeout must leave at least this much to do the work once the database is back.
 MIN_WORK_AFTER_OUTAGE_SECONDS = 20
+# Settings that authorise callers by the identity Cloud Run verified (shared/api/caller.py): Cloud Run verifies
+# it only for a function that is not public, so such a function must never be.
+CALLER_IDENTITY_SETTINGS = frozenset({"COMPLIANCE_REVIEWERS"})
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class Function:
     # Pulls every dead-letter hold subscription and republishes to the source topics (the reconciler).
     redrives_dead_letters: bool = False
     tuning: tuple[str, ...] = ()
+    # An HTTP function anyone may call (allUsers invokes it: terraform/iam.tf); others are IAM-only.
+    public: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,9 @@ class Topology:
                     found.append(f"{function.name} lists {secret} both as a setting and as a secret")
             for name in set(function.settings) & set(function.tuning):
                 found.append(f"{function.name} lists {name} both as a setting and as tuning")
+            if function.public and CALLER_IDENTITY_SETTINGS & set(function.settings):
+                found.append(f"{function.name} authorises callers by the identity Cloud Run verified, which it "
+                             "verifies only for a function that is not public")
             if function.max_instances < 1 or function.concurrency < 1:
                 found.append(f"{function.name}: max_instances and concurrency must be at least 1")
             for trigger in function.trigger_topics:
@@ -183,6 +191,7 @@ def _function(entry: dict, platform: dict) -> Function:
         concurrency=int(entry["concurrency"]),
         secrets=tuple(entry.get("secrets", ())),
         redrives_dead_letters=bool(entry.get("redrives_dead_letters", False)),
+        public=bool(trigger.get("public", False)),
     )
 
 

@@ -4,12 +4,13 @@ import functions_framework
 from werkzeug.exceptions import HTTPException
 
 from shared.api.app import create_app
+from shared.api.settings import ApiSettings
 from shared.logs import configure_logging
 from shared.problems import http_problem
 from shared.settings import Settings
 
 configure_logging()
-SETTINGS = Settings.from_env()
+SETTINGS = Settings.from_env(parts=[ApiSettings])
 APP = create_app(SETTINGS)
 # Errors functions-framework's own app answers before the request reaches APP, as problems too.
 functions_framework.errorhandler(HTTPException)(http_problem)

@@ -9,10 +9,18 @@ from pathlib import Path
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import NotFound
 
-from shared.api.compliance_queries import compliance_history, compliance_status, request_review, validate_review
+from shared.api.compliance_queries import (
+    compliance_history,
+    compliance_status,
+    refuse_own_review,
+    request_review,
+    reviewing_caller,
+    validate_review,
+)
 from shared.api.escrow_queries import find_escrows, get_escrow, parse_escrow_filter
 from shared.api.notification_queries import notification_history
 from shared.api.risk_queries import user_portfolio
+from shared.api.settings import ApiSettings
 from shared.db import get_engine, transaction
 from shared.identity.service import get_user, register_user
 from shared.identity.tables import SCHEMA as IDENTITY_SCHEMA
@@ -30,6 +38,7 @@ def create_app(settings: Settings) -> Flask:
     """The API bound to one set of settings."""
     app = Flask("api")
     install_problems(app)
+    reviewers = settings.part(ApiSettings).compliance_reviewers
 
     def engine():
         return get_engine(settings.database)
@@ -78,16 +87,20 @@ def create_app(settings: Settings) -> Flask:
 
     @app.post("/users/<user_id>/compliance/reviews")
     def post_review(user_id: str):
+        reviewer = reviewing_caller(request.headers, reviewers, user_id)
         review = validate_review(json_body())
         with transaction(engine()) as conn:
-            if get_user(conn, user_id) is None:
+            user = get_user(conn, user_id)
+            if user is None:
                 return not_found()
-            accepted, refusal = request_review(conn, user_id, review)
+            refuse_own_review(user, reviewer)
+            accepted, refusal = request_review(conn, user_id, review, reviewer)
         if accepted is None:
-            log.info("review refused", extra={"user_id": user_id, "hit_id": review["hit_id"], "reason": refusal})
+            log.info("review refused", extra={"user_id": user_id, "hit_id": review["hit_id"], "reason": refusal,
+                                              "caller": reviewer})
             return problem(409, "Conflict", refusal)
         outbox.publish_pending(engine(), IDENTITY_SCHEMA, settings.project_id, settings.publish_timeout_seconds)
-        log.info("review accepted", extra={"user_id": user_id, "review_id": accepted["review_id"]})
+        log.info("review accepted", extra={"user_id": user_id, "review_id": accepted["review_id"], "caller": reviewer})
         return jsonify(accepted), 202
 
     @app.get("/escrows")

@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
+from werkzeug.datastructures import WWWAuthenticate
+from werkzeug.exceptions import Forbidden, Unauthorized
 
 from shared import topics
+from shared.api.caller import Headers, Unidentified, verified_caller
 from shared.compliance.screening import decide_reviewed, rejection_kind, review_refusal
 from shared.compliance.tables import hits, list_snapshots, reviews, screenings, subjects
 from shared.envelope import Envelope, utc_iso
 from shared.errors import InvalidRequest
-from shared.events import COMPLIANCE_REVIEW_REQUESTED, MAX_BIGINT, MAX_NAME_LENGTH, MAX_TEXT_LENGTH
+from shared.events import COMPLIANCE_REVIEW_REQUESTED, MAX_BIGINT, MAX_TEXT_LENGTH
 from shared.identity.tables import SCHEMA as IDENTITY_SCHEMA
 from shared.messaging import outbox
 
+log = logging.getLogger(__name__)
+
 # Not screened yet (the registration is on its way to screen-compliance).
 PENDING_SCREENING = "PENDING"
-REVIEW_FIELDS = ("hit_id", "action", "reviewer", "note")
+REVIEW_FIELDS = ("hit_id", "action", "note")
 # A user's reviews in the order applied; read by index (reviews_by_user, migration 0021).
 _REVIEWS_OF_USER = select(reviews).where(reviews.c.user_id == bindparam("user_id")).order_by(reviews.c.applied_at)
 
@@ -80,30 +86,55 @@ def compliance_history(conn: Connection, user_id: str) -> dict:
 
 
 def validate_review(body: Any) -> dict:
-    """A reviewer's request, or InvalidRequest naming each bad field."""
+    """A reviewer's request, or InvalidRequest naming each bad field. The reviewer is not a field: it is the
+    caller Cloud Run verified (`reviewing_caller`)."""
     if not isinstance(body, dict):
         raise InvalidRequest({"body": "must be a JSON object"})
     problems = {
         "hit_id": None if isinstance(body.get("hit_id"), int) and not isinstance(body["hit_id"], bool)
         and 1 <= body["hit_id"] <= MAX_BIGINT else "must be the integer id of a hit",
         "action": None if body.get("action") in ("confirm", "dismiss") else "must be confirm or dismiss",
-        "reviewer": None if isinstance(body.get("reviewer"), str)
-        and 0 < len(body["reviewer"].strip()) <= MAX_NAME_LENGTH and body["reviewer"].isprintable()
-        else f"must name the reviewer (1 to {MAX_NAME_LENGTH} printable characters)",
         "note": None if body.get("note") is None
         or (isinstance(body["note"], str) and len(body["note"]) <= MAX_TEXT_LENGTH)
         else f"must be a string of at most {MAX_TEXT_LENGTH} characters",
     }
-    for unknown in sorted(set(body) - set(REVIEW_FIELDS)):
+    if "reviewer" in body:
+        problems["reviewer"] = "is the caller's verified identity, never a field: leave it out"
+    for unknown in sorted(set(body) - set(REVIEW_FIELDS) - {"reviewer"}):
         problems[unknown] = "is not a field of a review"
     found = {name: problem for name, problem in problems.items() if problem}
     if found:
         raise InvalidRequest(found)
-    return {**body, "reviewer": body["reviewer"].strip()}
+    return body
 
 
-def request_review(conn: Connection, user_id: str, review: dict) -> tuple[dict | None, str | None]:
-    """Stage the review for screen-compliance; (accepted review, None) or (None, why it cannot be)."""
+def reviewing_caller(headers: Headers, reviewers: frozenset[str], user_id: str) -> str:
+    """The verified caller (their email) when they may decide on compliance hits; 401 when the request
+    carries no identity Cloud Run verified, 403 when the caller is not among COMPLIANCE_REVIEWERS."""
+    try:
+        caller = verified_caller(headers)
+    except Unidentified as exc:
+        log.warning("review refused: caller not identified", extra={"user_id": user_id, "reason": exc.reason})
+        raise Unauthorized(f"A review needs the reviewer's verified identity: {exc.reason}.",
+                           www_authenticate=WWWAuthenticate("bearer")) from None
+    if caller not in reviewers:
+        log.warning("review refused: caller is not a compliance reviewer",
+                    extra={"user_id": user_id, "caller": caller})
+        raise Forbidden(f"{caller} is not a compliance reviewer (COMPLIANCE_REVIEWERS).")
+    return caller
+
+
+def refuse_own_review(user: dict, reviewer: str) -> None:
+    """403 when the reviewer is the user under review (by the email the user registered)."""
+    if str(user["email"]).strip().lower() == reviewer:
+        log.warning("review refused: reviewer is the user under review",
+                    extra={"user_id": user["user_id"], "caller": reviewer})
+        raise Forbidden("A reviewer cannot decide on their own screening.")
+
+
+def request_review(conn: Connection, user_id: str, review: dict, reviewer: str) -> tuple[dict | None, str | None]:
+    """Stage the review by `reviewer` (verified) for screen-compliance; (accepted review, None) or (None, why it
+    cannot be)."""
     subject = conn.execute(select(subjects).where(subjects.c.user_id == user_id)).mappings().first()
     hit = conn.execute(select(hits).where(hits.c.hit_id == review["hit_id"], hits.c.user_id == user_id)
                        ).mappings().first()
@@ -114,7 +145,7 @@ def request_review(conn: Connection, user_id: str, review: dict) -> tuple[dict |
     requested_at = utc_iso(datetime.now(UTC))
     event_id = f"{COMPLIANCE_REVIEW_REQUESTED}:{review_id}"
     payload = {"review_id": review_id, "user_id": user_id, "hit_id": review["hit_id"], "action": review["action"],
-               "reviewer": review["reviewer"], "note": review.get("note"), "requested_at": requested_at}
+               "reviewer": reviewer, "note": review.get("note"), "requested_at": requested_at}
     outbox.enqueue(conn, IDENTITY_SCHEMA, topics.COMPLIANCE_REVIEWS, Envelope(
         event_id=event_id, event_type=COMPLIANCE_REVIEW_REQUESTED, schema_version=1, occurred_at=requested_at,
         correlation_id=subject["correlation_id"], causation_id=None, payload=payload))

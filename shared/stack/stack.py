@@ -38,6 +38,8 @@ SANCTIONS_TICK_TOPIC = "compliance.lists.tick"
 RECONCILE_TICK_TOPIC = "ops.reconcile.tick"
 LOCAL_PROHIBITED_JURISDICTIONS = ("KP", "IR", "CU", "SY")
 LOCAL_HIGH_RISK_JURISDICTIONS = ("AF", "MM", "YE", "VE")
+# The principals the local api lets decide on compliance hits (tests/support/reviewers.py sends their tokens).
+LOCAL_COMPLIANCE_REVIEWERS = ("mlro@example.org", "analyst@example.org")
 
 
 class Stack:
@@ -355,6 +357,7 @@ class Stack:
             "RESCREEN_REPLAN_SECONDS": "120",
             # Tests inject drift and expect it found at once; in GCP the default leaves in-flight work alone.
             "RECONCILE_GRACE_SECONDS": "5",
+            "COMPLIANCE_REVIEWERS": ",".join(LOCAL_COMPLIANCE_REVIEWERS),
             "REDRIVE_MAX": "3",
             "PUBLISH_TIMEOUT_SECONDS": "10",
         }

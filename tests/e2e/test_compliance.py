@@ -22,6 +22,7 @@ from tests.support.compliance import (
     wait_decision,
 )
 from tests.support.openapi import assert_matches
+from tests.support.reviewers import ANALYST, MLRO, as_caller
 
 USD = 10**8
 
@@ -115,21 +116,25 @@ def test_a_close_match_of_a_real_sdn_name_goes_to_review_and_a_reviewer_decides(
     assert float(name_hit["score"]) >= 0.92
     assert name_hit["evidence"]["sdn_type"] == "individual"
 
-    # Bad review requests are refused with the reason.
-    bad = requests.post(f"{api_url}/users/{user['user_id']}/compliance/reviews", timeout=10,
-                        json={"hit_id": name_hit["hit_id"], "action": "approve"})
+    # Bad review requests are refused with the reason; the body cannot name the reviewer.
+    bad = requests.post(f"{api_url}/users/{user['user_id']}/compliance/reviews", timeout=10, headers=as_caller(ANALYST),
+                        json={"hit_id": name_hit["hit_id"], "action": "approve", "reviewer": MLRO})
     assert_matches("/users/{user_id}/compliance/reviews", "post", bad)
     assert set(bad.json()["problems"]) == {"action", "reviewer"}
 
+    # The reviewer is whoever Cloud Run verified, here in X-Serverless-Authorization; the name the caller put
+    # in Authorization (which Cloud Run then passes through unverified) is not taken.
     reply = requests.post(f"{api_url}/users/{user['user_id']}/compliance/reviews", timeout=10, json={
-        "hit_id": name_hit["hit_id"], "action": "dismiss", "reviewer": "analyst@example.org",
-        "note": "date of birth and nationality differ from the SDN entry"})
+        "hit_id": name_hit["hit_id"], "action": "dismiss",
+        "note": "date of birth and nationality differ from the SDN entry"},
+        headers={"X-Serverless-Authorization": as_caller(ANALYST)["Authorization"], **as_caller(MLRO)})
     assert_matches("/users/{user_id}/compliance/reviews", "post", reply)
     assert reply.status_code == 202, reply.text
+    assert reply.json()["reviewer"] == ANALYST
     wait_decision(owner_engine, user["user_id"], "APPROVED")
     history = compliance(api_url, user["user_id"])
     [review] = history["reviews"]
-    assert (review["reviewer"], review["action"], review["outcome"]) == ("analyst@example.org", "dismiss", "applied")
+    assert (review["reviewer"], review["action"], review["outcome"]) == (ANALYST, "dismiss", "applied")
     assert review["requested_at"] and review["applied_at"]
     assert history["screenings"][0]["hits"][0]["review_status"] == "dismissed"
     results = results_for(bus.pull(results_sub, until=lambda ms: len(results_for(ms, user["user_id"])) >= 2),
@@ -137,8 +142,8 @@ def test_a_close_match_of_a_real_sdn_name_goes_to_review_and_a_reviewer_decides(
     assert [(r["payload"]["decision"], r["payload"]["trigger"]) for r in results] == [
         ("REVIEW", "registration"), ("APPROVED", "review")]
     # The hit is decided: a second review is a conflict.
-    again = requests.post(f"{api_url}/users/{user['user_id']}/compliance/reviews", timeout=10, json={
-        "hit_id": name_hit["hit_id"], "action": "confirm", "reviewer": "second@example.org"})
+    again = requests.post(f"{api_url}/users/{user['user_id']}/compliance/reviews", timeout=10, headers=as_caller(MLRO),
+                          json={"hit_id": name_hit["hit_id"], "action": "confirm"})
     assert_matches("/users/{user_id}/compliance/reviews", "post", again)
     assert again.status_code == 409
 
@@ -149,8 +154,8 @@ def test_a_confirmed_name_match_rejects_the_user(api_url, owner_engine, lists):
     wait_decision(owner_engine, user["user_id"], "REVIEW")
     [hit] = [h for h in compliance(api_url, user["user_id"])["screenings"][0]["hits"]
              if h["code"] == "sanctions.name_match"]
-    reply = requests.post(f"{api_url}/users/{user['user_id']}/compliance/reviews", timeout=10, json={
-        "hit_id": hit["hit_id"], "action": "confirm", "reviewer": "mlro@example.org"})
+    reply = requests.post(f"{api_url}/users/{user['user_id']}/compliance/reviews", timeout=10, headers=as_caller(MLRO),
+                          json={"hit_id": hit["hit_id"], "action": "confirm"})
     assert reply.status_code == 202
     wait_decision(owner_engine, user["user_id"], "REJECTED")
     history = compliance(api_url, user["user_id"])
@@ -240,8 +245,9 @@ def test_a_list_update_rescreens_holds_the_escrow_and_keeps_every_run(stack, api
     wait_decision(owner_engine, reviewed["user_id"], "REVIEW")
     [name_hit] = [h for h in compliance(api_url, reviewed["user_id"])["screenings"][0]["hits"]
                   if h["code"] == "sanctions.name_match"]
-    assert requests.post(f"{api_url}/users/{reviewed['user_id']}/compliance/reviews", timeout=10, json={
-        "hit_id": name_hit["hit_id"], "action": "dismiss", "reviewer": "analyst@example.org"}).status_code == 202
+    assert requests.post(f"{api_url}/users/{reviewed['user_id']}/compliance/reviews", timeout=10,
+                         headers=as_caller(ANALYST), json={"hit_id": name_hit["hit_id"], "action": "dismiss"}
+                         ).status_code == 202
     wait_decision(owner_engine, reviewed["user_id"], "APPROVED")
     relay = isolated_relay()
     w3 = stack.web3()

@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from eth_utils import to_checksum_address
 from twilio.request_validator import RequestValidator
 
+from tests.support.reviewers import ANALYST, MLRO, as_caller, forwarded_token
+
 PROBLEM = "application/problem+json"
 ESCROW = f"31337:{to_checksum_address('0x' + '5a' * 20)}"
 
@@ -94,11 +96,37 @@ API_ROWS = [
     ("channels that are objects", "POST", "/users", {"json": registration(notification_channels=[{}])}, 400,
      "notification_channels"),
     ("hit id beyond BIGINT", "POST", "/users/{user}/compliance/reviews",
-     {"json": {"hit_id": 2**63, "action": "dismiss", "reviewer": "R"}}, 400, "hit_id"),
-    ("NUL byte in the reviewer", "POST", "/users/{user}/compliance/reviews",
-     {"json": {"hit_id": 1, "action": "dismiss", "reviewer": "R\x00"}}, 400, "reviewer"),
+     {"json": {"hit_id": 2**63, "action": "dismiss"}, "headers": as_caller(MLRO)}, 400, "hit_id"),
+    ("a reviewer named in the body", "POST", "/users/{user}/compliance/reviews",
+     {"json": {"hit_id": 1, "action": "dismiss", "reviewer": MLRO}, "headers": as_caller(ANALYST)}, 400, "reviewer"),
     ("NUL byte in the note", "POST", "/users/{user}/compliance/reviews",
-     {"json": {"hit_id": 1, "action": "dismiss", "reviewer": "R", "note": "\x00"}}, 400, "note"),
+     {"json": {"hit_id": 1, "action": "dismiss", "note": "\x00"}, "headers": as_caller(MLRO)}, 400, "note"),
+]
+
+
+# A review as each kind of caller sends it: (name, headers, status, what the refusal logs). None of them may
+# stage a review, and the api answers a genuine request afterwards.
+REVIEW = {"hit_id": 1, "action": "dismiss"}
+CALLER_ROWS = [
+    ("no identity", {}, 401, "review refused: caller not identified"),
+    ("a token that is not a JWT", {"Authorization": "Bearer not-a-token"}, 401,
+     "review refused: caller not identified"),
+    ("a reviewer's token that has expired", as_caller(MLRO, exp=int(time.time()) - 3600), 401,
+     "review refused: caller not identified"),
+    ("a reviewer's email Google has not verified", as_caller(MLRO, email_verified=False), 401,
+     "review refused: caller not identified"),
+    ("a token without an email", as_caller(None), 401, "review refused: caller not identified"),
+    ("a token from another issuer", as_caller(MLRO, iss="https://issuer.example.org"), 401,
+     "review refused: caller not identified"),
+    ("an operator who is not a reviewer", as_caller("oncall@example.org"), 403,
+     "review refused: caller is not a compliance reviewer"),
+    ("a look-alike of a reviewer's address", as_caller("MLRO@example.org.evil.example"), 403,
+     "review refused: caller is not a compliance reviewer"),
+    ("a reviewer named in Authorization beside someone else Cloud Run verified",
+     {"X-Serverless-Authorization": f"Bearer {forwarded_token('oncall@example.org')}", **as_caller(MLRO)}, 403,
+     "review refused: caller is not a compliance reviewer"),
+    ("a reviewer named in Authorization beside a broken verified header",
+     {"X-Serverless-Authorization": "Bearer junk", **as_caller(MLRO)}, 401, "review refused: caller not identified"),
 ]
 
 
@@ -154,6 +182,44 @@ def test_a_hostile_request_gets_a_problem_and_stores_nothing(name, method, path,
         assert reply.headers["Allow"], document
     assert _stored(owner_engine) == before
     assert requests.get(f"{api}/escrows", params={"limit": "1"}, timeout=10).status_code == 200
+
+
+def _refusals_logged(stack, message: str, user_id: str) -> int:
+    lines = (stack.layout.logs / "api.log").read_text(errors="replace").splitlines()
+    return sum(1 for line in lines if message in line and user_id in line)
+
+
+@pytest.mark.parametrize("name, headers, status, logged", CALLER_ROWS, ids=[r[0] for r in CALLER_ROWS])
+def test_a_review_from_anyone_but_a_verified_reviewer_is_refused_logged_and_stages_nothing(
+        name, headers, status, logged, stack, api, user, owner_engine):
+    before = _stored(owner_engine)
+    seen = _refusals_logged(stack, logged, user["user_id"])
+    reply = requests.post(f"{api}/users/{user['user_id']}/compliance/reviews", json=REVIEW, headers=headers, timeout=10)
+    document = assert_problem(reply, status, None)
+    assert document["detail"]
+    if status == 401:
+        assert reply.headers["WWW-Authenticate"].lower().startswith("bearer"), reply.headers
+    assert _stored(owner_engine) == before
+    assert _refusals_logged(stack, logged, user["user_id"]) == seen + 1
+    serves_every_route(api, user)
+
+
+def test_a_reviewer_may_not_decide_on_their_own_screening(stack, api, owner_engine):
+    """The compliance analyst registered as a user: their own review is refused before any hit is looked at."""
+    reply = requests.post(f"{api}/users", json=registration(email=ANALYST.upper()), timeout=10)
+    if reply.status_code == 409:  # a kept stack registered them on an earlier run
+        with owner_engine.connect() as conn:
+            user_id = conn.execute(sqlalchemy.text("SELECT user_id FROM identity.users WHERE lower(email) = :e"),
+                                   {"e": ANALYST}).scalar_one()
+    else:
+        assert reply.status_code == 201, reply.text
+        user_id = reply.json()["user_id"]
+    before = _stored(owner_engine)
+    refused = requests.post(f"{api}/users/{user_id}/compliance/reviews", json=REVIEW, headers=as_caller(ANALYST),
+                            timeout=10)
+    assert "own screening" in assert_problem(refused, 403, None)["detail"]
+    assert _stored(owner_engine) == before
+    assert _refusals_logged(stack, "review refused: reviewer is the user under review", user_id) >= 1
 
 
 @pytest.mark.parametrize("reproducer", [

@@ -30,6 +30,7 @@ from tests.support.compliance import (
 )
 from tests.support.events import body, unique_escrow_created
 from tests.support.relay import free_port
+from tests.support.reviewers import ANALYST, as_caller
 from tests.support.rpc_proxy import LimitingRpcProxy
 
 ETH, USD = 10**18, 10**8
@@ -319,8 +320,8 @@ def test_a_reviewers_decision_lost_on_its_way_is_applied(stack, bus, owner_engin
                                          stack.push_endpoints())["pushConfig"]
     _modify_push_config(stack.admin, subscription, {})
     try:
-        reply = requests.post(f"{api}/users/{user_id}/compliance/reviews", timeout=10, json={
-            "hit_id": hit["hit_id"], "action": "dismiss", "reviewer": "analyst@example.org"})
+        reply = requests.post(f"{api}/users/{user_id}/compliance/reviews", timeout=10, headers=as_caller(ANALYST),
+                              json={"hit_id": hit["hit_id"], "action": "dismiss"})
         assert reply.status_code == 202, reply.text
         event_id = f"ComplianceReviewRequested:{reply.json()['review_id']}"
         assert _swallow(bus, subscription, event_id)

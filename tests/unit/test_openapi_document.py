@@ -1,14 +1,16 @@
 import re
 
 from shared.api.app import create_app
+from shared.api.settings import ApiSettings
 from shared.settings import Settings
 from tests.support.openapi import document
 
-ENV = {"SERVICE_NAME": "api", "GCP_PROJECT": "p", "DB_NAME": "d", "DB_USER": "u", "DB_HOST": "h", "DB_PORT": "1"}
+ENV = {"SERVICE_NAME": "api", "GCP_PROJECT": "p", "DB_NAME": "d", "DB_USER": "u", "DB_HOST": "h", "DB_PORT": "1",
+       "COMPLIANCE_REVIEWERS": "mlro@example.org"}
 
 
 def _app_routes() -> set[tuple[str, str]]:
-    app = create_app(Settings.from_env(ENV))
+    app = create_app(Settings.from_env(ENV, parts=[ApiSettings]))
     routes = set()
     for rule in app.url_map.iter_rules():
         if rule.endpoint in ("static", "openapi"):

@@ -205,3 +205,29 @@ def test_a_function_timeout_that_is_not_a_positive_whole_number_stops_startup(va
 def test_the_function_timeout_is_read_and_optional():
     assert Settings.from_env({**COMPLETE, "FUNCTION_TIMEOUT_SECONDS": "120"}).function_timeout_seconds == 120
     assert Settings.from_env(COMPLETE).function_timeout_seconds is None
+
+
+def test_the_compliance_reviewers_are_read_in_their_canonical_spelling():
+    from shared.api.settings import ApiSettings
+
+    settings = Settings.from_env({**COMPLETE, "COMPLIANCE_REVIEWERS": " MLRO@Example.org , analyst@example.org,"},
+                                 parts=[ApiSettings])
+    assert settings.part(ApiSettings).compliance_reviewers == {"mlro@example.org", "analyst@example.org"}
+
+
+@pytest.mark.parametrize("value, message", [
+    (None, "missing COMPLIANCE_REVIEWERS"),
+    ("  ", "missing COMPLIANCE_REVIEWERS"),
+    (",", "COMPLIANCE_REVIEWERS names nobody"),
+    ("mlro", "'mlro' not email addresses"),
+    ("group:ops@example.org ops@example.org", "not email addresses"),
+    ("@example.org", "not email addresses"),
+    ("a\x00b@example.org", "not email addresses"),
+    ("r" * 190 + "@example.org", "not email addresses of at most 200 characters"),
+], ids=["absent", "blank", "only-commas", "no-domain", "space-inside", "no-local-part", "nul", "too-long"])
+def test_compliance_reviewers_that_name_nobody_usable_stop_startup(value, message):
+    from shared.api.settings import ApiSettings
+
+    env = {**COMPLETE, **({} if value is None else {"COMPLIANCE_REVIEWERS": value})}
+    with pytest.raises(ConfigurationError, match=message):
+        Settings.from_env(env, parts=[ApiSettings])

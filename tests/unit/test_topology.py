@@ -67,3 +67,13 @@ def test_a_function_that_redrives_must_publish_every_pushed_topic():
                      for f in topology.functions)
     problems = "\n".join(dataclasses.replace(topology, functions=narrowed).problems())
     assert "reconcile redrives dead letters but may not publish to compliance.lists.tick" in problems
+
+
+def test_a_public_function_may_not_authorise_callers_by_identity():
+    """The api trusts the claims of the token Cloud Run verified: made public, nobody would verify it."""
+    topology = load_topology()
+    assert not topology.function("api").public and topology.function("callbacks").public
+    opened = tuple(dataclasses.replace(f, public=True) if f.name == "api" else f for f in topology.functions)
+    assert dataclasses.replace(topology, functions=opened).problems() == [
+        "api authorises callers by the identity Cloud Run verified, which it verifies only for a function that is "
+        "not public"]
