@@ -28,6 +28,25 @@ resource "google_logging_metric" "reconcile_drifts" {
   }
 }
 
+# A compliance review the api refused to its caller (shared/api/compliance_queries.py): no identity Cloud Run
+# verified, a caller who is not among COMPLIANCE_REVIEWERS, or a reviewer deciding on their own screening.
+resource "google_logging_metric" "compliance_reviews_refused" {
+  name   = "compliance_reviews_refused"
+  filter = "jsonPayload.message=\"compliance review refused to its caller\""
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    labels {
+      key         = "refusal"
+      value_type  = "STRING"
+      description = "unidentified, not_a_reviewer or own_screening"
+    }
+  }
+  label_extractors = {
+    refusal = "EXTRACT(jsonPayload.refusal)"
+  }
+}
+
 # A dead letter the reconciler stopped redriving: it waits for a person in ops.held_dead_letters.
 resource "google_logging_metric" "held_dead_letters" {
   name   = "held_dead_letters"
@@ -141,6 +160,11 @@ resource "google_monitoring_alert_policy" "log_line" {
       title  = "Reconciler found drift"
       metric = google_logging_metric.reconcile_drifts.name
       doc    = "See ops.drifts: a drift with a repair was fixed by replay; one without waits for a person, with both sides recorded."
+    }
+    compliance_review_refused = {
+      title  = "A compliance review was refused to its caller"
+      metric = google_logging_metric.compliance_reviews_refused.name
+      doc    = "An api caller tried to confirm or dismiss a compliance hit without the right: no verified identity, not one of COMPLIANCE_REVIEWERS, or on their own screening. The api's log line names the user, the caller and the refusal; nothing was staged."
     }
     held_dead_letter = {
       title  = "A dead letter is held for a person"

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 # Not screened yet (the registration is on its way to screen-compliance).
 PENDING_SCREENING = "PENDING"
 REVIEW_FIELDS = ("hit_id", "action", "note")
+# Why a review was refused to its caller: no identity Cloud Run verified, not among COMPLIANCE_REVIEWERS, or
+# the user under review.
+UNIDENTIFIED, NOT_A_REVIEWER, OWN_SCREENING = "unidentified", "not_a_reviewer", "own_screening"
 # A user's reviews in the order applied; read by index (reviews_by_user, migration 0021).
 _REVIEWS_OF_USER = select(reviews).where(reviews.c.user_id == bindparam("user_id")).order_by(reviews.c.applied_at)
 
@@ -114,12 +117,11 @@ def reviewing_caller(headers: Headers, reviewers: frozenset[str], user_id: str) 
     try:
         caller = verified_caller(headers)
     except Unidentified as exc:
-        log.warning("review refused: caller not identified", extra={"user_id": user_id, "reason": exc.reason})
+        _log_refused_caller(UNIDENTIFIED, user_id, reason=exc.reason)
         raise Unauthorized(f"A review needs the reviewer's verified identity: {exc.reason}.",
                            www_authenticate=WWWAuthenticate("bearer")) from None
     if caller not in reviewers:
-        log.warning("review refused: caller is not a compliance reviewer",
-                    extra={"user_id": user_id, "caller": caller})
+        _log_refused_caller(NOT_A_REVIEWER, user_id, caller=caller)
         raise Forbidden(f"{caller} is not a compliance reviewer (COMPLIANCE_REVIEWERS).")
     return caller
 
@@ -127,9 +129,13 @@ def reviewing_caller(headers: Headers, reviewers: frozenset[str], user_id: str) 
 def refuse_own_review(user: dict, reviewer: str) -> None:
     """403 when the reviewer is the user under review (by the email the user registered)."""
     if str(user["email"]).strip().lower() == reviewer:
-        log.warning("review refused: reviewer is the user under review",
-                    extra={"user_id": user["user_id"], "caller": reviewer})
+        _log_refused_caller(OWN_SCREENING, user["user_id"], caller=reviewer)
         raise Forbidden("A reviewer cannot decide on their own screening.")
+
+
+def _log_refused_caller(refusal: str, user_id: str, **details: str) -> None:
+    """The one line of a review refused to its caller; a log-based metric alerts on it (terraform/monitoring.tf)."""
+    log.warning("compliance review refused to its caller", extra={"refusal": refusal, "user_id": user_id, **details})
 
 
 def request_review(conn: Connection, user_id: str, review: dict, reviewer: str) -> tuple[dict | None, str | None]:

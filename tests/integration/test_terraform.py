@@ -178,7 +178,7 @@ def test_every_log_based_metric_counts_a_line_the_code_writes_with_the_fields_it
     calls = _log_calls()
     metrics = {name: body for (kind, name), body in resources.items() if kind == "google_logging_metric"}
     assert {"reconcile_drifts", "held_dead_letters", "relay_lag_blocks", "prices_accepted",
-            "retention_failures"} <= set(metrics)
+            "retention_failures", "compliance_reviews_refused"} <= set(metrics)
     for name, body in metrics.items():
         messages = _LOG_MESSAGE.findall(body["filter"])
         assert len(messages) == 1, f"{name}: its filter names no one log message"
