@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import time
 from typing import Protocol
 
@@ -26,6 +27,9 @@ IDENTITY_HEADERS = ("X-Serverless-Authorization", "Authorization")
 GOOGLE_ISSUERS = frozenset({"https://accounts.google.com", "accounts.google.com"})
 # Cloud Run refused an expired token already; this only tolerates clocks a little apart.
 CLOCK_SKEW_SECONDS = 30
+# A Google ID token is about 1 KB; Cloud Run's own limit on a request's headers is far below what a
+# longer one would need, so anything longer is refused unread.
+MAX_TOKEN_LENGTH = 8192
 # RFC 5321's limit on a forward path: no longer address can be a principal.
 MAX_EMAIL_LENGTH = 254
 
@@ -63,7 +67,8 @@ def _email(header: str, value: str, now: float) -> str:
     if claims.get("iss") not in GOOGLE_ISSUERS:
         raise Unidentified(f"{header}'s token was not issued by Google")
     expires = claims.get("exp")
-    if not isinstance(expires, int | float) or isinstance(expires, bool) or expires + CLOCK_SKEW_SECONDS < now:
+    if (not isinstance(expires, int | float) or isinstance(expires, bool) or not math.isfinite(expires)
+            or expires + CLOCK_SKEW_SECONDS < now):
         raise Unidentified(f"{header}'s token has expired or carries no expiry")
     email = claims.get("email")
     if not isinstance(email, str) or not plausible_email(email):
@@ -74,6 +79,8 @@ def _email(header: str, value: str, now: float) -> str:
 
 
 def _claims(header: str, token: str) -> dict:
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise Unidentified(f"{header}'s token is longer than {MAX_TOKEN_LENGTH} characters")
     parts = token.split(".")
     if len(parts) != 3:
         raise Unidentified(f"{header}'s token is not a JWT")

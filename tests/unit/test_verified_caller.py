@@ -56,6 +56,17 @@ BAD = [
     ("no expiry", {"Authorization": _bearer(forwarded_token("mlro@example.org", exp=None))}, "expired"),
     ("expiry a string", {"Authorization": _bearer(forwarded_token("mlro@example.org", exp="9999999999"))},
      "expired"),
+    ("expiry NaN", {"Authorization": _bearer(_raw_claims(b'{"iss": "https://accounts.google.com", "exp": NaN, '
+                                                        b'"email": "mlro@example.org", "email_verified": true}'))},
+     "expired"),
+    ("expiry Infinity", {"Authorization": _bearer(_raw_claims(b'{"iss": "https://accounts.google.com", '
+                                                             b'"exp": Infinity, "email": "mlro@example.org", '
+                                                             b'"email_verified": true}'))}, "expired"),
+    ("non-ASCII in the token", {"Authorization": "Bearer e30.\u00e9\u00e9.x"}, "unreadable claims"),
+    ("claims nested as deep as the length allows", {"Authorization": _bearer(_raw_claims(b"[" * 6_000))},
+     "unreadable claims"),
+    ("a token longer than any ID token", {"Authorization": _bearer(_raw_claims(b"[" * 100_000))},
+     "longer than 8192 characters"),
     ("expiry a boolean", {"Authorization": _bearer(forwarded_token("mlro@example.org", exp=True))}, "expired"),
     ("no email (no email scope)", {"Authorization": _bearer(forwarded_token(None))}, "names no email"),
     ("email a list", {"Authorization": _bearer(forwarded_token(["mlro@example.org"]))}, "names no email"),
