@@ -88,7 +88,7 @@ def create_app(settings: Settings) -> Flask:
     @app.post("/users/<user_id>/compliance/reviews")
     def post_review(user_id: str):
         reviewer = reviewing_caller(request.headers, reviewers, user_id)
-        review = validate_review(json_body())
+        review = validate_review(json_body(), reviewer)
         with transaction(engine()) as conn:
             user = get_user(conn, user_id)
             if user is None:

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 # Not screened yet (the registration is on its way to screen-compliance).
 PENDING_SCREENING = "PENDING"
-REVIEW_FIELDS = ("hit_id", "action", "note")
+REVIEW_FIELDS = ("hit_id", "action", "reviewer", "note")
 # Why a review was refused to its caller: no identity Cloud Run verified, not among COMPLIANCE_REVIEWERS, or
 # the user under review.
 UNIDENTIFIED, NOT_A_REVIEWER, OWN_SCREENING = "unidentified", "not_a_reviewer", "own_screening"
@@ -88,11 +88,13 @@ def compliance_history(conn: Connection, user_id: str) -> dict:
     }
 
 
-def validate_review(body: Any) -> dict:
-    """A reviewer's request, or InvalidRequest naming each bad field. The reviewer is not a field: it is the
-    caller Cloud Run verified (`reviewing_caller`)."""
+def validate_review(body: Any, reviewer: str) -> dict:
+    """A request by `reviewer` (the caller Cloud Run verified: `reviewing_caller`), or InvalidRequest naming
+    each bad field. The body may repeat the reviewer, as clients written before identities were verified
+    do, but never name someone else."""
     if not isinstance(body, dict):
         raise InvalidRequest({"body": "must be a JSON object"})
+    named = body.get("reviewer")
     problems = {
         "hit_id": None if isinstance(body.get("hit_id"), int) and not isinstance(body["hit_id"], bool)
         and 1 <= body["hit_id"] <= MAX_BIGINT else "must be the integer id of a hit",
@@ -100,10 +102,10 @@ def validate_review(body: Any) -> dict:
         "note": None if body.get("note") is None
         or (isinstance(body["note"], str) and len(body["note"]) <= MAX_TEXT_LENGTH)
         else f"must be a string of at most {MAX_TEXT_LENGTH} characters",
+        "reviewer": None if named is None or (isinstance(named, str) and named.strip().lower() == reviewer)
+        else f"must be left out or be the caller's verified identity ({reviewer})",
     }
-    if "reviewer" in body:
-        problems["reviewer"] = "is the caller's verified identity, never a field: leave it out"
-    for unknown in sorted(set(body) - set(REVIEW_FIELDS) - {"reviewer"}):
+    for unknown in sorted(set(body) - set(REVIEW_FIELDS)):
         problems[unknown] = "is not a field of a review"
     found = {name: problem for name, problem in problems.items() if problem}
     if found:

@@ -97,7 +97,7 @@ API_ROWS = [
      "notification_channels"),
     ("hit id beyond BIGINT", "POST", "/users/{user}/compliance/reviews",
      {"json": {"hit_id": 2**63, "action": "dismiss"}, "headers": as_caller(MLRO)}, 400, "hit_id"),
-    ("a reviewer named in the body", "POST", "/users/{user}/compliance/reviews",
+    ("someone else named as the reviewer", "POST", "/users/{user}/compliance/reviews",
      {"json": {"hit_id": 1, "action": "dismiss", "reviewer": MLRO}, "headers": as_caller(ANALYST)}, 400, "reviewer"),
     ("NUL byte in the note", "POST", "/users/{user}/compliance/reviews",
      {"json": {"hit_id": 1, "action": "dismiss", "note": "\x00"}, "headers": as_caller(MLRO)}, 400, "note"),
