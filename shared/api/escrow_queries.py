@@ -16,7 +16,7 @@ from shared.errors import InvalidRequest
 from shared.events import MAX_BIGINT, MAX_UINT256
 from shared.settlement.holds import escrow_hold, holds_on
 from shared.settlement.states import EscrowState
-from shared.settlement.tables import escrows, transitions
+from shared.settlement.tables import escrows, late_events, transitions
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -197,7 +197,7 @@ def parse_escrow_key(key: str) -> tuple[int, str, Decimal]:
 
 
 def get_escrow(conn: Connection, key: str) -> dict | None:
-    """The escrow with its full transition history, or None."""
+    """The escrow with its full transition history and the late events that complete it, or None."""
     chain_id, contract, escrow_id = parse_escrow_key(key)
     match = (escrows.c.chain_id == chain_id, escrows.c.contract == contract, escrows.c.escrow_id == escrow_id)
     row = conn.execute(select(escrows).where(*match)).mappings().first()
@@ -207,6 +207,12 @@ def get_escrow(conn: Connection, key: str) -> dict | None:
         select(transitions).where(transitions.c.chain_id == chain_id, transitions.c.contract == contract,
                                   transitions.c.escrow_id == escrow_id).order_by(transitions.c.sequence)
     ).mappings().all()
+    late = conn.execute(
+        select(late_events).where(late_events.c.chain_id == chain_id, late_events.c.contract == contract,
+                                  late_events.c.escrow_id == escrow_id)
+        .order_by(late_events.c.block_number, late_events.c.log_index)
+    ).mappings().all()
+    stepped = {t["dedupe_key"] for t in history if t["reverted_at"] is None}
     holds = holds_on(conn, [row["depositor"], row["beneficiary"]])
     return {**escrow_document(row, holds), "transitions": [
         {"sequence": t["sequence"], "from_state": t["from_state"], "to_state": t["to_state"],
@@ -215,4 +221,11 @@ def get_escrow(conn: Connection, key: str) -> dict | None:
          "reverted_at": t["reverted_at"].isoformat() if t["reverted_at"] else None,
          "reverts_event_id": t["reverts_event_id"]}
         for t in history
+    ], "late_events": [
+        {"event_id": e["event_id"], "event_type": e["event_type"], "from_state": e["from_state"],
+         "to_state": e["to_state"], "block_number": e["block_number"], "log_index": e["log_index"],
+         "occurred_at": e["occurred_at"].isoformat(), "recorded_at": e["recorded_at"].isoformat(),
+         "reverted_at": e["reverted_at"].isoformat() if e["reverted_at"] else None}
+        # One a reorganisation's repair applied since (a live step now) is shown once: as the step.
+        for e in late if e["dedupe_key"] not in stepped
     ]}

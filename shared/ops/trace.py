@@ -94,6 +94,11 @@ def escrow_trace(conn: Connection, chain_id: int, contract: str, escrow_id: Deci
                            "AND escrow_id = :i", **escrow_key):
         change = f"{row['from_state'] or '(new)'} -> {row['to_state']}"
         stages.append(Stage(row["recorded_at"], "settle applied", change))
+    for row in _rows(conn, "SELECT * FROM settlement.late_events WHERE chain_id = :c AND contract = :a "
+                           "AND escrow_id = :i", **escrow_key):
+        reverted = " (its log orphaned since)" if row["reverted_at"] else ""
+        stages.append(Stage(row["recorded_at"], "settle recorded late",
+                            f"{row['from_state']} -> {row['to_state']} at block {row['block_number']}{reverted}"))
     for row in margin_events:
         for decision in _rows(conn, "SELECT * FROM pricing.decisions WHERE published_event_id = :p",
                               p=row["cause_event_id"]):

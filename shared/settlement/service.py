@@ -29,8 +29,15 @@ from shared.events import (
 )
 from shared.messaging.consumer import Outgoing
 from shared.settlement.holds import apply_compliance_result
-from shared.settlement.states import TARGET_STATE, EscrowState, apply_transition, is_reachable, state_change_id
-from shared.settlement.tables import SCHEMA, escrows, orphaned_logs, transitions
+from shared.settlement.states import (
+    TARGET_STATE,
+    EscrowState,
+    apply_transition,
+    fits_between,
+    is_reachable,
+    state_change_id,
+)
+from shared.settlement.tables import SCHEMA, escrows, late_events, orphaned_logs, transitions
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +62,23 @@ _UPDATE_ESCROW = (update(escrows)
                          escrows.c.escrow_id == bindparam("key_escrow_id"))
                   .values(recorded_at=func.now()).returning(escrows))
 _RECORD_TRANSITION = insert(transitions).on_conflict_do_nothing(index_elements=["dedupe_key"])
+_RECORD_LATE_EVENT = insert(late_events).on_conflict_do_nothing(index_elements=["dedupe_key"])
+
+# For an event at or before an escrow's last change: the escrow's live forward steps just before and just
+# after the event's chain position (reverted ones and the undo rows of a reorganisation left out), and
+# whether its position is taken: by a step (the event's own, replayed, or another fork's log) or by another
+# log's late event.
+_LIVE_STEP = (f"SELECT to_state FROM {SCHEMA}.transitions WHERE chain_id = :chain_id AND contract = :contract "
+              "AND escrow_id = :escrow_id AND reverted_at IS NULL AND reverts_event_id IS NULL AND ")
+_STEPS_AROUND = text(
+    f"SELECT ({_LIVE_STEP} (block_number, log_index) < (:block_number, :log_index) "
+    "ORDER BY block_number DESC, log_index DESC LIMIT 1) AS before, "
+    f"({_LIVE_STEP} (block_number, log_index) > (:block_number, :log_index) "
+    "ORDER BY block_number, log_index LIMIT 1) AS after, "
+    f"EXISTS ({_LIVE_STEP} (block_number, log_index) = (:block_number, :log_index)) "
+    f"OR EXISTS (SELECT 1 FROM {SCHEMA}.late_events WHERE chain_id = :chain_id AND contract = :contract "
+    "AND escrow_id = :escrow_id AND block_number = :block_number AND log_index = :log_index "
+    "AND dedupe_key <> :dedupe_key AND reverted_at IS NULL) AS occupied")
 
 
 class Settlement:
@@ -89,8 +113,7 @@ def apply_settlement_event(conn: Connection, envelope: Envelope) -> Outgoing:
                                    f"{escrow['created_event_id']}; waiting for its removal")
     position = (chain_log.block_number, chain_log.log_index)
     if escrow and current is not EscrowState.VOIDED and position <= (escrow["last_block"], escrow["last_log_index"]):
-        log.info("event at or before the escrow's last change; nothing to do",
-                 extra={"event_id": envelope.event_id, "escrow_id": chain_log.escrow_id})
+        _record_if_late(conn, key, envelope, position, target)
         return []
     try:
         new_state = apply_transition(current, target, event_id=envelope.event_id)
@@ -117,6 +140,27 @@ def apply_settlement_event(conn: Connection, envelope: Envelope) -> Outgoing:
     return [_state_changed(updated, envelope, current, reverted=False)]
 
 
+def _record_if_late(conn: Connection, key: dict, envelope: Envelope, position: tuple[int, int],
+                    target: EscrowState) -> None:
+    """An event at or before the escrow's last change: recorded in its history when it fits between the
+    live steps recorded before and after its position (an approval pushed after the refund); otherwise
+    (a replay of an applied event, another fork's leftover) nothing to do."""
+    found = conn.execute(_STEPS_AROUND, {**key, "dedupe_key": envelope.dedupe_key, "block_number": position[0],
+                                         "log_index": position[1]}).one()
+    before = EscrowState(found.before) if found.before else None
+    after = EscrowState(found.after) if found.after else None
+    extra = {"event_id": envelope.event_id, "escrow_id": str(key["escrow_id"])}
+    if found.occupied or before is None or not fits_between(before, target, after):
+        log.info("event at or before the escrow's last change; nothing to do", extra=extra)
+        return
+    conn.execute(_RECORD_LATE_EVENT, {
+        **key, "dedupe_key": envelope.dedupe_key, "event_id": envelope.event_id, "event_type": envelope.event_type,
+        "block_number": position[0], "log_index": position[1], "from_state": before.value,
+        "to_state": target.value, "occurred_at": datetime.fromisoformat(envelope.occurred_at)})
+    log.info("late event recorded in the escrow's history; its state already reflects it",
+             extra={**extra, "from_state": before.value, "to_state": target.value})
+
+
 def _undo_orphaned_log(conn: Connection, removal: Envelope) -> Outgoing:
     """Undo the transition the orphaned log made, and every later one of the same escrow."""
     removed_log = _chain_log(removal)
@@ -127,7 +171,10 @@ def _undo_orphaned_log(conn: Connection, removal: Envelope) -> Outgoing:
         select(transitions).where(transitions.c.dedupe_key == original_key, transitions.c.reverted_at.is_(None))
     ).mappings().first()
     if undone is None:
-        # Never applied here (or already undone): remembering it as orphaned is all there is to do.
+        # Never applied here (or already undone): remembering it as orphaned is all there is to do, and a
+        # late event it made leaves the escrow's history.
+        conn.execute(update(late_events).where(late_events.c.dedupe_key == original_key,
+                                               late_events.c.reverted_at.is_(None)).values(reverted_at=func.now()))
         return []
     key = {"chain_id": undone["chain_id"], "contract": undone["contract"], "escrow_id": undone["escrow_id"]}
     escrow = conn.execute(select(escrows).where(*_match(key)).with_for_update()).mappings().one()

@@ -70,6 +70,12 @@ def is_reachable(current: EscrowState | None, target: EscrowState) -> bool:
     return False
 
 
+def fits_between(before: EscrowState, target: EscrowState, after: EscrowState | None) -> bool:
+    """Whether a step to `target` can stand between a recorded step to `before` and the next one, to `after`
+    (None: `before` is the last): a late event that completes the history rather than contradicting it."""
+    return target in ALLOWED_TRANSITIONS[before] and (after is None or after in ALLOWED_TRANSITIONS[target])
+
+
 def state_change_id(cause_dedupe_key: str) -> str:
     """The id of the EscrowStateChanged event a transition published: derived from the dedupe key of the
     event that caused it (the transition's own `dedupe_key`), so it is also the outbox row's dedupe key."""

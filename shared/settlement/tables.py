@@ -56,6 +56,28 @@ transitions = Table(
     UniqueConstraint("chain_id", "contract", "escrow_id", "sequence"),
 )
 
+# Contract events that reached settle after a later change of the same escrow, and fit the history there
+# (migration 0023): the state already reflects them; they complete the escrow's history.
+late_events = Table(
+    "late_events",
+    metadata,
+    Column("dedupe_key", Text, primary_key=True),
+    Column("event_id", Text, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("chain_id", BigInteger, nullable=False),
+    Column("contract", Text, nullable=False),
+    Column("escrow_id", Numeric(78, 0), nullable=False),
+    Column("block_number", BigInteger, nullable=False),
+    Column("log_index", Integer, nullable=False),
+    # The states the chain moved the escrow between with this event.
+    Column("from_state", Text, nullable=False),
+    Column("to_state", Text, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Set when a reorganisation orphaned its log.
+    Column("reverted_at", DateTime(timezone=True)),
+)
+
 # Logs a reorganisation orphaned; if one arrives after its removal, it is ignored.
 orphaned_logs = Table(
     "orphaned_logs",

@@ -4,10 +4,14 @@ real push subscription into the running settle."""
 import json
 import time
 
+import requests
 import sqlalchemy
 
+from shared.chain.escrow_logs import removal_event_id
 from shared.stack.chain_driver import wait_for
 from tests.support.events import body, chain_event, new_escrow_id
+from tests.support.openapi import assert_matches
+from tests.support.pubsub import envelopes
 
 
 def _escrow(engine, escrow_id: str):
@@ -71,6 +75,71 @@ def test_older_event_changes_nothing(stack, bus, owner_engine):
     wait_for(lambda: _inbox_outcome(owner_engine, stale["event_id"]) == "applied", "stale event consumed")
     row = _escrow(owner_engine, escrow_id)
     assert (row.state, row.sequence, row.last_block) == ("refunded", 3, 13)
+
+
+def _late_events(engine, escrow_id: str) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(sqlalchemy.text(
+            "SELECT event_id, from_state, to_state, block_number, reverted_at IS NOT NULL FROM settlement.late_events "
+            "WHERE escrow_id = :i ORDER BY block_number, log_index"), {"i": int(escrow_id)})]
+
+
+def _removal_of(event: dict) -> dict:
+    """The removal relay publishes when a reorganisation orphans `event`'s log."""
+    removal = json.loads(json.dumps(event))
+    removal["payload"]["removed"] = True
+    removal.update(event_id=removal_event_id(event["event_id"]), causation_id=event["event_id"])
+    return removal
+
+
+def test_an_approval_pushed_after_the_refund_completes_the_history_without_changing_the_state(stack, bus,
+                                                                                              owner_engine):
+    """created@10, then refunded@13 (legal from created), then the approval@11 the chain made between them:
+    the state stays refunded and nothing is published for it, but the escrow's history holds the approval.
+    A completion@12 cannot stand between the approval and the refund, nor an approval at the refund's own
+    position (both another fork's leftovers): only logged. A replay of an applied event is not late. The
+    approval's log orphaned later leaves the history, marked reverted."""
+    escrow_id = new_escrow_id()
+    changes = bus.pull_subscription("settlement.escrows.v1")
+    created = chain_event("EscrowCreated", escrow_id, block_number=10)
+    refunded = chain_event("EscrowRefunded", escrow_id, block_number=13)
+    for event, block in ((created, 10), (refunded, 13)):
+        bus.publish("settlement.events.v1", body(event))
+        wait_for(lambda b=block: (r := _escrow(owner_engine, escrow_id)) and r.last_block == b, f"block {block}")
+    approved = chain_event("EscrowApproved", escrow_id, block_number=11)
+    leftover = chain_event("EscrowCompleted", escrow_id, block_number=12)
+    same_spot = chain_event("EscrowApproved", escrow_id, block_number=13)  # the refund's position, another log
+    for event in (approved, leftover, same_spot):
+        bus.publish("settlement.events.v1", body(event))
+    bus.publish("settlement.events.v1", body(created), replay="reconcile")
+    for event in (leftover, same_spot):
+        wait_for(lambda e=event: _inbox_outcome(owner_engine, e["event_id"]) == "applied", "leftover consumed")
+    wait_for(lambda: _late_events(owner_engine, escrow_id), "the approval recorded late")
+    time.sleep(1)  # the replay too
+    row = _escrow(owner_engine, escrow_id)
+    assert (row.state, row.sequence, row.last_block) == ("refunded", 2, 13)
+    assert _history(owner_engine, escrow_id) == ["created", "refunded"]
+    assert _late_events(owner_engine, escrow_id) == [(approved["event_id"], "created", "approved", 11, False)]
+    lines = [entry for entry in _settle_log(stack) if entry.get("event_id") == approved["event_id"]]
+    assert any(entry["message"].startswith("late event recorded") for entry in lines)
+    # Only the two state changes were published for this escrow (a redelivered copy would be the same).
+    def ours(messages):
+        return [e for e in envelopes(messages) if e["payload"]["escrow_id"] == escrow_id]
+
+    published = ours(bus.pull(changes, until=lambda messages: len(ours(messages)) >= 2, settle=2.0))
+    assert {(e["payload"]["state"], e["payload"]["sequence"]) for e in published} == {("created", 1), ("refunded", 2)}
+
+    api = f"http://127.0.0.1:{stack.layout.function_port(stack.topology, 'api')}"
+    key = f"{created['payload']['chain_id']}:{created['payload']['contract']}:{escrow_id}"
+    detail = requests.get(f"{api}/escrows/{key}", timeout=10)
+    assert_matches("/escrows/{id}", "get", detail)
+    assert [(e["event_type"], e["from_state"], e["to_state"], e["block_number"], e["reverted_at"])
+            for e in detail.json()["late_events"]] == [("EscrowApproved", "created", "approved", 11, None)]
+
+    bus.publish("settlement.events.v1", body(_removal_of(approved)))
+    wait_for(lambda: _late_events(owner_engine, escrow_id)[0][4], "the orphaned approval marked reverted")
+    assert _history(owner_engine, escrow_id) == ["created", "refunded"]
+    assert _escrow(owner_engine, escrow_id).state == "refunded"
 
 
 def _inbox_outcome(engine, event_id: str):
