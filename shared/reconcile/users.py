@@ -3,12 +3,14 @@
     identity   -> notify       every registered user has a contact, and each of the user's wallets routes to it
     identity   -> compliance   every registered user was screened (compliance holds a subject), and every
                                review the api accepted was recorded (applied or ignored)
-    compliance -> settlement   settle holds each user's latest decision (the result at the subject's sequence)
+    compliance -> settlement   settle holds each user's latest decision (the result at the subject's sequence),
+                               and holds it over the subject's wallets, no more and no fewer
 
 A registration or review lost on its way (held as a dead letter, published while a subscription was
 missing, a row deleted by hand or lost to a restore) fails quietly: notify records the user's margin
 alerts as "no registered user owns the wallet", an unscreened user is never cleared, a reviewer's
-dismissal never lifts the hold, and settle holds or releases escrows on a decision that is not the latest.
+dismissal never lifts the hold, and settle holds or releases escrows on a decision that is not the latest,
+or on wallets that are not the user's: a lost wallet row leaves a REJECTED user's escrows unheld.
 
 Each drift is repaired by replaying the source's own event with its id, from its outbox (identity's
 UserRegistered, the api's review request, compliance's result at the subject's sequence), marked as a
@@ -40,6 +42,7 @@ SCREENING_MISSING = "screening_missing"
 REVIEW_MISSING = "review_missing"
 COMPLIANCE_STATUS_MISSING = "compliance_status_missing"
 COMPLIANCE_STATUS_DIFFERS = "compliance_status_differs"
+COMPLIANCE_WALLETS_DIFFER = "compliance_wallets_differ"
 # Consumers are named after their functions (shared/topology.yaml).
 NOTIFY_CONSUMER = "notify"
 SCREENING_CONSUMER = "screen-compliance"
@@ -98,6 +101,24 @@ _STATUSES_DIFFER = text(
     "AND NOT EXISTS (SELECT 1 FROM compliance.outbox o WHERE o.dedupe_key = :screened || s.user_id || ':' "
     "|| s.result_sequence AND o.published_at IS NULL) "
     "ORDER BY s.user_id LIMIT :limit")
+
+# Users whose latest decision settle holds (same decision and sequence, decided before the grace period) over
+# other wallets than the subject's: a wallet missing from settle's copy, or one too many; with both sets.
+# Compared as sets of (user, wallet) rows over all such users, then the few that differ are read.
+_WALLETS_DIFFER = text(
+    "WITH matched AS (SELECT s.user_id, s.wallet_addresses FROM compliance.subjects s "
+    "JOIN settlement.compliance_statuses c ON c.user_id = s.user_id AND c.sequence = s.result_sequence "
+    "AND c.decision = s.decision WHERE s.updated_at < now() - make_interval(secs => :grace)), "
+    "source AS (SELECT m.user_id, w.wallet FROM matched m "
+    "CROSS JOIN LATERAL jsonb_array_elements_text(m.wallet_addresses) AS w(wallet)), "
+    "held AS (SELECT h.user_id, h.wallet FROM settlement.compliance_wallets h JOIN matched m USING (user_id)), "
+    "differing AS (SELECT DISTINCT coalesce(source.user_id, held.user_id) AS user_id FROM source "
+    "FULL JOIN held ON held.user_id = source.user_id AND held.wallet = source.wallet "
+    "WHERE source.user_id IS NULL OR held.user_id IS NULL ORDER BY 1 LIMIT :limit) "
+    "SELECT d.user_id, s.result_sequence, "
+    "ARRAY(SELECT w FROM jsonb_array_elements_text(s.wallet_addresses) AS w ORDER BY w) AS wallets, "
+    "ARRAY(SELECT h.wallet FROM settlement.compliance_wallets h WHERE h.user_id = d.user_id ORDER BY h.wallet) "
+    "AS held_wallets FROM differing d JOIN compliance.subjects s USING (user_id) ORDER BY d.user_id")
 
 # A published event in a domain's outbox, by its id (the outbox's unique dedupe_key).
 _PUBLISHED_EVENT = ("SELECT topic, envelope, attributes FROM {schema}.outbox WHERE dedupe_key = :dedupe_key "
@@ -172,8 +193,9 @@ def compliance_vs_settlement(engine: Engine, grace: float, checked: dict, republ
         replica = None if row["held_sequence"] is None else {"decision": row["held_decision"],
                                                              "sequence": row["held_sequence"]}
         repair = None
-        if replica is None or replica["sequence"] < source["sequence"]:
-            # settle applies only a result newer than the one it holds: a replay mends a missing or older one.
+        if replica is None or replica["sequence"] <= source["sequence"]:
+            # settle applies a result not older than the one it holds: a replay mends a missing, older or
+            # altered one. One ahead of compliance's is left for a person.
             sequence = row["result_sequence"]
             repair = partial(_replay, engine, "compliance", compliance_result_id(row["user_id"], sequence), republish,
                              f"replayed compliance's result at sequence {sequence} with its id")
@@ -182,9 +204,23 @@ def compliance_vs_settlement(engine: Engine, grace: float, checked: dict, republ
     return found
 
 
+def wallets_vs_settlement(engine: Engine, grace: float, checked: dict, republish: Republish) -> list[Drift]:
+    """The wallets settle holds each user's latest decision over against the subject's (whose escrows it holds)."""
+    with transaction(engine) as conn:
+        rows = conn.execute(_WALLETS_DIFFER, _parameters(grace)).mappings().all()
+    # settle applies a replay of the result it holds again, rewriting the wallets (shared/settlement/holds.py).
+    return [Drift(COMPLIANCE_WALLETS_DIFFER, row["user_id"], source={"wallets": list(row["wallets"])},
+                  replica={"wallets": list(row["held_wallets"])},
+                  repair=partial(_replay, engine, "compliance", compliance_result_id(row["user_id"],
+                                                                                    row["result_sequence"]),
+                                 republish, f"replayed compliance's result at sequence {row['result_sequence']} "
+                                            "with its id, for settle to hold it over the subject's wallets"))
+            for row in rows]
+
+
 # In the order a registration travels.
 USER_COMPARISONS = (registrations_vs_notify, registrations_vs_compliance, reviews_vs_compliance,
-                    compliance_vs_settlement)
+                    compliance_vs_settlement, wallets_vs_settlement)
 
 
 def _republish_row(row, republish: Republish) -> str:

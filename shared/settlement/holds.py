@@ -26,7 +26,9 @@ APPROVED = "APPROVED"
 
 
 def apply_compliance_result(conn: Connection, result: Envelope) -> Outgoing:
-    """Record a user's newer compliance decision and its wallets; an older one changes nothing."""
+    """Record a user's newer compliance decision and its wallets; an older one changes nothing. The one held
+    again (only the reconciler's replay reaches here twice: the inbox drops a redelivery) rewrites its
+    wallets, which mends a copy that lost or gained one."""
     payload = result.payload
     statement = insert(compliance_statuses).values(
         user_id=payload["user_id"], decision=payload["decision"], sequence=payload["sequence"],
@@ -36,10 +38,10 @@ def apply_compliance_result(conn: Connection, result: Envelope) -> Outgoing:
         index_elements=["user_id"],
         set_={name: statement.excluded[name] for name in ("decision", "sequence", "event_id", "reasons",
                                                           "decided_at", "updated_at")},
-        where=compliance_statuses.c.sequence < statement.excluded.sequence,
+        where=compliance_statuses.c.sequence <= statement.excluded.sequence,
     ).returning(compliance_statuses.c.user_id)).first()
     if applied is None:
-        log.info("compliance result not newer than the one recorded; ignored", extra={"event_id": result.event_id})
+        log.info("compliance result older than the one recorded; ignored", extra={"event_id": result.event_id})
         return []
     wallets = sorted(set(payload["wallet_addresses"]))
     conn.execute(compliance_wallets.delete().where(compliance_wallets.c.user_id == payload["user_id"]))

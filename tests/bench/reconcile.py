@@ -73,12 +73,14 @@ INSERT INTO notify.contact_wallets (wallet, user_id)
 SELECT lower('0xAB' || lpad(to_hex(i), 38, '0')), :prefix || i FROM generate_series(1, :n) AS i;
 INSERT INTO compliance.subjects (user_id, registered_event_id, correlation_id, wallet_addresses, decision,
     latest_screening_id, last_snapshot_id, result_sequence, updated_at)
-SELECT :prefix || i, 'UserRegistered:' || :prefix || i, 'UserRegistered:' || :prefix || i, '[]', 'APPROVED', 1, 1, 1,
-       now() - interval '1 hour'
+SELECT :prefix || i, 'UserRegistered:' || :prefix || i, 'UserRegistered:' || :prefix || i,
+       jsonb_build_array('0xAB' || lpad(to_hex(i), 38, '0')), 'APPROVED', 1, 1, 1, now() - interval '1 hour'
 FROM generate_series(1, :n) AS i;
 INSERT INTO settlement.compliance_statuses (user_id, decision, sequence, event_id, reasons, decided_at)
 SELECT :prefix || i, 'APPROVED', 1, 'ComplianceScreened:' || :prefix || i || chr(58) || '1', '[]', now()
-FROM generate_series(1, :n) AS i
+FROM generate_series(1, :n) AS i;
+INSERT INTO settlement.compliance_wallets (wallet, user_id)
+SELECT '0xAB' || lpad(to_hex(i), 38, '0'), :prefix || i FROM generate_series(1, :n) AS i
 """
 
 _USERS_BASELINE = """
@@ -86,7 +88,10 @@ SELECT u.user_id, c.user_id, s.decision, s.result_sequence, h.decision, h.sequen
 FROM identity.users u LEFT JOIN notify.contacts c USING (user_id) LEFT JOIN compliance.subjects s USING (user_id)
 LEFT JOIN settlement.compliance_statuses h USING (user_id);
 SELECT w.wallet, n.user_id FROM identity.wallet_owners w LEFT JOIN notify.contact_wallets n
-ON n.wallet = lower(w.wallet) AND n.user_id = w.user_id
+ON n.wallet = lower(w.wallet) AND n.user_id = w.user_id;
+SELECT s.user_id, w.wallet, h.wallet FROM compliance.subjects s
+CROSS JOIN LATERAL jsonb_array_elements_text(s.wallet_addresses) AS w(wallet)
+LEFT JOIN settlement.compliance_wallets h ON h.user_id = s.user_id AND h.wallet = w.wallet
 """
 
 _BASELINE = """

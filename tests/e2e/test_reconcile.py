@@ -254,7 +254,8 @@ def test_a_registration_lost_on_its_way_reaches_notify_compliance_and_settle(
         stack, bus, owner_engine, isolated_relay, own_reconciler):
     """Someone takes the UserRegistered off notify's and screen-compliance's subscriptions: no contact (the
     user's alerts would go unrouted), no screening. The reconciler replays identity's own event; then
-    settle's copy of the decision, deleted, is replayed from compliance's result. Nothing doubles."""
+    settle's copy of the decision, deleted, and then the wallet settle holds it over, deleted, are each
+    replayed from compliance's result. Nothing doubles."""
     wallet = new_funded_account(stack.web3())
     api = f"http://127.0.0.1:{stack.layout.function_port(stack.topology, 'api')}"
     subscriptions = ["users.registered.v1.notify", "users.registered.v1.screen-compliance"]
@@ -295,14 +296,24 @@ def test_a_registration_lost_on_its_way_reaches_notify_compliance_and_settle(
     assert drift["repair"] == "replayed compliance's result at sequence 1 with its id"
     wait_for(lambda: _rows(owner_engine, copies["decision"], u=user_id), "settle's copy of the decision restored")
 
+    # settle loses the wallet it holds the decision over: the user's escrows would go unheld.
+    held_wallet = "SELECT 1 FROM settlement.compliance_wallets WHERE user_id = :u AND wallet = :w"
+    _execute(owner_engine, "DELETE FROM settlement.compliance_wallets WHERE user_id = :u", u=user_id)
+    reconciler.run()
+    drift = reconciler.drifts(user_id)[("compliance_wallets_differ", user_id)]
+    assert drift["source"] == {"wallets": [wallet]} and drift["replica"] == {"wallets": []}
+    assert drift["repair"].startswith("replayed compliance's result at sequence 1 with its id")
+    wait_for(lambda: _rows(owner_engine, held_wallet, u=user_id, w=wallet), "settle's wallet restored")
+
     time.sleep(PAST_GRACE_SECONDS)
     reconciler.run()
     assert all(row["resolved_at"] is not None for row in reconciler.drifts(user_id).values())
-    # Each copy once: one screening, one result, one contact, one decision.
+    # Each copy once: one screening, one result, one contact, one decision, one held wallet.
     for sql in ("SELECT 1 FROM compliance.screenings WHERE user_id = :u",
                 "SELECT 1 FROM compliance.outbox WHERE envelope->'payload'->>'user_id' = :u",
                 "SELECT 1 FROM notify.contacts WHERE user_id = :u",
-                "SELECT 1 FROM settlement.compliance_statuses WHERE user_id = :u"):
+                "SELECT 1 FROM settlement.compliance_statuses WHERE user_id = :u",
+                "SELECT 1 FROM settlement.compliance_wallets WHERE user_id = :u"):
         assert len(_rows(owner_engine, sql, u=user_id)) == 1, sql
 
 

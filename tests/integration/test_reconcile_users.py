@@ -20,6 +20,7 @@ from shared.events import compliance_result_id, user_registered_id
 from shared.reconcile.users import (
     COMPLIANCE_STATUS_DIFFERS,
     COMPLIANCE_STATUS_MISSING,
+    COMPLIANCE_WALLETS_DIFFER,
     CONTACT_MISSING,
     REVIEW_MISSING,
     SCREENING_MISSING,
@@ -69,6 +70,7 @@ def _seed(conn, user_id: str, *, registered_ago: int = 3600, decided_ago: int = 
                    "CAST(:result_envelope AS jsonb), '{}', now(), now(), '2')", **p)
     _execute(conn, "INSERT INTO settlement.compliance_statuses (user_id, decision, sequence, event_id, reasons, "
                    "decided_at) VALUES (:u, 'APPROVED', :seq, :result, '[]', now())", **p)
+    _execute(conn, "INSERT INTO settlement.compliance_wallets (wallet, user_id) VALUES (:w, :u)", **p)
     return wallet
 
 
@@ -108,7 +110,20 @@ DRIFTS = {
         COMPLIANCE_STATUS_DIFFERS, {"decision": "REVIEW", "sequence": 1}, "result"),
     "settle's decision differs at the same sequence": (
         "UPDATE settlement.compliance_statuses SET decision = 'REJECTED' WHERE user_id = :u",
-        COMPLIANCE_STATUS_DIFFERS, {"decision": "REJECTED", "sequence": 2}, None),
+        COMPLIANCE_STATUS_DIFFERS, {"decision": "REJECTED", "sequence": 2}, "result"),
+    "settle's decision ahead of compliance's": (
+        "UPDATE settlement.compliance_statuses SET sequence = 3 WHERE user_id = :u",
+        COMPLIANCE_STATUS_DIFFERS, {"decision": "APPROVED", "sequence": 3}, None),
+    "settle lost a wallet": (
+        "DELETE FROM settlement.compliance_wallets WHERE user_id = :u",
+        COMPLIANCE_WALLETS_DIFFER, {"wallets": []}, "result"),
+    "settle holds an extra wallet": (
+        "INSERT INTO settlement.compliance_wallets (wallet, user_id) VALUES ('0x' || repeat('E', 40), :u)",
+        COMPLIANCE_WALLETS_DIFFER, {"wallets": [":w", "0x" + "E" * 40]}, "result"),
+    "settle lost a wallet, result pruned": (
+        "DELETE FROM settlement.compliance_wallets WHERE user_id = :u; "
+        "DELETE FROM compliance.outbox WHERE dedupe_key = :result",
+        COMPLIANCE_WALLETS_DIFFER, {"wallets": []}, None),
     "settle's decision deleted, result pruned": (
         "DELETE FROM settlement.compliance_statuses WHERE user_id = :u; "
         "DELETE FROM compliance.outbox WHERE dedupe_key = :result",
@@ -155,10 +170,17 @@ def users(owner_engine):
                               ("notify.inbox", "dedupe_key"),
                               ("compliance.inbox", "dedupe_key"), ("compliance.outbox", "dedupe_key"),
                               ("compliance.subjects", "user_id"), ("settlement.compliance_statuses", "user_id"),
+                              ("settlement.compliance_wallets", "user_id"),
                               ("identity.outbox", "dedupe_key"), ("identity.wallet_owners", "user_id"),
                               ("identity.users", "user_id")]:
             _execute(conn, f"DELETE FROM {table} WHERE {column} LIKE :p", p=f"%{prefix}%")
         _execute(conn, "DELETE FROM notify.contact_wallets WHERE user_id = 'someone-else'")
+
+
+def _wallet_of(database, user_id: str) -> str:
+    with engine_as(database, "fn_reconcile") as engine, engine.connect() as conn:
+        return conn.execute(sqlalchemy.text("SELECT jsonb_array_elements_text(wallet_addresses) FROM "
+                                            "compliance.subjects WHERE user_id = :u"), {"u": user_id}).scalar_one()
 
 
 def _found(database, prefix: str) -> tuple[dict, dict, list]:
@@ -185,6 +207,10 @@ def test_each_drifting_copy_is_found_with_its_evidence_and_repaired_from_its_sou
         drift = found[(kind, drifting[name])]
         if evidence is None:
             assert drift.replica is None, name
+        elif kind == COMPLIANCE_WALLETS_DIFFER:  # ":w" stands for the user's own wallet
+            wallet = _wallet_of(database, drifting[name])
+            assert drift.source == {"wallets": [wallet]}, name
+            assert drift.replica == {"wallets": sorted(wallet if w == ":w" else w for w in evidence["wallets"])}, name
         else:
             assert {k: drift.replica[k] for k in evidence} == evidence, name
         if kind == CONTACT_MISSING and evidence["contact"]:
