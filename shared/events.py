@@ -15,6 +15,7 @@ returns the canonical payload, and consumers only ever see that.
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
@@ -57,6 +58,8 @@ COMPLIANCE_SCREENED = "ComplianceScreened"
 COMPLIANCE_REVIEW_REQUESTED = "ComplianceReviewRequested"
 # Published on compliance.rescreen.v1 by refresh-sanctions: rescreen the users of one shard.
 RESCREEN_REQUESTED = "RescreenRequested"
+# The namespace of review ids (review_id): a fixed UUID, so an id is the same on every instance and run.
+REVIEW_NAMESPACE = uuid.UUID("6f1d3c52-0a7e-4d4b-9b7e-2f6a1c9e8d41")
 
 
 def user_registered_id(user_id: str) -> str:
@@ -67,6 +70,17 @@ def user_registered_id(user_id: str) -> str:
 def compliance_result_id(user_id: str, sequence: int) -> str:
     """The id of a user's compliance result: one per user and result sequence."""
     return f"{COMPLIANCE_SCREENED}:{user_id}:{sequence}"
+
+
+def review_id(user_id: str, hit_id: int, action: str, reviewer: str) -> str:
+    """A review request's id: one per user, hit, action and reviewer, so a client's retry is the same request
+    (a hit belongs to one screening; once decided, it takes no other review)."""
+    return uuid.uuid5(REVIEW_NAMESPACE, "\x1f".join((user_id, str(hit_id), action, reviewer))).hex
+
+
+def review_requested_id(review: str) -> str:
+    """The id of a review request's event."""
+    return f"{COMPLIANCE_REVIEW_REQUESTED}:{review}"
 
 # Column ranges: BIGINT, INTEGER, NUMERIC(78, 0) (uint256) and NUMERIC(38, 8) (USD amounts).
 MAX_BIGINT = 2**63 - 1

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.engine import Connection
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Forbidden, Unauthorized
@@ -18,7 +17,7 @@ from shared.compliance.screening import decide_reviewed, rejection_kind, review_
 from shared.compliance.tables import hits, list_snapshots, reviews, screenings, subjects
 from shared.envelope import Envelope, utc_iso
 from shared.errors import InvalidRequest
-from shared.events import COMPLIANCE_REVIEW_REQUESTED, MAX_BIGINT, MAX_TEXT_LENGTH
+from shared.events import COMPLIANCE_REVIEW_REQUESTED, MAX_BIGINT, MAX_TEXT_LENGTH, review_id, review_requested_id
 from shared.identity.tables import SCHEMA as IDENTITY_SCHEMA
 from shared.messaging import outbox
 
@@ -30,6 +29,8 @@ REVIEW_FIELDS = ("hit_id", "action", "reviewer", "note")
 # Why a review was refused to its caller: no identity Cloud Run verified, not among COMPLIANCE_REVIEWERS, or
 # the user under review.
 UNIDENTIFIED, NOT_A_REVIEWER, OWN_SCREENING = "unidentified", "not_a_reviewer", "own_screening"
+# A review request identity's outbox holds, by its event id (the outbox's unique dedupe key).
+_STAGED_REVIEW = text(f"SELECT envelope->'payload' FROM {IDENTITY_SCHEMA}.outbox WHERE dedupe_key = :event_id")
 # A user's reviews in the order applied; read by index (reviews_by_user, migration 0021).
 _REVIEWS_OF_USER = select(reviews).where(reviews.c.user_id == bindparam("user_id")).order_by(reviews.c.applied_at)
 
@@ -149,12 +150,14 @@ def request_review(conn: Connection, user_id: str, review: dict, reviewer: str) 
     refusal = review_refusal(subject, hit)
     if refusal or subject is None:
         return None, refusal
-    review_id = uuid.uuid4().hex
+    request_id = review_id(user_id, review["hit_id"], review["action"], reviewer)
     requested_at = utc_iso(datetime.now(UTC))
-    event_id = f"{COMPLIANCE_REVIEW_REQUESTED}:{review_id}"
-    payload = {"review_id": review_id, "user_id": user_id, "hit_id": review["hit_id"], "action": review["action"],
+    event_id = review_requested_id(request_id)
+    payload = {"review_id": request_id, "user_id": user_id, "hit_id": review["hit_id"], "action": review["action"],
                "reviewer": reviewer, "note": review.get("note"), "requested_at": requested_at}
-    outbox.enqueue(conn, IDENTITY_SCHEMA, topics.COMPLIANCE_REVIEWS, Envelope(
-        event_id=event_id, event_type=COMPLIANCE_REVIEW_REQUESTED, schema_version=1, occurred_at=requested_at,
-        correlation_id=subject["correlation_id"], causation_id=None, payload=payload))
-    return {"review_id": review_id, "status": "accepted", **payload}, None
+    if not outbox.enqueue(conn, IDENTITY_SCHEMA, topics.COMPLIANCE_REVIEWS, Envelope(
+            event_id=event_id, event_type=COMPLIANCE_REVIEW_REQUESTED, schema_version=1, occurred_at=requested_at,
+            correlation_id=subject["correlation_id"], causation_id=None, payload=payload)):
+        # The client's retry of a request still in flight: answered as it was first accepted.
+        payload = conn.execute(_STAGED_REVIEW, {"event_id": event_id}).scalar_one()
+    return {"review_id": request_id, "status": "accepted", **payload}, None

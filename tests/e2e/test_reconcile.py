@@ -318,9 +318,9 @@ def test_a_registration_lost_on_its_way_reaches_notify_compliance_and_settle(
 
 
 def test_a_reviewers_decision_lost_on_its_way_is_applied(stack, bus, owner_engine, isolated_relay, own_reconciler):
-    """A reviewer dismisses a name match; someone takes the request off screen-compliance's subscription, so
-    the user would stay held for review. The reconciler replays the api's request: the user is approved,
-    and settle's copy of the decision follows."""
+    """A reviewer dismisses a name match (and retries: one request); someone takes the request off
+    screen-compliance's subscription, so the user would stay held for review. The reconciler replays the
+    api's request: the user is approved, and settle's copy of the decision follows."""
     api = f"http://127.0.0.1:{stack.layout.function_port(stack.topology, 'api')}"
     _, near_name = close_variant_of_a_listed_individual(real_lists())
     user_id = register(api, registration(near_name))["user_id"]
@@ -334,8 +334,14 @@ def test_a_reviewers_decision_lost_on_its_way_is_applied(stack, bus, owner_engin
         reply = requests.post(f"{api}/users/{user_id}/compliance/reviews", timeout=10, headers=as_caller(ANALYST),
                               json={"hit_id": hit["hit_id"], "action": "dismiss"})
         assert reply.status_code == 202, reply.text
+        # The client retries (its answer was lost, say): the same request, answered as it was first accepted.
+        again = requests.post(f"{api}/users/{user_id}/compliance/reviews", timeout=10, headers=as_caller(ANALYST),
+                              json={"hit_id": hit["hit_id"], "action": "dismiss"})
+        assert again.status_code == 202 and again.json() == reply.json(), again.text
         event_id = f"ComplianceReviewRequested:{reply.json()['review_id']}"
         assert _swallow(bus, subscription, event_id)
+        assert len(_rows(owner_engine, "SELECT 1 FROM identity.outbox WHERE envelope->'payload'->>'user_id' = :u "
+                                       "AND topic = 'compliance.reviews.v1'", u=user_id)) == 1
     finally:
         _modify_push_config(stack.admin, subscription, push)
     time.sleep(PAST_GRACE_SECONDS)
