@@ -104,21 +104,22 @@ _STATUSES_DIFFER = text(
 
 # Users whose latest decision settle holds (same decision and sequence, decided before the grace period) over
 # other wallets than the subject's: a wallet missing from settle's copy, or one too many; with both sets.
-# Compared as sets of (user, wallet) rows over all such users, then the few that differ are read.
+# Every user's (user, wallet) rows are compared in one hash join, and only the few users that differ are then
+# matched to their decisions: restricting both sides to the users whose decisions match first made the
+# database build that set twice (0.86 s at 100k users, against 0.3 s).
 _WALLETS_DIFFER = text(
-    "WITH matched AS (SELECT s.user_id, s.wallet_addresses FROM compliance.subjects s "
-    "JOIN settlement.compliance_statuses c ON c.user_id = s.user_id AND c.sequence = s.result_sequence "
-    "AND c.decision = s.decision WHERE s.updated_at < now() - make_interval(secs => :grace)), "
-    "source AS (SELECT m.user_id, w.wallet FROM matched m "
-    "CROSS JOIN LATERAL jsonb_array_elements_text(m.wallet_addresses) AS w(wallet)), "
-    "held AS (SELECT h.user_id, h.wallet FROM settlement.compliance_wallets h JOIN matched m USING (user_id)), "
-    "differing AS (SELECT DISTINCT coalesce(source.user_id, held.user_id) AS user_id FROM source "
-    "FULL JOIN held ON held.user_id = source.user_id AND held.wallet = source.wallet "
-    "WHERE source.user_id IS NULL OR held.user_id IS NULL ORDER BY 1 LIMIT :limit) "
-    "SELECT d.user_id, s.result_sequence, "
+    "WITH source AS (SELECT s.user_id, w.wallet FROM compliance.subjects s "
+    "CROSS JOIN LATERAL jsonb_array_elements_text(s.wallet_addresses) AS w(wallet)), "
+    "differing AS (SELECT DISTINCT coalesce(source.user_id, h.user_id) AS user_id FROM source "
+    "FULL JOIN settlement.compliance_wallets h ON h.user_id = source.user_id AND h.wallet = source.wallet "
+    "WHERE source.user_id IS NULL OR h.user_id IS NULL) "
+    "SELECT s.user_id, s.result_sequence, "
     "ARRAY(SELECT w FROM jsonb_array_elements_text(s.wallet_addresses) AS w ORDER BY w) AS wallets, "
-    "ARRAY(SELECT h.wallet FROM settlement.compliance_wallets h WHERE h.user_id = d.user_id ORDER BY h.wallet) "
-    "AS held_wallets FROM differing d JOIN compliance.subjects s USING (user_id) ORDER BY d.user_id")
+    "ARRAY(SELECT h.wallet FROM settlement.compliance_wallets h WHERE h.user_id = s.user_id ORDER BY h.wallet) "
+    "AS held_wallets FROM differing d JOIN compliance.subjects s USING (user_id) "
+    "JOIN settlement.compliance_statuses c ON c.user_id = s.user_id AND c.sequence = s.result_sequence "
+    "AND c.decision = s.decision WHERE s.updated_at < now() - make_interval(secs => :grace) "
+    "ORDER BY s.user_id LIMIT :limit")
 
 # A published event in a domain's outbox, by its id (the outbox's unique dedupe_key).
 _PUBLISHED_EVENT = ("SELECT topic, envelope, attributes FROM {schema}.outbox WHERE dedupe_key = :dedupe_key "
