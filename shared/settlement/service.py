@@ -64,21 +64,21 @@ _UPDATE_ESCROW = (update(escrows)
 _RECORD_TRANSITION = insert(transitions).on_conflict_do_nothing(index_elements=["dedupe_key"])
 _RECORD_LATE_EVENT = insert(late_events).on_conflict_do_nothing(index_elements=["dedupe_key"])
 
-# For an event at or before an escrow's last change: the escrow's live forward steps just before and just
-# after the event's chain position (reverted ones and the undo rows of a reorganisation left out), and
-# whether its position is taken: by a step (the event's own, replayed, or another fork's log) or by another
-# log's late event.
-_LIVE_STEP = (f"SELECT to_state FROM {SCHEMA}.transitions WHERE chain_id = :chain_id AND contract = :contract "
-              "AND escrow_id = :escrow_id AND reverted_at IS NULL AND reverts_event_id IS NULL AND ")
+# For an event at or before an escrow's last change: the escrow's history around the event's chain position,
+# its live forward steps (reverted ones and a reorganisation's undo rows left out) and the late events
+# recorded so far (but the event's own, on a redelivery): the nearest before and after it, and whether
+# another log holds its position (two logs of one escrow at one position are from two forks).
 _STEPS_AROUND = text(
-    f"SELECT ({_LIVE_STEP} (block_number, log_index) < (:block_number, :log_index) "
+    f"WITH history AS (SELECT block_number, log_index, to_state FROM {SCHEMA}.transitions "
+    "WHERE chain_id = :chain_id AND contract = :contract AND escrow_id = :escrow_id AND reverted_at IS NULL "
+    f"AND reverts_event_id IS NULL UNION ALL SELECT block_number, log_index, to_state FROM {SCHEMA}.late_events "
+    "WHERE chain_id = :chain_id AND contract = :contract AND escrow_id = :escrow_id AND reverted_at IS NULL "
+    "AND dedupe_key <> :dedupe_key) "
+    "SELECT (SELECT to_state FROM history WHERE (block_number, log_index) < (:block_number, :log_index) "
     "ORDER BY block_number DESC, log_index DESC LIMIT 1) AS before, "
-    f"({_LIVE_STEP} (block_number, log_index) > (:block_number, :log_index) "
+    "(SELECT to_state FROM history WHERE (block_number, log_index) > (:block_number, :log_index) "
     "ORDER BY block_number, log_index LIMIT 1) AS after, "
-    f"EXISTS ({_LIVE_STEP} (block_number, log_index) = (:block_number, :log_index)) "
-    f"OR EXISTS (SELECT 1 FROM {SCHEMA}.late_events WHERE chain_id = :chain_id AND contract = :contract "
-    "AND escrow_id = :escrow_id AND block_number = :block_number AND log_index = :log_index "
-    "AND dedupe_key <> :dedupe_key AND reverted_at IS NULL) AS occupied")
+    "EXISTS (SELECT 1 FROM history WHERE (block_number, log_index) = (:block_number, :log_index)) AS occupied")
 
 
 class Settlement:
@@ -142,9 +142,9 @@ def apply_settlement_event(conn: Connection, envelope: Envelope) -> Outgoing:
 
 def _record_if_late(conn: Connection, key: dict, envelope: Envelope, position: tuple[int, int],
                     target: EscrowState) -> None:
-    """An event at or before the escrow's last change: recorded in its history when it fits between the
-    live steps recorded before and after its position (an approval pushed after the refund); otherwise
-    (a replay of an applied event, another fork's leftover) nothing to do."""
+    """An event at or before the escrow's last change: recorded in its history when it fits between what the
+    history holds before and after its position (an approval pushed after the refund); otherwise (a replay
+    of an applied event, another fork's leftover) nothing to do."""
     found = conn.execute(_STEPS_AROUND, {**key, "dedupe_key": envelope.dedupe_key, "block_number": position[0],
                                          "log_index": position[1]}).one()
     before = EscrowState(found.before) if found.before else None

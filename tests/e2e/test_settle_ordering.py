@@ -97,8 +97,8 @@ def test_an_approval_pushed_after_the_refund_completes_the_history_without_chang
     """created@10, then refunded@13 (legal from created), then the approval@11 the chain made between them:
     the state stays refunded and nothing is published for it, but the escrow's history holds the approval.
     A completion@12 cannot stand between the approval and the refund, nor an approval at the refund's own
-    position (both another fork's leftovers): only logged. A replay of an applied event is not late. The
-    approval's log orphaned later leaves the history, marked reverted."""
+    position, nor a second approval after the late one (all another fork's leftovers): only logged. A replay
+    of an applied event is not late. The approval's log orphaned later leaves the history, marked reverted."""
     escrow_id = new_escrow_id()
     changes = bus.pull_subscription("settlement.escrows.v1")
     created = chain_event("EscrowCreated", escrow_id, block_number=10)
@@ -109,12 +109,14 @@ def test_an_approval_pushed_after_the_refund_completes_the_history_without_chang
     approved = chain_event("EscrowApproved", escrow_id, block_number=11)
     leftover = chain_event("EscrowCompleted", escrow_id, block_number=12)
     same_spot = chain_event("EscrowApproved", escrow_id, block_number=13)  # the refund's position, another log
-    for event in (approved, leftover, same_spot):
+    second = chain_event("EscrowApproved", escrow_id, block_number=12, log_index=1)  # an approval after the late one
+    bus.publish("settlement.events.v1", body(approved))
+    wait_for(lambda: _late_events(owner_engine, escrow_id), "the approval recorded late")
+    for event in (leftover, same_spot, second):
         bus.publish("settlement.events.v1", body(event))
     bus.publish("settlement.events.v1", body(created), replay="reconcile")
-    for event in (leftover, same_spot):
+    for event in (leftover, same_spot, second):
         wait_for(lambda e=event: _inbox_outcome(owner_engine, e["event_id"]) == "applied", "leftover consumed")
-    wait_for(lambda: _late_events(owner_engine, escrow_id), "the approval recorded late")
     time.sleep(1)  # the replay too
     row = _escrow(owner_engine, escrow_id)
     assert (row.state, row.sequence, row.last_block) == ("refunded", 2, 13)

@@ -3,9 +3,9 @@
 Pub/Sub may push an escrow's approval after its refund. Both `created -> refunded` and
 `created -> approved -> refunded` are legal, so settle applies the refund and the state is right; the
 approval then changes nothing. Before, it was only logged, and the escrow's history (its transitions)
-lacked a step the chain holds. Such an event is now recorded here when it fits the history between the
-transitions recorded before and after its position; an event that cannot fit there (another fork's
-leftover) is still only logged. Its log orphaned later, the row is marked reverted, as a transition is.
+lacked a step the chain holds. Such an event is now recorded here when it fits the escrow's history (its
+live transitions and the late events before it) around its position; an event that cannot fit there
+(another fork's leftover) is still only logged. Its log orphaned later, the row is marked reverted, as a transition is.
 
 Revision ID: 0023
 Revises: 0022
