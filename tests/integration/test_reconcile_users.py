@@ -120,6 +120,9 @@ DRIFTS = {
     "settle holds an extra wallet": (
         "INSERT INTO settlement.compliance_wallets (wallet, user_id) VALUES ('0x' || repeat('E', 40), :u)",
         COMPLIANCE_WALLETS_DIFFER, {"wallets": [":w", "0x" + "E" * 40]}, "result"),
+    "the subject's wallets unreadable (a hand edit)": (
+        "UPDATE compliance.subjects SET wallet_addresses = '{\"0x\": 1}' WHERE user_id = :u",
+        COMPLIANCE_WALLETS_DIFFER, {"wallets": [":w"]}, None),
     "settle lost a wallet, result pruned": (
         "DELETE FROM settlement.compliance_wallets WHERE user_id = :u; "
         "DELETE FROM compliance.outbox WHERE dedupe_key = :result",
@@ -177,10 +180,14 @@ def users(owner_engine):
         _execute(conn, "DELETE FROM notify.contact_wallets WHERE user_id = 'someone-else'")
 
 
-def _wallet_of(database, user_id: str) -> str:
+def _wallet_of(database, user_id: str, *, held: bool = False) -> str | None:
+    """The user's one wallet: as identity registered it (`held`), or as the subject lists it (None if it
+    lists it unreadably)."""
+    sql = ("SELECT wallet FROM identity.wallet_owners WHERE user_id = :u" if held else
+           "SELECT CASE jsonb_typeof(wallet_addresses) WHEN 'array' THEN wallet_addresses->>0 END "
+           "FROM compliance.subjects WHERE user_id = :u")
     with engine_as(database, "fn_reconcile") as engine, engine.connect() as conn:
-        return conn.execute(sqlalchemy.text("SELECT jsonb_array_elements_text(wallet_addresses) FROM "
-                                            "compliance.subjects WHERE user_id = :u"), {"u": user_id}).scalar_one()
+        return conn.execute(sqlalchemy.text(sql), {"u": user_id}).scalar_one()
 
 
 def _found(database, prefix: str) -> tuple[dict, dict, list]:
@@ -209,8 +216,9 @@ def test_each_drifting_copy_is_found_with_its_evidence_and_repaired_from_its_sou
             assert drift.replica is None, name
         elif kind == COMPLIANCE_WALLETS_DIFFER:  # ":w" stands for the user's own wallet
             wallet = _wallet_of(database, drifting[name])
-            assert drift.source == {"wallets": [wallet]}, name
-            assert drift.replica == {"wallets": sorted(wallet if w == ":w" else w for w in evidence["wallets"])}, name
+            assert drift.source == {"wallets": [wallet] if wallet else None}, name
+            assert drift.replica == {"wallets": sorted(_wallet_of(database, drifting[name], held=True) if w == ":w"
+                                                       else w for w in evidence["wallets"])}, name
         else:
             assert {k: drift.replica[k] for k in evidence} == evidence, name
         if kind == CONTACT_MISSING and evidence["contact"]:
