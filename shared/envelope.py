@@ -19,7 +19,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel
 
@@ -88,13 +88,17 @@ class Envelope:
         """The payload as its typed model (shared/events.py): what handlers read, attribute by attribute.
 
         Consumers validated and canonicalised the payload on the way in, so this cannot fail for a
-        consumed event; an envelope built by hand is held to the same model.
+        consumed event; an envelope built by hand is held to the same model. Validated once per model:
+        a handler reads it in several places (settle's one event: three).
         """
-        try:
-            return model.model_validate(self.payload)
-        except ValueError as exc:
-            raise InvalidEvent(f"{self.event_type}: payload is not a {model.__name__}",
-                               event_id=self.event_id) from exc
+        models = self.__dict__.setdefault("_typed_payloads", {})
+        if model not in models:
+            try:
+                models[model] = model.model_validate(self.payload)
+            except ValueError as exc:
+                raise InvalidEvent(f"{self.event_type}: payload is not a {model.__name__}",
+                                   event_id=self.event_id) from exc
+        return cast(Model, models[model])
 
     def to_json(self) -> dict[str, Any]:
         """The envelope as a JSON-ready dict."""

@@ -4,14 +4,12 @@ import functions_framework
 
 from shared.db import rides_out_database_outages
 from shared.logs import configure_logging
-from shared.messaging.consumer import Consumer
 from shared.settings import Settings
-from shared.settlement.service import Settlement
-from shared.settlement.tables import SCHEMA
+from shared.settlement.service import settle_consumer
 
 configure_logging()
 SETTINGS = Settings.from_env()
-CONSUMER = Consumer("settle", SCHEMA, SETTINGS, Settlement().handle, replayable=True)
+CONSUMER = settle_consumer(SETTINGS)
 
 
 @functions_framework.cloud_event

@@ -184,8 +184,12 @@ def publish_staged(conn: Connection, schema: str, project_id: str, timeout: floa
         except PublishFailed:
             _hand_back(conn, schema, [s.id for s in staged[start:]])
             raise
-        execute_autocommitted(conn, _MARK_STILL_UNPUBLISHED.format(schema=schema),
-                              sent_pairs([s.id for s in round_], message_ids))
+        if len(round_) == 1:  # a consumer's one event: its row by its key
+            execute_autocommitted(conn, _MARK_ONE_STILL_UNPUBLISHED.format(schema=schema),
+                                  (message_ids[0], round_[0].id))
+        else:
+            execute_autocommitted(conn, _MARK_STILL_UNPUBLISHED.format(schema=schema),
+                                  sent_pairs([s.id for s in round_], message_ids))
     if staged:
         log.info("published outbox rows", extra={"schema": schema, "count": len(staged)})
     return len(staged)
@@ -202,6 +206,15 @@ def _hand_back(conn: Connection, schema: str, ids: list[int]) -> None:
 
 
 # Records what was sent; a row another publisher recorded first keeps its message id.
+# One row by its key: always an index lookup. The plan of the many-row form below, prepared once per
+# connection, may be made while the outbox is empty (a new database): a hash join over every unpublished
+# row, dead index entries included until a vacuum. settle's one row marked that way took 0.89 ms in a
+# fresh stack's first minute (0.25 ms once autovacuum had analyzed the table), and 8 ms with 20,000 rows
+# unpublished; this form 0.30 ms in the fresh stack.
+_MARK_ONE_STILL_UNPUBLISHED = (
+    "UPDATE {schema}.outbox SET published_at = now(), message_id = %s, publishing_until = NULL "
+    "WHERE id = %s AND published_at IS NULL"
+)
 _MARK_STILL_UNPUBLISHED = (
     "UPDATE {schema}.outbox AS o SET published_at = now(), message_id = sent.message_id, publishing_until = NULL "
     f"FROM {SENT_PAIRS.format(keys='%s', message_ids='%s')} "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, text, update
@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
 from shared import topics
+from shared.db import execute_autocommitted
 from shared.envelope import Envelope
 from shared.errors import AwaitingPrerequisite, IllegalTransition
 from shared.events import (
@@ -27,7 +28,8 @@ from shared.events import (
     EscrowCreatedV1,
     EscrowLog,
 )
-from shared.messaging.consumer import Outgoing
+from shared.messaging.consumer import Consumer, OneStatement, Outgoing
+from shared.settings import Settings
 from shared.settlement.holds import apply_compliance_result
 from shared.settlement.states import (
     TARGET_STATE,
@@ -41,6 +43,8 @@ from shared.settlement.tables import SCHEMA, escrows, late_events, orphaned_logs
 
 log = logging.getLogger(__name__)
 
+# The places of an escrow's obligation_usd column (NUMERIC(38, 8)).
+USD_PLACES = Decimal("1E-8")
 # Position of an escrow that has no live transition (voided).
 NO_POSITION = (-1, -1)
 
@@ -92,6 +96,12 @@ class Settlement:
         return apply_settlement_event(conn, envelope)
 
 
+def settle_consumer(settings: Settings, name: str = "settle") -> Consumer:
+    """settle's consumer as the function runs it: contract events and compliance results, each applied once,
+    the common contract events in one statement (`apply_at_once`); replayable for the reconciler."""
+    return Consumer(name, SCHEMA, settings, Settlement().handle, replayable=True, at_once=apply_at_once)
+
+
 def apply_settlement_event(conn: Connection, envelope: Envelope) -> Outgoing:
     """Apply one event from settlement.events.v1 and return the state changes to publish."""
     chain_log = _chain_log(envelope)
@@ -124,20 +134,97 @@ def apply_settlement_event(conn: Connection, envelope: Envelope) -> Outgoing:
                 f"{envelope.event_type} must wait for the transitions before it"
             ) from None
         raise
-    sequence = (escrow["sequence"] if escrow else 0) + 1
-    occurred_at = datetime.fromisoformat(envelope.occurred_at)
-    change = {"state": new_state.value, "sequence": sequence, "last_block": position[0],
-              "last_log_index": position[1], "updated_at": occurred_at}
+    change = _change(envelope, new_state, (escrow["sequence"] if escrow else 0) + 1, position)
     if target is EscrowState.CREATED:
         updated = _write_terms(conn, key, envelope, escrow, change)
     else:
         updated = conn.execute(_UPDATE_ESCROW, {**_key_parameters(key), **change}).mappings().one()
     # A replay (the reconciler restoring a lost escrow row) finds its transition still recorded.
-    conn.execute(_RECORD_TRANSITION, {
-        **key, "sequence": sequence, "from_state": current.value if current else None, "to_state": new_state.value,
-        "event_id": envelope.event_id, "dedupe_key": envelope.dedupe_key, "block_number": position[0],
-        "log_index": position[1], "occurred_at": occurred_at})
+    conn.execute(_RECORD_TRANSITION, _transition(key, envelope, current, change))
     return [_state_changed(updated, envelope, current, reverted=False)]
+
+
+# settle's one-statement path (apply_at_once). The escrow's columns, and its transition's, in the order of the
+# rows `_creation_values` and `_transition_values` give.
+_ESCROW_COLUMNS = ("chain_id", "contract", "escrow_id", "depositor", "beneficiary", "asset", "amount",
+                   "obligation_usd", "deadline", "created_event_id", "created_block", "created_tx", "created_at",
+                   "state", "sequence", "last_block", "last_log_index", "updated_at")
+_TRANSITION_COLUMNS = ("chain_id", "contract", "escrow_id", "sequence", "from_state", "to_state", "event_id",
+                       "dedupe_key", "block_number", "log_index", "occurred_at")
+_NOT_ORPHANED = f"NOT EXISTS (SELECT 1 FROM {SCHEMA}.orphaned_logs WHERE dedupe_key = %s)"
+_RECORD_TRANSITION_OF_ESCROW = (
+    f"transition AS (INSERT INTO {SCHEMA}.transitions ({', '.join(_TRANSITION_COLUMNS)}) "
+    f"SELECT {', '.join(['%s'] * len(_TRANSITION_COLUMNS))} FROM escrow ON CONFLICT (dedupe_key) DO NOTHING), "
+    "effect AS (SELECT 1 FROM escrow)")
+# A new escrow: written unless its id is taken (any row: a repeat, a reused id, a voided escrow) or its log
+# was orphaned before it arrived.
+_CREATE_AT_ONCE = (
+    f"escrow AS (INSERT INTO {SCHEMA}.escrows ({', '.join(_ESCROW_COLUMNS)}, recorded_at) "
+    f"SELECT {', '.join(['%s'] * len(_ESCROW_COLUMNS))}, now() WHERE {_NOT_ORPHANED} "
+    "ON CONFLICT (chain_id, contract, escrow_id) DO NOTHING RETURNING 1), " + _RECORD_TRANSITION_OF_ESCROW)
+# The next step of an escrow read just before: written only while the escrow is as read (its sequence and
+# state: every change of the row moves its sequence), and its log not orphaned.
+_STEP_AT_ONCE = (
+    f"escrow AS (UPDATE {SCHEMA}.escrows SET state = %s, sequence = %s, last_block = %s, last_log_index = %s, "
+    "updated_at = %s, recorded_at = now() WHERE chain_id = %s AND contract = %s AND escrow_id = %s "
+    f"AND sequence = %s AND state = %s AND {_NOT_ORPHANED} RETURNING 1), " + _RECORD_TRANSITION_OF_ESCROW)
+_READ_ESCROW = f"SELECT * FROM {SCHEMA}.escrows WHERE chain_id = %s AND contract = %s AND escrow_id = %s"
+
+
+def apply_at_once(conn: Connection, envelope: Envelope) -> OneStatement | None:
+    """settle's one-statement path (shared/messaging/consumer.py), for the common case: a new escrow's
+    creation, or the next forward step of an escrow as read just now. It decides with the same state
+    machine and writes the same rows and the same state change as `apply_settlement_event`; everything
+    else (a removal, a compliance result, an event at or before the escrow's last change, one that must
+    wait, a reused or voided id, an orphaned log) is left to that path, in a transaction: None here, or a
+    statement that applies nothing."""
+    target = TARGET_STATE.get(envelope.event_type)
+    if target is None:
+        return None
+    chain_log = _chain_log(envelope)
+    if chain_log.removed:
+        return None
+    key = _escrow_key(chain_log)
+    position = (chain_log.block_number, chain_log.log_index)
+    if target is EscrowState.CREATED:
+        change = _change(envelope, EscrowState.CREATED, 1, position)
+        escrow = {**key, **_terms(envelope), **change}
+        clauses = _CREATE_AT_ONCE
+        params: tuple = (*(escrow[column] for column in _ESCROW_COLUMNS), envelope.dedupe_key)
+        current = None
+    else:
+        found = execute_autocommitted(conn, _READ_ESCROW, tuple(key.values()))
+        if not found:
+            return None
+        current = EscrowState(found[0]["state"])
+        if current is EscrowState.VOIDED or position <= (found[0]["last_block"], found[0]["last_log_index"]):
+            return None
+        try:
+            new_state = apply_transition(current, target, event_id=envelope.event_id)
+        except IllegalTransition:
+            return None
+        change = _change(envelope, new_state, found[0]["sequence"] + 1, position)
+        escrow = {**found[0], **change}
+        clauses = _STEP_AT_ONCE
+        params = (change["state"], change["sequence"], change["last_block"], change["last_log_index"],
+                  change["updated_at"], *key.values(), found[0]["sequence"], current.value, envelope.dedupe_key)
+    transition = _transition(key, envelope, current, change)
+    return OneStatement(clauses, (*params, *(transition[column] for column in _TRANSITION_COLUMNS)),
+                        [_state_changed(escrow, envelope, current, reverted=False)])
+
+
+def _change(envelope: Envelope, new_state: EscrowState, sequence: int, position: tuple[int, int]) -> dict:
+    """The escrow columns an event's transition sets."""
+    return {"state": new_state.value, "sequence": sequence, "last_block": position[0],
+            "last_log_index": position[1], "updated_at": datetime.fromisoformat(envelope.occurred_at)}
+
+
+def _transition(key: dict, envelope: Envelope, current: EscrowState | None, change: dict) -> dict:
+    """The transition row of an event that made `change`."""
+    return {**key, "sequence": change["sequence"], "from_state": current.value if current else None,
+            "to_state": change["state"], "event_id": envelope.event_id, "dedupe_key": envelope.dedupe_key,
+            "block_number": change["last_block"], "log_index": change["last_log_index"],
+            "occurred_at": change["updated_at"]}
 
 
 def _record_if_late(conn: Connection, key: dict, envelope: Envelope, position: tuple[int, int],
@@ -205,19 +292,26 @@ def _undo_orphaned_log(conn: Connection, removal: Envelope) -> Outgoing:
 def _write_terms(conn: Connection, key: dict, envelope: Envelope, existing: Any, change: dict) -> Any:
     """Insert the escrow with its terms and the `change` (or rewrite them when a voided escrow is created
     again), in one statement; returns the row as written."""
-    p = envelope.typed(EscrowCreatedV1)
-    occurred_at = datetime.fromisoformat(envelope.occurred_at)
-    terms = {
-        "depositor": p.depositor, "beneficiary": p.beneficiary, "asset": p.asset,
-        "amount": Decimal(p.amount), "obligation_usd": Decimal(p.obligation_usd),
-        "deadline": datetime.fromtimestamp(p.deadline, UTC), "created_event_id": envelope.event_id,
-        "created_block": p.block_number, "created_tx": p.tx_hash, "created_at": occurred_at,
-    }
+    terms = _terms(envelope)
     if existing is None:
         written = conn.execute(_INSERT_ESCROW, {**key, **terms, **change})
     else:
         written = conn.execute(_UPDATE_ESCROW, {**_key_parameters(key), **terms, **change})
     return written.mappings().one()
+
+
+def _terms(creation: Envelope) -> dict:
+    """The escrow columns an EscrowCreated sets once, as the columns hold them: the obligation rounded to its
+    column's 8 places as PostgreSQL rounds (half away from zero), so the state change built from these
+    values says what the row says."""
+    p = creation.typed(EscrowCreatedV1)
+    return {
+        "depositor": p.depositor, "beneficiary": p.beneficiary, "asset": p.asset,
+        "amount": Decimal(p.amount), "obligation_usd": Decimal(p.obligation_usd).quantize(USD_PLACES, ROUND_HALF_UP),
+        "deadline": datetime.fromtimestamp(p.deadline, UTC), "created_event_id": creation.event_id,
+        "created_block": p.block_number, "created_tx": p.tx_hash,
+        "created_at": datetime.fromisoformat(creation.occurred_at),
+    }
 
 
 def _state_changed(escrow: Any, cause: Envelope, previous: EscrowState | None,

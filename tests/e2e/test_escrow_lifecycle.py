@@ -80,3 +80,22 @@ def test_lifecycles_of_several_escrows_including_refunds(stack, bus, owner_engin
         # One correlation id per escrow, its creation log's; each change is caused by its own chain log.
         assert {c["correlation_id"] for c in escrow_changes} == {escrow_changes[0]["causation_id"]}
         assert all(c["causation_id"].startswith("31337:0x") for c in escrow_changes)
+
+    # settle applied each log once; a creation by its one statement (a later step too, unless it reached
+    # settle before the step it follows: it then waits, and whichever path finds the escrow ready applies it).
+    event_ids = {json.loads(m.data)["event_id"] for m in logs}
+    applied = _applied_by(stack, event_ids)
+    assert {event_id: len(ways) for event_id, ways in applied.items()} == dict.fromkeys(event_ids, 1)
+    creations = {json.loads(m.data)["event_id"] for m in logs if json.loads(m.data)["event_type"] == "EscrowCreated"}
+    assert len(creations) == 3 and all(applied[event_id] == ["one statement"] for event_id in creations)
+
+
+def _applied_by(stack, event_ids: set[str]) -> dict[str, list[str]]:
+    """event id -> how settle applied it, one entry per "event applied" line it logged."""
+    applied: dict[str, list[str]] = {}
+    for line in (stack.layout.logs / "settle.log").read_text(errors="replace").splitlines():
+        if '"event applied"' in line:
+            record = json.loads(line)
+            if record["event_id"] in event_ids:
+                applied.setdefault(record["event_id"], []).append(record.get("applied_by"))
+    return applied
