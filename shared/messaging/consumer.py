@@ -239,18 +239,17 @@ class Consumer:
             return None
         try:
             plan = self.at_once(conn, envelope)
-        except PermanentError:  # the transaction path records the rejection
-            return None
-        if plan is None:
-            return None
-        events: list[tuple[Envelope, dict[str, str]]] = [(event, {}) for _, event in plan.outgoing]
-        rows = [{**row, "topic": topic}
-                for row, (topic, _) in zip(outbox.staging_rows(events), plan.outgoing, strict=True)]
-        try:
+            if plan is None:
+                return None
+            events: list[tuple[Envelope, dict[str, str]]] = [(event, {}) for _, event in plan.outgoing]
+            rows = [{**row, "topic": topic}
+                    for row, (topic, _) in zip(outbox.staging_rows(events), plan.outgoing, strict=True)]
             written = execute_autocommitted(conn, _CLAIM_AND_STAGE.format(clauses=plan.clauses, schema=self.schema), (
                 *plan.params, self.name, envelope.dedupe_key, envelope.event_id, envelope.event_type, APPLIED,
                 outbox.lease_seconds(len(rows), self.settings.publish_timeout_seconds),
                 outbox.rows_with_envelopes(rows, [event for event, _ in events])))
+        except PermanentError:  # the transaction path records the rejection
+            return None
         except Exception as exc:
             if not server_answered(exc):
                 raise

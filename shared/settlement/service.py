@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, text, update
@@ -43,8 +43,10 @@ from shared.settlement.tables import SCHEMA, escrows, late_events, orphaned_logs
 
 log = logging.getLogger(__name__)
 
-# The places of an escrow's obligation_usd column (NUMERIC(38, 8)).
+# The places of an escrow's obligation_usd column (NUMERIC(38, 8)), and a context wide enough to round any
+# obligation the events allow to them (Python's default one holds 28 digits).
 USD_PLACES = Decimal("1E-8")
+USD_ROUNDING = Context(prec=80, rounding=ROUND_HALF_UP)
 # Position of an escrow that has no live transition (voided).
 NO_POSITION = (-1, -1)
 
@@ -144,8 +146,8 @@ def apply_settlement_event(conn: Connection, envelope: Envelope) -> Outgoing:
     return [_state_changed(updated, envelope, current, reverted=False)]
 
 
-# settle's one-statement path (apply_at_once). The escrow's columns, and its transition's, in the order of the
-# rows `_creation_values` and `_transition_values` give.
+# settle's one-statement path (apply_at_once). The escrow's columns and its transition's, in the order the
+# statements below take their values.
 _ESCROW_COLUMNS = ("chain_id", "contract", "escrow_id", "depositor", "beneficiary", "asset", "amount",
                    "obligation_usd", "deadline", "created_event_id", "created_block", "created_tx", "created_at",
                    "state", "sequence", "last_block", "last_log_index", "updated_at")
@@ -307,7 +309,8 @@ def _terms(creation: Envelope) -> dict:
     p = creation.typed(EscrowCreatedV1)
     return {
         "depositor": p.depositor, "beneficiary": p.beneficiary, "asset": p.asset,
-        "amount": Decimal(p.amount), "obligation_usd": Decimal(p.obligation_usd).quantize(USD_PLACES, ROUND_HALF_UP),
+        "amount": Decimal(p.amount),
+        "obligation_usd": Decimal(p.obligation_usd).quantize(USD_PLACES, context=USD_ROUNDING),
         "deadline": datetime.fromtimestamp(p.deadline, UTC), "created_event_id": creation.event_id,
         "created_block": p.block_number, "created_tx": p.tx_hash,
         "created_at": datetime.fromisoformat(creation.occurred_at),

@@ -123,7 +123,10 @@ def test_a_function_killed_mid_request_finishes_on_redelivery(stack, bus, owner_
     locker = owner_engine.connect()
     transaction = locker.begin()
     try:
-        # Hold settle's table, so its request stops mid-transaction, then kill it there.
+        # Hold settle's table, so its request stops mid-statement, then kill it there. A transaction dies with
+        # its client; a creation's one autocommitted statement goes on without it, commits its escrow with
+        # the state change leased to the dead delivery, and the redelivery publishes that once the lease
+        # ends (2 x PUBLISH_TIMEOUT_SECONDS). Either way: applied once, published once.
         locker.execute(sqlalchemy.text("LOCK TABLE settlement.escrows IN ACCESS EXCLUSIVE MODE"))
         bus.publish("settlement.events.v1", body(document))
         wait_for(lambda: _count(owner_engine, "SELECT count(*) FROM pg_stat_activity WHERE usename = 'fn_settle' "
@@ -138,7 +141,8 @@ def test_a_function_killed_mid_request_finishes_on_redelivery(stack, bus, owner_
     wait_for(lambda: _count(owner_engine, escrow, i=document["payload"]["escrow_id"]) == 1,
              "the escrow applied on redelivery", timeout=60)
     published = envelopes(bus.pull(changes, until=lambda ms: any(
-        json.loads(m.data)["payload"]["escrow_id"] == document["payload"]["escrow_id"] for m in ms), settle=3.0))
+        json.loads(m.data)["payload"]["escrow_id"] == document["payload"]["escrow_id"] for m in ms),
+        timeout=60, settle=3.0))
     assert [e["payload"]["escrow_id"] for e in published].count(document["payload"]["escrow_id"]) == 1
     assert _count(owner_engine, "SELECT count(*) FROM settlement.inbox WHERE event_id = :e",
                   e=document["event_id"]) == 1

@@ -95,6 +95,8 @@ LIFECYCLES = {
     # 9 places: the column keeps 8, rounding half away from zero, and the state change must say the same.
     "created, obligation past the column's places": (["EscrowCreated"], {"obligation_usd": "1234.567890125"}),
     "created, no obligation": (["EscrowCreated"], {"obligation_usd": "0"}),
+    # More digits than Python's default decimal context holds (28).
+    "created, a large obligation": (["EscrowCreated"], {"obligation_usd": "123456789012345678901234.567890125"}),
     "approved and completed": (["EscrowCreated", "EscrowApproved", "EscrowCompleted"], {}),
     "refunded": (["EscrowCreated", "EscrowRefunded"], {}),
     "approved, then refunded": (["EscrowCreated", "EscrowApproved", "EscrowRefunded"], {}),
