@@ -116,33 +116,43 @@ def test_a_sixty_second_database_outage_mid_burst_loses_nothing_and_dead_letters
 
 
 def test_a_function_killed_mid_request_finishes_on_redelivery(stack, bus, owner_engine):
+    """settle's request is held on a lock and killed there. A transaction dies with its client; a creation's
+    one autocommitted statement goes on without it and commits, its state change leased to the dead
+    delivery, as if the instance had died between its commit and its publish. Pub/Sub pushes the event
+    again: the copy is answered 503 while the lease holds (2 x PUBLISH_TIMEOUT_SECONDS), then publishes
+    the state change. Either way: applied once, published once."""
     settle = stack.topology.function("settle")
-    state = stack.layout.read_state()
+    address = stack.layout.read_state()["escrow_address"]
+    port = stack.layout.base_port + 52
+    topic = bus.own_topic()
     document = unique_escrow_created()
     changes = bus.pull_subscription("settlement.escrows.v1")
+    doomed = stack.start_function(settle, None, address, port=port, instance="settle-killed-mid-request",
+                                  env_overrides={"PUBLISH_TIMEOUT_SECONDS": "2"})
+    # Its own subscription: the local stack's redelivers within a second and would dead-letter the copy
+    # after 10 attempts, inside the lease (production's backs off from 10 s: shared/topology.yaml).
+    bus.push_subscription(topic, f"http://127.0.0.1:{port}/", topic + ".dlq", max_attempts=100)
     locker = owner_engine.connect()
     transaction = locker.begin()
     try:
-        # Hold settle's table, so its request stops mid-statement, then kill it there. A transaction dies with
-        # its client; a creation's one autocommitted statement goes on without it, commits its escrow with
-        # the state change leased to the dead delivery, and the redelivery publishes that once the lease
-        # ends (2 x PUBLISH_TIMEOUT_SECONDS). Either way: applied once, published once.
         locker.execute(sqlalchemy.text("LOCK TABLE settlement.escrows IN ACCESS EXCLUSIVE MODE"))
-        bus.publish("settlement.events.v1", body(document))
+        bus.publish(topic, body(document))
         wait_for(lambda: _count(owner_engine, "SELECT count(*) FROM pg_stat_activity WHERE usename = 'fn_settle' "
                                               "AND wait_event_type = 'Lock'"), "settle blocked mid-request")
-        os.killpg(state["functions"]["settle"], signal.SIGKILL)
+        os.killpg(doomed, signal.SIGKILL)
     finally:
         transaction.rollback()
         locker.close()
-    state["functions"]["settle"] = stack.start_function(settle, None, state["escrow_address"])
-    stack.layout.write_state(state)
-    escrow = "SELECT count(*) FROM settlement.escrows WHERE escrow_id = :i"
-    wait_for(lambda: _count(owner_engine, escrow, i=document["payload"]["escrow_id"]) == 1,
-             "the escrow applied on redelivery", timeout=60)
-    published = envelopes(bus.pull(changes, until=lambda ms: any(
-        json.loads(m.data)["payload"]["escrow_id"] == document["payload"]["escrow_id"] for m in ms),
-        timeout=60, settle=3.0))
-    assert [e["payload"]["escrow_id"] for e in published].count(document["payload"]["escrow_id"]) == 1
-    assert _count(owner_engine, "SELECT count(*) FROM settlement.inbox WHERE event_id = :e",
-                  e=document["event_id"]) == 1
+    healthy = stack.start_function(settle, None, address, port=port, instance="settle-after-the-kill-mid-request")
+    try:
+        escrow = "SELECT count(*) FROM settlement.escrows WHERE escrow_id = :i"
+        wait_for(lambda: _count(owner_engine, escrow, i=document["payload"]["escrow_id"]) == 1,
+                 "the escrow applied", timeout=60)
+        published = envelopes(bus.pull(changes, until=lambda ms: any(
+            json.loads(m.data)["payload"]["escrow_id"] == document["payload"]["escrow_id"] for m in ms),
+            timeout=60, settle=3.0))
+        assert [e["payload"]["escrow_id"] for e in published].count(document["payload"]["escrow_id"]) == 1
+        assert _count(owner_engine, "SELECT count(*) FROM settlement.inbox WHERE event_id = :e",
+                      e=document["event_id"]) == 1
+    finally:
+        services.stop(healthy)

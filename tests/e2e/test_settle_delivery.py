@@ -79,14 +79,6 @@ def _state_change_published_once(bus, subscription: str, engine, document: dict,
     assert _count(engine, _UNPUBLISHED_CHANGES, e=document["event_id"]) == 0
 
 
-def _own_topic(bus) -> str:
-    """A topic of the test's own, with its dead-letter topic, to push to an instance the test starts."""
-    topic = f"test-events-{int(time.time() * 1000)}"
-    bus.create_topic(topic)
-    bus.create_topic(topic + ".dlq")
-    return topic
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -98,7 +90,7 @@ def test_publish_failure_after_commit_is_republished_once_on_redelivery(stack, b
     settle = stack.topology.function("settle")
     address = stack.layout.read_state()["escrow_address"]
     port = stack.layout.base_port + 50
-    topic = _own_topic(bus)
+    topic = bus.own_topic()
     changes_sub = bus.pull_subscription("settlement.escrows.v1")
     # An instance whose publisher points at a closed port: every publish fails, after the commit.
     broken = stack.start_function(settle, None, address, port=port, instance="settle-broken-publisher",
@@ -170,7 +162,7 @@ def test_an_instance_killed_between_commit_and_publish_leaves_nothing_to_the_rec
     settle = stack.topology.function("settle")
     address = stack.layout.read_state()["escrow_address"]
     port = stack.layout.base_port + 51
-    topic = _own_topic(bus)
+    topic = bus.own_topic()
     changes_sub = bus.pull_subscription("settlement.escrows.v1")
     document = unique_escrow_created()
     leased = _UNPUBLISHED_CHANGES + " AND publishing_until > now()"

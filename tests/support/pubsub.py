@@ -30,6 +30,13 @@ class Bus:
         """Create a topic only this test uses."""
         self.publisher.create_topic(name=self.topic_path(topic))
 
+    def own_topic(self) -> str:
+        """A topic of the test's own, with its dead-letter topic, to push to an instance the test starts."""
+        topic = f"test-events-{uuid.uuid4().hex[:12]}"
+        self.create_topic(topic)
+        self.create_topic(topic + ".dlq")
+        return topic
+
     def pull_subscription(self, topic: str) -> str:
         """A new pull subscription on `topic`, seeing only what is published from now on."""
         path = self.subscriber.subscription_path(PROJECT_ID, f"test-{uuid.uuid4().hex[:12]}")
