@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -87,6 +87,11 @@ MAX_BIGINT = 2**63 - 1
 MAX_INTEGER = 2**31 - 1
 MAX_UINT256 = 2**256 - 1
 MAX_USD = Decimal(10) ** 30
+# An obligation is stored as NUMERIC(38, 8): rounded half up to 8 places, as PostgreSQL rounds. USD_PLACES
+# must match the columns' scale (tests/unit/test_envelope.py compares them). The context
+# holds any value below MAX_USD at those places (Python's default one holds 28 digits).
+USD_PLACES = Decimal("1E-8")
+_USD_ROUNDING = Context(prec=80, rounding=ROUND_HALF_UP)
 # The last second PostgreSQL and Python can both hold (9999-12-31T23:59:59Z), for on-chain deadlines.
 MAX_EPOCH_SECONDS = 253_402_300_799
 # Identifiers, names and free text: the longest any producer writes, with room to spare.
@@ -136,10 +141,17 @@ def _positive_usd(value: Any) -> str:
     return value
 
 
+def usd_as_stored(value: str | Decimal) -> Decimal:
+    """An obligation below MAX_USD as its column holds it (see USD_PLACES)."""
+    return Decimal(value).quantize(USD_PLACES, context=_USD_ROUNDING)
+
+
 def _non_negative_usd(value: Any) -> str:
+    """An obligation: checked as stored, so that one just below MAX_USD that rounds up to it is refused here,
+    not by the column on every redelivery."""
     number = _decimal(value)
-    if not 0 <= number < MAX_USD:
-        raise ValueError(f"must be at least zero and below {MAX_USD:.0E}")
+    if not 0 <= number < MAX_USD or usd_as_stored(number) >= MAX_USD:
+        raise ValueError(f"must be at least zero and below {MAX_USD:.0E} once rounded to the column's 8 places")
     return value
 
 

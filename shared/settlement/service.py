@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Context, Decimal
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, text, update
@@ -27,6 +27,7 @@ from shared.events import (
     PAYLOAD_MODELS,
     EscrowCreatedV1,
     EscrowLog,
+    usd_as_stored,
 )
 from shared.messaging.consumer import Consumer, OneStatement, Outgoing
 from shared.settings import Settings
@@ -43,10 +44,6 @@ from shared.settlement.tables import SCHEMA, escrows, late_events, orphaned_logs
 
 log = logging.getLogger(__name__)
 
-# The places of an escrow's obligation_usd column (NUMERIC(38, 8)), and a context wide enough to round any
-# obligation the events allow to them (Python's default one holds 28 digits).
-USD_PLACES = Decimal("1E-8")
-USD_ROUNDING = Context(prec=80, rounding=ROUND_HALF_UP)
 # Position of an escrow that has no live transition (voided).
 NO_POSITION = (-1, -1)
 
@@ -310,7 +307,7 @@ def _terms(creation: Envelope) -> dict:
     return {
         "depositor": p.depositor, "beneficiary": p.beneficiary, "asset": p.asset,
         "amount": Decimal(p.amount),
-        "obligation_usd": Decimal(p.obligation_usd).quantize(USD_PLACES, context=USD_ROUNDING),
+        "obligation_usd": usd_as_stored(p.obligation_usd),
         "deadline": datetime.fromtimestamp(p.deadline, UTC), "created_event_id": creation.event_id,
         "created_block": p.block_number, "created_tx": p.tx_hash,
         "created_at": datetime.fromisoformat(creation.occurred_at),
