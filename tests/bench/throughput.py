@@ -24,6 +24,8 @@ settle:  the real consumer, as the function runs it (envelope validation, inbox,
          confirmed publish, and the outbox row marked published. An implementation of that design (effect
          and outbox committed together, the publish confirmed before the delivery is acknowledged) does all
          of this and more, so it cannot be faster.
+         All four first run one warm-up turn (see SETTLE_WARM_UP_EVENTS). Its figures are printed and
+         recorded as context; the target is judged on the timed turns.
 """
 
 from __future__ import annotations
@@ -181,6 +183,12 @@ def _floor_seconds(engine: sqlalchemy.Engine, settings: Settings, message: Outgo
 # after the other, a drift of the machine (the emulator's backlog grows as the bench publishes) would fall
 # on whichever came last.
 SETTLE_TURNS = 4
+# Before the timed turns, one turn of this many events warms every compared path alike. The emulator is a
+# JVM started minutes earlier: its first thousands of one-message Publish calls run before its JIT has
+# compiled them (measured on a fresh stack: 0.74 ms a confirmed publish over the first 2,000, 0.40-0.44 ms
+# over each next 2,000). Pub/Sub in production is a long-running service; the warm-up turn's own figure is
+# still reported, as context.
+SETTLE_WARM_UP_EVENTS = 2_000
 _BARE_ESCROW = sqlalchemy.text(
     "INSERT INTO settlement.escrows (chain_id, contract, escrow_id, depositor, beneficiary, asset, amount, "
     "obligation_usd, deadline, state, sequence, last_block, last_log_index, created_event_id, created_block, "
@@ -193,44 +201,58 @@ _BARE_TRANSITION = sqlalchemy.text(
     ":dedupe_key, :block_number, :log_index, now())")
 
 
-def bench_settle(settings: Settings, owner_url: str, count: int) -> tuple:
-    """(handler seconds, baseline seconds, database round trips per event, seconds of the publishes alone,
-    seconds of the floor of settle's design) for `count` new escrows, in SETTLE_TURNS turns."""
+
+
+def _settle_turn(consumer, engine: sqlalchemy.Engine, settings: Settings, first_id: int, count: int,
+                 seconds: dict[str, float]) -> int:
+    """`count` new escrows through settle, then as many through its publish alone, its floor and the bare
+    INSERTs; each path's seconds added to `seconds`. Returns settle's database round trips."""
+    events = [_cloud_event(unique_escrow_created(), first_id + i) for i in range(count)]
+    with counting_round_trips() as counted:
+        started = time.perf_counter()
+        for event in events:
+            assert consumer.handle(event) == "applied"
+        seconds["handler"] += time.perf_counter() - started
+
+    with engine.connect() as conn:  # one of the state changes settle published
+        change = conn.execute(sqlalchemy.text(
+            "SELECT envelope, attributes FROM settlement.outbox WHERE topic = :topic ORDER BY id DESC LIMIT 1"),
+            {"topic": topics.ESCROW_CHANGES}).one()
+    message = OutgoingMessage(topics.ESCROW_CHANGES, json.dumps(change.envelope).encode(), change.attributes)
+    started = time.perf_counter()
+    for _ in range(count):
+        publish_all(settings.project_id, [message], settings.publish_timeout_seconds)
+    seconds["publish"] += time.perf_counter() - started
+
+    seconds["floor"] += _floor_seconds(get_engine(settings.database), settings, message, count)
+
+    rows = _bare_rows(count, ":bare")
+    started = time.perf_counter()
+    for row in rows:
+        with engine.begin() as conn:
+            conn.execute(_BARE_ESCROW, row)
+            conn.execute(_BARE_TRANSITION, row)
+    seconds["bare"] += time.perf_counter() - started
+    return counted.count
+
+
+def bench_settle(settings: Settings, owner_url: str, count: int) -> tuple[dict[str, float], dict[str, float], float]:
+    """Seconds of each compared path (`handler`: settle; `publish`: its confirmed publish alone; `floor`: the
+    floor of its design; `bare`: the bare INSERTs), first for the SETTLE_WARM_UP_EVENTS of the warm-up turn,
+    then for `count` new escrows in SETTLE_TURNS turns; and settle's database round trips per event in
+    the timed turns."""
     consumer = settle_consumer(settings, "settle-bench")  # as the function runs it
     engine = sqlalchemy.create_engine(owner_url)
-    seconds = {"handler": 0.0, "publish": 0.0, "floor": 0.0, "bare": 0.0}
+    warm_up = dict.fromkeys(("handler", "publish", "floor", "bare"), 0.0)
+    _settle_turn(consumer, engine, settings, 0, SETTLE_WARM_UP_EVENTS, warm_up)
+    timed = dict.fromkeys(warm_up, 0.0)
     trips = 0
     for turn in range(SETTLE_TURNS):
         share = count // SETTLE_TURNS + (1 if turn < count % SETTLE_TURNS else 0)
-        events = [_cloud_event(unique_escrow_created(), turn * count + i) for i in range(share)]
-        with counting_round_trips() as counted:
-            started = time.perf_counter()
-            for event in events:
-                assert consumer.handle(event) == "applied"
-            seconds["handler"] += time.perf_counter() - started
-        trips += counted.count
-
-        with engine.connect() as conn:  # one of the state changes settle published
-            change = conn.execute(sqlalchemy.text(
-                "SELECT envelope, attributes FROM settlement.outbox WHERE topic = :topic ORDER BY id DESC LIMIT 1"),
-                {"topic": topics.ESCROW_CHANGES}).one()
-        message = OutgoingMessage(topics.ESCROW_CHANGES, json.dumps(change.envelope).encode(), change.attributes)
-        started = time.perf_counter()
-        for _ in range(share):
-            publish_all(settings.project_id, [message], settings.publish_timeout_seconds)
-        seconds["publish"] += time.perf_counter() - started
-
-        seconds["floor"] += _floor_seconds(get_engine(settings.database), settings, message, share)
-
-        rows = _bare_rows(share, ":bare")
-        started = time.perf_counter()
-        for row in rows:
-            with engine.begin() as conn:
-                conn.execute(_BARE_ESCROW, row)
-                conn.execute(_BARE_TRANSITION, row)
-        seconds["bare"] += time.perf_counter() - started
+        trips += _settle_turn(consumer, engine, settings, (turn + 1) * max(count, SETTLE_WARM_UP_EVENTS), share,
+                              timed)
     engine.dispose()
-    return seconds["handler"], seconds["bare"], trips / count, seconds["publish"], seconds["floor"]
+    return warm_up, timed, trips / count
 
 
 def main() -> None:
@@ -264,8 +286,8 @@ def main() -> None:
                                    database=DatabaseSettings(name=DATABASE, user="fn_settle", host="127.0.0.1",
                                                              port=stack.layout.postgres_port,
                                                              instance_connection_name=None))
-        settle_s, bare_s, settle_trips, publish_s, floor_s = bench_settle(settle_settings, stack.layout.database_url(),
-                                                                 args.settle_events)
+        warm_up, timed, settle_trips = bench_settle(settle_settings, stack.layout.database_url(),
+                                                    args.settle_events)
     finally:
         stack.admin.delete_subscription(UNREAD_CHANGES)
         stack.down()
@@ -273,25 +295,31 @@ def main() -> None:
     print(f"{'measure':44} {'value':>12} {'baseline':>12} {'ratio':>7}")
     print(f"{'relay backfill, logs/s (raw getLogs+publish)':44} {logs / relay_s:12.0f} {logs / raw_s:12.0f} "
           f"{raw_s / relay_s:7.2f}")
-    print(f"{'settle handler, events/s (bare INSERTs)':44} {n / settle_s:12.0f} {n / bare_s:12.0f} "
-          f"{bare_s / settle_s:7.2f}")
-    print(f"{'  its confirmed publish alone, events/s':44} {n / publish_s:12.0f} {n / bare_s:12.0f} "
-          f"{bare_s / publish_s:7.2f}")
-    print(f"{'  the floor of its design, events/s':44} {n / floor_s:12.0f} {n / bare_s:12.0f} "
-          f"{bare_s / floor_s:7.2f}")
+    for turns, events, seconds in (("", n, timed), (", warm-up turn", SETTLE_WARM_UP_EVENTS, warm_up)):
+        for label, path in ((f"settle handler{turns}, events/s (bare INSERTs)", "handler"),
+                            (f"  its confirmed publish alone{turns}", "publish"),
+                            (f"  the floor of its design{turns}", "floor")):
+            print(f"{label:44} {events / seconds[path]:12.0f} {events / seconds['bare']:12.0f} "
+                  f"{seconds['bare'] / seconds[path]:7.2f}")
     print("(ratio = platform throughput / baseline throughput; one process, sequential, on this machine)")
     report.record("relay backfill, one tick (vs raw getLogs+publish)", logs / relay_s, "logs/s", logs / raw_s,
                   better="higher", target=">= 0.8")
     print(f"{'settle: database round trips per event':44} {settle_trips:12.1f}")
-    report.record("settle handler (vs bare INSERTs)", n / settle_s, "events/s", n / bare_s, better="higher",
-                  target=">= 0.5")
+    report.record("settle handler (vs bare INSERTs)", n / timed["handler"], "events/s", n / timed["bare"],
+                  better="higher", target=">= 0.5")
     report.record("settle: database round trips per event", settle_trips, "trips", target="<= 10")
     # Context: the handler cannot outrun the publish it waits for.
-    report.record("settle: its confirmed publish alone (vs bare INSERTs)", n / publish_s, "events/s", n / bare_s,
-                  better="higher")
+    report.record("settle: its confirmed publish alone (vs bare INSERTs)", n / timed["publish"], "events/s",
+                  n / timed["bare"], better="higher")
     # Context: one statement, the publish and the mark, and nothing else settle does.
-    report.record("settle: the floor of its design (vs bare INSERTs)", n / floor_s, "events/s", n / bare_s,
-                  better="higher")
+    report.record("settle: the floor of its design (vs bare INSERTs)", n / timed["floor"], "events/s",
+                  n / timed["bare"], better="higher")
+    # Context: settle and its publish alone on the emulator's first publishes (see SETTLE_WARM_UP_EVENTS).
+    first = SETTLE_WARM_UP_EVENTS
+    report.record("settle, warm-up turn (vs bare INSERTs)", first / warm_up["handler"], "events/s",
+                  first / warm_up["bare"], better="higher")
+    report.record("settle: its confirmed publish alone, warm-up turn (vs bare INSERTs)", first / warm_up["publish"],
+                  "events/s", first / warm_up["bare"], better="higher")
 
 
 if __name__ == "__main__":
