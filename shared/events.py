@@ -87,10 +87,11 @@ MAX_BIGINT = 2**63 - 1
 MAX_INTEGER = 2**31 - 1
 MAX_UINT256 = 2**256 - 1
 MAX_USD = Decimal(10) ** 30
-# An obligation is stored as NUMERIC(38, 8): rounded half up to 8 places, as PostgreSQL rounds. USD_PLACES
-# must match the columns' scale (tests/unit/test_envelope.py compares them). The context
-# holds any value below MAX_USD at those places (Python's default one holds 28 digits).
-USD_PLACES = Decimal("1E-8")
+# An obligation is stored as NUMERIC(38, 8): rounded half up to 8 places, as PostgreSQL rounds (the columns'
+# scale is compared with this in tests/unit/test_envelope.py). The context holds any value below MAX_USD
+# at those places (Python's default one holds 28 digits).
+USD_DECIMAL_PLACES = 8
+_USD_PLACES = Decimal(1).scaleb(-USD_DECIMAL_PLACES)
 _USD_ROUNDING = Context(prec=80, rounding=ROUND_HALF_UP)
 # The last second PostgreSQL and Python can both hold (9999-12-31T23:59:59Z), for on-chain deadlines.
 MAX_EPOCH_SECONDS = 253_402_300_799
@@ -142,8 +143,8 @@ def _positive_usd(value: Any) -> str:
 
 
 def usd_as_stored(value: str | Decimal) -> Decimal:
-    """An obligation below MAX_USD as its column holds it (see USD_PLACES)."""
-    return Decimal(value).quantize(USD_PLACES, context=_USD_ROUNDING)
+    """An obligation below MAX_USD as its column holds it (see USD_DECIMAL_PLACES)."""
+    return Decimal(value).quantize(_USD_PLACES, context=_USD_ROUNDING)
 
 
 def _non_negative_usd(value: Any) -> str:
@@ -151,7 +152,8 @@ def _non_negative_usd(value: Any) -> str:
     not by the column on every redelivery."""
     number = _decimal(value)
     if not 0 <= number < MAX_USD or usd_as_stored(number) >= MAX_USD:
-        raise ValueError(f"must be at least zero and below {MAX_USD:.0E} once rounded to the column's 8 places")
+        raise ValueError(f"must be at least zero and below {MAX_USD:.0E} once rounded to {USD_DECIMAL_PLACES} "
+                         "decimal places, as stored")
     return value
 
 

@@ -162,7 +162,7 @@ ROWS = [
     Row("NaN obligation", "settlement.events.v1", escrow_created, _payload(obligation_usd="NaN"),
         "payload.obligation_usd"),
     Row("obligation that rounds up to 10^30", "settlement.events.v1", escrow_created,
-        _payload(obligation_usd="9" * 30 + ".999999995"), "once rounded"),
+        _payload(obligation_usd="9" * 30 + ".999999995"), "once rounded to 8"),
     Row("zero amount", "settlement.events.v1", escrow_created, _payload(amount="0"), "payload.amount"),
     Row("amount beyond uint256", "settlement.events.v1", escrow_created, _payload(amount=str(2**256)),
         "payload.amount"),

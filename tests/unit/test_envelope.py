@@ -42,7 +42,7 @@ def test_body_that_is_not_json_is_invalid():
         (lambda d: d["payload"].update(obligation_usd="Infinity"), "payload.obligation_usd"),
         (lambda d: d["payload"].update(obligation_usd="1" + "0" * 31), "payload.obligation_usd"),
         # Below 10^30 as written, 10^30 once rounded to the column's places: the column would refuse it.
-        (lambda d: d["payload"].update(obligation_usd="9" * 30 + ".999999995"), "once rounded"),
+        (lambda d: d["payload"].update(obligation_usd="9" * 30 + ".999999995"), "once rounded to 8"),
         (lambda d: d["payload"].update(amount="0"), "payload.amount"),
         (lambda d: d["payload"].update(amount=str(2**256)), "payload.amount"),
         (lambda d: d["payload"].update(escrow_id="²"), "payload.escrow_id"),
@@ -106,7 +106,9 @@ def test_nesting_is_bounded_whatever_the_recursion_limit():
 
 
 def test_obligations_are_judged_as_their_columns_store_them():
-    from shared.events import USD_PLACES, usd_as_stored
+    from decimal import Decimal
+
+    from shared.events import USD_DECIMAL_PLACES, usd_as_stored
     from shared.risk import tables as risk_tables
     from shared.settlement import tables as settlement_tables
 
@@ -114,6 +116,6 @@ def test_obligations_are_judged_as_their_columns_store_them():
     columns = [settlement_tables.escrows.c.obligation_usd, *(
         risk_tables.metadata.tables[f"risk.{name}"].c.obligation_usd
         for name in ("positions", "margin_health_snapshots", "margin_events"))]
-    assert {column.type.scale for column in columns} == {-USD_PLACES.as_tuple().exponent}
-    assert usd_as_stored("1234.567890125") == usd_as_stored("1234.56789013")  # half up, as PostgreSQL
+    assert {column.type.scale for column in columns} == {USD_DECIMAL_PLACES}
+    assert usd_as_stored("1234.567890125") == Decimal("1234.56789013")  # half up, as PostgreSQL rounds
     assert usd_as_stored("9" * 30 + ".999999994") < 10**30
