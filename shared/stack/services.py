@@ -193,12 +193,24 @@ def start_emulator(layout: StackLayout, pid: int | None) -> int:
 # ---------------------------------------------------------------- anvil
 
 
+def anvil_states_dir(layout: StackLayout) -> Path:
+    """Where the stack's anvil writes the chain states it no longer holds in memory.
+
+    anvil keeps the latest few hundred blocks' states in memory and writes older ones to disk: by default
+    under ~/.foundry/anvil/tmp, which it leaves behind when it is stopped. The bench's chains (thousands of
+    blocks of 25 transactions) wrote gigabytes each there, and a day of probes left 77 GB and filled the
+    disk (PostgreSQL then refused connections: "could not write init file"). Inside the stack's runtime
+    directory they are deleted with the rest of its data by `down`."""
+    return layout.runtime_dir / "anvil-states"
+
+
 def start_anvil(layout: StackLayout, pid: int | None) -> tuple[int, bool]:
     """Start anvil unless it already answers; return its pid and whether it is a fresh chain."""
     log_path = layout.logs / "anvil.log"
     if pid and port_open(layout.anvil_port):
         return pid, False
-    pid = spawn([anvil_binary(), "--host", "127.0.0.1", "--port", str(layout.anvil_port), "--silent"], log_path)
+    pid = spawn([anvil_binary(), "--host", "127.0.0.1", "--port", str(layout.anvil_port), "--silent",
+                 "--cache-path", str(anvil_states_dir(layout))], log_path)
 
     def answers() -> bool:
         reply = requests.post(layout.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}, timeout=1)
