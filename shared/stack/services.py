@@ -197,10 +197,10 @@ def anvil_states_dir(layout: StackLayout) -> Path:
     """Where the stack's anvil writes the chain states it no longer holds in memory.
 
     anvil keeps the latest few hundred blocks' states in memory and writes older ones to disk: by default
-    under ~/.foundry/anvil/tmp, which it leaves behind when it is stopped. The bench's chains (thousands of
-    blocks of 25 transactions) wrote gigabytes each there, and a day of probes left 77 GB and filled the
-    disk (PostgreSQL then refused connections: "could not write init file"). Inside the stack's runtime
-    directory they are deleted with the rest of its data by `down`."""
+    under ~/.foundry/anvil/tmp, which it leaves behind when it is stopped. Chains of 800 blocks of 25
+    transactions (twice the bench's default) left 2.5-9.4 GB each there, and a day of probes left 77 GB and
+    filled the disk (PostgreSQL then refused connections: "could not write init file"). Inside the stack's
+    runtime directory they are deleted with the rest of its data by `down`."""
     return layout.runtime_dir / "anvil-states"
 
 
