@@ -2,6 +2,7 @@
 
 import functions_framework
 
+from shared import startup  # first of the platform's modules: see shared/startup.py
 from shared.db import rides_out_database_outages
 from shared.logs import configure_logging
 from shared.messaging.consumer import Consumer
@@ -15,6 +16,7 @@ configure_logging()
 SETTINGS = Settings.from_env(parts=[RiskSettings])
 CONSUMER = Consumer("assess-margin", SCHEMA, SETTINGS, RiskEngine(SETTINGS.part(RiskSettings)).handle,
                     publish_after_commit(SETTINGS.project_id, SETTINGS.publish_timeout_seconds), replayable=True)
+startup.loaded()
 
 
 @functions_framework.cloud_event

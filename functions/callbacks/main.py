@@ -3,6 +3,7 @@
 import functions_framework
 from werkzeug.exceptions import HTTPException
 
+from shared import startup  # first of the platform's modules: see shared/startup.py
 from shared.logs import configure_logging
 from shared.notify.callbacks import create_app
 from shared.notify.settings import CallbackSettings
@@ -14,6 +15,7 @@ SETTINGS = Settings.from_env(parts=[CallbackSettings])
 APP = create_app(SETTINGS)
 # Errors functions-framework's own app answers before the request reaches APP, as problems too.
 functions_framework.errorhandler(HTTPException)(http_problem)
+startup.loaded()
 
 
 @functions_framework.http

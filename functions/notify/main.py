@@ -2,6 +2,7 @@
 
 import functions_framework
 
+from shared import startup  # first of the platform's modules: see shared/startup.py
 from shared.db import rides_out_database_outages
 from shared.logs import configure_logging
 from shared.messaging.consumer import Consumer
@@ -15,6 +16,7 @@ SETTINGS = Settings.from_env(parts=[NotifySettings])
 NOTIFIER = Notifier(SETTINGS.part(NotifySettings))
 CONSUMER = Consumer("notify", SCHEMA, SETTINGS, NOTIFIER.handle, after_commit=NOTIFIER.send_pending,
                     replayable=True)
+startup.loaded()
 
 
 @functions_framework.cloud_event

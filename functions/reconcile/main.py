@@ -2,6 +2,7 @@
 
 import functions_framework
 
+from shared import startup  # first of the platform's modules: see shared/startup.py
 from shared.db import rides_out_database_outages
 from shared.logs import configure_logging
 from shared.reconcile.service import Reconciler
@@ -13,6 +14,7 @@ from shared.settings import Settings
 configure_logging()
 SETTINGS = Settings.from_env(parts=[ChainSettings, RiskSettings, ReconcileSettings])
 RECONCILER = Reconciler(SETTINGS)
+startup.loaded()
 
 
 @functions_framework.cloud_event

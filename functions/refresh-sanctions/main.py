@@ -2,6 +2,7 @@
 
 import functions_framework
 
+from shared import startup  # first of the platform's modules: see shared/startup.py
 from shared.compliance.refresh import SanctionsRefresher
 from shared.compliance.settings import ComplianceSettings, SanctionsSourceSettings
 from shared.db import rides_out_database_outages
@@ -11,6 +12,7 @@ from shared.settings import Settings
 configure_logging()
 SETTINGS = Settings.from_env(parts=[ComplianceSettings, SanctionsSourceSettings])
 REFRESHER = SanctionsRefresher(SETTINGS)
+startup.loaded()
 
 
 @functions_framework.cloud_event

@@ -2,6 +2,7 @@
 
 import functions_framework
 
+from shared import startup  # first of the platform's modules: see shared/startup.py
 from shared.db import rides_out_database_outages
 from shared.logs import configure_logging
 from shared.messaging.consumer import tick_data
@@ -12,6 +13,7 @@ from shared.settings import Settings
 configure_logging()
 SETTINGS = Settings.from_env(parts=[ChainSettings])
 RELAY = Relay(SETTINGS)
+startup.loaded()
 
 
 @functions_framework.cloud_event

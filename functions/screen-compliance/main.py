@@ -2,6 +2,7 @@
 
 import functions_framework
 
+from shared import startup  # first of the platform's modules: see shared/startup.py
 from shared.compliance.service import ComplianceService
 from shared.compliance.settings import ComplianceSettings
 from shared.compliance.tables import SCHEMA
@@ -13,6 +14,7 @@ from shared.settings import Settings
 configure_logging()
 SETTINGS = Settings.from_env(parts=[ComplianceSettings])
 CONSUMER = Consumer("screen-compliance", SCHEMA, SETTINGS, ComplianceService(SETTINGS.part(ComplianceSettings)).handle)
+startup.loaded()
 
 
 @functions_framework.cloud_event

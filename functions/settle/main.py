@@ -2,6 +2,7 @@
 
 import functions_framework
 
+from shared import startup  # first of the platform's modules: see shared/startup.py
 from shared.db import rides_out_database_outages
 from shared.logs import configure_logging
 from shared.settings import Settings
@@ -10,6 +11,7 @@ from shared.settlement.service import settle_consumer
 configure_logging()
 SETTINGS = Settings.from_env()
 CONSUMER = settle_consumer(SETTINGS)
+startup.loaded()
 
 
 @functions_framework.cloud_event
