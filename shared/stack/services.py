@@ -193,15 +193,13 @@ def start_emulator(layout: StackLayout, pid: int | None) -> int:
 # ---------------------------------------------------------------- anvil
 
 
-def anvil_states_dir(layout: StackLayout) -> Path:
-    """Where the stack's anvil writes the chain states it no longer holds in memory.
-
-    anvil keeps the latest few hundred blocks' states in memory and writes older ones to disk: by default
-    under ~/.foundry/anvil/tmp, which it leaves behind when it is stopped. Chains of 800 blocks of 25
-    transactions (twice the bench's default) left 2.5-9.4 GB each there, and a day of probes left 77 GB and
-    filled the disk (PostgreSQL then refused connections: "could not write init file"). Inside the stack's
-    runtime directory they are deleted with the rest of its data by `down`."""
-    return layout.runtime_dir / "anvil-states"
+# anvil keeps the states of the latest 500 blocks in memory and, by default, writes the states of up to 3,600
+# older blocks to disk (under ~/.foundry/anvil/tmp, left behind when it stops): a whole-state dump per block,
+# 4-46 MB each once the chain holds the bench's 10,000 escrows. Five bench-sized chains on one test stack
+# wrote 76 GB in 20 minutes and filled the disk, twice. The stack needs no state that old: every read the
+# platform makes is at most the confirmation depth, a reorg's depth or the reconciler's pinned block
+# behind the head. So nothing is written; a read of an older state is refused ("BlockOutOfRangeError").
+ANVIL_STATES_ON_DISK = 0
 
 
 def start_anvil(layout: StackLayout, pid: int | None) -> tuple[int, bool]:
@@ -210,7 +208,7 @@ def start_anvil(layout: StackLayout, pid: int | None) -> tuple[int, bool]:
     if pid and port_open(layout.anvil_port):
         return pid, False
     pid = spawn([anvil_binary(), "--host", "127.0.0.1", "--port", str(layout.anvil_port), "--silent",
-                 "--cache-path", str(anvil_states_dir(layout))], log_path)
+                 "--max-persisted-states", str(ANVIL_STATES_ON_DISK)], log_path)
 
     def answers() -> bool:
         reply = requests.post(layout.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}, timeout=1)
