@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import gc
 import json
 import re
 import time
@@ -260,6 +261,9 @@ def main() -> None:
     parser.add_argument("--logs-per-block", type=int, default=25)
     parser.add_argument("--settle-events", type=int, default=2_000)
     args = parser.parse_args()
+    # What this process has loaded is frozen, as a function freezes what its main.py loaded
+    # (shared/startup.py): relay, settle and their baselines run here, not in a function's process.
+    gc.freeze()
     stack = Stack(TEST_LAYOUT)
     stack.up()
     try:
