@@ -85,6 +85,15 @@ _RECORD_AND_STAGE = text(
 )
 
 
+# The staging statement holds its document three times over: the rows it materialises, the hash of those
+# remembered, and the sort into publishing order. With PostgreSQL's default work_mem (4 MB), a range of
+# 10,000 logs (a 15 MB document) spilled 46 MB to temporary files; with this much, nothing. Measured on
+# this machine, 6 runs each, alternating: 0.84 s (median) against 0.68 s. Per statement node, for the
+# staging transaction only.
+STAGING_WORK_MEM = "64MB"
+_SET_STAGING_WORK_MEM = text(f"SET LOCAL work_mem = '{STAGING_WORK_MEM}'")
+
+
 def record_blocks(conn: Connection, chain: ChainSettings, hashes: dict[int, str]) -> None:
     """Remember the hashes of several scanned blocks in one statement."""
     if hashes:
@@ -98,12 +107,19 @@ def record_and_stage(conn: Connection, chain: ChainSettings, topic: str,
     outbox, leased as `outbox.enqueue_many` leases them; return the rows staged, to publish after commit."""
     if not events:
         return []
+    rows, parameters = _staging(chain, topic, events, publish_timeout)
+    conn.execute(_SET_STAGING_WORK_MEM)
+    inserted = conn.execute(_RECORD_AND_STAGE, parameters).all()
+    return outbox.staged_rows(topic, events, rows, inserted)
+
+
+def _staging(chain: ChainSettings, topic: str, events: list[tuple[Envelope, dict[str, str]]],
+             publish_timeout: float) -> tuple[list[dict], dict]:
+    """The outbox rows of `events`, and the staging statement's parameters for them."""
     rows = [{**row, "block_number": envelope.payload["block_number"], "log_index": envelope.payload["log_index"]}
             for row, (envelope, _) in zip(outbox.staging_rows(events), events, strict=True)]
-    inserted = conn.execute(_RECORD_AND_STAGE, {
-        **_key(chain), "topic": topic, "lease": outbox.lease_seconds(len(events), publish_timeout),
-        "rows": outbox.rows_with_envelopes(rows, [envelope for envelope, _ in events])}).all()
-    return outbox.staged_rows(topic, events, rows, inserted)
+    return rows, {**_key(chain), "topic": topic, "lease": outbox.lease_seconds(len(events), publish_timeout),
+                  "rows": outbox.rows_with_envelopes(rows, [envelope for envelope, _ in events])}
 
 
 def stored_blocks_from(conn: Connection, chain: ChainSettings, number: int) -> Sequence:

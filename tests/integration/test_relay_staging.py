@@ -34,3 +34,23 @@ def test_ten_thousand_logs_stage_in_one_range(stack):
     assert [s.id for s in staged] == sorted(s.id for s in staged)
     assert staged[0].message.attributes == {**envelopes[0].attributes(), "chain_id": "31337"}
     assert again == []
+
+
+def test_staging_ten_thousand_logs_writes_no_temporary_files(stack):
+    """The staging transaction's work_mem holds a 10,000-log range (`STAGING_WORK_MEM`); with PostgreSQL's
+    default the statement spilled 46 MB to temporary files."""
+    engine = sqlalchemy.create_engine(stack.layout.database_url("fn_relay"))
+    events = [(Envelope.from_json(unique_escrow_created()), {"chain_id": "31337"}) for _ in range(10_001)]
+    try:
+        with engine.connect() as conn:
+            with conn.begin() as transaction:
+                cp.record_and_stage(conn, CHAIN, "settlement.events.v1", events[:1], 30)  # the transaction's setting
+                _, parameters = cp._staging(CHAIN, "settlement.events.v1", events[1:], 30)
+                plan = conn.execute(sqlalchemy.text(
+                    "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + cp._RECORD_AND_STAGE.text), parameters).scalar_one()
+                transaction.rollback()
+    finally:
+        engine.dispose()
+    top = plan[0]["Plan"]
+    assert top["Actual Rows"] == 10_000
+    assert top["Temp Written Blocks"] == 0
