@@ -6,6 +6,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,23 +177,54 @@ def publish_staged(conn: Connection, schema: str, project_id: str, timeout: floa
     No row lock is held across the publish: the rows' lease keeps the other publishers off them. A
     failed publish hands the rows not sent back (clears their lease, so `drain` takes them at once) and
     raises; a row another publisher recorded first (its lease had run out) keeps its message id.
+
+    A round is marked while the next one is published (one marking thread, so `conn` serves one
+    statement at a time, in order): relay's 10,000 logs went out in three rounds of 0.05-0.13 s of
+    publishing and 0.05-0.13 s of marking each. A marking that fails is raised once the round in flight
+    has been published; its rows, and that round's, stay leased and go out again when the lease runs out.
     """
-    for start in range(0, len(staged), STAGED_ROUND):
-        round_ = staged[start:start + STAGED_ROUND]
-        try:
-            message_ids = publish_all(project_id, [s.message for s in round_], timeout)
-        except PublishFailed:
-            _hand_back(conn, schema, [s.id for s in staged[start:]])
-            raise
-        if len(round_) == 1:  # a consumer's one event: its row by its key
-            execute_autocommitted(conn, _MARK_ONE_STILL_UNPUBLISHED.format(schema=schema),
-                                  (message_ids[0], round_[0].id))
-        else:
-            execute_autocommitted(conn, _MARK_STILL_UNPUBLISHED.format(schema=schema),
-                                  sent_pairs([s.id for s in round_], message_ids))
-    if staged:
-        log.info("published outbox rows", extra={"schema": schema, "count": len(staged)})
+    if len(staged) <= STAGED_ROUND:  # one round (a consumer's few events): nothing to overlap
+        return _publish_in_one_round(conn, schema, project_id, timeout, staged)
+    with ThreadPoolExecutor(1, thread_name_prefix="outbox-marking") as marking:
+        marked: Future | None = None
+        for start in range(0, len(staged), STAGED_ROUND):
+            round_ = staged[start:start + STAGED_ROUND]
+            try:
+                message_ids = publish_all(project_id, [s.message for s in round_], timeout)
+            except PublishFailed:
+                if marked is not None:
+                    marked.result()
+                _hand_back(conn, schema, [s.id for s in staged[start:]])
+                raise
+            if marked is not None:
+                marked.result()
+            marked = marking.submit(_mark, conn, schema, round_, message_ids)
+        if marked is not None:
+            marked.result()
+    log.info("published outbox rows", extra={"schema": schema, "count": len(staged)})
     return len(staged)
+
+
+def _publish_in_one_round(conn: Connection, schema: str, project_id: str, timeout: float,
+                          staged: list[Staged]) -> int:
+    if not staged:
+        return 0
+    try:
+        message_ids = publish_all(project_id, [s.message for s in staged], timeout)
+    except PublishFailed:
+        _hand_back(conn, schema, [s.id for s in staged])
+        raise
+    _mark(conn, schema, staged, message_ids)
+    log.info("published outbox rows", extra={"schema": schema, "count": len(staged)})
+    return len(staged)
+
+
+def _mark(conn: Connection, schema: str, round_: list[Staged], message_ids: Sequence[str]) -> None:
+    if len(round_) == 1:  # a consumer's one event: its row by its key
+        execute_autocommitted(conn, _MARK_ONE_STILL_UNPUBLISHED.format(schema=schema), (message_ids[0], round_[0].id))
+    else:
+        execute_autocommitted(conn, _MARK_STILL_UNPUBLISHED.format(schema=schema),
+                              sent_pairs([s.id for s in round_], message_ids))
 
 
 def _hand_back(conn: Connection, schema: str, ids: list[int]) -> None:

@@ -136,6 +136,43 @@ def test_a_drain_leaves_staged_rows_to_their_publisher_until_handed_back(engine,
                          {"t": topic, "l": later})
 
 
+def test_rounds_are_marked_while_the_next_is_published_and_a_failed_round_is_handed_back(
+        engine, bus, owner_engine, monkeypatch):
+    # Rounds of two (production's rounds are STAGED_ROUND rows): the first two rounds go to a topic that
+    # exists, the third to one that does not yet, so its publish fails while the second is being marked.
+    monkeypatch.setattr(outbox, "STAGED_ROUND", 2)
+    topic, missing = f"outbox-probe-{uuid.uuid4().hex[:8]}", f"outbox-probe-{uuid.uuid4().hex[:8]}"
+    bus.create_topic(topic)
+    subscription = bus.pull_subscription(topic)
+    envelopes = [_envelope(n) for n in range(6)]
+
+    def rows() -> dict[str, tuple]:
+        with owner_engine.connect() as conn:
+            return {row.event_id: (row.message_id, row.publishing_until) for row in conn.execute(sqlalchemy.text(
+                f"SELECT event_id, message_id, publishing_until FROM {SCHEMA}.outbox WHERE topic IN (:t, :m)"),
+                {"t": topic, "m": missing})}
+
+    try:
+        with transaction(engine) as conn:
+            staged = outbox.enqueue_many(conn, SCHEMA, topic, [(e, {}) for e in envelopes[:4]], 30)
+            staged += outbox.enqueue_many(conn, SCHEMA, missing, [(e, {}) for e in envelopes[4:]], 30)
+        with connection(engine) as conn, pytest.raises(PublishFailed, match="NOT_FOUND"):
+            outbox.publish_staged(conn, SCHEMA, PROJECT_ID, 30, staged)
+        received = bus.pull(subscription, until=lambda messages: len(messages) >= 4, settle=1.0)
+        stored = rows()
+        # The two rounds sent are marked, each row with the id its message got; the failed one is handed back.
+        assert {e.event_id: stored[e.event_id][0] for e in envelopes[:4]} == {
+            json.loads(m.data)["event_id"]: m.message_id for m in received}
+        assert [stored[e.event_id] for e in envelopes[4:]] == [(None, None), (None, None)]
+        # A connection that served the marking thread serves its next statement in step.
+        with connection(engine) as conn:
+            assert outbox.publish_staged(conn, SCHEMA, PROJECT_ID, 30, staged[:4]) == 4
+    finally:
+        with owner_engine.begin() as conn:
+            conn.execute(sqlalchemy.text(f"DELETE FROM {SCHEMA}.outbox WHERE topic IN (:t, :m)"),
+                         {"t": topic, "m": missing})
+
+
 def test_publish_all_returns_each_message_id_in_order_across_concurrent_requests(bus):
     # Two topics and more messages than two requests hold: several Publish requests in flight at once.
     first, second = (f"publish-probe-{uuid.uuid4().hex[:8]}-{n}" for n in range(2))
