@@ -10,8 +10,8 @@ Why (measured on this machine, the median of 5 fresh processes each, against the
   set off collections that scan the growing heap again and again and free nothing: loading api's
   main.py took 0.344 s with it on and 0.316 s paused; settle's 0.321 and 0.294 s;
 - afterwards, every full collection a request sets off would scan those objects once more: a relay tick
-  of 10,000 logs spent 0.15 s in full collections, 0.005 s once they were frozen (`gc.freeze()` moves
-  them to a generation the collector never scans).
+  of 10,000 logs, run in the bench's process, spent 0.15-0.17 s in full collections, 0.005-0.010 s once
+  that process's modules were frozen (`gc.freeze()` moves them to a generation the collector never scans).
 Nothing is lost: reference counting frees what the loading drops, and the objects frozen are those the
 instance keeps until it stops.
 """
