@@ -193,11 +193,11 @@ def start_emulator(layout: StackLayout, pid: int | None) -> int:
 # ---------------------------------------------------------------- anvil
 
 
-# anvil keeps the states of the latest 500 blocks in memory and, by default, writes the states of up to 3,600
-# older blocks to disk (under ~/.foundry/anvil/tmp, left behind when it stops): a whole-state dump per block,
-# 4-46 MB each once the chain holds the bench's 10,000 escrows. Five bench-sized chains on one test stack
-# wrote 76 GB in 20 minutes and filled the disk, twice. The stack needs no state that old: every read the
-# platform makes is at most the confirmation depth, a reorg's depth or the reconciler's pinned block
+# anvil keeps the states of the latest 500 blocks in memory and, by default, writes the states of older blocks
+# to disk (under ~/.foundry/anvil/tmp, left behind when it stops): a whole-state dump per block, up to 46 MB
+# each once a few bench-sized chains (10,000 escrows each) share the stack's anvil. Five such chains on one
+# test stack wrote 76 GB in 20 minutes and filled the disk. The stack needs no state that old: every read
+# the platform makes is at most the confirmation depth, a reorg's depth or the reconciler's pinned block
 # behind the head. So nothing is written; a read of an older state is refused ("BlockOutOfRangeError").
 ANVIL_STATES_ON_DISK = 0
 

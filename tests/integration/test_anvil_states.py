@@ -1,5 +1,6 @@
-"""The stack's anvil writes no chain states to disk: by default it wrote the states of up to 3,600 old blocks
-to ~/.foundry/anvil/tmp and left them there (76 GB in 20 minutes of bench-sized chains, a full disk)."""
+"""The stack's anvil writes no chain states to disk: by default it wrote the states of blocks older than the
+500 it holds in memory to ~/.foundry/anvil/tmp and left them there (76 GB in 20 minutes of bench-sized
+chains: a full disk)."""
 
 import time
 from pathlib import Path
