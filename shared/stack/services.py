@@ -199,6 +199,8 @@ def start_emulator(layout: StackLayout, pid: int | None) -> int:
 # test stack wrote 76 GB in 20 minutes and filled the disk. The stack needs no state that old: every read
 # the platform makes is at most the confirmation depth, a reorg's depth or the reconciler's pinned block
 # behind the head. So nothing is written; a read of an older state is refused ("BlockOutOfRangeError").
+# anvil may still make an empty states directory (a CI run left two in ~/.foundry/anvil/tmp): in the
+# stack's runtime directory, `down` deletes it with the rest.
 ANVIL_STATES_ON_DISK = 0
 
 
@@ -208,7 +210,8 @@ def start_anvil(layout: StackLayout, pid: int | None) -> tuple[int, bool]:
     if pid and port_open(layout.anvil_port):
         return pid, False
     pid = spawn([anvil_binary(), "--host", "127.0.0.1", "--port", str(layout.anvil_port), "--silent",
-                 "--max-persisted-states", str(ANVIL_STATES_ON_DISK)], log_path)
+                 "--max-persisted-states", str(ANVIL_STATES_ON_DISK),
+                 "--cache-path", str(layout.runtime_dir / "anvil-states")], log_path)
 
     def answers() -> bool:
         reply = requests.post(layout.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}, timeout=1)
