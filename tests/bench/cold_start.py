@@ -8,6 +8,9 @@ new EscrowCreated (so the first request opens the database pool and the publishe
 first request does), for the api a one-row escrow query, for screen-compliance and notify a new
 registration (screen-compliance's first one reads the list snapshot and builds the name index), for
 refresh-sanctions a tick (download, parse, compare with the latest snapshot, nothing to rescreen).
+Also measured, as context: the floor of any function that writes and publishes (tests/bench/floor: its
+first request connects, runs one statement and has one message confirmed, with no platform logic). What
+a function takes beyond the floor is the platform's own.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ RUNS = 5
 # out of 10; tried every 5 ms, 0.27-0.42 s. Trying a closed local port costs microseconds.
 PORT_POLL_SECONDS = 0.005
 HELLO_SOURCE = REPO_ROOT / "tests/bench/hello/main.py"
+FLOOR_SOURCE = REPO_ROOT / "tests/bench/floor/main.py"
+FLOOR_TOPIC = "bench.floor"  # no subscription: what the floor publishes is confirmed, then dropped
 
 
 def _import_seconds(source, env) -> float:
@@ -123,6 +128,11 @@ def _measure(stack: Stack, state: dict) -> None:
     hello_import = statistics.median(_import_seconds(HELLO_SOURCE, base_env) for _ in range(RUNS))
     hello_cold = statistics.median(
         _cold_start_seconds("hello", HELLO_SOURCE, base_env, port, tick) for _ in range(RUNS))
+    stack.admin.create_topic(FLOOR_TOPIC)
+    settle = next(function for function in stack.topology.functions if function.name == "settle")
+    floor_env = {**base_env, **stack.function_env(settle, state["escrow_address"]), "FLOOR_TOPIC": FLOOR_TOPIC}
+    floor_cold = statistics.median(
+        _cold_start_seconds("floor", FLOOR_SOURCE, floor_env, port, tick) for _ in range(RUNS))
     scheduled = {job.topic for job in stack.topology.scheduler_jobs}
     for function in stack.topology.functions:
         env = {**base_env, **stack.function_env(function, state["escrow_address"])}
@@ -147,6 +157,9 @@ def _measure(stack: Stack, state: dict) -> None:
         rows.append((function.name, imported, cold))
     print(f"{'function':17} {'import s':>9} {'x hello':>8} {'cold start s':>13} {'x hello':>8}")
     print(f"{'hello':17} {hello_import:9.3f} {1:8.1f} {hello_cold:13.3f} {1:8.1f}")
+    print(f"{'floor':17} {'':9} {'':8} {floor_cold:13.3f} {floor_cold / hello_cold:8.1f}")
+    report.record("cold start floor: connect, one statement, one confirmed publish (vs bare hello)", floor_cold,
+                  "s", hello_cold)
     for name, imported, cold in rows:
         print(f"{name:17} {imported:9.3f} {imported / hello_import:8.1f} {cold:13.3f} {cold / hello_cold:8.1f}")
         report.record(f"cold start: {name} (vs bare hello)", cold, "s", hello_cold, target="<= 2")
