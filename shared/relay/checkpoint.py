@@ -89,9 +89,9 @@ _RECORD_AND_STAGE = text(
 # statement of 10,000 logs made its backend touch 58,000 fresh pages of memory (parsing, materialising
 # and sorting the whole document at once); four of 2,500 touched 24,500, the later ones reusing what the
 # first freed. Measured on this machine, 4 runs each on a new connection, alternating: 0.79 s (median)
-# against 0.68 s for the 10,000 logs. A fresh page costs most where freed memory is handed back to a
-# host and faulted in again, as on this VM (its kernel reports free pages to the hypervisor). Chunks of
-# 1,000 touched 19,000 and were no faster in the bench (3 runs each, alternating).
+# against 0.68 s for the 10,000 logs; in the throughput bench, alternating, a relay tick went from 0.49,
+# 0.60 and 0.75 of the raw loop to 0.77, 0.98 and 1.03. Chunks of 1,000 touched 19,000 and were no
+# faster in the bench (3 runs each, alternating).
 STAGING_CHUNK = 2_500
 # The staging statement holds its document three times over: the rows it materialises, the hash of those
 # remembered, and the sort into publishing order. With PostgreSQL's default work_mem (4 MB), a chunk of
