@@ -88,9 +88,10 @@ def test_staging_a_chunk_writes_no_temporary_files(relay_transaction):
     with relay_transaction() as conn:
         cp.record_and_stage(conn, CHAIN, TOPIC, events[:1], 30)  # the transaction's setting
         _, statements = cp._staging(CHAIN, TOPIC, events[1:], 30)
+        chunk = next(statements)
         plan = conn.execute(sqlalchemy.text("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + cp._RECORD_AND_STAGE.text),
-                            statements[0]).scalar_one()
-    assert len(statements) == 1
+                            chunk).scalar_one()
+    assert next(statements, None) is None
     top = plan[0]["Plan"]
     assert top["Actual Rows"] == cp.STAGING_CHUNK
     assert top["Temp Written Blocks"] == 0
