@@ -14,6 +14,7 @@ import logging
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -206,32 +207,33 @@ def scan(engine: Engine, reader: ChainReader, chain: ChainSettings, deadline: fl
     logs = reorgs = published = 0
     while time.monotonic() < deadline:
         staged: list[outbox.Staged] = []
-        with transaction(engine) as conn:
-            checkpoint = cp.load(conn, chain)
-            reached = checkpoint.block_number
-            if checkpoint.block_hash and reader.block_hash(checkpoint.block_number) != checkpoint.block_hash:
-                repair_reorg(conn, reader, chain, checkpoint, topics.SETTLEMENT_EVENTS)
-                reorgs += 1
-                continue
-            planned = plan_range(checkpoint.block_number + 1, target, checkpoint.range)
-            if planned is None:
-                break
-            start, end = planned
-            try:
-                found = reader.logs(start, end)
-            except RangeTooLarge as exc:
-                if checkpoint.range.size == 1:
-                    raise
-                smaller = checkpoint.range.after_refusal()
-                log.warning("provider refused range; halving",
-                            extra={"start": start, "end": end, "new_size": smaller.size, "error": str(exc)})
+        try:
+            with transaction(engine) as conn:
+                checkpoint = cp.load(conn, chain)
+                reached = checkpoint.block_number
+                if checkpoint.block_hash and reader.block_hash(checkpoint.block_number) != checkpoint.block_hash:
+                    repair_reorg(conn, reader, chain, checkpoint, topics.SETTLEMENT_EVENTS)
+                    reorgs += 1
+                    continue
+                planned = plan_range(checkpoint.block_number + 1, target, checkpoint.range)
+                if planned is None:
+                    break
+                start, end = planned
+                for found in _read_ahead(reader, start, end):
+                    staged += _stage_logs(conn, reader, chain, found, publish_timeout)
+                logs += len(staged)
+                end_hash = reader.block_hash(end)
+                cp.record_block(conn, chain, end, end_hash)
+                cp.save(conn, chain, end, end_hash, checkpoint.range.after_success(chain.block_range))
+        except RangeTooLarge as exc:  # nothing of the range was kept: its transaction rolled back
+            if checkpoint.range.size == 1:
+                raise
+            smaller = checkpoint.range.after_refusal()
+            log.warning("provider refused range; halving",
+                        extra={"start": start, "end": end, "new_size": smaller.size, "error": str(exc)})
+            with transaction(engine) as conn:
                 cp.save(conn, chain, checkpoint.block_number, checkpoint.block_hash, smaller)
-                continue
-            staged = _stage_logs(conn, reader, chain, found, publish_timeout)
-            logs += len(staged)
-            end_hash = reader.block_hash(end)
-            cp.record_block(conn, chain, end, end_hash)
-            cp.save(conn, chain, end, end_hash, checkpoint.range.after_success(chain.block_range))
+            continue
         published += publish(staged)
         first = start if first is None else first
         last = end
@@ -240,6 +242,31 @@ def scan(engine: Engine, reader: ChainReader, chain: ChainSettings, deadline: fl
     lag = None if reached is None else max(0, target - reached)
     return TickResult(scanned_from=first, scanned_to=last, logs=logs, reorgs=reorgs, published=published,
                       lag_blocks=lag)
+
+
+# A large range is read in up to READ_PARTS block ranges of at least READ_PART_MIN_BLOCKS blocks, each read
+# (by a worker thread: the RPC call and the decoding) while the part before it is staged, the database
+# working while the interpreter decodes. A tick a minute reads a few blocks in one call; a backfill's
+# 2,000-block range, four calls of 500. In the throughput bench (10,000 logs in a 400-block range),
+# relay/raw went from 0.62, 0.82, 0.85 read in one call to 0.70, 0.88, 0.98 in four (alternating pairs
+# on one stack).
+READ_PARTS = 4
+READ_PART_MIN_BLOCKS = 100
+
+
+def _read_ahead(reader: ChainReader, start: int, end: int) -> Iterator[list]:
+    """The logs of blocks start..end in consecutive parts (see READ_PARTS), in chain order, each part read
+    by a worker thread while the caller stages the one before it."""
+    blocks = end - start + 1
+    size = -(-blocks // max(1, min(READ_PARTS, blocks // READ_PART_MIN_BLOCKS)))
+    bounds = [(first, min(end, first + size - 1)) for first in range(start, end + 1, size)]
+    with ThreadPoolExecutor(1, thread_name_prefix="relay-reading") as worker:
+        upcoming = worker.submit(reader.logs, *bounds[0])
+        for following in [*bounds[1:], None]:
+            found = upcoming.result()
+            if following is not None:
+                upcoming = worker.submit(reader.logs, *following)
+            yield found
 
 
 def _stage_logs(conn: Connection, reader: ChainReader, chain: ChainSettings, found,
