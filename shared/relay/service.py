@@ -219,12 +219,18 @@ def scan(engine: Engine, reader: ChainReader, chain: ChainSettings, deadline: fl
                 if planned is None:
                     break
                 start, end = planned
+                end_hash = reader.block_hash(end)
                 for found in _read_ahead(reader, start, end):
                     staged += _stage_logs(conn, reader, chain, found, publish_timeout)
+                if reader.block_hash(end) != end_hash:
+                    raise _ReorganisedWhileRead(end_hash)
                 logs += len(staged)
-                end_hash = reader.block_hash(end)
                 cp.record_block(conn, chain, end, end_hash)
                 cp.save(conn, chain, end, end_hash, checkpoint.range.after_success(chain.block_range))
+        except _ReorganisedWhileRead as exc:  # nothing of the range was kept: its transaction rolled back
+            log.warning("the chain reorganised while the range was read; reading it again",
+                        extra={"start": start, "end": end, "end_hash_before": str(exc)})
+            continue
         except RangeTooLarge as exc:  # nothing of the range was kept: its transaction rolled back
             if checkpoint.range.size == 1:
                 raise
@@ -242,6 +248,11 @@ def scan(engine: Engine, reader: ChainReader, chain: ChainSettings, deadline: fl
     lag = None if reached is None else max(0, target - reached)
     return TickResult(scanned_from=first, scanned_to=last, logs=logs, reorgs=reorgs, published=published,
                       lag_blocks=lag)
+
+
+class _ReorganisedWhileRead(Exception):
+    """The range's newest block changed while its logs were read: they may mix two forks (a reorganisation
+    replaces every block from its start up, so any block of the range replaced meant this one was)."""
 
 
 # A large range is read in up to READ_PARTS block ranges of at least READ_PART_MIN_BLOCKS blocks, each read

@@ -14,7 +14,7 @@ from shared.relay import service
 from shared.relay.service import get_reader, scan
 from shared.relay.settings import ChainSettings
 from shared.relay.tables import SCHEMA
-from shared.stack.chain_driver import create_escrow, mine
+from shared.stack.chain_driver import create_escrow, reorg
 from shared.stack.layout import CHAIN_ID, PROJECT_ID
 
 RANGE = 1000
@@ -38,22 +38,55 @@ class RefusingSecondPart:
         return getattr(self.reader, name)
 
 
+class ReorganisingAfterFirstPart:
+    """The chain reader, except that the whole range is replaced by empty blocks (a reorganisation) once
+    its first part has been read."""
+
+    def __init__(self, reader, w3, start: int) -> None:
+        self.reader, self.w3, self.start = reader, w3, start
+        self.calls: list[tuple[int, int]] = []
+
+    def logs(self, start: int, end: int):
+        self.calls.append((start, end))
+        if len(self.calls) == 2:
+            reorg(self.w3, self.w3.eth.block_number - self.start + 1)
+        return self.reader.logs(start, end)
+
+    def __getattr__(self, name):
+        return getattr(self.reader, name)
+
+
+def _scan_published(chain, engine, reader) -> tuple:
+    published: list[str] = []
+
+    def publish(staged):
+        published.extend(s.message.attributes["event_id"] for s in staged)
+        with connection(engine) as conn:
+            return outbox.publish_staged(conn, SCHEMA, PROJECT_ID, 30, staged)
+
+    return scan(engine, reader, chain, time.monotonic() + 60, publish, 30), published
+
+
+def _relayed(engine, chain) -> list[str]:
+    with engine.connect() as conn:
+        return conn.execute(sqlalchemy.text(
+            "SELECT event_id FROM relay.relayed_logs WHERE contract = :c ORDER BY block_number, log_index"),
+            {"c": chain.escrow_address.lower()}).scalars().all()
+
+
 @pytest.fixture
-def two_part_range(stack):
-    """Escrows at both ends of a stretch of some 200 blocks: two parts of a range (READ_PART_MIN_BLOCKS)."""
+def two_part_range(stack, monkeypatch):
+    """Four escrows, one a block, read as two parts of two blocks (READ_PART_MIN_BLOCKS made 2, so that a
+    reorganisation of the range stays as shallow as the other reorg tests' on the shared chain)."""
+    monkeypatch.setattr(service, "READ_PART_MIN_BLOCKS", 2)
     w3 = stack.web3()
     accounts = w3.eth.accounts
     address = deploy_contract(w3, "Escrow", accounts[0])
     contract = escrow_contract(w3, address)
     start = w3.eth.block_number + 1
-
-    def create(count: int) -> None:
-        for i in range(count):
-            create_escrow(w3, contract, accounts[1], accounts[6], 10**15 + i, 10**9)
-
-    create(3)
-    mine(w3, 2 * service.READ_PART_MIN_BLOCKS)
-    create(3)
+    blocks = [create_escrow(w3, contract, accounts[1], accounts[6], 10**15 + i, 10**9).block_number
+              for i in range(4)]
+    assert blocks == list(range(start, start + 4)), "one escrow a block, from the range's start"
     chain = ChainSettings(rpc_url=stack.layout.rpc_url, chain_id=CHAIN_ID, escrow_address=address, confirmations=0,
                           start_block=start, block_range=RANGE, time_budget_seconds=60)
     engine = sqlalchemy.create_engine(stack.layout.database_url("fn_relay"))
@@ -65,21 +98,12 @@ def test_a_part_refused_mid_range_keeps_nothing_of_the_range_and_the_smaller_ran
         stack, bus, two_part_range):
     chain, engine = two_part_range
     reader = RefusingSecondPart(get_reader(chain.rpc_url, chain.escrow_address, chain.chain_id))
-    published: list[str] = []
-
-    def publish(staged):
-        published.extend(s.message.attributes["event_id"] for s in staged)
-        with connection(engine) as conn:
-            return outbox.publish_staged(conn, SCHEMA, PROJECT_ID, 30, staged)
-
-    result = scan(engine, reader, chain, time.monotonic() + 60, publish, 30)
+    result, published = _scan_published(chain, engine, reader)
 
     first, second = reader.calls[:2]
     assert first[0] == chain.start_block and second[0] == first[1] + 1, "the range was read in parts"
+    relayed = _relayed(engine, chain)
     with engine.connect() as conn:
-        relayed = conn.execute(sqlalchemy.text(
-            "SELECT event_id FROM relay.relayed_logs WHERE contract = :c ORDER BY block_number, log_index"),
-            {"c": chain.escrow_address.lower()}).scalars().all()
         staged = conn.execute(sqlalchemy.text(
             "SELECT o.event_id FROM relay.outbox o JOIN relay.relayed_logs r USING (dedupe_key) "
             "WHERE r.contract = :c AND o.published_at IS NOT NULL ORDER BY o.id"),
@@ -89,8 +113,22 @@ def test_a_part_refused_mid_range_keeps_nothing_of_the_range_and_the_smaller_ran
             {"c": chain.escrow_address.lower()}).scalar()
     # The first part's logs were not kept when the second was refused: had they been, the rescan would
     # have recognised them as relayed and never published them.
-    assert len(relayed) == 6
+    assert len(relayed) == 4
     assert published == relayed, "each log published once, in chain order"
     assert staged == relayed
-    assert (result.logs, result.published) == (6, 6)
+    assert (result.logs, result.published) == (4, 4)
     assert range_size < RANGE, "the refusal halved the range"
+
+
+def test_a_reorganisation_while_a_range_is_read_keeps_nothing_of_the_abandoned_fork(
+        stack, bus, two_part_range, caplog):
+    chain, engine = two_part_range
+    reader = ReorganisingAfterFirstPart(get_reader(chain.rpc_url, chain.escrow_address, chain.chain_id),
+                                        stack.web3(), chain.start_block)
+    result, published = _scan_published(chain, engine, reader)
+    # The first part (two escrows, since replaced by empty blocks) was read before the reorganisation:
+    # kept, its logs would stay relayed with a checkpoint on the new fork, never compensated.
+    assert len(reader.calls) > 2, "the range was read again"
+    assert _relayed(engine, chain) == []
+    assert published == [] and (result.logs, result.published) == (0, 0)
+    assert "the chain reorganised while the range was read; reading it again" in caplog.text
