@@ -8,7 +8,6 @@ import sqlalchemy
 
 from shared.chain.client import deploy_contract, escrow_contract
 from shared.db import connection
-from shared.errors import RangeTooLarge
 from shared.messaging import outbox
 from shared.relay import service
 from shared.relay.service import get_reader, scan
@@ -16,26 +15,9 @@ from shared.relay.settings import ChainSettings
 from shared.relay.tables import SCHEMA
 from shared.stack.chain_driver import create_escrow, reorg
 from shared.stack.layout import CHAIN_ID, PROJECT_ID
+from tests.support.rpc_proxy import LimitingRpcProxy
 
 RANGE = 1000
-
-
-class RefusingSecondPart:
-    """The chain reader, except that the first range's second part is refused as too large, as a provider
-    with a log-count limit refuses a dense stretch of blocks."""
-
-    def __init__(self, reader) -> None:
-        self.reader = reader
-        self.calls: list[tuple[int, int]] = []
-
-    def logs(self, start: int, end: int):
-        self.calls.append((start, end))
-        if len(self.calls) == 2:
-            raise RangeTooLarge(f"eth_getLogs {start}..{end} refused: query returned more than 10000 results")
-        return self.reader.logs(start, end)
-
-    def __getattr__(self, name):
-        return getattr(self.reader, name)
 
 
 class ReorganisingAfterFirstPart:
@@ -97,11 +79,18 @@ def two_part_range(stack, monkeypatch):
 def test_a_part_refused_mid_range_keeps_nothing_of_the_range_and_the_smaller_range_relays_all(
         stack, bus, two_part_range):
     chain, engine = two_part_range
-    reader = RefusingSecondPart(get_reader(chain.rpc_url, chain.escrow_address, chain.chain_id))
-    result, published = _scan_published(chain, engine, reader)
+    with LimitingRpcProxy(stack.layout.rpc_url, max_blocks=10_000) as provider:
+        # The second part is refused (any part but the first starts after the range's first block), as a
+        # provider refuses a dense stretch of blocks.
+        provider.refuse_once_from_block = chain.start_block + 1
+        reader = get_reader(provider.url, chain.escrow_address, chain.chain_id)
+        result, published = _scan_published(chain, engine, reader)
 
-    first, second = reader.calls[:2]
-    assert first[0] == chain.start_block and second[0] == first[1] + 1, "the range was read in parts"
+    assert provider.refused == 1
+    first, second = provider.served_ranges[:2]
+    # Refused once, and only a part after the first can be: the first part was read before the refusal.
+    assert first[0] == chain.start_block, "the first part, read before the refusal"
+    assert second == first, "then the range again, from its start"
     relayed = _relayed(engine, chain)
     with engine.connect() as conn:
         staged = conn.execute(sqlalchemy.text(

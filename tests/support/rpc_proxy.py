@@ -23,6 +23,9 @@ class LimitingRpcProxy:
         # Transaction hashes whose logs eth_getLogs answers leave out, silently.
         self.omit_transactions: set[str] = set()
         self.served_ranges: list[tuple[int, int]] = []
+        # The next eth_getLogs starting at or after this block is refused, whatever its width, once: a
+        # provider whose result limit a dense stretch of blocks exceeds.
+        self.refuse_once_from_block: int | None = None
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -48,7 +51,10 @@ class LimitingRpcProxy:
         if request.get("method") == "eth_getLogs":
             query = request["params"][0]
             start, end = int(query["fromBlock"], 16), int(query["toBlock"], 16)
-            if end - start + 1 > self.max_blocks:
+            dense = self.refuse_once_from_block is not None and start >= self.refuse_once_from_block
+            if dense:
+                self.refuse_once_from_block = None
+            if dense or end - start + 1 > self.max_blocks:
                 self.refused += 1
                 return {"jsonrpc": "2.0", "id": request.get("id"),
                         "error": {"code": -32005, "message": "query returned more than 10000 results"}}
