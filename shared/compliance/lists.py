@@ -100,9 +100,7 @@ def store_snapshot(conn: Connection, parsed: ParsedLists, source: str, published
     version of the list. A transaction-scoped advisory lock makes concurrent loads take turns.
     """
     conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('compliance.list_snapshots'))"))
-    latest_digest = conn.execute(
-        select(list_snapshots.c.digest).order_by(list_snapshots.c.snapshot_id.desc()).limit(1)).scalar()
-    if latest_digest == parsed.digest:
+    if latest_digest(conn) == parsed.digest:
         return None
     snapshot_id: int = conn.execute(
         insert(list_snapshots)
@@ -115,6 +113,13 @@ def store_snapshot(conn: Connection, parsed: ParsedLists, source: str, published
     _insert_records(conn, "listed_wallets", snapshot_id,
                     [{"address": address, "ent_num": ent_num} for address, ent_num in parsed.wallets.items()])
     return snapshot_id
+
+
+def latest_digest(conn: Connection) -> str | None:
+    """The digest of the newest snapshot's files, or None before the first load."""
+    digest: str | None = conn.execute(
+        select(list_snapshots.c.digest).order_by(list_snapshots.c.snapshot_id.desc()).limit(1)).scalar()
+    return digest
 
 
 def latest_snapshot_id(conn: Connection) -> int | None:

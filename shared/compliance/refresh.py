@@ -7,7 +7,7 @@ import logging
 import time
 
 from shared import topics
-from shared.compliance.lists import download_lists, store_snapshot
+from shared.compliance.lists import DownloadedLists, download_lists, latest_digest, store_snapshot
 from shared.compliance.ofac import ListFormatError, content_digest, parse_lists
 from shared.compliance.rescreen import plan_rescreen
 from shared.compliance.settings import SanctionsSourceSettings
@@ -31,20 +31,16 @@ class SanctionsRefresher:
         engine = get_engine(self.settings.database)
         self.publish_outbox()
         downloaded = download_lists(self.source)
+        digest = content_digest(downloaded.files)
         snapshot_id = None
-        try:
-            parsed = parse_lists(downloaded.files)
-        except ListFormatError as exc:
-            # Permanent for these bytes: record why and keep screening against the last good snapshot.
-            with transaction(engine) as conn:
-                conn.execute(list_load_failures.insert().values(digest=content_digest(downloaded.files),
-                                                                reason=exc.reason))
-            log.error("sanctions files refused; the last good snapshot stays in use", extra={"reason": exc.reason})
+        with connection(engine) as conn:
+            unchanged = latest_digest(conn) == digest
+        if unchanged:
+            # Most ticks: the files are the latest snapshot's, byte for byte. Parsing them (a quarter of a
+            # second) would only find that out again; store_snapshot checks once more, under its lock.
+            log.info("sanctions files unchanged; not parsed again", extra={"digest": digest})
         else:
-            with transaction(engine) as conn:
-                snapshot_id = store_snapshot(conn, parsed, downloaded.source, downloaded.published_at)
-            log.info("sanctions list snapshot loaded" if snapshot_id else "sanctions files unchanged",
-                     extra={"snapshot_id": snapshot_id, "digest": parsed.digest, "counts": parsed.counts})
+            snapshot_id = self._load(downloaded, digest)
         timeout = self.settings.publish_timeout_seconds
         with connection(engine) as conn:
             with conn.begin():
@@ -53,6 +49,24 @@ class SanctionsRefresher:
                     conn, SCHEMA, topics.RESCREEN_REQUESTS, [(request, {}) for request in plan.requests()], timeout)
             outbox.publish_staged(conn, SCHEMA, self.settings.project_id, timeout, staged)
         return {"snapshot_id": snapshot_id, "rescreen": plan}
+
+    def _load(self, downloaded: DownloadedLists, digest: str) -> int | None:
+        """Parse and store the files as a new snapshot; its id, or None when they are refused (the refusal
+        is recorded) or another load stored them first."""
+        engine = get_engine(self.settings.database)
+        try:
+            parsed = parse_lists(downloaded.files)
+        except ListFormatError as exc:
+            # Permanent for these bytes: record why and keep screening against the last good snapshot.
+            with transaction(engine) as conn:
+                conn.execute(list_load_failures.insert().values(digest=digest, reason=exc.reason))
+            log.error("sanctions files refused; the last good snapshot stays in use", extra={"reason": exc.reason})
+            return None
+        with transaction(engine) as conn:
+            snapshot_id = store_snapshot(conn, parsed, downloaded.source, downloaded.published_at)
+        log.info("sanctions list snapshot loaded" if snapshot_id else "sanctions files unchanged",
+                 extra={"snapshot_id": snapshot_id, "digest": parsed.digest, "counts": parsed.counts})
+        return snapshot_id
 
     def publish_outbox(self) -> int:
         """Publish what the compliance outbox holds (the shard requests of a plan: 1,000 for a million users)."""

@@ -9,6 +9,10 @@ import requests
 import sqlalchemy
 from eth_utils import to_checksum_address
 
+from shared.compliance import ofac, refresh
+from shared.compliance.refresh import SanctionsRefresher
+from shared.compliance.settings import ComplianceSettings, SanctionsSourceSettings
+from shared.settings import Settings
 from shared.stack.chain_driver import create_escrow, mine, new_funded_account, wait_for, wait_for_equal
 from shared.stack.ofac_server import ADDRESS_LIST_NAME
 from tests.support.compliance import (
@@ -323,6 +327,27 @@ def test_malformed_list_files_are_recorded_and_the_last_good_snapshot_stays(stac
         reason = conn.execute(sqlalchemy.text(
             "SELECT reason FROM compliance.list_load_failures ORDER BY id DESC LIMIT 1")).scalar()
     assert "SDN.CSV line 1: expected 12 columns" in reason
+    assert _count(owner_engine, latest) == before
+
+
+def test_files_equal_to_the_latest_snapshot_are_not_parsed_again(stack, owner_engine, monkeypatch):
+    """Most ticks find OFAC's files unchanged: their digest is compared with the latest snapshot's before
+    anything is parsed. Files with another digest are parsed (here the same files, as if another load had
+    stored them in between: store_snapshot checks again under its lock and stores nothing)."""
+    stack.refresh_sanctions(first_load_only=True)
+    function = stack.topology.function("refresh-sanctions")
+    env = stack.function_env(function, stack.layout.read_state()["escrow_address"])
+    refresher = SanctionsRefresher(Settings.from_env(env, parts=[ComplianceSettings, SanctionsSourceSettings]))
+    parsed: list[dict] = []
+    monkeypatch.setattr(refresh, "parse_lists", lambda files: parsed.append(files) or ofac.parse_lists(files))
+    latest = "SELECT max(snapshot_id) FROM compliance.list_snapshots"
+    before = _count(owner_engine, latest)
+
+    assert refresher.run_tick()["snapshot_id"] is None
+    assert parsed == []
+    monkeypatch.setattr(refresh, "latest_digest", lambda conn: "0" * 64)
+    assert refresher.run_tick()["snapshot_id"] is None
+    assert len(parsed) == 1
     assert _count(owner_engine, latest) == before
 
 
