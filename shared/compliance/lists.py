@@ -23,12 +23,7 @@ from shared.compliance.names import ListedName, NameIndex
 from shared.compliance.ofac import ADDRESS_LIST, OFAC_FILES, ParsedLists
 from shared.compliance.screening import ListView
 from shared.compliance.settings import SanctionsSourceSettings
-from shared.compliance.tables import (
-    list_snapshots,
-    listed_wallets,
-    sdn_aliases,
-    sdn_entries,
-)
+from shared.compliance.tables import list_snapshots
 from shared.errors import SanctionsListUnavailable
 from shared.garbage_collection import collector_paused
 
@@ -127,21 +122,35 @@ def latest_snapshot_id(conn: Connection) -> int | None:
     return conn.execute(select(func.max(list_snapshots.c.snapshot_id))).scalar()
 
 
+# What screening needs of one snapshot, as one JSON document: its wallets, its entries, and the aliases of
+# its individuals. One statement and one json.loads: 0.023 s for the real list's 8,976 entries, against
+# 0.085 s for three SELECTs whose 27,000 rows went through SQLAlchemy's row objects one by one.
+_LIST_VIEW = text(
+    "SELECT json_build_object("
+    "  'wallets', (SELECT coalesce(json_agg(json_build_array(address, ent_num) ORDER BY address), '[]')"
+    "              FROM compliance.listed_wallets WHERE snapshot_id = :snapshot_id),"
+    "  'entries', (SELECT coalesce(json_agg(json_build_array(ent_num, name, sdn_type, programs)"
+    "                                       ORDER BY ent_num), '[]')"
+    "              FROM compliance.sdn_entries WHERE snapshot_id = :snapshot_id),"
+    "  'aliases', (SELECT coalesce(json_agg(json_build_array(a.ent_num, a.alt_num, a.name)"
+    "                                       ORDER BY a.ent_num, a.alt_num), '[]')"
+    "              FROM compliance.sdn_aliases a JOIN compliance.sdn_entries e USING (snapshot_id, ent_num)"
+    "              WHERE a.snapshot_id = :snapshot_id AND e.sdn_type = :screened)"
+    ")::text"
+)
+
+
 @collector_paused()
 def read_list_view(conn: Connection, snapshot_id: int) -> ListView:
     """What screening needs of one snapshot: listed wallets, and individuals' names and aliases."""
-    wallets = {row.address: row.ent_num for row in conn.execute(
-        select(listed_wallets.c.address, listed_wallets.c.ent_num).where(listed_wallets.c.snapshot_id == snapshot_id))}
-    entries = {row.ent_num: {"name": row.name, "sdn_type": row.sdn_type, "programs": row.programs}
-               for row in conn.execute(
-                   select(sdn_entries.c.ent_num, sdn_entries.c.name, sdn_entries.c.sdn_type, sdn_entries.c.programs)
-                   .where(sdn_entries.c.snapshot_id == snapshot_id))}
+    document = json.loads(conn.execute(_LIST_VIEW, {"snapshot_id": snapshot_id,
+                                                    "screened": SCREENED_SDN_TYPE}).scalar_one())
+    wallets = {address: ent_num for address, ent_num in document["wallets"]}
+    entries = {ent_num: {"name": name, "sdn_type": sdn_type, "programs": programs}
+               for ent_num, name, sdn_type, programs in document["entries"]}
     names = [ListedName(ent_num, None, entry["name"]) for ent_num, entry in entries.items()
              if entry["sdn_type"] == SCREENED_SDN_TYPE]
-    names += [ListedName(row.ent_num, row.alt_num, row.name) for row in conn.execute(
-        select(sdn_aliases.c.ent_num, sdn_aliases.c.alt_num, sdn_aliases.c.name)
-        .where(sdn_aliases.c.snapshot_id == snapshot_id))
-        if entries.get(row.ent_num, {}).get("sdn_type") == SCREENED_SDN_TYPE]
+    names += [ListedName(ent_num, alt_num, name) for ent_num, alt_num, name in document["aliases"]]
     return ListView(snapshot_id=snapshot_id, wallets=wallets, names=NameIndex(names), entries=entries)
 
 

@@ -4,7 +4,7 @@ import gc
 
 import sqlalchemy
 
-from shared.compliance.lists import read_list_view, store_snapshot
+from shared.compliance.lists import SCREENED_SDN_TYPE, read_list_view, store_snapshot
 from shared.compliance.ofac import ADDRESS_LIST, parse_lists
 from tests.support.compliance import OFAC_DATA
 
@@ -38,6 +38,14 @@ def test_a_snapshot_is_stored_once_per_change_of_the_files(stack, owner_engine):
             # Built with the collector paused: at most the one collection its re-enabling sets off.
             assert sum(generation["collections"] for generation in gc.get_stats()) - collections <= 1
             assert len(view.wallets) == 153 and len(view.names) > 10000
+            # Exactly what the parsed files say: every wallet, every entry, individuals' names and aliases.
+            individuals = {e["ent_num"] for e in updated.entries if e["sdn_type"] == SCREENED_SDN_TYPE}
+            assert view.wallets == updated.wallets
+            assert view.entries == {e["ent_num"]: {"name": e["name"], "sdn_type": e["sdn_type"],
+                                                   "programs": e["programs"]} for e in updated.entries}
+            assert sorted((n.ent_num, n.alt_num or 0, n.name) for n in view.names.names) == sorted(
+                [(e["ent_num"], 0, e["name"]) for e in updated.entries if e["ent_num"] in individuals]
+                + [(a["ent_num"], a["alt_num"], a["name"]) for a in updated.aliases if a["ent_num"] in individuals])
             # Back to the earlier files (a delisting reverted): a new version, loaded again.
             reverted = store_snapshot(conn, real, "test", None)
             assert reverted is not None and reverted > added
