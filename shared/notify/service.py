@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime
 
 from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.engine import Connection, Engine
 
 from shared.db import connection
@@ -61,7 +61,7 @@ _ALERTS_OF_ESCROW = (select(deliveries.c.channel, deliveries.c.user_id, deliveri
                      .where(deliveries.c.correlation_id == bindparam("correlation_id"),
                             deliveries.c.event_type == MARGIN_TIER_CHANGED,
                             deliveries.c.status.in_(ALERT_REACHED_USER))
-                     .distinct(deliveries.c.channel).order_by(deliveries.c.channel, deliveries.c.id.desc()))
+                     .ext(distinct_on(deliveries.c.channel)).order_by(deliveries.c.channel, deliveries.c.id.desc()))
 _PENDING_OF_EVENT = select(deliveries.c.id).where(deliveries.c.event_id == bindparam("event_id"),
                                                   deliveries.c.status == PENDING).order_by(deliveries.c.id)
 _COUNT_PENDING_OF_EVENT = select(func.count()).where(deliveries.c.event_id == bindparam("event_id"),
