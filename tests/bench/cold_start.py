@@ -11,6 +11,9 @@ refresh-sanctions a tick (download, parse, compare with the latest snapshot, not
 Also measured, as context: the floor of any function that writes and publishes (tests/bench/floor: its
 first request connects, runs one statement and has one message confirmed, with no platform logic). What
 a function takes beyond the floor is the platform's own.
+Each figure's baseline is the bare hello started in turn with it (one start each, RUNS times): the
+machine's pace drifts during a bench (the same function's import moved by a quarter between runs),
+and taken in turns both sides of a ratio drift alike.
 """
 
 from __future__ import annotations
@@ -108,6 +111,16 @@ def _cold_start_seconds(target: str, source, env, port: int, body: bytes | dict 
         stop_group(pid)
 
 
+def _alternated(hello, measured) -> tuple[float, float]:
+    """Medians of RUNS hello starts and RUNS `measured` starts, taken in turns, so that a machine slowing
+    down or speeding up during the bench moves both sides of a ratio alike."""
+    hellos, values = [], []
+    for _ in range(RUNS):
+        hellos.append(hello())
+        values.append(measured())
+    return statistics.median(hellos), statistics.median(values)
+
+
 def main() -> None:
     """Measure and print each figure with the bare-hello baseline and the ratio."""
     stack = Stack(TEST_LAYOUT)
@@ -125,19 +138,23 @@ def _measure(stack: Stack, state: dict) -> None:
     tick = json.dumps({"source": "bench"}).encode()
     rows = []
     port = TEST_LAYOUT.base_port + 60
-    hello_import = statistics.median(_import_seconds(HELLO_SOURCE, base_env) for _ in range(RUNS))
-    hello_cold = statistics.median(
-        _cold_start_seconds("hello", HELLO_SOURCE, base_env, port, tick) for _ in range(RUNS))
+
+    def hello_import() -> float:
+        return _import_seconds(HELLO_SOURCE, base_env)
+
+    def hello_cold() -> float:
+        return _cold_start_seconds("hello", HELLO_SOURCE, base_env, port, tick)
+
     stack.admin.create_topic(FLOOR_TOPIC)
     settle = next(function for function in stack.topology.functions if function.name == "settle")
     floor_env = {**base_env, **stack.function_env(settle, state["escrow_address"]), "FLOOR_TOPIC": FLOOR_TOPIC}
-    floor_cold = statistics.median(
-        _cold_start_seconds("floor", FLOOR_SOURCE, floor_env, port, tick) for _ in range(RUNS))
+    floor_hello, floor_cold = _alternated(
+        hello_cold, lambda: _cold_start_seconds("floor", FLOOR_SOURCE, floor_env, port, tick))
     scheduled = {job.topic for job in stack.topology.scheduler_jobs}
     for function in stack.topology.functions:
         env = {**base_env, **stack.function_env(function, state["escrow_address"])}
         source = REPO_ROOT / function.source / "main.py"
-        imported = statistics.median(_import_seconds(source, env) for _ in range(RUNS))
+        imports = _alternated(hello_import, lambda source=source, env=env: _import_seconds(source, env))
         # HTTP functions get a GET, scheduled ones a tick, registration consumers a new registration
         # (screen-compliance's first one builds the name index), the others an escrow event
         # (assess-margin records it as not its own: the first request still opens the database and writes).
@@ -152,19 +169,21 @@ def _measure(stack: Stack, state: dict) -> None:
                 return _registration()
             return body(unique_escrow_created())
 
-        cold = statistics.median(
-            _cold_start_seconds(function.entry_point, source, env, port, payload()) for _ in range(RUNS))
-        rows.append((function.name, imported, cold))
-    print(f"{'function':17} {'import s':>9} {'x hello':>8} {'cold start s':>13} {'x hello':>8} {'x floor':>8}")
-    print(f"{'hello':17} {hello_import:9.3f} {1:8.1f} {hello_cold:13.3f} {1:8.1f}")
-    print(f"{'floor':17} {'':9} {'':8} {floor_cold:13.3f} {floor_cold / hello_cold:8.1f} {1:8.1f}")
+        colds = _alternated(hello_cold, lambda function=function, source=source, env=env, payload=payload:
+                            _cold_start_seconds(function.entry_point, source, env, port, payload()))
+        rows.append((function.name, imports, colds))
+    print(f"{'':17} {'import s':>9} {'hello s':>8} {'x hello':>8} {'cold start s':>13} {'hello s':>8} "
+          f"{'x hello':>8} {'x floor':>8}")
+    print(f"{'floor':17} {'':9} {'':8} {'':8} {floor_cold:13.3f} {floor_hello:8.3f} "
+          f"{floor_cold / floor_hello:8.1f} {1:8.1f}")
     report.record("cold start floor: connect, one statement, one confirmed publish (vs bare hello)", floor_cold,
-                  "s", hello_cold)
-    for name, imported, cold in rows:
-        print(f"{name:17} {imported:9.3f} {imported / hello_import:8.1f} {cold:13.3f} {cold / hello_cold:8.1f} "
-              f"{cold / floor_cold:8.1f}")
-        report.record(f"cold start: {name} (vs bare hello)", cold, "s", hello_cold, target="<= 2")
-    print(f"(median of {RUNS}; cold start = spawn to first answered request, including its work)")
+                  "s", floor_hello)
+    for name, (import_hello, imported), (cold_hello, cold) in rows:
+        print(f"{name:17} {imported:9.3f} {import_hello:8.3f} {imported / import_hello:8.1f} {cold:13.3f} "
+              f"{cold_hello:8.3f} {cold / cold_hello:8.1f} {cold / floor_cold:8.1f}")
+        report.record(f"cold start: {name} (vs bare hello)", cold, "s", cold_hello, target="<= 2")
+    print(f"(medians of {RUNS}, each start of a function taken in turn with a start of the bare hello, whose "
+          "median is its baseline; cold start = spawn to first answered request, including its work)")
 
 
 if __name__ == "__main__":
