@@ -12,7 +12,7 @@ Also measured, as context: the floor of any function that writes and publishes (
 first request connects, runs one statement and has one message confirmed, with no platform logic). What
 a function takes beyond the floor is the platform's own.
 Each figure's baseline is the bare hello started in turn with it (one start each, RUNS times): the
-machine's pace drifts during a bench (the same function's import moved by a quarter between runs),
+machine's pace drifts during a bench (the same function's import varied by up to a third between runs),
 and taken in turns both sides of a ratio drift alike.
 """
 
