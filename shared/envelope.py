@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
-from pydantic import BaseModel
+import msgspec
 
 from shared.chain.escrow_logs import chain_log_event_id, removal_event_id
 from shared.errors import InvalidEvent
-from shared.events import CHAIN_EVENT_TYPES, MAX_ID_LENGTH, timestamp, validate_payload
+from shared.events import CHAIN_EVENT_TYPES, MAX_ID_LENGTH, Payload, timestamp, validate_payload
 from shared.text import MAX_NESTING, too_deep, unstorable_text
 
-Model = TypeVar("Model", bound=BaseModel)
+Model = TypeVar("Model", bound=Payload)
 
 ENVELOPE_FIELDS = (
     "event_id",
@@ -94,7 +94,7 @@ class Envelope:
         models = self.__dict__.setdefault("_typed_payloads", {})
         if model not in models:
             try:
-                models[model] = model.model_validate(self.payload)
+                models[model] = msgspec.convert(self.payload, model, strict=True)
             except ValueError as exc:
                 raise InvalidEvent(f"{self.event_type}: payload is not a {model.__name__}",
                                    event_id=self.event_id) from exc

@@ -173,7 +173,7 @@ class RiskEngine:
                         cause_event_id=envelope.event_id, now=now)
         # The record of the price and of its pass: the pass snapshots tier changes only, so this is where
         # the positions it assessed are counted.
-        provenance = {"sources": [source.model_dump(mode="json", exclude_unset=True) for source in p.sources],
+        provenance = {"sources": envelope.payload["sources"],  # canonical: validated on the way in
                       "reason": p.reason}
         conn.execute(insert(applied_prices).values(**price, provenance=provenance,
                                                    positions_assessed=result.assessed,
