@@ -21,7 +21,7 @@ import pg8000.dbapi
 import pg8000.legacy
 import sqlalchemy
 from pg8000.converters import TIMESTAMPTZ, make_params, timestamptz_in
-from sqlalchemy import event
+from sqlalchemy import TextClause, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine, ExceptionContext
 
@@ -109,6 +109,17 @@ def _cloud_sql_engine(settings: DatabaseSettings) -> Engine:
         )
 
     return sqlalchemy.create_engine("postgresql+pg8000://", creator=connect, **POOL_OPTIONS)
+
+
+@functools.lru_cache(maxsize=1024)
+def sql(statement: str) -> TextClause:
+    """A statement written as SQL, with `:name` parameters, ready to execute; built once per distinct text.
+
+    The platform's statements are SQL text rather than SQLAlchemy expressions: what runs is what is read,
+    and nothing is compiled on an instance's first request (9 expressions compiled in screen-compliance's
+    first registration took 0.045 s under the profiler).
+    """
+    return text(statement)
 
 
 def sqlstate(error: BaseException | None) -> str | None:

@@ -10,15 +10,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection, Engine
 
 from shared import pubsub
-from shared.db import execute_autocommitted, transaction
+from shared.db import execute_autocommitted, sql, transaction
 from shared.envelope import Envelope, canonical_json
 from shared.errors import PublishFailed
-from shared.messaging.tables import messaging_tables
 from shared.pubsub import OutgoingMessage, publish_all
 
 log = logging.getLogger(__name__)
@@ -48,19 +45,13 @@ def sent_pairs(keys: Sequence[object], message_ids: Sequence[str]) -> tuple[str,
 def enqueue(conn: Connection, schema: str, topic: str, envelope: Envelope,
             extra_attributes: dict[str, str] | None = None) -> bool:
     """Add an event to the outbox; False when its dedupe key is already there (kept as it was)."""
-    outbox = messaging_tables(schema).outbox
-    inserted = conn.execute(
-        insert(outbox)
-        .values(
-            dedupe_key=envelope.dedupe_key,
-            event_id=envelope.event_id,
-            topic=topic,
-            envelope=envelope.to_json(),
-            attributes={**envelope.attributes(), **(extra_attributes or {})},
-        )
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(outbox.c.id)
-    ).first()
+    inserted = conn.execute(sql(
+        f"INSERT INTO {schema}.outbox (dedupe_key, event_id, topic, envelope, attributes) "
+        "VALUES (:dedupe_key, :event_id, :topic, CAST(:envelope AS jsonb), CAST(:attributes AS jsonb)) "
+        "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id"
+    ), {"dedupe_key": envelope.dedupe_key, "event_id": envelope.event_id, "topic": topic,
+        "envelope": envelope.canonical_json,
+        "attributes": json.dumps({**envelope.attributes(), **(extra_attributes or {})})}).first()
     return inserted is not None
 
 
@@ -87,7 +78,7 @@ def enqueue_many(conn: Connection, schema: str, topic: str,
     if not events:
         return []
     rows = staging_rows(events)
-    inserted = conn.execute(text(
+    inserted = conn.execute(sql(
         f"INSERT INTO {schema}.outbox (dedupe_key, event_id, topic, envelope, attributes, publishing_until) "
         "SELECT e.dedupe_key, e.event_id, :topic, e.envelope, e.attributes, now() + make_interval(secs => :lease) "
         "FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb)) "
@@ -138,7 +129,7 @@ def wire_bytes(envelope: dict) -> bytes:
 def leased_rows_caused_by(conn: Connection, schema: str, cause_event_id: str) -> int:
     """How many events `cause_event_id` caused (their `causation_id`) are unpublished and still leased to
     the delivery that staged them."""
-    return conn.execute(text(
+    return conn.execute(sql(
         f"SELECT count(*) FROM {schema}.outbox WHERE published_at IS NULL AND NOT {LEASE_ENDED} "
         "AND envelope->>'causation_id' = :cause"), {"cause": cause_event_id}).scalar_one()
 
@@ -150,15 +141,11 @@ def publish_pending(engine: Engine, schema: str, project_id: str, timeout: float
     at once do not send the same row twice; a failed publish rolls back and leaves them pending.
     Rows whose lease runs (staged, their caller is publishing them) are left to that caller.
     """
-    outbox = messaging_tables(schema).outbox
     with transaction(engine) as conn:
-        rows = conn.execute(
-            select(outbox.c.id, outbox.c.topic, outbox.c.envelope, outbox.c.attributes)
-            .where(outbox.c.published_at.is_(None), text(LEASE_ENDED))
-            .order_by(outbox.c.id)
-            .limit(PUBLISH_BATCH)
-            .with_for_update(skip_locked=True)
-        ).all()
+        rows = conn.execute(sql(
+            f"SELECT id, topic, envelope, attributes FROM {schema}.outbox "
+            f"WHERE published_at IS NULL AND {LEASE_ENDED} ORDER BY id LIMIT :batch FOR UPDATE SKIP LOCKED"
+        ), {"batch": PUBLISH_BATCH}).all()
         if not rows:
             return 0
         messages = [
@@ -258,7 +245,7 @@ def _mark_published(conn: Connection, schema: str, ids: list[int], message_ids: 
     # One statement for the whole batch (an executemany would be one round trip per row).
     keys, sent_ids = sent_pairs(ids, message_ids)
     conn.execute(
-        text(
+        sql(
             f"UPDATE {schema}.outbox AS o SET published_at = now(), message_id = sent.message_id "
             f"FROM {SENT_PAIRS.format(keys=':ids', message_ids=':message_ids')} "
             "WHERE o.id = CAST(sent.key AS bigint)"
@@ -280,5 +267,4 @@ def drain(engine: Engine, schema: str, project_id: str, timeout: float, deadline
 
 def count_unpublished(conn: Connection, schema: str) -> int:
     """How many outbox rows of `schema` still wait to be published."""
-    outbox = messaging_tables(schema).outbox
-    return conn.execute(select(func.count()).where(outbox.c.published_at.is_(None))).scalar_one()
+    return conn.execute(sql(f"SELECT count(*) FROM {schema}.outbox WHERE published_at IS NULL")).scalar_one()

@@ -9,20 +9,37 @@ operators and the API not to treat its funds as clear.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import func, or_, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
+from shared.db import sql
 from shared.envelope import Envelope
 from shared.messaging.consumer import Outgoing
-from shared.settlement.tables import compliance_statuses, compliance_wallets, escrows
+from shared.settlement.tables import SCHEMA
 
 log = logging.getLogger(__name__)
 APPROVED = "APPROVED"
+
+# A user's decision, unless the one recorded is newer (a sequence not below it: the same one rewrites).
+_RECORD_DECISION = sql(
+    f"INSERT INTO {SCHEMA}.compliance_statuses AS s (user_id, decision, sequence, event_id, reasons, decided_at, "
+    "updated_at) VALUES (:user_id, :decision, :sequence, :event_id, CAST(:reasons AS jsonb), :decided_at, now()) "
+    "ON CONFLICT (user_id) DO UPDATE SET decision = EXCLUDED.decision, sequence = EXCLUDED.sequence, "
+    "event_id = EXCLUDED.event_id, reasons = EXCLUDED.reasons, decided_at = EXCLUDED.decided_at, "
+    "updated_at = EXCLUDED.updated_at WHERE s.sequence <= EXCLUDED.sequence RETURNING user_id")
+_FORGET_WALLETS = sql(f"DELETE FROM {SCHEMA}.compliance_wallets WHERE user_id = :user_id")
+_RECORD_WALLETS = sql(f"INSERT INTO {SCHEMA}.compliance_wallets (wallet, user_id) "
+                      "SELECT unnest(CAST(:wallets AS text[])), :user_id")
+_ESCROWS_INVOLVING = sql(f"SELECT count(*) FROM {SCHEMA}.escrows WHERE depositor = ANY(CAST(:wallets AS text[])) "
+                         "OR beneficiary = ANY(CAST(:wallets AS text[]))")
+_HOLDS_ON = sql(
+    f"SELECT w.wallet, s.decision, s.decided_at, s.reasons FROM {SCHEMA}.compliance_wallets w "
+    f"JOIN {SCHEMA}.compliance_statuses s ON s.user_id = w.user_id "
+    "WHERE w.wallet = ANY(CAST(:wallets AS text[])) AND s.decision <> :approved")
 
 
 def apply_compliance_result(conn: Connection, result: Envelope) -> Outgoing:
@@ -30,25 +47,18 @@ def apply_compliance_result(conn: Connection, result: Envelope) -> Outgoing:
     again (only the reconciler's replay reaches here twice: the inbox drops a redelivery) rewrites its
     wallets, which mends a copy that lost or gained one."""
     payload = result.payload
-    statement = insert(compliance_statuses).values(
-        user_id=payload["user_id"], decision=payload["decision"], sequence=payload["sequence"],
-        event_id=result.event_id, reasons=payload.get("reasons") or [],
-        decided_at=datetime.fromisoformat(payload["decided_at"]), updated_at=func.now())
-    applied = conn.execute(statement.on_conflict_do_update(
-        index_elements=["user_id"],
-        set_={name: statement.excluded[name] for name in ("decision", "sequence", "event_id", "reasons",
-                                                          "decided_at", "updated_at")},
-        where=compliance_statuses.c.sequence <= statement.excluded.sequence,
-    ).returning(compliance_statuses.c.user_id)).first()
+    applied = conn.execute(_RECORD_DECISION, {
+        "user_id": payload["user_id"], "decision": payload["decision"], "sequence": payload["sequence"],
+        "event_id": result.event_id, "reasons": json.dumps(payload.get("reasons") or []),
+        "decided_at": datetime.fromisoformat(payload["decided_at"])}).first()
     if applied is None:
         log.info("compliance result older than the one recorded; ignored", extra={"event_id": result.event_id})
         return []
     wallets = sorted(set(payload["wallet_addresses"]))
-    conn.execute(compliance_wallets.delete().where(compliance_wallets.c.user_id == payload["user_id"]))
+    conn.execute(_FORGET_WALLETS, {"user_id": payload["user_id"]})
     if wallets:
-        conn.execute(compliance_wallets.insert(), [{"wallet": w, "user_id": payload["user_id"]} for w in wallets])
-    involved = conn.execute(select(func.count()).select_from(escrows).where(
-        or_(escrows.c.depositor.in_(wallets), escrows.c.beneficiary.in_(wallets)))).scalar_one() if wallets else 0
+        conn.execute(_RECORD_WALLETS, {"wallets": wallets, "user_id": payload["user_id"]})
+    involved = conn.execute(_ESCROWS_INVOLVING, {"wallets": wallets}).scalar_one() if wallets else 0
     log.info("escrows held for compliance" if payload["decision"] != APPROVED else "compliance hold lifted",
              extra={"user_id": payload["user_id"], "decision": payload["decision"], "escrows": involved,
                     "event_id": result.event_id})
@@ -60,12 +70,7 @@ def holds_on(conn: Connection, wallets: Iterable[str]) -> dict[str, dict]:
     wanted = sorted(set(wallets))
     if not wanted:
         return {}
-    rows = conn.execute(
-        select(compliance_wallets.c.wallet, compliance_statuses.c.decision, compliance_statuses.c.decided_at,
-               compliance_statuses.c.reasons)
-        .join(compliance_statuses, compliance_statuses.c.user_id == compliance_wallets.c.user_id)
-        .where(compliance_wallets.c.wallet.in_(wanted), compliance_statuses.c.decision != APPROVED)
-    ).all()
+    rows = conn.execute(_HOLDS_ON, {"wallets": wanted, "approved": APPROVED}).all()
     return {row.wallet: {"decision": row.decision, "since": row.decided_at.isoformat(), "reasons": row.reasons}
             for row in rows}
 

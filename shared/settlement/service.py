@@ -8,17 +8,16 @@ what its orphaned log did, together with every later transition of that escrow.
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
 from shared import topics
-from shared.db import execute_autocommitted
+from shared.db import execute_autocommitted, sql
 from shared.envelope import Envelope
 from shared.errors import AwaitingPrerequisite, IllegalTransition
 from shared.events import (
@@ -40,7 +39,7 @@ from shared.settlement.states import (
     is_reachable,
     state_change_id,
 )
-from shared.settlement.tables import SCHEMA, escrows, late_events, orphaned_logs, transitions
+from shared.settlement.tables import SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -50,28 +49,65 @@ NO_POSITION = (-1, -1)
 
 # In one round trip: whether the event's log was orphaned before it arrived, and the escrow row (all
 # nulls when there is none yet), locked for the change.
-_ORPHANED_AND_ESCROW = text(
+_ORPHANED_AND_ESCROW = sql(
     f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.orphaned_logs WHERE dedupe_key = :dedupe_key) AS orphaned, escrow.* "
     f"FROM (SELECT) AS one LEFT JOIN LATERAL (SELECT * FROM {SCHEMA}.escrows WHERE chain_id = :chain_id "
     "AND contract = :contract AND escrow_id = :escrow_id FOR UPDATE) AS escrow ON true")
 
-# The statements of every event, built once; each call passes its values as parameters. Built per call
-# with .values(), a statement cost about 190 µs of CPU more (coercing and cache-keying each value): as
-# much as executing it.
-_INSERT_ESCROW = insert(escrows).values(recorded_at=func.now()).returning(escrows)
-_UPDATE_ESCROW = (update(escrows)
-                  .where(escrows.c.chain_id == bindparam("key_chain_id"),
-                         escrows.c.contract == bindparam("key_contract"),
-                         escrows.c.escrow_id == bindparam("key_escrow_id"))
-                  .values(recorded_at=func.now()).returning(escrows))
-_RECORD_TRANSITION = insert(transitions).on_conflict_do_nothing(index_elements=["dedupe_key"])
-_RECORD_LATE_EVENT = insert(late_events).on_conflict_do_nothing(index_elements=["dedupe_key"])
+
+
+@functools.cache
+def _insert_escrow(columns: tuple[str, ...]):
+    """The escrow row with these columns (the code's own names), as written."""
+    return sql(f"INSERT INTO {SCHEMA}.escrows ({', '.join(columns)}, recorded_at) "
+               f"VALUES ({', '.join(':' + column for column in columns)}, now()) RETURNING *")
+
+
+@functools.cache
+def _update_escrow(columns: tuple[str, ...]):
+    """The escrow keyed by :key_chain_id, :key_contract and :key_escrow_id, with these columns set; as written."""
+    return sql(f"UPDATE {SCHEMA}.escrows SET {', '.join(f'{column} = :{column}' for column in columns)}, "
+               "recorded_at = now() WHERE chain_id = :key_chain_id AND contract = :key_contract "
+               "AND escrow_id = :key_escrow_id RETURNING *")
+
+
+def _update_escrow_row(conn: Connection, key: dict, columns: dict) -> Any:
+    return conn.execute(_update_escrow(tuple(columns)), {**_key_parameters(key), **columns}).mappings().one()
+
+
+# A transition's columns, in the order the statements below take them.
+_TRANSITION_COLUMNS = ("chain_id", "contract", "escrow_id", "sequence", "from_state", "to_state", "event_id",
+                       "dedupe_key", "block_number", "log_index", "occurred_at")
+_RECORD_TRANSITION = sql(
+    f"INSERT INTO {SCHEMA}.transitions ({', '.join(_TRANSITION_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + column for column in _TRANSITION_COLUMNS)}) ON CONFLICT (dedupe_key) DO NOTHING")
+_LATE_EVENT_ROW = ("chain_id", "contract", "escrow_id", "dedupe_key", "event_id", "event_type", "block_number",
+                   "log_index", "from_state", "to_state", "occurred_at")
+_RECORD_LATE_EVENT = sql(
+    f"INSERT INTO {SCHEMA}.late_events ({', '.join(_LATE_EVENT_ROW)}) "
+    f"VALUES ({', '.join(':' + column for column in _LATE_EVENT_ROW)}) ON CONFLICT (dedupe_key) DO NOTHING")
+_RECORD_ORPHANED = sql(f"INSERT INTO {SCHEMA}.orphaned_logs (dedupe_key, removal_event_id) "
+                       "VALUES (:dedupe_key, :removal_event_id) ON CONFLICT (dedupe_key) DO NOTHING")
+_LIVE_TRANSITION = sql(f"SELECT * FROM {SCHEMA}.transitions WHERE dedupe_key = :dedupe_key AND reverted_at IS NULL")
+_REVERT_LATE_EVENT = sql(f"UPDATE {SCHEMA}.late_events SET reverted_at = now() "
+                         "WHERE dedupe_key = :dedupe_key AND reverted_at IS NULL")
+_ESCROW_FOR_UPDATE = sql(f"SELECT * FROM {SCHEMA}.escrows WHERE chain_id = :chain_id AND contract = :contract "
+                         "AND escrow_id = :escrow_id FOR UPDATE")
+_REVERT_TRANSITIONS_FROM = sql(
+    f"UPDATE {SCHEMA}.transitions SET reverted_at = now() WHERE chain_id = :chain_id AND contract = :contract "
+    "AND escrow_id = :escrow_id AND sequence >= :sequence AND reverted_at IS NULL")
+_LAST_LIVE_STEP = sql(
+    f"SELECT block_number, log_index FROM {SCHEMA}.transitions WHERE chain_id = :chain_id AND contract = :contract "
+    "AND escrow_id = :escrow_id AND reverted_at IS NULL AND reverts_event_id IS NULL ORDER BY sequence DESC LIMIT 1")
+_RECORD_UNDO = sql(
+    f"INSERT INTO {SCHEMA}.transitions ({', '.join(_TRANSITION_COLUMNS)}, reverts_event_id) "
+    f"VALUES ({', '.join(':' + column for column in _TRANSITION_COLUMNS)}, :reverts_event_id)")
 
 # For an event at or before an escrow's last change: the escrow's history around the event's chain position,
 # its live forward steps (reverted ones and a reorganisation's undo rows left out) and the late events
 # recorded so far (but the event's own, on a redelivery): the nearest before and after it, and whether
 # another log holds its position (two logs of one escrow at one position are from two forks).
-_STEPS_AROUND = text(
+_STEPS_AROUND = sql(
     f"WITH history AS (SELECT block_number, log_index, to_state FROM {SCHEMA}.transitions "
     "WHERE chain_id = :chain_id AND contract = :contract AND escrow_id = :escrow_id AND reverted_at IS NULL "
     f"AND reverts_event_id IS NULL UNION ALL SELECT block_number, log_index, to_state FROM {SCHEMA}.late_events "
@@ -137,19 +173,17 @@ def apply_settlement_event(conn: Connection, envelope: Envelope) -> Outgoing:
     if target is EscrowState.CREATED:
         updated = _write_terms(conn, key, envelope, escrow, change)
     else:
-        updated = conn.execute(_UPDATE_ESCROW, {**_key_parameters(key), **change}).mappings().one()
+        updated = _update_escrow_row(conn, key, change)
     # A replay (the reconciler restoring a lost escrow row) finds its transition still recorded.
     conn.execute(_RECORD_TRANSITION, _transition(key, envelope, current, change))
     return [_state_changed(updated, envelope, current, reverted=False)]
 
 
-# settle's one-statement path (apply_at_once). The escrow's columns and its transition's, in the order the
-# statements below take their values.
+# settle's one-statement path (apply_at_once). The escrow's columns, in the order the statements below take
+# their values (and the transition's: _TRANSITION_COLUMNS).
 _ESCROW_COLUMNS = ("chain_id", "contract", "escrow_id", "depositor", "beneficiary", "asset", "amount",
                    "obligation_usd", "deadline", "created_event_id", "created_block", "created_tx", "created_at",
                    "state", "sequence", "last_block", "last_log_index", "updated_at")
-_TRANSITION_COLUMNS = ("chain_id", "contract", "escrow_id", "sequence", "from_state", "to_state", "event_id",
-                       "dedupe_key", "block_number", "log_index", "occurred_at")
 _NOT_ORPHANED = f"NOT EXISTS (SELECT 1 FROM {SCHEMA}.orphaned_logs WHERE dedupe_key = %s)"
 _RECORD_TRANSITION_OF_ESCROW = (
     f"transition AS (INSERT INTO {SCHEMA}.transitions ({', '.join(_TRANSITION_COLUMNS)}) "
@@ -251,39 +285,27 @@ def _undo_orphaned_log(conn: Connection, removal: Envelope) -> Outgoing:
     """Undo the transition the orphaned log made, and every later one of the same escrow."""
     removed_log = _chain_log(removal)
     original_key = f"{removal.causation_id}@{removed_log.block_hash}"
-    conn.execute(insert(orphaned_logs).values(dedupe_key=original_key, removal_event_id=removal.event_id)
-                 .on_conflict_do_nothing(index_elements=["dedupe_key"]))
-    undone = conn.execute(
-        select(transitions).where(transitions.c.dedupe_key == original_key, transitions.c.reverted_at.is_(None))
-    ).mappings().first()
+    conn.execute(_RECORD_ORPHANED, {"dedupe_key": original_key, "removal_event_id": removal.event_id})
+    undone = conn.execute(_LIVE_TRANSITION, {"dedupe_key": original_key}).mappings().first()
     if undone is None:
         # Never applied here (or already undone): remembering it as orphaned is all there is to do, and a
         # late event it made leaves the escrow's history.
-        conn.execute(update(late_events).where(late_events.c.dedupe_key == original_key,
-                                               late_events.c.reverted_at.is_(None)).values(reverted_at=func.now()))
+        conn.execute(_REVERT_LATE_EVENT, {"dedupe_key": original_key})
         return []
     key = {"chain_id": undone["chain_id"], "contract": undone["contract"], "escrow_id": undone["escrow_id"]}
-    escrow = conn.execute(select(escrows).where(*_match(key)).with_for_update()).mappings().one()
-    conn.execute(update(transitions).where(
-        *_match(key, transitions), transitions.c.sequence >= undone["sequence"], transitions.c.reverted_at.is_(None)
-    ).values(reverted_at=func.now()))
-    previous = conn.execute(
-        select(transitions.c.block_number, transitions.c.log_index)
-        .where(*_match(key, transitions), transitions.c.reverted_at.is_(None), transitions.c.reverts_event_id.is_(None))
-        .order_by(transitions.c.sequence.desc()).limit(1)
-    ).first()
+    escrow = conn.execute(_ESCROW_FOR_UPDATE, key).mappings().one()
+    conn.execute(_REVERT_TRANSITIONS_FROM, {**key, "sequence": undone["sequence"]})
+    previous = conn.execute(_LAST_LIVE_STEP, key).first()
     restored = EscrowState(undone["from_state"]) if undone["from_state"] else EscrowState.VOIDED
     position = tuple(previous) if previous else NO_POSITION
     sequence = escrow["sequence"] + 1
-    updated = conn.execute(_UPDATE_ESCROW, {
-        **_key_parameters(key), "state": restored.value, "sequence": sequence, "last_block": position[0],
-        "last_log_index": position[1]}).mappings().one()
-    conn.execute(insert(transitions).values(
-        **key, sequence=sequence, from_state=escrow["state"], to_state=restored.value,
-        event_id=removal.event_id, dedupe_key=removal.dedupe_key, block_number=removed_log.block_number,
-        log_index=removed_log.log_index, occurred_at=datetime.fromisoformat(removal.occurred_at),
-        reverts_event_id=undone["event_id"],
-    ))
+    updated = _update_escrow_row(conn, key, {"state": restored.value, "sequence": sequence,
+                                             "last_block": position[0], "last_log_index": position[1]})
+    conn.execute(_RECORD_UNDO, {
+        **key, "sequence": sequence, "from_state": escrow["state"], "to_state": restored.value,
+        "event_id": removal.event_id, "dedupe_key": removal.dedupe_key, "block_number": removed_log.block_number,
+        "log_index": removed_log.log_index, "occurred_at": datetime.fromisoformat(removal.occurred_at),
+        "reverts_event_id": undone["event_id"]})
     log.warning("orphaned log undone", extra={"event_id": undone["event_id"], "restored_state": restored.value})
     return [_state_changed(updated, removal, EscrowState(escrow["state"]), reverted=True)]
 
@@ -293,10 +315,9 @@ def _write_terms(conn: Connection, key: dict, envelope: Envelope, existing: Any,
     again), in one statement; returns the row as written."""
     terms = _terms(envelope)
     if existing is None:
-        written = conn.execute(_INSERT_ESCROW, {**key, **terms, **change})
-    else:
-        written = conn.execute(_UPDATE_ESCROW, {**_key_parameters(key), **terms, **change})
-    return written.mappings().one()
+        row = {**key, **terms, **change}
+        return conn.execute(_insert_escrow(tuple(row)), row).mappings().one()
+    return _update_escrow_row(conn, key, {**terms, **change})
 
 
 def _terms(creation: Envelope) -> dict:
@@ -359,10 +380,7 @@ def _escrow_key(chain_log: EscrowLog) -> dict:
 
 
 def _key_parameters(key: dict) -> dict:
-    """The escrow key as _UPDATE_ESCROW's parameters."""
+    """The escrow key as _update_escrow's parameters."""
     return {f"key_{column}": value for column, value in key.items()}
 
 
-def _match(key: dict, table=escrows) -> list:
-    return [table.c.chain_id == key["chain_id"], table.c.contract == key["contract"],
-            table.c.escrow_id == key["escrow_id"]]
