@@ -8,17 +8,16 @@ keeps failing raises before anything is written, so Pub/Sub redelivers the tick.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
 from shared import topics
 from shared.assets import Asset
-from shared.db import get_engine, transaction
+from shared.db import get_engine, sql, transaction
 from shared.envelope import Envelope, utc_iso
 from shared.events import PRICE_UPDATED
 from shared.messaging import outbox
@@ -27,10 +26,33 @@ from shared.pricing.coingecko import CoinGeckoClient
 from shared.pricing.guards import ACCEPTED, HELD, AssetPriceState, Decision, Reading, decide
 from shared.pricing.quotes import Quote
 from shared.pricing.settings import PriceSettings
-from shared.pricing.tables import SCHEMA, asset_state, decisions, observations
+from shared.pricing.tables import SCHEMA
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
+
+_LAST_FETCHES = sql(f"SELECT asset, last_fetched_at FROM {SCHEMA}.asset_state")
+_ADD_ASSET = sql(f"INSERT INTO {SCHEMA}.asset_state (asset) VALUES (:asset) ON CONFLICT DO NOTHING")
+_ASSET_FOR_UPDATE = sql(f"SELECT * FROM {SCHEMA}.asset_state WHERE asset = :asset FOR UPDATE")
+_OBSERVATION = ("source", "price", "source_updated_at", "round_id", "status", "age_seconds", "reason")
+_RECORD_DECISION = sql(
+    f"INSERT INTO {SCHEMA}.decisions (fetch_id, asset, status, price, reason, published_event_id, decided_at) "
+    "VALUES (:fetch_id, :asset, :status, :price, :reason, :published_event_id, :decided_at)")
+
+
+@functools.cache
+def _record_observations(count: int):
+    """`count` readings of one fetch of one asset, their columns numbered (`price_0`, `price_1`...)."""
+    rows = ", ".join(f"(:fetch_id, :asset, {', '.join(f':{column}_{n}' for column in _OBSERVATION)}, :fetched_at)"
+                     for n in range(count))
+    return sql(f"INSERT INTO {SCHEMA}.observations (fetch_id, asset, {', '.join(_OBSERVATION)}, fetched_at) "
+               f"VALUES {rows}")
+
+
+@functools.cache
+def _update_asset(columns: tuple[str, ...]):
+    return sql(f"UPDATE {SCHEMA}.asset_state SET {', '.join(f'{column} = :{column}' for column in columns)} "
+               "WHERE asset = :asset")
 
 
 
@@ -74,8 +96,7 @@ class PriceService:
     def _assets_due(self, engine, now: datetime) -> list[Asset]:
         horizon = now - timedelta(seconds=self.prices.cache_ttl_seconds)
         with transaction(engine) as conn:
-            fetched: dict[str, datetime | None] = dict(
-                conn.execute(select(asset_state.c.asset, asset_state.c.last_fetched_at)).tuples().all())
+            fetched: dict[str, datetime | None] = dict(conn.execute(_LAST_FETCHES).tuples().all())
         return [a for a in self.prices.assets if (fetched.get(a.symbol) or horizon) <= horizon]
 
     def _fetch(self, assets: list[Asset]) -> dict[str, list[Quote]]:
@@ -84,10 +105,8 @@ class PriceService:
 
     def _decide_and_record(self, conn: Connection, asset: Asset, quotes: list[Quote], fetch_id: str,
                            now: datetime) -> Decision | None:
-        conn.execute(insert(asset_state).values(asset=asset.symbol).on_conflict_do_nothing())
-        state = conn.execute(
-            select(asset_state).where(asset_state.c.asset == asset.symbol).with_for_update()
-        ).mappings().one()
+        conn.execute(_ADD_ASSET, {"asset": asset.symbol})
+        state = conn.execute(_ASSET_FOR_UPDATE, {"asset": asset.symbol}).mappings().one()
         horizon = now - timedelta(seconds=self.prices.cache_ttl_seconds)
         if state["last_fetched_at"] is not None and state["last_fetched_at"] > horizon:
             log.info("another tick fetched this asset meanwhile; skipped", extra={"asset": asset.symbol})
@@ -99,13 +118,14 @@ class PriceService:
                             last_published_at=state["last_published_at"]),
             now, max_source_spread=self.prices.max_source_spread, max_jump=self.prices.max_jump,
         )
-        conn.execute(insert(observations).values([
-            {"fetch_id": fetch_id, "asset": asset.symbol, "source": r.quote.source, "price": r.quote.price,
-             "source_updated_at": r.quote.updated_at, "round_id": r.quote.round_id, "status": r.status,
-             "age_seconds": round(r.age_seconds, 3) if r.age_seconds is not None else None,
-             "reason": r.reason, "fetched_at": now}
-            for r in decision.readings
-        ]))
+        observed: dict = {"fetch_id": fetch_id, "asset": asset.symbol, "fetched_at": now}
+        for n, r in enumerate(decision.readings):  # one per source: never none
+            observed.update({
+                f"source_{n}": r.quote.source, f"price_{n}": r.quote.price,
+                f"source_updated_at_{n}": r.quote.updated_at, f"round_id_{n}": r.quote.round_id,
+                f"status_{n}": r.status, f"reason_{n}": r.reason,
+                f"age_seconds_{n}": round(r.age_seconds, 3) if r.age_seconds is not None else None})
+        conn.execute(_record_observations(len(decision.readings)), observed)
         changes: dict = {"last_fetched_at": now}
         if decision.status == ACCEPTED:
             changes.update(last_good_price=decision.price, last_good_at=now, held_price=None, held_at=None)
@@ -118,11 +138,10 @@ class PriceService:
             outbox.enqueue(conn, SCHEMA, topics.MARKET_PRICES, envelope, {"asset": asset.symbol})
             event_id = envelope.event_id
             changes.update(sequence=sequence, last_published_price=decision.price, last_published_at=now)
-        conn.execute(update(asset_state).where(asset_state.c.asset == asset.symbol).values(**changes))
-        conn.execute(insert(decisions).values(
-            fetch_id=fetch_id, asset=asset.symbol, status=decision.status, price=decision.price,
-            reason=decision.reason, published_event_id=event_id, decided_at=now,
-        ))
+        conn.execute(_update_asset(tuple(changes)), {**changes, "asset": asset.symbol})
+        conn.execute(_RECORD_DECISION, {
+            "fetch_id": fetch_id, "asset": asset.symbol, "status": decision.status, "price": decision.price,
+            "reason": decision.reason, "published_event_id": event_id, "decided_at": now})
         log.info("price decided", extra={"asset": asset.symbol, "status": decision.status,
                                          "price": str(decision.price), "reason": decision.reason,
                                          "published_event_id": event_id})

@@ -7,17 +7,17 @@ escrow, or a price not newer than the stored `sequence` for its asset, changes n
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, tuple_
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
 from shared import topics
 from shared.addresses import checksum_address
+from shared.db import sql
 from shared.envelope import Envelope, derive_event_id
 from shared.errors import InvalidEvent
 from shared.events import (
@@ -32,7 +32,7 @@ from shared.pricing.guards import published_price_problem
 from shared.risk.assessment import ALL_OPEN_ON_ASSET, ONE_ESCROW, assess
 from shared.risk.portfolio import refresh_exposures
 from shared.risk.settings import RiskSettings
-from shared.risk.tables import applied_prices, asset_prices, positions
+from shared.risk.tables import SCHEMA
 from shared.risk.tiers import ALERTED_TIERS
 
 log = logging.getLogger(__name__)
@@ -47,29 +47,40 @@ PROJECTED = ("depositor", "asset_token", "collateral_amount", "obligation_usd", 
 # A position's key columns.
 _KEY = ("chain_id", "contract", "escrow_id")
 # The position's tier before the change, locked for it.
-_TIER_BEFORE = (select(positions.c.tier).where(*[positions.c[name] == bindparam(name) for name in _KEY])
-                .with_for_update())
+_TIER_BEFORE = sql(f"SELECT tier FROM {SCHEMA}.positions WHERE chain_id = :chain_id AND contract = :contract "
+                   "AND escrow_id = :escrow_id FOR UPDATE")
 
 
 @functools.cache
 def _projection(columns: tuple[str, ...], *, forget_tier: bool) -> Any:
-    """The upsert of an escrow change's `columns` into the projection, built once (built per change with
-    .values(), its coercing and cache-keying cost more CPU than running it)."""
-    statement = insert(positions)
+    """The upsert of an escrow change's `columns` into the projection, built once per set of columns."""
     # The correlation id is settle's, the escrow's creation log's: it changes only when a reorg voided
     # the escrow and its id was reused. A voided escrow forgets its tier, so a reused id starts fresh.
-    changed: dict[str, Any] = {name: statement.excluded[name] for name in columns if name not in _KEY}
+    changed = [f"{name} = EXCLUDED.{name}" for name in columns if name not in _KEY]
     if forget_tier:
-        changed["tier"] = None
-    return statement.on_conflict_do_update(
-        index_elements=list(_KEY), set_={**changed, "updated_at": func.now()},
+        changed.append("tier = NULL")
+    return sql(
+        f"INSERT INTO {SCHEMA}.positions AS p ({', '.join(columns)}) "
+        f"VALUES ({', '.join(':' + name for name in columns)}) "
+        f"ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET {', '.join(changed)}, updated_at = now() "
         # The change at a sequence defines the projection at that sequence: one already applied
         # changes nothing, unless the row no longer says what it said (restored on a replay).
-        where=or_(positions.c.sequence < statement.excluded.sequence,
-                  and_(positions.c.sequence == statement.excluded.sequence,
-                       tuple_(*(positions.c[name] for name in PROJECTED)).is_distinct_from(
-                           tuple_(*(statement.excluded[name] for name in PROJECTED))))),
-    ).returning(positions.c.sequence)
+        f"WHERE p.sequence < EXCLUDED.sequence OR (p.sequence = EXCLUDED.sequence "
+        f"AND ({', '.join('p.' + name for name in PROJECTED)}) IS DISTINCT FROM "
+        f"({', '.join('EXCLUDED.' + name for name in PROJECTED)})) RETURNING sequence")
+
+
+_PRICE_FOR_UPDATE = sql(f"SELECT price, sequence FROM {SCHEMA}.asset_prices WHERE asset_symbol = :asset FOR UPDATE")
+# An asset's price, unless the one stored is as new or newer.
+_STORE_PRICE = sql(
+    f"INSERT INTO {SCHEMA}.asset_prices AS a (asset_symbol, price, sequence, price_event_id, observed_at) "
+    "VALUES (:asset_symbol, :price, :sequence, :price_event_id, :observed_at) ON CONFLICT (asset_symbol) "
+    "DO UPDATE SET price = EXCLUDED.price, sequence = EXCLUDED.sequence, price_event_id = EXCLUDED.price_event_id, "
+    "observed_at = EXCLUDED.observed_at WHERE a.sequence < EXCLUDED.sequence RETURNING sequence")
+_RECORD_APPLIED_PRICE = sql(
+    f"INSERT INTO {SCHEMA}.applied_prices (asset_symbol, price, sequence, price_event_id, observed_at, provenance, "
+    "positions_assessed, tier_changes) VALUES (:asset_symbol, :price, :sequence, :price_event_id, :observed_at, "
+    "CAST(:provenance AS jsonb), :positions_assessed, :tier_changes)")
 
 
 class RiskEngine:
@@ -144,8 +155,7 @@ class RiskEngine:
         if p.token != asset.token:
             raise InvalidEvent(f"price names token {p.token}, {asset.symbol} is {asset.token}",
                                event_id=envelope.event_id)
-        current = conn.execute(select(asset_prices.c.price, asset_prices.c.sequence).where(
-            asset_prices.c.asset_symbol == asset.symbol).with_for_update()).first()
+        current = conn.execute(_PRICE_FOR_UPDATE, {"asset": asset.symbol}).first()
         if current is not None and p.sequence <= current.sequence:
             log.info("price not newer than the one applied; ignored",
                      extra={"asset": p.asset, "sequence": p.sequence})
@@ -158,12 +168,7 @@ class RiskEngine:
             raise InvalidEvent(f"price refused: {problem}", event_id=envelope.event_id)
         price = {"asset_symbol": p.asset, "price": Decimal(p.price), "sequence": p.sequence,
                  "price_event_id": envelope.event_id, "observed_at": datetime.fromisoformat(p.observed_at)}
-        statement = insert(asset_prices).values(**price)
-        applied = conn.execute(statement.on_conflict_do_update(
-            index_elements=["asset_symbol"],
-            set_={name: statement.excluded[name] for name in price if name != "asset_symbol"},
-            where=asset_prices.c.sequence < statement.excluded.sequence,
-        ).returning(asset_prices.c.sequence)).first()
+        applied = conn.execute(_STORE_PRICE, price).first()
         if applied is None:
             log.info("price not newer than the one applied; ignored",
                      extra={"asset": p.asset, "sequence": p.sequence})
@@ -175,9 +180,9 @@ class RiskEngine:
         # the positions it assessed are counted.
         provenance = {"sources": envelope.payload["sources"],  # canonical: validated on the way in
                       "reason": p.reason}
-        conn.execute(insert(applied_prices).values(**price, provenance=provenance,
-                                                   positions_assessed=result.assessed,
-                                                   tier_changes=result.tier_changes))
+        conn.execute(_RECORD_APPLIED_PRICE, {**price, "provenance": json.dumps(provenance),
+                                             "positions_assessed": result.assessed,
+                                             "tier_changes": result.tier_changes})
         log.info("positions reassessed at a new price", extra={
             "asset": p.asset, "price": p.price, "assessed": result.assessed,
             "tier_changes": result.tier_changes})
