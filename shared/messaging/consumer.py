@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -45,6 +44,7 @@ from shared.envelope import Envelope
 from shared.errors import AwaitingPrerequisite, InvalidEvent, PermanentError
 from shared.logs import correlation
 from shared.messaging import outbox
+from shared.messaging.rejections import record_rejection
 from shared.messaging.tables import APPLIED, REJECTED
 from shared.pubsub import OutgoingMessage
 from shared.settings import Settings
@@ -163,12 +163,6 @@ class Consumer:
             f"INSERT INTO {schema}.inbox (consumer, dedupe_key, event_id, event_type, outcome, reason) "
             "VALUES (:consumer, :dedupe_key, :event_id, :event_type, :outcome, :reason) "
             "ON CONFLICT (consumer, dedupe_key) DO NOTHING RETURNING event_id")
-        # The same message refused again counts one more delivery.
-        self._rejection_statement = sql(
-            f"INSERT INTO {schema}.rejected_messages AS r (consumer, message_id, event_id, reason, body, attributes) "
-            "VALUES (:consumer, :message_id, :event_id, :reason, :body, CAST(:attributes AS jsonb)) "
-            "ON CONFLICT (consumer, message_id) "
-            "DO UPDATE SET delivery_count = r.delivery_count + 1, last_seen_at = EXCLUDED.last_seen_at")
 
     def handle(self, cloud_event: Any) -> str:
         """Process one push delivery; return its outcome or raise to have it redelivered.
@@ -347,9 +341,8 @@ class Consumer:
     def _record_rejection(
         self, conn: Connection, message: PushedMessage, reason: str, event_id: str | None
     ) -> None:
-        conn.execute(self._rejection_statement, {
-            "consumer": self.name, "message_id": message.message_id, "event_id": event_id, "reason": reason,
-            "body": message.data, "attributes": json.dumps(message.attributes)})
+        record_rejection(conn, self.schema, self.name, message.message_id, event_id, reason, message.data,
+                         message.attributes)
 
 
 def work_seconds(function_timeout_seconds: int | None) -> float:

@@ -24,17 +24,16 @@ from typing import Any
 from flask import Flask, jsonify, request
 from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 from twilio.request_validator import RequestValidator
 
-from shared.db import get_engine, transaction
+from shared.db import get_engine, sql, transaction
 from shared.errors import InvalidRequest
 from shared.events import MAX_BIGINT, MAX_ID_LENGTH
-from shared.messaging.tables import messaging_tables
+from shared.messaging.rejections import record_rejection
 from shared.notify.settings import CallbackSettings
 from shared.notify.statuses import apply_callback_status, lock_provider_message
-from shared.notify.tables import SCHEMA, provider_events
+from shared.notify.tables import SCHEMA
 from shared.problems import install as install_problems
 from shared.problems import problem
 from shared.settings import Settings
@@ -59,6 +58,13 @@ class ProviderEvent:
     body: dict
 
 
+# Each provider event once (the provider retries its callbacks).
+_RECORD_PROVIDER_EVENT = sql(
+    f"INSERT INTO {SCHEMA}.provider_events (provider, provider_event_id, event, delivery_id, provider_message_id, "
+    "body) VALUES (:provider, :provider_event_id, :event, :delivery_id, :provider_message_id, CAST(:body AS jsonb)) "
+    "ON CONFLICT ON CONSTRAINT provider_events_once DO NOTHING RETURNING id")
+
+
 def record(conn: Connection, item: ProviderEvent) -> str:
     """Store one provider event and apply it; return what happened (for the log and the tests)."""
     if item.delivery_id is None and item.provider_message_id:
@@ -66,10 +72,10 @@ def record(conn: Connection, item: ProviderEvent) -> str:
         # names its delivery (SendGrid's custom arg) waits on the delivery's row lock instead; taking
         # the advisory lock too would deadlock with a sender holding the row and asking for it.
         lock_provider_message(conn, item.provider_message_id)
-    inserted = conn.execute(insert(provider_events).values(
-        provider=item.provider, provider_event_id=item.provider_event_id, event=item.event,
-        delivery_id=item.delivery_id, provider_message_id=item.provider_message_id, body=item.body,
-    ).on_conflict_do_nothing(constraint="provider_events_once").returning(provider_events.c.id)).first()
+    inserted = conn.execute(_RECORD_PROVIDER_EVENT, {
+        "provider": item.provider, "provider_event_id": item.provider_event_id, "event": item.event,
+        "delivery_id": item.delivery_id, "provider_message_id": item.provider_message_id,
+        "body": json.dumps(item.body)}).first()
     if inserted is None:
         return "duplicate"
     status = apply_callback_status(conn, item.provider, item.event, delivery_id=item.delivery_id,
@@ -126,7 +132,6 @@ def create_app(settings: Settings) -> Flask:
     notify = settings.part(CallbackSettings)
     app = Flask("callbacks")
     install_problems(app)
-    rejected = messaging_tables(SCHEMA).rejected
     sendgrid = EventWebhook(notify.sendgrid_webhook_public_key)
     twilio = RequestValidator(notify.twilio_auth_token)
 
@@ -137,12 +142,8 @@ def create_app(settings: Settings) -> Flask:
         """Keep a signed but malformed callback with its reason, and answer 400."""
         digest = hashlib.sha256(raw).hexdigest()
         with transaction(engine()) as conn:
-            statement = insert(rejected).values(consumer=CALLBACKS, message_id=f"{provider}:{digest}", reason=str(exc),
-                                                body=raw, attributes={"provider": provider})
-            conn.execute(statement.on_conflict_do_update(
-                index_elements=["consumer", "message_id"],
-                set_={"delivery_count": rejected.c.delivery_count + 1,
-                      "last_seen_at": statement.excluded.last_seen_at}))
+            record_rejection(conn, SCHEMA, CALLBACKS, f"{provider}:{digest}", None, str(exc), raw,
+                             {"provider": provider})
         log.warning("malformed signed callback refused", extra={"provider": provider, "reason": str(exc)})
         return problem(400, "Invalid callback", str(exc), problems=exc.problems)
 

@@ -11,15 +11,14 @@ again, and one channel's failure never blocks the others.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.engine import Connection, Engine
 
-from shared.db import connection
+from shared.db import connection, sql
 from shared.envelope import Envelope
 from shared.errors import InvalidEvent, RetryableError
 from shared.events import (
@@ -41,7 +40,7 @@ from shared.notify.channels import (
 )
 from shared.notify.settings import NotifySettings
 from shared.notify.statuses import DELIVERED, FAILED, PENDING, apply_early_callbacks, lock_provider_message
-from shared.notify.tables import contact_wallets, contacts, deliveries, delivery_attempts, unrouted_events
+from shared.notify.tables import SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -50,28 +49,46 @@ IN_CALL_BACKOFF_SECONDS = 0.5
 # Delivery statuses that mean the alert went out to the user (a correction follows on the same channel).
 ALERT_REACHED_USER = (SENT, DELIVERED)
 
-# The statements of every margin event, built once; each call passes its values as parameters (built per
-# call with .values(), each cost about 190 µs of CPU more, as in settle).
-_CONTACT_OF_WALLET = (select(contacts).join(contact_wallets, contact_wallets.c.user_id == contacts.c.user_id)
-                      .where(contact_wallets.c.wallet == bindparam("wallet")))
-_PLAN_DELIVERY = insert(deliveries).on_conflict_do_nothing(constraint="deliveries_event_channel")
+# A user's contact and the wallets it covers, as registered (a later registration rewrites them).
+_PROJECT_CONTACT = sql(
+    f"INSERT INTO {SCHEMA}.contacts (user_id, email, phone, channels, webhook_url, registered_event_id) "
+    "VALUES (:user_id, :email, :phone, CAST(:channels AS jsonb), :webhook_url, :registered_event_id) "
+    "ON CONFLICT (user_id) DO UPDATE SET email = EXCLUDED.email, phone = EXCLUDED.phone, "
+    "channels = EXCLUDED.channels, webhook_url = EXCLUDED.webhook_url, "
+    "registered_event_id = EXCLUDED.registered_event_id, updated_at = now()")
+_PROJECT_WALLET = sql(f"INSERT INTO {SCHEMA}.contact_wallets (wallet, user_id) VALUES (:wallet, :user_id) "
+                      "ON CONFLICT (wallet) DO UPDATE SET user_id = EXCLUDED.user_id")
+_CONTACT_OF_WALLET = sql(f"SELECT c.* FROM {SCHEMA}.contacts c JOIN {SCHEMA}.contact_wallets w "
+                         "ON w.user_id = c.user_id WHERE w.wallet = :wallet")
+_RECORD_UNROUTED = sql(f"INSERT INTO {SCHEMA}.unrouted_events (event_id, wallet, correlation_id) "
+                       "VALUES (:event_id, :wallet, :correlation_id) ON CONFLICT DO NOTHING")
+# One delivery per event and channel.
+_PLAN_DELIVERY = sql(
+    f"INSERT INTO {SCHEMA}.deliveries (event_id, event_type, channel, user_id, recipient, status, reason, "
+    "correlation_id, payload) VALUES (:event_id, :event_type, :channel, :user_id, :recipient, :status, :reason, "
+    ":correlation_id, CAST(:payload AS jsonb)) ON CONFLICT ON CONSTRAINT deliveries_event_channel DO NOTHING")
 # The last alert of each channel that reached the user about an escrow (its correlation id), for its
 # correction; read by index (deliveries_by_correlation, migration 0021).
-_ALERTS_OF_ESCROW = (select(deliveries.c.channel, deliveries.c.user_id, deliveries.c.recipient)
-                     .where(deliveries.c.correlation_id == bindparam("correlation_id"),
-                            deliveries.c.event_type == MARGIN_TIER_CHANGED,
-                            deliveries.c.status.in_(ALERT_REACHED_USER))
-                     .ext(distinct_on(deliveries.c.channel)).order_by(deliveries.c.channel, deliveries.c.id.desc()))
-_PENDING_OF_EVENT = select(deliveries.c.id).where(deliveries.c.event_id == bindparam("event_id"),
-                                                  deliveries.c.status == PENDING).order_by(deliveries.c.id)
-_COUNT_PENDING_OF_EVENT = select(func.count()).where(deliveries.c.event_id == bindparam("event_id"),
-                                                     deliveries.c.status == PENDING)
+_ALERTS_OF_ESCROW = sql(
+    f"SELECT DISTINCT ON (channel) channel, user_id, recipient FROM {SCHEMA}.deliveries "
+    "WHERE correlation_id = :correlation_id AND event_type = :alert AND status = ANY(CAST(:reached AS text[])) "
+    "ORDER BY channel, id DESC")
+_PENDING_OF_EVENT = sql(f"SELECT id FROM {SCHEMA}.deliveries WHERE event_id = :event_id AND status = :pending "
+                        "ORDER BY id")
+_COUNT_PENDING_OF_EVENT = sql(f"SELECT count(*) FROM {SCHEMA}.deliveries WHERE event_id = :event_id "
+                              "AND status = :pending")
 # A pending delivery, locked for one attempt; none when it was sent meanwhile or another call holds it.
-_LOCK_PENDING = (select(deliveries).where(deliveries.c.id == bindparam("delivery_id"), deliveries.c.status == PENDING)
-                 .with_for_update(skip_locked=True))
-_RECORD_ATTEMPT = insert(delivery_attempts)
-_RECORD_OUTCOME = (update(deliveries).where(deliveries.c.id == bindparam("delivery_id"))
-                   .values(updated_at=func.now()))
+_LOCK_PENDING = sql(f"SELECT * FROM {SCHEMA}.deliveries WHERE id = :delivery_id AND status = :pending "
+                    "FOR UPDATE SKIP LOCKED")
+_RECORD_ATTEMPT = sql(
+    f"INSERT INTO {SCHEMA}.delivery_attempts (delivery_id, attempt, outcome, status_code, detail, "
+    "provider_message_id, started_at) VALUES (:delivery_id, :attempt, :outcome, :status_code, :detail, "
+    ":provider_message_id, :started_at)")
+_RECORD_OUTCOME = sql(
+    f"UPDATE {SCHEMA}.deliveries SET status = :status, reason = :reason, attempts = :attempts, "
+    "provider_message_id = :provider_message_id, updated_at = now() WHERE id = :delivery_id")
+_DISABLE_WEBHOOK = sql(f"UPDATE {SCHEMA}.contacts SET webhook_enabled = false, updated_at = now() "
+                       "WHERE user_id = :user_id")
 
 
 class DeliveriesPending(RetryableError):
@@ -104,14 +121,9 @@ class Notifier:
         row = {"user_id": p.user_id, "email": p.email, "phone": p.phone,
                "channels": p.notification_channels, "webhook_url": p.webhook_url,
                "registered_event_id": envelope.event_id}
-        statement = insert(contacts).values(**row)
-        conn.execute(statement.on_conflict_do_update(
-            index_elements=["user_id"],
-            set_={**{k: statement.excluded[k] for k in row if k != "user_id"}, "updated_at": func.now()}))
+        conn.execute(_PROJECT_CONTACT, {**row, "channels": json.dumps(row["channels"])})
         for wallet in p.wallet_addresses:
-            statement = insert(contact_wallets).values(wallet=wallet.lower(), user_id=p.user_id)
-            conn.execute(statement.on_conflict_do_update(index_elements=["wallet"],
-                                                         set_={"user_id": statement.excluded.user_id}))
+            conn.execute(_PROJECT_WALLET, {"wallet": wallet.lower(), "user_id": p.user_id})
         log.info("contact projected", extra={"user_id": p.user_id, "channels": p.notification_channels})
 
     def _plan_deliveries(self, conn: Connection, envelope: Envelope) -> None:
@@ -119,9 +131,8 @@ class Notifier:
         contact = conn.execute(_CONTACT_OF_WALLET, {"wallet": p.depositor.lower()}).mappings().first()
         if contact is None:
             # Escrows are permissionless: a depositor need not be a registered user. Kept, not retried.
-            conn.execute(insert(unrouted_events).values(
-                event_id=envelope.event_id, wallet=p.depositor, correlation_id=envelope.correlation_id,
-            ).on_conflict_do_nothing())
+            conn.execute(_RECORD_UNROUTED, {"event_id": envelope.event_id, "wallet": p.depositor,
+                                            "correlation_id": envelope.correlation_id})
             log.info("no registered user owns the wallet; nothing to notify",
                      extra={"event_id": envelope.event_id, "wallet": p.depositor})
             return
@@ -137,7 +148,7 @@ class Notifier:
             conn.execute(_PLAN_DELIVERY, {
                 "event_id": envelope.event_id, "event_type": envelope.event_type, "channel": channel,
                 "user_id": contact["user_id"], "recipient": recipient, "status": status, "reason": reason,
-                "correlation_id": envelope.correlation_id, "payload": envelope.to_json()})
+                "correlation_id": envelope.correlation_id, "payload": envelope.canonical_json})
             planned.append(channel)
         log.info("deliveries planned", extra={"event_id": envelope.event_id, "user_id": contact["user_id"],
                                               "channels": planned})
@@ -148,13 +159,14 @@ class Notifier:
         The alerts are found by the escrow's correlation id, which is its creation log's: an escrow id
         reused after the reorg has another, so its own alerts are never retracted.
         """
-        alerted = conn.execute(_ALERTS_OF_ESCROW, {"correlation_id": envelope.correlation_id}).mappings().all()
+        alerted = conn.execute(_ALERTS_OF_ESCROW, {"correlation_id": envelope.correlation_id,
+                                                   "alert": MARGIN_TIER_CHANGED,
+                                                   "reached": list(ALERT_REACHED_USER)}).mappings().all()
         for alert in alerted:
-            conn.execute(insert(deliveries).values(
-                event_id=envelope.event_id, event_type=envelope.event_type, channel=alert["channel"],
-                user_id=alert["user_id"], recipient=alert["recipient"], status=PENDING,
-                correlation_id=envelope.correlation_id, payload=envelope.to_json(),
-            ).on_conflict_do_nothing(constraint="deliveries_event_channel"))
+            conn.execute(_PLAN_DELIVERY, {
+                "event_id": envelope.event_id, "event_type": envelope.event_type, "channel": alert["channel"],
+                "user_id": alert["user_id"], "recipient": alert["recipient"], "status": PENDING, "reason": None,
+                "correlation_id": envelope.correlation_id, "payload": envelope.canonical_json})
         log.info("corrections planned", extra={"event_id": envelope.event_id,
                                                "channels": [a["channel"] for a in alerted]})
 
@@ -168,7 +180,7 @@ class Notifier:
         the call needs no deadline of its own."""
         if envelope.event_type not in (MARGIN_TIER_CHANGED, MARGIN_ALERT_RETRACTED):
             return
-        event = {"event_id": envelope.event_id}
+        event = {"event_id": envelope.event_id, "pending": PENDING}
         with connection(engine) as conn:
             with conn.begin():
                 ids: list[int] = conn.execute(_PENDING_OF_EVENT, event).scalars().all()  # type: ignore[assignment]
@@ -177,7 +189,7 @@ class Notifier:
                 # Counted again, not inferred: a delivery skipped because another call held its lock is
                 # still pending too, and acknowledging the event now would abandon it.
                 with conn.begin():
-                    still_pending = conn.execute(_COUNT_PENDING_OF_EVENT, event).scalar_one()
+                    still_pending: int = conn.execute(_COUNT_PENDING_OF_EVENT, event).scalar_one()
             else:  # each status was written under the delivery's lock, and a delivery never returns to pending
                 still_pending = statuses.count(PENDING)
         if still_pending:
@@ -203,7 +215,7 @@ class Notifier:
         """One attempt of one delivery under its row lock, in a transaction of its own; returns the
         delivery's new status, or None when it was sent meanwhile or another call holds it right now."""
         with conn.begin():
-            delivery = conn.execute(_LOCK_PENDING, {"delivery_id": delivery_id}).mappings().first()
+            delivery = conn.execute(_LOCK_PENDING, {"delivery_id": delivery_id, "pending": PENDING}).mappings().first()
             if delivery is None:
                 return None
             started = datetime.now(UTC)
@@ -230,8 +242,7 @@ class Notifier:
             if status == SENT:
                 apply_early_callbacks(conn, delivery_id, result.provider_message_id)
             if result.disable_endpoint:
-                conn.execute(update(contacts).where(contacts.c.user_id == delivery["user_id"])
-                             .values(webhook_enabled=False, updated_at=func.now()))
+                conn.execute(_DISABLE_WEBHOOK, {"user_id": delivery["user_id"]})
         log.info("delivery attempted", extra={
             "delivery_id": delivery_id, "channel": delivery["channel"], "attempt": attempt,
             "outcome": result.outcome, "status": status, "status_code": result.status_code})

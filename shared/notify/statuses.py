@@ -14,10 +14,12 @@ delivery's row lock, which the sender holds until it commits.
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, or_, select, text, update
+import functools
+
 from sqlalchemy.engine import Connection
 
-from shared.notify.tables import deliveries, provider_events
+from shared.db import sql
+from shared.notify.tables import SCHEMA
 
 PENDING = "pending"
 SENT = "sent"
@@ -35,18 +37,23 @@ PROVIDER_CHANNELS = {"sendgrid": "email", "twilio": "sms"}
 # Statuses a callback may move a delivery out of: only forward, never out of a final status.
 OPEN_STATUSES = (PENDING, SENT)
 
-# Built once, its values passed as parameters. A delivery without a provider message id compares
-# equal to none (`= NULL`), never to every callback that has none.
-_EARLY_CALLBACKS = (select(provider_events.c.provider, provider_events.c.event)
-                    .where(or_(provider_events.c.delivery_id == bindparam("delivery_id"),
-                               provider_events.c.provider_message_id == bindparam("provider_message_id")))
-                    .order_by(provider_events.c.id))
+# A delivery without a provider message id compares equal to none (`= NULL`), never to every callback that
+# has none.
+_EARLY_CALLBACKS = sql(f"SELECT provider, event FROM {SCHEMA}.provider_events "
+                       "WHERE delivery_id = :delivery_id OR provider_message_id = :provider_message_id ORDER BY id")
+_LOCK_PROVIDER_MESSAGE = sql("SELECT pg_advisory_xact_lock(hashtext('notify.provider_message'), hashtext(:m))")
+
+
+@functools.cache
+def _move_open_delivery(by: str):
+    """An open delivery of a channel, found `by` its id or its provider message id, moved to :status."""
+    return sql(f"UPDATE {SCHEMA}.deliveries SET status = :status, reason = :reason, updated_at = now() "
+               f"WHERE {by} = :match AND channel = :channel AND status = ANY(CAST(:open AS text[])) RETURNING id")
 
 
 def lock_provider_message(conn: Connection, provider_message_id: str) -> None:
     """Serialise the sender's `sent` and a callback about the same provider message (this transaction)."""
-    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('notify.provider_message'), hashtext(:m))"),
-                 {"m": provider_message_id})
+    conn.execute(_LOCK_PROVIDER_MESSAGE, {"m": provider_message_id})
 
 
 def apply_callback_status(conn: Connection, provider: str, event: str, *, delivery_id: int | None,
@@ -55,12 +62,10 @@ def apply_callback_status(conn: Connection, provider: str, event: str, *, delive
     status = CALLBACK_STATUSES[provider].get(event)
     if status is None:
         return None
-    match = (deliveries.c.id == delivery_id if delivery_id is not None
-             else deliveries.c.provider_message_id == provider_message_id)
-    moved = conn.execute(update(deliveries).where(match, deliveries.c.channel == PROVIDER_CHANNELS[provider],
-                                                  deliveries.c.status.in_(OPEN_STATUSES))
-                         .values(status=status, reason=f"{provider}: {event}", updated_at=func.now())
-                         .returning(deliveries.c.id)).first()
+    by, match = ("id", delivery_id) if delivery_id is not None else ("provider_message_id", provider_message_id)
+    moved = conn.execute(_move_open_delivery(by), {
+        "status": status, "reason": f"{provider}: {event}", "match": match, "channel": PROVIDER_CHANNELS[provider],
+        "open": list(OPEN_STATUSES)}).first()
     return status if moved else None
 
 
