@@ -6,7 +6,6 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, text
 from sqlalchemy.engine import Connection
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Forbidden, Unauthorized
@@ -14,7 +13,8 @@ from werkzeug.exceptions import Forbidden, Unauthorized
 from shared import topics
 from shared.api.caller import Headers, Unidentified, verified_caller
 from shared.compliance.screening import decide_reviewed, rejection_kind, review_refusal
-from shared.compliance.tables import hits, list_snapshots, reviews, screenings, subjects
+from shared.compliance.tables import SCHEMA
+from shared.db import sql
 from shared.envelope import Envelope, utc_iso
 from shared.errors import InvalidRequest
 from shared.events import COMPLIANCE_REVIEW_REQUESTED, MAX_BIGINT, MAX_TEXT_LENGTH, review_id, review_requested_id
@@ -30,9 +30,18 @@ REVIEW_FIELDS = ("hit_id", "action", "reviewer", "note")
 # the user under review.
 UNIDENTIFIED, NOT_A_REVIEWER, OWN_SCREENING = "unidentified", "not_a_reviewer", "own_screening"
 # A review request identity's outbox holds, by its event id (the outbox's unique dedupe key).
-_STAGED_REVIEW = text(f"SELECT envelope->'payload' FROM {IDENTITY_SCHEMA}.outbox WHERE dedupe_key = :event_id")
+_STAGED_REVIEW = sql(f"SELECT envelope->'payload' FROM {IDENTITY_SCHEMA}.outbox WHERE dedupe_key = :event_id")
 # A user's reviews in the order applied; read by index (reviews_by_user, migration 0021).
-_REVIEWS_OF_USER = select(reviews).where(reviews.c.user_id == bindparam("user_id")).order_by(reviews.c.applied_at)
+_REVIEWS_OF_USER = sql(f"SELECT * FROM {SCHEMA}.reviews WHERE user_id = :user_id ORDER BY applied_at")
+_DECISION = sql(f"SELECT decision FROM {SCHEMA}.subjects WHERE user_id = :user_id")
+_SUBJECT = sql(f"SELECT * FROM {SCHEMA}.subjects WHERE user_id = :user_id")
+# A user's screenings, newest first, each with the list snapshot it was screened against.
+_SCREENINGS = sql(
+    f"SELECT s.*, l.source, l.published_at, l.loaded_at, l.counts FROM {SCHEMA}.screenings s "
+    f"JOIN {SCHEMA}.list_snapshots l ON l.snapshot_id = s.snapshot_id WHERE s.user_id = :user_id "
+    "ORDER BY s.screening_id DESC")
+_HITS = sql(f"SELECT * FROM {SCHEMA}.hits WHERE user_id = :user_id ORDER BY hit_id")
+_HIT = sql(f"SELECT * FROM {SCHEMA}.hits WHERE hit_id = :hit_id AND user_id = :user_id")
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -41,21 +50,15 @@ def _iso(moment: datetime | None) -> str | None:
 
 def compliance_status(conn: Connection, user_id: str) -> str:
     """The user's current decision, or PENDING before the first screening."""
-    return conn.execute(select(subjects.c.decision).where(subjects.c.user_id == user_id)).scalar() \
-        or PENDING_SCREENING
+    return conn.execute(_DECISION, {"user_id": user_id}).scalar() or PENDING_SCREENING
 
 
 def compliance_history(conn: Connection, user_id: str) -> dict:
     """Current status, every screening (newest first) with its hits and list snapshot, and every review."""
-    subject = conn.execute(select(subjects).where(subjects.c.user_id == user_id)).mappings().first()
-    runs = conn.execute(
-        select(screenings, list_snapshots.c.source, list_snapshots.c.published_at, list_snapshots.c.loaded_at,
-               list_snapshots.c.counts)
-        .join(list_snapshots, list_snapshots.c.snapshot_id == screenings.c.snapshot_id)
-        .where(screenings.c.user_id == user_id).order_by(screenings.c.screening_id.desc())
-    ).mappings().all()
+    subject = conn.execute(_SUBJECT, {"user_id": user_id}).mappings().first()
+    runs = conn.execute(_SCREENINGS, {"user_id": user_id}).mappings().all()
     found: dict[int, list[dict]] = {}
-    for hit in conn.execute(select(hits).where(hits.c.user_id == user_id).order_by(hits.c.hit_id)).mappings():
+    for hit in conn.execute(_HITS, {"user_id": user_id}).mappings():
         found.setdefault(hit["screening_id"], []).append({
             "hit_id": hit["hit_id"], "check": hit["check"], "code": hit["code"], "effect": hit["effect"],
             "score": str(hit["score"]) if hit["score"] is not None else None, "list_entry": hit["list_entry"],
@@ -144,9 +147,8 @@ def _log_refused_caller(refusal: str, user_id: str, **details: str) -> None:
 def request_review(conn: Connection, user_id: str, review: dict, reviewer: str) -> tuple[dict | None, str | None]:
     """Stage the review by `reviewer` (verified) for screen-compliance; (accepted review, None) or (None, why it
     cannot be)."""
-    subject = conn.execute(select(subjects).where(subjects.c.user_id == user_id)).mappings().first()
-    hit = conn.execute(select(hits).where(hits.c.hit_id == review["hit_id"], hits.c.user_id == user_id)
-                       ).mappings().first()
+    subject = conn.execute(_SUBJECT, {"user_id": user_id}).mappings().first()
+    hit = conn.execute(_HIT, {"hit_id": review["hit_id"], "user_id": user_id}).mappings().first()
     refusal = review_refusal(subject, hit)
     if refusal or subject is None:
         return None, refusal

@@ -8,22 +8,26 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import and_, or_, select, tuple_
 from sqlalchemy.engine import Connection
 
 from shared.addresses import canonical_address
+from shared.db import sql
 from shared.errors import InvalidRequest
 from shared.events import MAX_BIGINT, MAX_UINT256
 from shared.settlement.holds import escrow_hold, holds_on
 from shared.settlement.states import EscrowState
-from shared.settlement.tables import escrows, late_events, transitions
+from shared.settlement.tables import SCHEMA
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 QUERY_PARAMETERS = ("contract", "escrow_id", "user", "status", "created_from", "created_to",
                     "updated_from", "updated_to", "limit", "cursor")
 # Keyset order: creation time, then the natural key, so pages never skip or repeat a row.
-_ORDER = (escrows.c.created_at, escrows.c.chain_id, escrows.c.contract, escrows.c.escrow_id)
+_ORDER = "created_at, chain_id, contract, escrow_id"
+_KEY = "chain_id = :chain_id AND contract = :contract AND escrow_id = :escrow_id"
+_ESCROW = sql(f"SELECT * FROM {SCHEMA}.escrows WHERE {_KEY}")
+_TRANSITIONS = sql(f"SELECT * FROM {SCHEMA}.transitions WHERE {_KEY} ORDER BY sequence")
+_LATE_EVENTS = sql(f"SELECT * FROM {SCHEMA}.late_events WHERE {_KEY} ORDER BY block_number, log_index")
 
 
 @dataclass(frozen=True)
@@ -126,25 +130,34 @@ def parse_escrow_filter(args) -> EscrowFilter:
     return EscrowFilter(**values)
 
 
-def _conditions(f: EscrowFilter) -> list:
-    conditions = []
+def _conditions(f: EscrowFilter) -> tuple[list[str], dict]:
+    """The filter's conditions on escrows, with their parameters."""
+    conditions: list[str] = []
+    parameters: dict = {}
+
+    def condition(text: str, **values) -> None:
+        conditions.append(text)
+        parameters.update(values)
+
     if f.contract:
-        conditions.append(escrows.c.contract == f.contract)
+        condition("contract = :contract", contract=f.contract)
     if f.escrow_id is not None:
-        conditions.append(escrows.c.escrow_id == f.escrow_id)
+        condition("escrow_id = :escrow_id", escrow_id=f.escrow_id)
     if f.user:
-        conditions.append(or_(escrows.c.depositor == f.user, escrows.c.beneficiary == f.user))
+        condition("(depositor = :user OR beneficiary = :user)", user=f.user)
     if f.states:
-        conditions.append(escrows.c.state.in_(f.states))
-    for column, lower, upper in ((escrows.c.created_at, f.created_from, f.created_to),
-                                 (escrows.c.updated_at, f.updated_from, f.updated_to)):
+        condition("state = ANY(CAST(:states AS text[]))", states=list(f.states))
+    for column, lower, upper in (("created_at", f.created_from, f.created_to),
+                                 ("updated_at", f.updated_from, f.updated_to)):
         if lower:
-            conditions.append(column >= lower)
+            condition(f"{column} >= :{column}_from", **{f"{column}_from": lower})
         if upper:
-            conditions.append(column < upper)
+            condition(f"{column} < :{column}_to", **{f"{column}_to": upper})
     if f.after:
-        conditions.append(tuple_(*_ORDER) > tuple_(*f.after))
-    return conditions
+        condition(f"({_ORDER}) > (:after_created_at, :after_chain_id, :after_contract, :after_escrow_id)",
+                  **dict(zip(("after_created_at", "after_chain_id", "after_contract", "after_escrow_id"), f.after,
+                             strict=True)))
+    return conditions, parameters
 
 
 def escrow_document(row, holds: dict[str, dict]) -> dict:
@@ -174,9 +187,10 @@ def escrow_document(row, holds: dict[str, dict]) -> dict:
 
 def find_escrows(conn: Connection, f: EscrowFilter) -> dict:
     """One page of escrows matching the filter, with the cursor of the next page (or null)."""
-    rows = conn.execute(
-        select(escrows).where(and_(True, *_conditions(f))).order_by(*_ORDER).limit(f.limit + 1)
-    ).mappings().all()
+    conditions, parameters = _conditions(f)
+    rows = conn.execute(sql(
+        f"SELECT * FROM {SCHEMA}.escrows WHERE {' AND '.join(['true', *conditions])} ORDER BY {_ORDER} LIMIT :limit"
+    ), {**parameters, "limit": f.limit + 1}).mappings().all()
     page = rows[: f.limit]
     holds = holds_on(conn, [row[party] for row in page for party in ("depositor", "beneficiary")])
     return {
@@ -199,19 +213,12 @@ def parse_escrow_key(key: str) -> tuple[int, str, Decimal]:
 def get_escrow(conn: Connection, key: str) -> dict | None:
     """The escrow with its full transition history and the late events that complete it, or None."""
     chain_id, contract, escrow_id = parse_escrow_key(key)
-    match = (escrows.c.chain_id == chain_id, escrows.c.contract == contract, escrows.c.escrow_id == escrow_id)
-    row = conn.execute(select(escrows).where(*match)).mappings().first()
+    escrow = {"chain_id": chain_id, "contract": contract, "escrow_id": escrow_id}
+    row = conn.execute(_ESCROW, escrow).mappings().first()
     if row is None:
         return None
-    history = conn.execute(
-        select(transitions).where(transitions.c.chain_id == chain_id, transitions.c.contract == contract,
-                                  transitions.c.escrow_id == escrow_id).order_by(transitions.c.sequence)
-    ).mappings().all()
-    late = conn.execute(
-        select(late_events).where(late_events.c.chain_id == chain_id, late_events.c.contract == contract,
-                                  late_events.c.escrow_id == escrow_id)
-        .order_by(late_events.c.block_number, late_events.c.log_index)
-    ).mappings().all()
+    history = conn.execute(_TRANSITIONS, escrow).mappings().all()
+    late = conn.execute(_LATE_EVENTS, escrow).mappings().all()
     stepped = {t["dedupe_key"] for t in history if t["reverted_at"] is None}
     holds = holds_on(conn, [row["depositor"], row["beneficiary"]])
     return {**escrow_document(row, holds), "transitions": [

@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from shared import topics
+from shared.db import sql
 from shared.envelope import Envelope, utc_iso
 from shared.errors import Conflict, InvalidRequest
 from shared.events import USER_REGISTERED, user_registered_id
-from shared.identity.tables import SCHEMA, users, wallet_owners
+from shared.identity.tables import SCHEMA
 from shared.identity.validation import Registration
 from shared.messaging import outbox
+
+_USER_BY_EMAIL = sql(f"SELECT user_id FROM {SCHEMA}.users WHERE lower(email) = :email")
+_OWNED_WALLETS = sql(f"SELECT wallet FROM {SCHEMA}.wallet_owners WHERE wallet = ANY(CAST(:wallets AS text[])) "
+                     "ORDER BY wallet")
+_USER_COLUMNS = ("user_id", "name", "date_of_birth", "country", "email", "phone", "wallet_addresses",
+                 "notification_channels", "webhook_url", "document_type", "document_issuing_country",
+                 "document_expires_on", "document_number_last4")
+_ADD_USER = sql(f"INSERT INTO {SCHEMA}.users ({', '.join(_USER_COLUMNS)}) VALUES ("
+                + ", ".join(f"CAST(:{column} AS jsonb)" if column in ("wallet_addresses", "notification_channels")
+                            else f":{column}" for column in _USER_COLUMNS) + ")")
+_ADD_WALLETS = sql(f"INSERT INTO {SCHEMA}.wallet_owners (wallet, user_id) "
+                   "SELECT unnest(CAST(:wallets AS text[])), :user_id")
+_USER = sql(f"SELECT * FROM {SCHEMA}.users WHERE user_id = :user_id")
 
 
 def user_document(row) -> dict:
@@ -41,13 +55,11 @@ def user_document(row) -> dict:
 
 def _refuse_taken(conn: Connection, registration: Registration) -> None:
     """InvalidRequest if the email is registered; Conflict if a wallet belongs to another user."""
-    taken = conn.execute(
-        select(users.c.user_id).where(func.lower(users.c.email) == registration.email.lower())
-    ).first()
+    taken = conn.execute(_USER_BY_EMAIL, {"email": registration.email.lower()}).first()
     if taken:
         raise InvalidRequest({"email": "is already registered"})
-    owned: list[str] = list(conn.execute(select(wallet_owners.c.wallet).where(
-        wallet_owners.c.wallet.in_(registration.wallet_addresses)).order_by(wallet_owners.c.wallet)).scalars())
+    owned: list[str] = list(conn.execute(_OWNED_WALLETS,
+                                         {"wallets": list(registration.wallet_addresses)}).scalars())
     if owned:
         raise Conflict("wallet_addresses", f"{', '.join(owned)} already belongs to another user")
 
@@ -77,9 +89,9 @@ def register_user(conn: Connection, registration: Registration) -> dict:
     }
     try:
         with conn.begin_nested():
-            conn.execute(users.insert().values(**values))
-            conn.execute(wallet_owners.insert(), [{"wallet": wallet, "user_id": user_id}
-                                                  for wallet in registration.wallet_addresses])
+            conn.execute(_ADD_USER, {**values, "wallet_addresses": json.dumps(values["wallet_addresses"]),
+                                     "notification_channels": json.dumps(values["notification_channels"])})
+            conn.execute(_ADD_WALLETS, {"wallets": list(registration.wallet_addresses), "user_id": user_id})
     except IntegrityError as exc:  # a concurrent registration with the same email or wallet won the race
         _refuse_taken(conn, registration)
         raise Conflict("registration", "a concurrent registration took its email or a wallet") from exc
@@ -99,5 +111,5 @@ def register_user(conn: Connection, registration: Registration) -> dict:
 
 def get_user(conn: Connection, user_id: str) -> dict | None:
     """The user with this id, or None."""
-    row = conn.execute(select(users).where(users.c.user_id == user_id)).mappings().first()
+    row = conn.execute(_USER, {"user_id": user_id}).mappings().first()
     return user_document(row) if row else None
