@@ -15,11 +15,11 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection
 
 from shared.compliance.lists import latest_snapshot_id
-from shared.compliance.tables import RESCREEN_KEYS, rescreen_plans, subjects
+from shared.compliance.tables import RESCREEN_KEYS, SCHEMA
+from shared.db import sql
 from shared.envelope import Envelope, utc_iso
 from shared.events import RESCREEN_REQUESTED
 
@@ -56,25 +56,30 @@ class RescreenPlan:
         ) for shard, (key_from, key_to) in enumerate(shard_ranges(self.shards))]
 
 
+_USERS_BEHIND = sql(f"SELECT count(*) FROM {SCHEMA}.subjects WHERE last_snapshot_id < :snapshot_id")
+_LAST_PLAN = sql(f"SELECT * FROM {SCHEMA}.rescreen_plans WHERE snapshot_id = :snapshot_id "
+                 "ORDER BY generation DESC LIMIT 1 FOR UPDATE")
+_RECORD_PLAN = sql(f"INSERT INTO {SCHEMA}.rescreen_plans (snapshot_id, generation, shards, users_behind) "
+                   "VALUES (:snapshot_id, :generation, :shards, :users_behind)")
+
+
 def plan_rescreen(conn: Connection, shard_users: int, replan_seconds: float) -> RescreenPlan | None:
     """A new plan for the users behind the newest snapshot, recorded; None when there is nothing new to do."""
     snapshot_id = latest_snapshot_id(conn)
     if snapshot_id is None:
         return None
-    behind = conn.execute(select(func.count()).select_from(subjects)
-                          .where(subjects.c.last_snapshot_id < snapshot_id)).scalar_one()
+    behind: int = conn.execute(_USERS_BEHIND, {"snapshot_id": snapshot_id}).scalar_one()
     if not behind:
         return None
-    last = conn.execute(select(rescreen_plans).where(rescreen_plans.c.snapshot_id == snapshot_id)
-                        .order_by(rescreen_plans.c.generation.desc()).limit(1).with_for_update()).mappings().first()
+    last = conn.execute(_LAST_PLAN, {"snapshot_id": snapshot_id}).mappings().first()
     if last is not None and last["planned_at"] > datetime.now(UTC) - timedelta(seconds=replan_seconds):
         log.info("rescreening in progress", extra={"snapshot_id": snapshot_id, "users_behind": behind,
                                                     "generation": last["generation"], "shards": last["shards"]})
         return None
     plan = RescreenPlan(snapshot_id, (last["generation"] + 1) if last else 1,
                         min(RESCREEN_KEYS, math.ceil(behind / shard_users)), behind)
-    conn.execute(insert(rescreen_plans).values(snapshot_id=plan.snapshot_id, generation=plan.generation,
-                                               shards=plan.shards, users_behind=plan.users_behind))
+    conn.execute(_RECORD_PLAN, {"snapshot_id": plan.snapshot_id, "generation": plan.generation,
+                                "shards": plan.shards, "users_behind": plan.users_behind})
     log.info("rescreening fanned out" if plan.generation == 1 else "rescreening fanned out again: users still behind",
              extra={"snapshot_id": snapshot_id, "generation": plan.generation, "shards": plan.shards,
                     "users_behind": behind})

@@ -7,13 +7,14 @@ decision changes afterwards, with the registration's correlation id and a per-us
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import time
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from shared import topics
@@ -30,7 +31,8 @@ from shared.compliance.screening import (
     screen,
 )
 from shared.compliance.settings import ComplianceSettings
-from shared.compliance.tables import hits, reviews, screenings, subjects
+from shared.compliance.tables import SCHEMA
+from shared.db import sql
 from shared.envelope import Envelope, utc_iso
 from shared.errors import InvalidEvent
 from shared.events import (
@@ -51,6 +53,49 @@ TRIGGER_REVIEW = "review"
 PENDING, CONFIRMED, DISMISSED = "pending", "confirmed", "dismissed"
 REVIEW_ACTIONS = {"confirm": CONFIRMED, "dismiss": DISMISSED}
 RESCREEN_BATCH = 100
+
+
+_KNOWN_SUBJECT = sql(f"SELECT user_id FROM {SCHEMA}.subjects WHERE user_id = :user_id")
+_SUBJECT = sql(f"SELECT * FROM {SCHEMA}.subjects WHERE user_id = :user_id")
+_SUBJECT_FOR_UPDATE = sql(f"SELECT * FROM {SCHEMA}.subjects WHERE user_id = :user_id FOR UPDATE")
+_ADD_SUBJECT = sql(
+    f"INSERT INTO {SCHEMA}.subjects (user_id, registered_event_id, correlation_id, name, date_of_birth, country, "
+    "wallet_addresses, identity_document, decision, latest_screening_id, last_snapshot_id, result_sequence) "
+    "VALUES (:user_id, :registered_event_id, :correlation_id, :name, :date_of_birth, :country, "
+    "CAST(:wallet_addresses AS jsonb), CAST(:identity_document AS jsonb), :decision, :latest_screening_id, "
+    ":last_snapshot_id, 1)")
+# Users of a range of rescreen keys last screened against an older snapshot; another shard's batch is skipped.
+_DUE_FOR_RESCREEN = sql(
+    f"SELECT * FROM {SCHEMA}.subjects WHERE last_snapshot_id < :snapshot_id AND rescreen_key >= :key_from "
+    "AND rescreen_key < :key_to ORDER BY user_id LIMIT :batch FOR UPDATE SKIP LOCKED")
+_REVIEWED_HITS = sql(f"SELECT code, list_entry, review_status, score FROM {SCHEMA}.hits WHERE user_id = :user_id "
+                     "AND review_status = ANY(CAST(:reviewed AS text[])) ORDER BY hit_id")
+_HIT = sql(f"SELECT * FROM {SCHEMA}.hits WHERE hit_id = :hit_id AND user_id = :user_id")
+_HITS_OF_SCREENING = sql(f"SELECT code, effect, review_status FROM {SCHEMA}.hits "
+                         "WHERE screening_id = :screening_id ORDER BY hit_id")
+_RECORD_REVIEW = sql(
+    f"INSERT INTO {SCHEMA}.reviews (review_id, hit_id, user_id, action, reviewer, note, requested_at, outcome, "
+    "reason) VALUES (:review_id, :hit_id, :user_id, :action, :reviewer, :note, :requested_at, :outcome, :reason)")
+_REVIEW_HIT = sql(f"UPDATE {SCHEMA}.hits SET review_status = :review_status, review_id = :review_id "
+                  "WHERE hit_id = :hit_id")
+_SCREENING = sql(f"SELECT * FROM {SCHEMA}.screenings WHERE screening_id = :screening_id")
+_RECORD_SCREENING = sql(
+    f"INSERT INTO {SCHEMA}.screenings (user_id, snapshot_id, trigger, cause_event_id, decision, score, reasons) "
+    "VALUES (:user_id, :snapshot_id, :trigger, :cause_event_id, :decision, :score, CAST(:reasons AS jsonb)) "
+    "RETURNING screening_id")
+# A screening's hits in their order (their ids follow it: decisions and carried reviews read them so).
+_RECORD_HITS = sql(
+    f'INSERT INTO {SCHEMA}.hits (screening_id, user_id, "check", code, effect, score, list_entry, evidence, '
+    'review_status) SELECT :screening_id, :user_id, h."check", h.code, h.effect, h.score, h.list_entry, h.evidence, '
+    "h.review_status FROM ROWS FROM (jsonb_to_recordset(CAST(:hits AS jsonb)) AS (\"check\" text, code text, "
+    "effect text, score numeric, list_entry integer, evidence jsonb, review_status text)) WITH ORDINALITY "
+    'AS h("check", code, effect, score, list_entry, evidence, review_status, position) ORDER BY h.position')
+
+
+@functools.cache
+def _update_subject(columns: tuple[str, ...]):
+    return sql(f"UPDATE {SCHEMA}.subjects SET {', '.join(f'{column} = :{column}' for column in columns)} "
+               "WHERE user_id = :user_id")
 
 
 def _subject_fields(payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -106,7 +151,7 @@ class ComplianceService:
     def screen_registration(self, conn: Connection, registered: Envelope) -> Outgoing:
         """Screen a newly registered user; store the run; publish the first result."""
         user_id = registered.payload["user_id"]
-        if conn.execute(select(subjects.c.user_id).where(subjects.c.user_id == user_id)).first():
+        if conn.execute(_KNOWN_SUBJECT, {"user_id": user_id}).first():
             log.info("user already screened", extra={"user_id": user_id, "event_id": registered.event_id})
             return []
         view = self.lists.latest(conn)
@@ -114,10 +159,12 @@ class ComplianceService:
         outcome = screen(registered.payload, self._today(), view, self.policy)
         screening_id = self._store_screening(conn, user_id, view, TRIGGER_REGISTRATION, registered.event_id,
                                              outcome.hits, {}, outcome.decision, outcome.score, outcome.reasons)
-        conn.execute(subjects.insert().values(
-            user_id=user_id, registered_event_id=registered.event_id, correlation_id=registered.correlation_id,
-            **fields, decision=outcome.decision.value, latest_screening_id=screening_id,
-            last_snapshot_id=view.snapshot_id, result_sequence=1))
+        conn.execute(_ADD_SUBJECT, {
+            "user_id": user_id, "registered_event_id": registered.event_id,
+            "correlation_id": registered.correlation_id, **fields,
+            "wallet_addresses": json.dumps(fields["wallet_addresses"]),
+            "identity_document": json.dumps(fields["identity_document"]), "decision": outcome.decision.value,
+            "latest_screening_id": screening_id, "last_snapshot_id": view.snapshot_id})
         self._log_decision(user_id, TRIGGER_REGISTRATION, outcome.decision, outcome.reasons, view.snapshot_id)
         return [self._result(conn, user_id, None, outcome.reasons, TRIGGER_REGISTRATION, registered.event_id)]
 
@@ -131,11 +178,8 @@ class ComplianceService:
         A screening records the list snapshot as its cause; a changed decision's result names the shard
         request that carried it (`request_event_id`) as its causation, so a redelivered request finds the
         results its earlier delivery staged (shared/messaging/consumer.py waits for them)."""
-        due = conn.execute(
-            select(subjects).where(subjects.c.last_snapshot_id < view.snapshot_id,
-                                   subjects.c.rescreen_key >= keys[0], subjects.c.rescreen_key < keys[1])
-            .order_by(subjects.c.user_id).limit(RESCREEN_BATCH).with_for_update(skip_locked=True)
-        ).mappings().all()
+        due = conn.execute(_DUE_FOR_RESCREEN, {"snapshot_id": view.snapshot_id, "key_from": keys[0],
+                                               "key_to": keys[1], "batch": RESCREEN_BATCH}).mappings().all()
         outgoing = []
         cause = f"ListSnapshotLoaded:{view.snapshot_id}"
         for subject in due:
@@ -149,7 +193,7 @@ class ComplianceService:
             previous = Decision(subject["decision"])
             if decision is not previous:
                 changes.update(decision=decision.value, result_sequence=subject["result_sequence"] + 1)
-            conn.execute(update(subjects).where(subjects.c.user_id == subject["user_id"]).values(**changes))
+            conn.execute(_update_subject(tuple(changes)), {**changes, "user_id": subject["user_id"]})
             if decision is not previous:
                 self._log_decision(subject["user_id"], TRIGGER_RESCREEN, decision, reasons, view.snapshot_id,
                                    previous)
@@ -189,10 +233,7 @@ class ComplianceService:
         """
         decided = {
             (row.code, row.list_entry): (row.review_status, row.score)
-            for row in conn.execute(
-                select(hits.c.code, hits.c.list_entry, hits.c.review_status, hits.c.score)
-                .where(hits.c.user_id == user_id, hits.c.review_status.in_([CONFIRMED, DISMISSED]))
-                .order_by(hits.c.hit_id))
+            for row in conn.execute(_REVIEWED_HITS, {"user_id": user_id, "reviewed": [CONFIRMED, DISMISSED]})
         }
         carried = {}
         for index, hit in enumerate(new_hits):
@@ -211,39 +252,36 @@ class ComplianceService:
         review = requested.typed(ComplianceReviewRequestedV1)
         action = REVIEW_ACTIONS[review.action]  # the schema admits confirm and dismiss only
         user_id = review.user_id
-        subject = conn.execute(select(subjects).where(subjects.c.user_id == user_id).with_for_update()
-                               ).mappings().first()
-        hit = conn.execute(select(hits).where(hits.c.hit_id == review.hit_id, hits.c.user_id == user_id)
-                           ).mappings().first()
+        subject = conn.execute(_SUBJECT_FOR_UPDATE, {"user_id": user_id}).mappings().first()
+        hit = conn.execute(_HIT, {"hit_id": review.hit_id, "user_id": user_id}).mappings().first()
         if hit is None:
             # Nothing to record it against (a review row names an existing hit): refused with the reason.
             raise InvalidEvent(f"review names hit {review.hit_id}, which user {user_id} does not have",
                                event_id=requested.event_id)
         reason = review_refusal(subject, hit)
-        conn.execute(reviews.insert().values(
-            review_id=review.review_id, hit_id=review.hit_id, user_id=user_id, action=review.action,
-            reviewer=review.reviewer, note=review.note,
-            requested_at=datetime.fromisoformat(review.requested_at),
-            outcome="ignored" if reason else "applied", reason=reason))
+        conn.execute(_RECORD_REVIEW, {
+            "review_id": review.review_id, "hit_id": review.hit_id, "user_id": user_id, "action": review.action,
+            "reviewer": review.reviewer, "note": review.note,
+            "requested_at": datetime.fromisoformat(review.requested_at),
+            "outcome": "ignored" if reason else "applied", "reason": reason})
         if reason or subject is None:
             log.warning("review ignored", extra={"review_id": review.review_id, "reason": reason})
             return []
-        conn.execute(update(hits).where(hits.c.hit_id == hit["hit_id"])
-                     .values(review_status=action, review_id=review.review_id))
+        conn.execute(_REVIEW_HIT, {"hit_id": hit["hit_id"], "review_status": action, "review_id": review.review_id})
         decision, reasons = self._current_decision(conn, subject["latest_screening_id"])
         previous = Decision(subject["decision"])
         log.info("review applied", extra={"review_id": review.review_id, "user_id": user_id, "action": action,
                                           "decision": decision.value})
         if decision is previous:
             return []
-        conn.execute(update(subjects).where(subjects.c.user_id == user_id).values(
-            decision=decision.value, result_sequence=subject["result_sequence"] + 1, updated_at=datetime.now(UTC)))
+        changes = {"decision": decision.value, "result_sequence": subject["result_sequence"] + 1,
+                   "updated_at": datetime.now(UTC)}
+        conn.execute(_update_subject(tuple(changes)), {**changes, "user_id": user_id})
         self._log_decision(user_id, TRIGGER_REVIEW, decision, reasons, None, previous)
         return [self._result(conn, user_id, previous, reasons, TRIGGER_REVIEW, requested.event_id)]
 
     def _current_decision(self, conn: Connection, screening_id: int) -> tuple[Decision, list[str]]:
-        rows = conn.execute(select(hits.c.code, hits.c.effect, hits.c.review_status)
-                            .where(hits.c.screening_id == screening_id).order_by(hits.c.hit_id)).all()
+        rows = conn.execute(_HITS_OF_SCREENING, {"screening_id": screening_id}).all()
         return decide_reviewed([(row.code, row.effect, row.review_status) for row in rows])
 
     # ------------------------------------------------------------------ storage and results
@@ -251,23 +289,22 @@ class ComplianceService:
     def _store_screening(self, conn: Connection, user_id: str, view: ListView, trigger: str, cause_event_id: str,
                          found: list[Hit], carried: Mapping[int, str], decision: Decision, score: int,
                          reasons: list[str]) -> int:
-        screening_id: int = conn.execute(screenings.insert().values(
-            user_id=user_id, snapshot_id=view.snapshot_id, trigger=trigger, cause_event_id=cause_event_id,
-            decision=decision.value, score=score, reasons=reasons).returning(screenings.c.screening_id)).scalar_one()
+        screening_id: int = conn.execute(_RECORD_SCREENING, {
+            "user_id": user_id, "snapshot_id": view.snapshot_id, "trigger": trigger, "cause_event_id": cause_event_id,
+            "decision": decision.value, "score": score, "reasons": json.dumps(reasons)}).scalar_one()
         if found:
-            conn.execute(hits.insert(), [{
-                "screening_id": screening_id, "user_id": user_id, "check": hit.check, "code": hit.code,
-                "effect": hit.effect.value, "score": hit.score, "list_entry": hit.list_entry,
+            conn.execute(_RECORD_HITS, {"screening_id": screening_id, "user_id": user_id, "hits": json.dumps([{
+                "check": hit.check, "code": hit.code, "effect": hit.effect.value,
+                "score": str(hit.score) if hit.score is not None else None, "list_entry": hit.list_entry,
                 "evidence": hit.evidence,
                 "review_status": carried.get(index, PENDING) if hit.effect is Decision.REVIEW else None,
-            } for index, hit in enumerate(found)])
+            } for index, hit in enumerate(found)])})
         return screening_id
 
     def _result(self, conn: Connection, user_id: str, previous: Decision | None, reasons: list[str], trigger: str,
                 cause_event_id: str) -> tuple[str, Envelope]:
-        subject = conn.execute(select(subjects).where(subjects.c.user_id == user_id)).mappings().one()
-        run = conn.execute(select(screenings).where(screenings.c.screening_id == subject["latest_screening_id"])
-                           ).mappings().one()
+        subject = conn.execute(_SUBJECT, {"user_id": user_id}).mappings().one()
+        run = conn.execute(_SCREENING, {"screening_id": subject["latest_screening_id"]}).mappings().one()
         now = datetime.now(UTC)
         return topics.COMPLIANCE_RESULTS, Envelope(
             event_id=compliance_result_id(user_id, subject["result_sequence"]),
