@@ -14,18 +14,17 @@ others drop it as a duplicate.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 
-from shared.db import transaction
+from shared.db import sql, transaction
 from shared.envelope import Envelope
 from shared.errors import InvalidEvent
 from shared.pubsub import OutgoingMessage, PulledMessage, acknowledge, publish_all, pull_now
-from shared.reconcile.tables import held_dead_letters, redrives
+from shared.reconcile.tables import SCHEMA
 from shared.topology import Subscription, Topology
 
 log = logging.getLogger(__name__)
@@ -93,6 +92,17 @@ def redrive_dead_letters(engine: Engine, topology: Topology, project_id: str, ma
     return RedriveResult(redriven=redriven, held=held)
 
 
+_REDRIVES_SO_FAR = sql(f"SELECT redrive_count FROM {SCHEMA}.redrives WHERE subscription = :subscription "
+                       "AND message_key = :message_key FOR UPDATE")
+_HOLD = sql(f"INSERT INTO {SCHEMA}.held_dead_letters (subscription, message_key, message_id, reason, body, attributes) "
+            "VALUES (:subscription, :message_key, :message_id, :reason, :body, CAST(:attributes AS jsonb)) "
+            "ON CONFLICT DO NOTHING")
+_COUNT_REDRIVE = sql(
+    f"INSERT INTO {SCHEMA}.redrives AS r (subscription, message_key, topic, redrive_count) "
+    "VALUES (:subscription, :message_key, :topic, 1) ON CONFLICT (subscription, message_key) "
+    "DO UPDATE SET redrive_count = r.redrive_count + 1, last_redriven_at = now()")
+
+
 def _redrive_one(engine: Engine, route: Route, message: PulledMessage, project_id: str, max_redrives: int,
                  publish_timeout: float) -> bool:
     """Republish one dead letter (True), or hold it (False)."""
@@ -104,27 +114,20 @@ def _redrive_one(engine: Engine, route: Route, message: PulledMessage, project_i
     except InvalidEvent as exc:
         key, problem = f"message:{message.message_id}", f"not an event: {exc.reason}"
     with transaction(engine) as conn:
-        count = conn.execute(select(redrives.c.redrive_count).where(
-            redrives.c.subscription == route.subscription, redrives.c.message_key == key).with_for_update()
-        ).scalar() or 0
+        dead_letter = {"subscription": route.subscription, "message_key": key}
+        count = conn.execute(_REDRIVES_SO_FAR, dead_letter).scalar() or 0
         if problem is None and count >= max_redrives:
             problem = f"dead-lettered again after {count} redrives: the failure persists"
         if problem is not None:
-            conn.execute(insert(held_dead_letters).values(
-                subscription=route.subscription, message_key=key, message_id=message.message_id, reason=problem,
-                body=message.data, attributes=attributes,
-            ).on_conflict_do_nothing())
+            conn.execute(_HOLD, {**dead_letter, "message_id": message.message_id, "reason": problem,
+                                 "body": message.data, "attributes": json.dumps(attributes)})
             log.error("dead letter held for a person", extra={
                 "subscription": route.subscription, "message_key": key, "reason": problem})
             return False
         publish_all(project_id, [OutgoingMessage(route.topic, message.data,
                                                  {**attributes, REDRIVE_ATTRIBUTE: str(count + 1)})],
                     publish_timeout)
-        statement = insert(redrives).values(subscription=route.subscription, message_key=key, topic=route.topic,
-                                            redrive_count=1)
-        conn.execute(statement.on_conflict_do_update(
-            index_elements=["subscription", "message_key"],
-            set_={"redrive_count": redrives.c.redrive_count + 1, "last_redriven_at": func.now()}))
+        conn.execute(_COUNT_REDRIVE, {**dead_letter, "topic": route.topic})
     log.warning("dead letter redriven to its topic", extra={
         "subscription": route.subscription, "topic": route.topic, "message_key": key, "redrive": count + 1})
     return True

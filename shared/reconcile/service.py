@@ -26,13 +26,12 @@ from datetime import UTC, datetime
 from functools import partial
 from itertools import zip_longest
 
-from sqlalchemy import func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from shared import topics
 from shared.addresses import checksum_address
-from shared.db import get_engine, transaction
+from shared.db import get_engine, sql, transaction
 from shared.events import MARGIN_TIER_CHANGED
 from shared.messaging import outbox
 from shared.messaging.consumer import REPLAY_ATTRIBUTE, REPLAY_BY_RECONCILER
@@ -42,7 +41,7 @@ from shared.reconcile.chain import ContractView
 from shared.reconcile.drift import MAX_DRIFTS_PER_KIND, Drift
 from shared.reconcile.redrive import redrive_dead_letters
 from shared.reconcile.settings import ReconcileSettings
-from shared.reconcile.tables import drifts, runs, sweep_cursors
+from shared.reconcile.tables import SCHEMA
 from shared.reconcile.users import USER_COMPARISONS
 from shared.relay.settings import ChainSettings
 from shared.risk import margin_events
@@ -111,6 +110,23 @@ _RISK_DIFFERS_FROM_SETTLEMENT = text(
     "IS DISTINCT FROM (state, sequence, depositor, amount, obligation_usd) "
     "ORDER BY chain_id, contract, escrow_id LIMIT :limit")
 
+# Drifts this run did not find again are resolved.
+_RESOLVE_DRIFTS_NOT_SEEN = sql(f"UPDATE {SCHEMA}.drifts SET resolved_at = now() WHERE resolved_at IS NULL "
+                               "AND NOT (kind || '|' || key) = ANY(CAST(:seen AS text[]))")
+_RECORD_RUN = sql(f"INSERT INTO {SCHEMA}.runs (started_at, checked, drifts, repaired, redriven, held) "
+                  "VALUES (:started_at, CAST(:checked AS jsonb), :drifts, :repaired, :redriven, :held)")
+_SWEEP_CURSOR = sql(f"SELECT next_escrow_id FROM {SCHEMA}.sweep_cursors WHERE chain_id = :c AND contract = :a")
+_MOVE_SWEEP_CURSOR = sql(f"INSERT INTO {SCHEMA}.sweep_cursors (chain_id, contract, next_escrow_id) "
+                         "VALUES (:c, :a, :next) ON CONFLICT (chain_id, contract) "
+                         "DO UPDATE SET next_escrow_id = EXCLUDED.next_escrow_id")
+# An open drift (of its kind and key) is seen once more; a resolved one is opened again as a new row.
+_RECORD_DRIFT = sql(
+    f"INSERT INTO {SCHEMA}.drifts AS d (kind, key, source, replica, repair, repaired_at) VALUES (:kind, :key, "
+    "CAST(:source AS jsonb), CAST(:replica AS jsonb), :repair, CASE WHEN :repaired THEN now() END) "
+    "ON CONFLICT (kind, key) WHERE resolved_at IS NULL DO UPDATE SET source = EXCLUDED.source, "
+    "replica = EXCLUDED.replica, last_seen_at = now(), seen_count = d.seen_count + 1, repair = EXCLUDED.repair, "
+    "repaired_at = EXCLUDED.repaired_at")
+
 
 @dataclass(frozen=True)
 class RunSummary:
@@ -168,13 +184,11 @@ class Reconciler:
         checked["snapshot partitions dropped"] = len((pruned["snapshot_partitions"] or {}).get("dropped", []))
         with transaction(engine) as conn:
             seen = [f"{kind}|{key}" for kind, key, _ in recorded]
-            conn.execute(update(drifts).where(drifts.c.resolved_at.is_(None),
-                                              (drifts.c.kind + "|" + drifts.c.key).not_in(seen))
-                         .values(resolved_at=func.now()))
-            conn.execute(insert(runs).values(
-                started_at=started, checked=checked, drifts=len(found),
-                repaired=sum(1 for _, _, repair in recorded if repair), redriven=redriven.redriven,
-                held=redriven.held))
+            conn.execute(_RESOLVE_DRIFTS_NOT_SEEN, {"seen": seen})
+            conn.execute(_RECORD_RUN, {
+                "started_at": started, "checked": json.dumps(checked), "drifts": len(found),
+                "repaired": sum(1 for _, _, repair in recorded if repair), "redriven": redriven.redriven,
+                "held": redriven.held})
         summary = RunSummary(checked=checked, drifts=recorded, redriven=redriven.redriven, held=redriven.held,
                              seconds=time.monotonic() - clock)
         log.info("reconcile run done", extra={
@@ -276,8 +290,7 @@ class Reconciler:
             recent = self._relayed_within(conn, RECENT_SECONDS)
             settled_max = conn.execute(text("SELECT max(escrow_id) FROM settlement.escrows WHERE chain_id = :c "
                                             "AND contract = :a"), {"c": chain_id, "a": contract}).scalar() or 0
-            cursor = conn.execute(select(sweep_cursors.c.next_escrow_id).where(
-                sweep_cursors.c.chain_id == chain_id, sweep_cursors.c.contract == contract)).scalar() or 1
+            cursor = conn.execute(_SWEEP_CURSOR, {"c": chain_id, "a": contract}).scalar() or 1
         next_id = self.contract_view.next_escrow_id(block)
         batch = self.tuning.sweep_batch
         sweep = [int(cursor) + i for i in range(batch) if int(cursor) + i < next_id]
@@ -290,9 +303,7 @@ class Reconciler:
                 "AND contract = :a AND escrow_id = ANY(CAST(:ids AS numeric[]))"),
                 {"c": chain_id, "a": contract, "ids": ids}).mappings().all()
             following = sweep[-1] + 1 if sweep and sweep[-1] + 1 < next_id else 1
-            statement = insert(sweep_cursors).values(chain_id=chain_id, contract=contract, next_escrow_id=following)
-            conn.execute(statement.on_conflict_do_update(index_elements=["chain_id", "contract"],
-                                                         set_={"next_escrow_id": following}))
+            conn.execute(_MOVE_SWEEP_CURSOR, {"c": chain_id, "a": contract, "next": following})
         settled = {int(row["escrow_id"]): row for row in rows}
         checked["chain escrows"] = len(ids)
         found = []
@@ -438,11 +449,6 @@ class Reconciler:
 
     def _record(self, engine: Engine, drift: Drift, note: str | None, *, repaired: bool) -> None:
         """Upsert the drift's row: `note` says what was done about it (None: left for a person)."""
-        statement = insert(drifts).values(kind=drift.kind, key=drift.key, source=drift.source, replica=drift.replica,
-                                          repair=note, repaired_at=func.now() if repaired else None)
         with transaction(engine) as conn:
-            conn.execute(statement.on_conflict_do_update(
-                index_elements=["kind", "key"], index_where=drifts.c.resolved_at.is_(None),
-                set_={"source": statement.excluded.source, "replica": statement.excluded.replica,
-                      "last_seen_at": func.now(), "seen_count": drifts.c.seen_count + 1,
-                      "repair": statement.excluded.repair, "repaired_at": statement.excluded.repaired_at}))
+            conn.execute(_RECORD_DRIFT, {"kind": drift.kind, "key": drift.key, "source": json.dumps(drift.source),
+                                         "replica": json.dumps(drift.replica), "repair": note, "repaired": repaired})

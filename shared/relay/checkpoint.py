@@ -7,15 +7,15 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from shared.db import sql
 from shared.envelope import Envelope
 from shared.messaging import outbox
 from shared.relay.ranges import RangeState
 from shared.relay.settings import ChainSettings
-from shared.relay.tables import blocks, checkpoints, relayed_logs
+from shared.relay.tables import SCHEMA
 
 
 @dataclass(frozen=True)
@@ -31,12 +31,26 @@ def _key(chain: ChainSettings) -> dict:
     return {"chain_id": chain.chain_id, "contract": chain.escrow_address.lower()}
 
 
+_CONTRACT = "chain_id = :chain_id AND contract = :contract"
+_CHECKPOINT = sql(f"SELECT * FROM {SCHEMA}.checkpoints WHERE {_CONTRACT}")
+_CHECKPOINT_FOR_UPDATE = sql(f"SELECT * FROM {SCHEMA}.checkpoints WHERE {_CONTRACT} FOR UPDATE")
+_SAVE = sql(
+    f"INSERT INTO {SCHEMA}.checkpoints (chain_id, contract, block_number, block_hash, range_size, range_successes) "
+    "VALUES (:chain_id, :contract, :block_number, :block_hash, :range_size, :range_successes) "
+    "ON CONFLICT (chain_id, contract) DO UPDATE SET block_number = EXCLUDED.block_number, "
+    "block_hash = EXCLUDED.block_hash, range_size = EXCLUDED.range_size, "
+    "range_successes = EXCLUDED.range_successes, updated_at = now()")
+_STORED_BLOCKS_FROM = sql(f"SELECT block_number, block_hash FROM {SCHEMA}.blocks "
+                          f"WHERE {_CONTRACT} AND block_number <= :number ORDER BY block_number DESC")
+_LIVE_LOGS_AFTER = sql(f"SELECT dedupe_key, envelope FROM {SCHEMA}.relayed_logs WHERE {_CONTRACT} "
+                       "AND block_number > :number AND removed_at IS NULL ORDER BY block_number DESC, log_index DESC")
+_MARK_REMOVED = sql(f"UPDATE {SCHEMA}.relayed_logs SET removed_at = now() WHERE dedupe_key = :dedupe_key")
+_FORGET_BLOCKS_AFTER = sql(f"DELETE FROM {SCHEMA}.blocks WHERE {_CONTRACT} AND block_number > :number")
+
+
 def load(conn: Connection, chain: ChainSettings, *, for_update: bool = True) -> Checkpoint:
     """The checkpoint, locked for this transaction; the configured start when there is none."""
-    query = select(checkpoints).where(
-        checkpoints.c.chain_id == chain.chain_id, checkpoints.c.contract == chain.escrow_address.lower()
-    )
-    row = conn.execute(query.with_for_update() if for_update else query).first()
+    row = conn.execute(_CHECKPOINT_FOR_UPDATE if for_update else _CHECKPOINT, _key(chain)).first()
     if row is None:
         return Checkpoint(chain.start_block - 1, "", RangeState(chain.block_range, 0))
     return Checkpoint(row.block_number, row.block_hash, RangeState(row.range_size, row.range_successes))
@@ -44,12 +58,8 @@ def load(conn: Connection, chain: ChainSettings, *, for_update: bool = True) -> 
 
 def save(conn: Connection, chain: ChainSettings, number: int, block_hash: str, state: RangeState) -> None:
     """Upsert the checkpoint."""
-    values = {"block_number": number, "block_hash": block_hash, "range_size": state.size,
-              "range_successes": state.successes}
-    statement = insert(checkpoints).values(**_key(chain), **values)
-    conn.execute(statement.on_conflict_do_update(
-        index_elements=["chain_id", "contract"], set_={**values, "updated_at": func.now()}
-    ))
+    conn.execute(_SAVE, {**_key(chain), "block_number": number, "block_hash": block_hash, "range_size": state.size,
+                         "range_successes": state.successes})
 
 
 def record_block(conn: Connection, chain: ChainSettings, number: int, block_hash: str) -> None:
@@ -151,37 +161,22 @@ def _one_ahead(items: Iterator[dict]) -> Iterator[dict]:
 
 def stored_blocks_from(conn: Connection, chain: ChainSettings, number: int) -> Sequence:
     """Stored (block_number, block_hash) at or below `number`, newest first."""
-    return conn.execute(
-        select(blocks.c.block_number, blocks.c.block_hash)
-        .where(blocks.c.chain_id == chain.chain_id, blocks.c.contract == chain.escrow_address.lower(),
-               blocks.c.block_number <= number)
-        .order_by(blocks.c.block_number.desc())
-    ).all()
+    return conn.execute(_STORED_BLOCKS_FROM, {**_key(chain), "number": number}).all()
 
 
 def live_logs_after(conn: Connection, chain: ChainSettings, number: int) -> Sequence:
     """Relayed, not yet compensated logs in blocks after `number`, newest first."""
-    return conn.execute(
-        select(relayed_logs.c.dedupe_key, relayed_logs.c.envelope)
-        .where(relayed_logs.c.chain_id == chain.chain_id,
-               relayed_logs.c.contract == chain.escrow_address.lower(),
-               relayed_logs.c.block_number > number, relayed_logs.c.removed_at.is_(None))
-        .order_by(relayed_logs.c.block_number.desc(), relayed_logs.c.log_index.desc())
-    ).all()
+    return conn.execute(_LIVE_LOGS_AFTER, {**_key(chain), "number": number}).all()
 
 
 def mark_removed(conn: Connection, dedupe_key: str) -> None:
     """Mark a relayed log as compensated."""
-    conn.execute(update(relayed_logs).where(relayed_logs.c.dedupe_key == dedupe_key)
-                 .values(removed_at=func.now()))
+    conn.execute(_MARK_REMOVED, {"dedupe_key": dedupe_key})
 
 
 def forget_blocks_after(conn: Connection, chain: ChainSettings, number: int) -> None:
     """Drop stored hashes of blocks after `number` (they belong to an abandoned fork)."""
-    conn.execute(delete(blocks).where(
-        blocks.c.chain_id == chain.chain_id, blocks.c.contract == chain.escrow_address.lower(),
-        blocks.c.block_number > number,
-    ))
+    conn.execute(_FORGET_BLOCKS_AFTER, {**_key(chain), "number": number})
 
 
 def creation_event_ids(conn: Connection, chain: ChainSettings, escrow_ids: set[str]) -> dict[str, str]:

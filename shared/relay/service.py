@@ -19,14 +19,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from shared import topics
 from shared.chain.escrow_logs import chain_attributes, chain_log_event_id
 from shared.chain.reader import ChainReader
 from shared.chain.rpc import JsonRpc
-from shared.db import connection, get_engine, transaction
+from shared.db import connection, get_engine, sql, transaction
 from shared.envelope import Envelope, utc_iso
 from shared.errors import RangeTooLarge
 from shared.events import ESCROW_CREATED
@@ -79,13 +79,13 @@ def scan_lock(engine: Engine, chain: ChainSettings) -> Iterator[bool]:
     """Hold the relay's advisory lock for the block; yields False at once if another relay has it."""
     key = lock_key(chain)
     with engine.connect() as conn:
-        acquired = conn.execute(select(func.pg_try_advisory_lock(key))).scalar()
+        acquired = conn.execute(sql("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar()
         conn.commit()
         try:
             yield bool(acquired)
         finally:
             if acquired:
-                conn.execute(select(func.pg_advisory_unlock(key)))
+                conn.execute(sql("SELECT pg_advisory_unlock(:key)"), {"key": key})
                 conn.commit()
 
 
