@@ -111,8 +111,12 @@ def _cloud_sql_engine(settings: DatabaseSettings) -> Engine:
     return sqlalchemy.create_engine("postgresql+pg8000://", creator=connect, **POOL_OPTIONS)
 
 
+# What `sql` returns: what a connection's `execute` takes.
+Statement = TextClause
+
+
 @functools.lru_cache(maxsize=1024)
-def sql(statement: str) -> TextClause:
+def sql(statement: str) -> Statement:
     """A statement written as SQL, with `:name` parameters, ready to execute; built once per distinct text.
 
     The platform's statements are SQL text rather than SQLAlchemy expressions: what runs is what is read,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
 from sqlalchemy.engine import Connection
+
+from shared.db import sql
 
 _HISTORY = """
 SELECT d.id, d.event_id, d.event_type, d.channel, d.recipient, d.status, d.reason, d.provider_message_id,
@@ -21,7 +22,7 @@ LIMIT :limit
 
 def notification_history(conn: Connection, user_id: str, limit: int = 100) -> list[dict]:
     """The user's most recent deliveries, newest first, each with its attempts."""
-    rows = conn.execute(text(_HISTORY), {"user_id": user_id, "limit": limit}).mappings().all()
+    rows = conn.execute(sql(_HISTORY), {"user_id": user_id, "limit": limit}).mappings().all()
     return [{
         "id": row["id"], "event_id": row["event_id"], "event_type": row["event_type"], "channel": row["channel"],
         "recipient": row["recipient"], "status": row["status"], "reason": row["reason"],

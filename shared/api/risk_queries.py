@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from shared.db import sql
 from shared.risk.tiers import INFINITE, health_factor, worst
 
 _BY_WALLETS = """
@@ -26,7 +26,7 @@ def user_portfolio(conn: Connection, user: dict) -> dict:
     The total's health factor is the sum of risk-adjusted collateral over the sum of obligations (not an
     average of ratios); its tier is the worst tier among the wallets' open positions.
     """
-    rows = conn.execute(text(_BY_WALLETS),
+    rows = conn.execute(sql(_BY_WALLETS),
                         {"wallets": [w.lower() for w in user["wallet_addresses"]]}).mappings().all()
     wallets = [{
         "wallet": row["depositor"],

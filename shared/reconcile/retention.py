@@ -17,11 +17,10 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from shared.db import transaction
+from shared.db import sql, transaction
 from shared.reconcile.settings import SNAPSHOT_PARTITIONS_AHEAD_DAYS, ReconcileSettings
 
 log = logging.getLogger(__name__)
@@ -37,7 +36,7 @@ def prune(engine: Engine, tuning: ReconcileSettings) -> dict[str, Any]:
     def call(statement: str, **parameters: Any) -> Callable[[], Any]:
         def run() -> Any:
             with transaction(engine) as conn:
-                return conn.execute(text(statement), parameters).scalar_one()
+                return conn.execute(sql(statement), parameters).scalar_one()
         return run
 
     max_rows = tuning.prune_max_rows

@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from functools import partial
 from itertools import zip_longest
 
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from shared import topics
@@ -79,7 +78,7 @@ MARGIN_EVENTS_OUTBOX = "risk.margin_events"
 
 
 # The escrows of a contract with a chain log relayed in the last :seconds (by relayed_logs_by_time, 0022).
-RELAYED_WITHIN = text(
+RELAYED_WITHIN = sql(
     "SELECT DISTINCT envelope->'payload'->>'escrow_id' FROM relay.relayed_logs WHERE chain_id = :c "
     "AND contract = :a AND relayed_at > now() - make_interval(secs => :seconds)")
 
@@ -87,10 +86,10 @@ RELAYED_WITHIN = text(
 # sequence), then the outbox row by the id derived from it (shared/settlement/states.py, state_change_id). Both
 # by unique index: matched on the envelope's payload instead, each replay read the outbox's week of rows
 # (0.65-0.8 s among 1M), and a thousand drifts took a run past its timeout.
-TRANSITION_CAUSE = text(
+TRANSITION_CAUSE = sql(
     "SELECT dedupe_key FROM settlement.transitions WHERE chain_id = :c AND contract = :a AND escrow_id = :i "
     "AND sequence = :s")
-PUBLISHED_STATE_CHANGE = text(
+PUBLISHED_STATE_CHANGE = sql(
     "SELECT topic, envelope, attributes FROM settlement.outbox WHERE dedupe_key = :dedupe_key "
     "AND published_at IS NOT NULL")
 
@@ -98,7 +97,7 @@ PUBLISHED_STATE_CHANGE = text(
 # in state, sequence, depositor, amount or obligation, in key order, at most :limit. Risk holds the
 # collateral in whole tokens of a known asset (its symbol set), so it is scaled back by the asset's decimals
 # (:decimals, a JSON object of token -> decimals) and truncated to the integer the chain holds.
-_RISK_DIFFERS_FROM_SETTLEMENT = text(
+_RISK_DIFFERS_FROM_SETTLEMENT = sql(
     "SELECT * FROM (SELECT e.chain_id, e.contract, e.escrow_id, e.state, e.sequence, e.depositor, e.amount, "
     "e.obligation_usd, p.state AS p_state, p.sequence AS p_sequence, p.depositor AS p_depositor, "
     "trunc(p.collateral_amount * power(10::numeric, CASE WHEN p.asset_symbol IS NULL THEN 0 "
@@ -231,7 +230,7 @@ class Reconciler:
         found = []
         for schema in OUTBOX_SCHEMAS:
             with transaction(engine) as conn:
-                row = conn.execute(text(
+                row = conn.execute(sql(
                     f"SELECT count(*) AS rows, min(created_at) AS oldest, min(event_id) AS example "
                     f"FROM {schema}.outbox WHERE published_at IS NULL "
                     f"AND created_at < now() - make_interval(secs => :grace) AND {outbox.LEASE_ENDED}"),
@@ -243,7 +242,7 @@ class Reconciler:
                                            "example_event_id": row.example},
                                    replica=None, repair=partial(self._publish_outbox, engine, schema)))
         with transaction(engine) as conn:  # risk's margin events are their own outbox
-            row = conn.execute(text(
+            row = conn.execute(sql(
                 "SELECT count(*) AS rows, min(occurred_at) AS oldest, min(event_id) AS example "
                 "FROM risk.margin_events WHERE published_at IS NULL "
                 "AND occurred_at < now() - make_interval(secs => :grace)"), {"grace": self.tuning.grace_seconds}).one()
@@ -280,7 +279,7 @@ class Reconciler:
         """The contract's escrows at relay's checkpoint against settle's records."""
         chain_id, contract = self.chain.chain_id, self.contract
         with transaction(engine) as conn:
-            block = conn.execute(text(
+            block = conn.execute(sql(
                 "SELECT block_number FROM relay.checkpoints WHERE chain_id = :c AND contract = :a"),
                 {"c": chain_id, "a": contract.lower()}).scalar()
             if block is None:
@@ -288,7 +287,7 @@ class Reconciler:
                 return []
             in_flight = self._relayed_within(conn, self.tuning.grace_seconds)
             recent = self._relayed_within(conn, RECENT_SECONDS)
-            settled_max = conn.execute(text("SELECT max(escrow_id) FROM settlement.escrows WHERE chain_id = :c "
+            settled_max = conn.execute(sql("SELECT max(escrow_id) FROM settlement.escrows WHERE chain_id = :c "
                                             "AND contract = :a"), {"c": chain_id, "a": contract}).scalar() or 0
             cursor = conn.execute(_SWEEP_CURSOR, {"c": chain_id, "a": contract}).scalar() or 1
         next_id = self.contract_view.next_escrow_id(block)
@@ -298,7 +297,7 @@ class Reconciler:
         ids = sorted((set(sweep) | set(unseen) | {i for i in recent if i < next_id}) - in_flight)
         on_chain = self.contract_view.escrows(ids, block)
         with transaction(engine) as conn:
-            rows = conn.execute(text(
+            rows = conn.execute(sql(
                 "SELECT escrow_id, state, depositor, amount FROM settlement.escrows WHERE chain_id = :c "
                 "AND contract = :a AND escrow_id = ANY(CAST(:ids AS numeric[]))"),
                 {"c": chain_id, "a": contract, "ids": ids}).mappings().all()
@@ -338,7 +337,7 @@ class Reconciler:
 
     def _replay_relayed_logs(self, engine: Engine, escrow_id: int) -> str | None:
         with transaction(engine) as conn:
-            rows = conn.execute(text(
+            rows = conn.execute(sql(
                 "SELECT topic, envelope, attributes FROM relay.outbox WHERE published_at IS NOT NULL "
                 "AND envelope->'payload'->>'contract' = :a AND envelope->'payload'->>'escrow_id' = :i ORDER BY id"),
                 {"a": self.contract, "i": str(escrow_id)}).mappings().all()
@@ -350,7 +349,7 @@ class Reconciler:
     def _request_backfill(self, engine: Engine, escrow_id: int) -> str:
         """relay never staged a log of the escrow (a provider left it out): ask relay to rescan from its block."""
         with transaction(engine) as conn:
-            checkpoint: int = conn.execute(text(
+            checkpoint: int = conn.execute(sql(
                 "SELECT block_number FROM relay.checkpoints WHERE chain_id = :c AND contract = :a"),
                 {"c": self.chain.chain_id, "a": self.contract.lower()}).scalar_one()
         block = self.contract_view.creation_block(escrow_id, checkpoint)
@@ -370,7 +369,7 @@ class Reconciler:
         parameters = {"grace": self.tuning.grace_seconds, "decimals": json.dumps(self.decimals),
                       "limit": MAX_DRIFTS_PER_KIND}
         with transaction(engine) as conn:
-            checked["settled escrows"] = conn.execute(text(
+            checked["settled escrows"] = conn.execute(sql(
                 "SELECT count(*) FROM settlement.escrows WHERE recorded_at < now() - make_interval(secs => :grace)"),
                 parameters).scalar_one()
             rows = conn.execute(_RISK_DIFFERS_FROM_SETTLEMENT, parameters).mappings().all()
@@ -404,18 +403,18 @@ class Reconciler:
         window = {"window": NOTIFY_WINDOW_SECONDS, "grace": self.tuning.grace_seconds,
                   "limit": MAX_DRIFTS_PER_KIND, "topic": topics.MARGIN_EVENTS}
         with transaction(engine) as conn:
-            checked["margin events"] = conn.execute(text(
+            checked["margin events"] = conn.execute(sql(
                 "SELECT (SELECT count(*) FROM risk.margin_events "
                 "        WHERE occurred_at > now() - make_interval(secs => :window) AND published_at IS NOT NULL) "
                 "     + (SELECT count(*) FROM risk.outbox WHERE topic = :topic "
                 "        AND published_at > now() - make_interval(secs => :window))"), window).scalar_one()
-            changes = conn.execute(text(
+            changes = conn.execute(sql(
                 f"SELECT {margin_events.MESSAGE_COLUMNS} FROM risk.margin_events m "
                 "WHERE m.occurred_at > now() - make_interval(secs => :window) AND m.published_at IS NOT NULL "
                 "AND m.published_at < now() - make_interval(secs => :grace) "
                 "AND NOT EXISTS (SELECT 1 FROM notify.inbox i WHERE i.consumer = 'notify' "
                 "AND i.dedupe_key = m.event_id) ORDER BY m.occurred_at LIMIT :limit"), window).all()
-            retractions = conn.execute(text(
+            retractions = conn.execute(sql(
                 "SELECT o.topic, o.envelope, o.attributes, o.event_id FROM risk.outbox o "
                 "WHERE o.topic = :topic AND o.published_at IS NOT NULL "
                 "AND o.published_at > now() - make_interval(secs => :window) "

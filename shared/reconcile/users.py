@@ -28,11 +28,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from shared import topics
-from shared.db import transaction
+from shared.db import sql, transaction
 from shared.events import COMPLIANCE_SCREENED, compliance_result_id, user_registered_id
 from shared.messaging.tables import REJECTED
 from shared.reconcile.drift import MAX_DRIFTS_PER_KIND, Drift
@@ -60,7 +59,7 @@ _REGISTERED = (
 # wallets in lower case; addresses are ASCII, so lowered bytewise); with the wallets that do not, and what
 # notify's inbox says of the registration. The wallets are compared first, over all users: joined to the
 # registered users before that, the comparison took 2.5 s at a million users instead of 0.7 s.
-_CONTACTS_DIFFER = text(
+_CONTACTS_DIFFER = sql(
     "WITH unrouted AS (SELECT w.user_id, w.wallet FROM identity.wallet_owners w WHERE NOT EXISTS "
     "(SELECT 1 FROM notify.contact_wallets n WHERE n.wallet = lower(w.wallet COLLATE \"C\") "
     "AND n.user_id = w.user_id)) "
@@ -75,7 +74,7 @@ _CONTACTS_DIFFER = text(
 
 # Registered users compliance holds no subject for; with what screen-compliance's inbox says of their
 # registration (NULL: never received).
-_SCREENINGS_MISSING = text(
+_SCREENINGS_MISSING = sql(
     f"SELECT r.user_id, i.outcome AS received, i.reason FROM ({_REGISTERED}) r "
     "LEFT JOIN compliance.inbox i ON i.consumer = :consumer AND i.dedupe_key = :registered || r.user_id "
     "WHERE NOT EXISTS (SELECT 1 FROM compliance.subjects s WHERE s.user_id = r.user_id) "
@@ -84,7 +83,7 @@ _SCREENINGS_MISSING = text(
 # Review requests the api published before the grace period that screen-compliance never recorded (applied
 # or ignored); with what its inbox says of them. The request lives only in identity's outbox (the api keeps
 # no other copy), so a lost one is found for OUTBOX_RETENTION_DAYS.
-_REVIEWS_MISSING = text(
+_REVIEWS_MISSING = sql(
     "SELECT o.event_id, o.topic, o.envelope, o.attributes, i.outcome AS received, i.reason FROM identity.outbox o "
     "LEFT JOIN compliance.inbox i ON i.consumer = :consumer AND i.dedupe_key = o.dedupe_key "
     "WHERE o.topic = :reviews AND o.published_at < now() - make_interval(secs => :grace) "
@@ -93,7 +92,7 @@ _REVIEWS_MISSING = text(
 
 # Users whose latest decision, last changed before the grace period and published, settle does not hold
 # (missing, or another decision or sequence).
-_STATUSES_DIFFER = text(
+_STATUSES_DIFFER = sql(
     "SELECT s.user_id, s.decision, s.result_sequence, c.decision AS held_decision, c.sequence AS held_sequence "
     "FROM compliance.subjects s LEFT JOIN settlement.compliance_statuses c USING (user_id) "
     "WHERE s.updated_at < now() - make_interval(secs => :grace) "
@@ -111,7 +110,7 @@ _SUBJECT_WALLETS = "CASE jsonb_typeof(s.wallet_addresses) WHEN 'array' THEN s.wa
 # Every user's (user, wallet) rows are compared in one hash join, and only the few users that differ are then
 # matched to their decisions: restricting both sides to the users whose decisions match first made the
 # database build that set twice and set off JIT (0.86 s at 100k users, against 0.2 s; 2.2-2.6 s at 1M).
-_WALLETS_DIFFER = text(
+_WALLETS_DIFFER = sql(
     "WITH source AS (SELECT s.user_id, w.wallet FROM compliance.subjects s "
     f"CROSS JOIN LATERAL jsonb_array_elements_text({_SUBJECT_WALLETS}) AS w(wallet)), "
     "differing AS (SELECT DISTINCT coalesce(source.user_id, h.user_id) AS user_id FROM source "
@@ -141,7 +140,7 @@ def registrations_vs_notify(engine: Engine, grace: float, checked: dict, republi
     """Every user registered before the grace period against notify's contact and the wallets routed to it."""
     parameters = _parameters(grace)
     with transaction(engine) as conn:
-        checked["registered users"] = conn.execute(text(f"SELECT count(*) FROM ({_REGISTERED}) r"),
+        checked["registered users"] = conn.execute(sql(f"SELECT count(*) FROM ({_REGISTERED}) r"),
                                                    parameters).scalar_one()
         rows = conn.execute(_CONTACTS_DIFFER, parameters).mappings().all()
     return [Drift(CONTACT_MISSING, row["user_id"], source={"registered": True},
@@ -188,7 +187,7 @@ def compliance_vs_settlement(engine: Engine, grace: float, checked: dict, republ
     """Every user's latest compliance decision against the one settle holds (and holds escrows by)."""
     parameters = _parameters(grace)
     with transaction(engine) as conn:
-        checked["compliance decisions"] = conn.execute(text(
+        checked["compliance decisions"] = conn.execute(sql(
             "SELECT count(*) FROM compliance.subjects WHERE updated_at < now() - make_interval(secs => :grace)"),
             parameters).scalar_one()
         rows = conn.execute(_STATUSES_DIFFER, parameters).mappings().all()
@@ -238,7 +237,7 @@ def _republish_row(row, republish: Republish) -> str:
 def _replay(engine: Engine, schema: str, event_id: str, republish: Republish, done: str) -> str | None:
     """Republish the event from `schema`'s outbox; None when the outbox no longer holds it (pruned)."""
     with transaction(engine) as conn:
-        rows = conn.execute(text(_PUBLISHED_EVENT.format(schema=schema)), {"dedupe_key": event_id}).mappings().all()
+        rows = conn.execute(sql(_PUBLISHED_EVENT.format(schema=schema)), {"dedupe_key": event_id}).mappings().all()
     if not rows:
         return None
     republish(rows)

@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from shared import topics
@@ -96,7 +95,7 @@ def reclaim_leases_of_dead_ticks(conn: Connection, chain: ChainSettings) -> int:
     was staged by a tick that died between its commit and its publish: without this it would wait out
     its lease; now the tick's closing drain sends it.
     """
-    reclaimed = conn.execute(text(
+    reclaimed = conn.execute(sql(
         f"UPDATE {SCHEMA}.outbox o SET publishing_until = NULL FROM {SCHEMA}.relayed_logs r "
         "WHERE o.published_at IS NULL AND o.publishing_until IS NOT NULL AND r.dedupe_key = o.dedupe_key "
         "AND r.chain_id = :chain_id AND r.contract = :contract"),

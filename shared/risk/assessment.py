@@ -26,9 +26,9 @@ import functools
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import TextClause, text
 from sqlalchemy.engine import Connection
 
+from shared.db import Statement, sql
 from shared.risk.settings import RiskSettings
 from shared.risk.tables import SCHEMA
 from shared.risk.tiers import BEST, rank_below_thresholds_sql, threshold_parameters
@@ -122,10 +122,10 @@ class PassResult:
 
 
 @functools.cache
-def _chunk_statement(scope: str) -> TextClause:
+def _chunk_statement(scope: str) -> Statement:
     """The chunk statement of `scope`, built once (parsing its text for parameters costs every escrow
     change as much as a short statement's round trip)."""
-    return text(_ASSESS_CHUNK.format(
+    return sql(_ASSESS_CHUNK.format(
         scope=scope, recorded=_SNAPSHOT_EACH if scope == ONE_ESCROW else _TIER_CHANGES_ONLY))
 
 
@@ -139,7 +139,7 @@ def assess(conn: Connection, policy: RiskSettings, scope: str, scope_parameters:
     parameters = {**scope_parameters, **threshold_parameters(dict(policy.tier_thresholds), policy.hysteresis),
                   "cause_event_id": cause_event_id, "now": now, "chunk": PASS_CHUNK_POSITIONS}
     if scope == ALL_OPEN_ON_ASSET:
-        conn.execute(text(f"SET LOCAL work_mem = '{PASS_WORK_MEM}'"))
+        conn.execute(sql(f"SET LOCAL work_mem = '{PASS_WORK_MEM}'"))
     after = _BEFORE_ALL_KEYS
     assessed = tier_changes = 0
     while True:

@@ -14,11 +14,10 @@ import logging
 import time
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from shared import topics
-from shared.db import transaction
+from shared.db import sql, transaction
 from shared.envelope import Envelope, utc_iso
 from shared.events import MARGIN_TIER_CHANGED
 from shared.messaging import outbox
@@ -36,10 +35,10 @@ MESSAGE_COLUMNS = ("m.event_id, m.chain_id, m.contract, m.escrow_id, m.depositor
                    "m.previous_tier, m.tier, m.health_factor, m.price, m.collateral_amount, m.obligation_usd, "
                    "m.price_event_id, m.snapshot_id, m.correlation_id, m.cause_event_id, m.occurred_at")
 
-_UNPUBLISHED = text(
+_UNPUBLISHED = sql(
     f"SELECT {MESSAGE_COLUMNS} FROM {SCHEMA}.margin_events m WHERE m.published_at IS NULL "
     "ORDER BY m.occurred_at LIMIT :limit FOR UPDATE SKIP LOCKED")
-_MARK_PUBLISHED = text(
+_MARK_PUBLISHED = sql(
     f"UPDATE {SCHEMA}.margin_events m SET published_at = now(), message_id = sent.message_id "
     f"FROM {outbox.SENT_PAIRS.format(keys=':event_ids', message_ids=':message_ids')} "
     "WHERE m.event_id = sent.key")

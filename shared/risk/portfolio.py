@@ -16,15 +16,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from shared.db import sql
 from shared.risk.tables import SCHEMA
 
 # Two escrows of one depositor may be applied concurrently; their refreshes take turns.
-_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('risk.portfolio_exposures'), hashtext(:depositor))")
-_CLEAR = text(f"DELETE FROM {SCHEMA}.portfolio_exposures WHERE depositor = :depositor")
-_REFRESH = text(f"""
+_LOCK = sql("SELECT pg_advisory_xact_lock(hashtext('risk.portfolio_exposures'), hashtext(:depositor))")
+_CLEAR = sql(f"DELETE FROM {SCHEMA}.portfolio_exposures WHERE depositor = :depositor")
+_REFRESH = sql(f"""
 INSERT INTO {SCHEMA}.portfolio_exposures
     (depositor, asset_symbol, open_positions, collateral_amount, risk_adjusted_amount, obligation_usd, updated_at)
 SELECT p.depositor, p.asset_symbol, count(*), sum(p.collateral_amount),
