@@ -1,29 +1,39 @@
-"""The one engine factory: TCP locally, the Cloud SQL Python Connector with IAM auth in GCP.
+"""The database layer: a pool of pg8000 connections per instance, and statements written as SQL.
 
-The engine is created lazily on first use and cached per function instance, so a cold start that
-never touches the database pays nothing and warm invocations reuse the pool.
+Connections are made over TCP locally and by the Cloud SQL Python Connector with IAM auth in GCP. The pool
+is created lazily on first use and cached per function instance, so a cold start that never touches the
+database pays nothing and warm invocations reuse the pool.
+
+Why not SQLAlchemy at run time (it stays for the migrations and the tests): measured on this machine,
+importing it took 0.12-0.13 s of every function's cold start, on top of what functions-framework, pg8000 and
+the publisher load, and its first connection asked the server four questions before the first statement.
+What the platform used of it is here: a small pool with SQLAlchemy's settings (below), connections that
+run SQL text with `:name` parameters, and results read by column name.
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 import ipaddress
 import logging
 import socket
+import struct
+import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 import pg8000.dbapi
-import pg8000.legacy
-import sqlalchemy
 from pg8000.converters import TIMESTAMPTZ, make_params, timestamptz_in
-from sqlalchemy import TextClause, event, text
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection, Engine, ExceptionContext
+from pg8000.exceptions import DatabaseError, InterfaceError
+from pg8000.native import to_statement
+
+__all__ = ["DatabaseError"]  # the driver's, raised for every error the server reports
 
 from shared.errors import DatabaseUnavailable
 from shared.settings import DatabaseSettings
@@ -31,23 +41,16 @@ from shared.settings import DatabaseSettings
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-# Pool settings, shared by both connection paths.
-POOL_OPTIONS = {
-    # A 2nd-gen instance serves a few concurrent requests at most; two warm connections cover it
-    # without exhausting Cloud SQL's connection limit when the function scales out.
-    "pool_size": 2,
-    # Bursts may open two more, closed again when returned.
-    "max_overflow": 2,
-    # Waiting longer than this for a pooled connection means the instance is overloaded: fail and let
-    # Pub/Sub retry instead of holding the message.
-    "pool_timeout": 10,
-    # Cloud SQL and proxies drop idle connections; recycle before that happens.
-    "pool_recycle": 1800,
-    # Connections are checked before use by `_ping_on_checkout`, not SQLAlchemy's pre-ping: that one leaves
-    # the driver inside a transaction it opened for the ping.
-    # Statement parameters are users' names, emails and phones: never in an error's text or a log line.
-    "hide_parameters": True,
-}
+# A 2nd-gen instance serves a few concurrent requests at most; two warm connections cover it without
+# exhausting Cloud SQL's connection limit when the function scales out.
+POOL_SIZE = 2
+# Bursts may open two more, closed again when returned.
+POOL_OVERFLOW = 2
+# Waiting longer than this for a pooled connection means the instance is overloaded: fail and let Pub/Sub
+# retry instead of holding the message.
+POOL_TIMEOUT_SECONDS = 10
+# Cloud SQL and proxies drop idle connections; recycle before that happens.
+POOL_RECYCLE_SECONDS = 1800
 
 # Give up on an unreachable server quickly; the message is retried by Pub/Sub, not by us.
 CONNECT_TIMEOUT_SECONDS = 5
@@ -55,6 +58,13 @@ CONNECT_TIMEOUT_SECONDS = 5
 # longest statement (assess-margin's pass over 100k positions takes seconds). A refused connection
 # still fails at once; only a silently unreachable host waits this long.
 TCP_SOCKET_TIMEOUT_SECONDS = 60
+
+# Driver failures that mean the connection is lost (the socket reset, closed or timed out; the server's reply
+# cut short).
+CONNECTION_LOST = (InterfaceError, OSError, EOFError, struct.error)
+# Server errors that mean the connection or the server is going away (connection exception, insufficient
+# resources, operator intervention: a restart, a failover): the database is unavailable, not the data wrong.
+UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
 
 
 def tls_request(host: str | None) -> bool | None:
@@ -73,68 +83,20 @@ def tls_request(host: str | None) -> bool | None:
         return None
 
 
-def _tcp_engine(settings: DatabaseSettings) -> Engine:
-    url = sqlalchemy.URL.create(
-        "postgresql+pg8000",
-        username=settings.user,
-        host=settings.host,
-        port=settings.port,
-        database=settings.name,
-    )
-    return sqlalchemy.create_engine(
-        url, connect_args={"timeout": TCP_SOCKET_TIMEOUT_SECONDS, "ssl_context": tls_request(settings.host)},
-        **POOL_OPTIONS
-    )
-
-
-def _cloud_sql_engine(settings: DatabaseSettings) -> Engine:
-    # Imported here: only GCP instances pay for the connector's import.
-    from google.cloud.sql.connector import Connector, IPTypes
-
-    connector = Connector(ip_type=IPTypes.PRIVATE, refresh_strategy="lazy")
-
-    def connect():
-        return connector.connect(
-            settings.instance_connection_name,
-            "pg8000",
-            user=settings.user,
-            db=settings.name,
-            enable_iam_auth=True,
-            timeout=CONNECT_TIMEOUT_SECONDS,
-            # The connector's socket is TLS already, to the instance's server-side proxy, with the instance's
-            # certificate verified: pg8000 must not ask for TLS again inside it (and build an SSL context
-            # for that, 18 ms; see tls_request). This is the byte stream the connector's earlier releases
-            # sent, when they had pg8000 wrap the socket without asking (its `request_ssl = False`).
-            ssl_context=False,
-        )
-
-    return sqlalchemy.create_engine("postgresql+pg8000://", creator=connect, **POOL_OPTIONS)
-
-
-# What `sql` returns: what a connection's `execute` takes.
-Statement = TextClause
-
-
-@functools.lru_cache(maxsize=1024)
-def sql(statement: str) -> Statement:
-    """A statement written as SQL, with `:name` parameters, ready to execute; built once per distinct text.
-
-    The platform's statements are SQL text rather than SQLAlchemy expressions: what runs is what is read,
-    and nothing is compiled on an instance's first request (9 expressions compiled in screen-compliance's
-    first registration took 0.045 s under the profiler).
-    """
-    return text(statement)
-
-
 def sqlstate(error: BaseException | None) -> str | None:
     """The SQLSTATE of an error the server reported (pg8000 carries the server's fields as a dict)."""
-    fields = error.args[0] if isinstance(error, pg8000.dbapi.DatabaseError) and error.args else None
+    fields = error.args[0] if isinstance(error, DatabaseError) and error.args else None
     return fields.get("C") if isinstance(fields, dict) else None
 
 
-def is_data_error(error: sa_exc.DBAPIError) -> bool:
+def is_data_error(error: BaseException) -> bool:
     """The server refused a value (SQLSTATE class 22: out of range, invalid text representation...)."""
-    return (sqlstate(error.orig) or "").startswith("22")
+    return (sqlstate(error) or "").startswith("22")
+
+
+def constraint_violated(error: BaseException) -> bool:
+    """The server refused a write that breaks a constraint (SQLSTATE class 23: unique, foreign key...)."""
+    return (sqlstate(error) or "").startswith("23")
 
 
 def server_answered(error: BaseException) -> bool:
@@ -142,16 +104,98 @@ def server_answered(error: BaseException) -> bool:
     return sqlstate(error) is not None
 
 
-def _discard_connections_in_unknown_state(context: ExceptionContext) -> None:
-    """Invalidate the connection when a statement failed anywhere but in the server.
+@dataclass(frozen=True)
+class Statement:
+    """A statement written as SQL with `:name` parameters, as the server receives it (`$1`, `$2`...)."""
 
-    pg8000 sends and flushes Parse/Describe before it converts the parameters; when a conversion
-    raises (a datetime out of range in UTC, an unpaired surrogate), the server's reply stays unread,
-    and the next statement on that connection would read it. Such a connection must never return to
-    the pool. An error the server reported leaves the protocol in step and the connection usable.
+    text: str
+    native: str
+    values: Callable[[Mapping[str, Any]], tuple]
+
+
+@functools.lru_cache(maxsize=1024)
+def sql(statement: str) -> Statement:
+    """A statement written as SQL, with `:name` parameters, ready to execute; built once per distinct text.
+
+    The platform's statements are SQL text: what runs is what is read, and nothing is compiled on an
+    instance's first request (9 SQLAlchemy expressions compiled in screen-compliance's first registration
+    took 0.045 s under the profiler).
     """
-    if not server_answered(context.original_exception):
-        context.is_disconnect = True
+    native, values = to_statement(statement)
+    return Statement(statement, native, values)
+
+
+@functools.lru_cache(maxsize=256)
+def _positional(statement: str) -> str:
+    """A statement with the driver's `%s` placeholders, numbered (`$1`, `$2`...) as the server takes them."""
+    parts = statement.split("%s")
+    return "".join(part + (f"${n}" if n < len(parts) else "") for n, part in enumerate(parts, start=1))
+
+
+@functools.lru_cache(maxsize=256)
+def _row_type(columns: tuple[str, ...]) -> type:
+    """A row's type for these columns: a tuple whose items are also read by name (`row.id`)."""
+    return collections.namedtuple("Row", columns, rename=True)  # type: ignore[misc]
+
+
+class NotOneRow(RuntimeError):
+    """A statement expected to return exactly one row returned none or several."""
+
+
+class Result:
+    """A statement's rows (none without RETURNING or a SELECT) and how many rows it touched."""
+
+    def __init__(self, columns: Sequence[str], rows: list | None, rowcount: int) -> None:
+        self.columns = tuple(columns)
+        self._rows = rows or []
+        self.rowcount = rowcount
+
+    def all(self) -> list:
+        row = _row_type(self.columns)
+        return [row(*values) for values in self._rows]
+
+    def __iter__(self) -> Iterator:
+        return iter(self.all())
+
+    def tuples(self) -> Result:
+        return self
+
+    def first(self) -> Any:
+        return _row_type(self.columns)(*self._rows[0]) if self._rows else None
+
+    def one(self) -> Any:
+        if len(self._rows) != 1:
+            raise NotOneRow(f"expected one row, the statement returned {len(self._rows)}")
+        return self.first()
+
+    def scalar(self) -> Any:
+        return self._rows[0][0] if self._rows else None
+
+    def scalar_one(self) -> Any:
+        return self.one()[0]
+
+    def scalars(self) -> Rows:
+        """The first column of each row."""
+        return Rows(values[0] for values in self._rows)
+
+    def mappings(self) -> Rows:
+        """Each row as a dict, column name -> value."""
+        return Rows(dict(zip(self.columns, values, strict=True)) for values in self._rows)
+
+
+class Rows(list):
+    """A result's rows in one form (dicts, or the first column's values)."""
+
+    def all(self) -> list:
+        return list(self)
+
+    def first(self) -> Any:
+        return self[0] if self else None
+
+    def one(self) -> Any:
+        if len(self) != 1:
+            raise NotOneRow(f"expected one row, the statement returned {len(self)}")
+        return self[0]
 
 
 # Named statements each connection keeps prepared (least recently used ones are closed beyond this).
@@ -196,50 +240,25 @@ class _PreparedStatementsMixin:
             raise
 
 
-# pg8000 rewrites each statement's placeholders (`%s` to `$1`...) by scanning it a character at a time, on
-# every execution: about 0.1 ms for a typical statement, as much as its round trip. For the positional
-# styles SQLAlchemy uses, the result depends on the statement's text alone, so it is remembered.
-_POSITIONAL_STYLES = frozenset({"format", "qmark", "numeric"})
-_convert_paramstyle = pg8000.legacy.convert_paramstyle
-
-
-@functools.lru_cache(maxsize=1024)
-def _positional_statement(style: str, statement: str) -> str:
-    return _convert_paramstyle(style, statement, ())[0]
-
-
-def _remembering_convert_paramstyle(style: str, statement: str, args: Any) -> tuple[str, Any]:
-    if style in _POSITIONAL_STYLES:
-        return _positional_statement(style, statement), args
-    return _convert_paramstyle(style, statement, args)
-
-
-pg8000.legacy.convert_paramstyle = _remembering_convert_paramstyle
-
 _PREPARING_CLASSES: dict[type, type] = {}
 
 
 def _with_prepared_statements(connection_class: type) -> type:
+    """The driver's connection class with _PreparedStatementsMixin in front (one per class: TCP, connector)."""
     if connection_class not in _PREPARING_CLASSES:
         _PREPARING_CLASSES[connection_class] = type(
             f"Prepared{connection_class.__name__}", (_PreparedStatementsMixin, connection_class), {})
     return _PREPARING_CLASSES[connection_class]
 
 
-def _keep_statements_prepared(dbapi_connection: Any, _record: Any) -> None:
-    """On each new pooled connection (TCP or the Cloud SQL connector's): statements are prepared once."""
-    dbapi_connection.__class__ = _with_prepared_statements(type(dbapi_connection))
-    dbapi_connection._prepared = OrderedDict()
-
-
-def _send_without_delay(dbapi_connection: Any, _record: Any) -> None:
+def _send_without_delay(driver: Any) -> None:
     """On each new pooled connection over TCP: send each write at once (TCP_NODELAY), as libpq does.
 
     pg8000 leaves Nagle's algorithm on. A statement larger than its 8 KiB write buffer (relay's 20 logs
     of a tick, a round of margin events marked published) leaves in two writes, and the second waited
     for the server's delayed acknowledgement of the first: 40 ms a statement, measured on relay's two
     staging statements (43 ms each for 20 logs, 1 ms without the wait)."""
-    sock = getattr(dbapi_connection, "_usock", None)
+    sock = getattr(driver, "_usock", None)
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -255,9 +274,201 @@ def _read_timestamptz(value: str) -> Any:
         return timestamptz_in(value)
 
 
-def _read_timestamps_fast(dbapi_connection: Any, _record: Any) -> None:
-    """On each new pooled connection: timestamptz values are read by `_read_timestamptz`."""
-    dbapi_connection.register_in_adapter(TIMESTAMPTZ, _read_timestamptz)
+# The server's transaction status after a statement (ReadyForQuery): idle, none yet on a new connection.
+_IDLE = (b"I", None)
+
+
+class Connection:
+    """One pooled connection. A statement outside `begin()` is a transaction of its own (autocommitted).
+
+    A failure anywhere but in the server (a reset socket, a timeout, a value pg8000 cannot convert after it
+    sent part of a statement) leaves the protocol's state unknown: the connection is never used again (see
+    `_failed` for what is raised).
+    """
+
+    def __init__(self, driver: Any) -> None:
+        self.driver = driver
+        self.broken = False
+        self._in_begin = False
+
+    def execute(self, statement: Statement, parameters: Mapping[str, Any] | None = None) -> Result:
+        """Run `statement` with `parameters` (by name)."""
+        return self._run(statement.native, statement.values(parameters or {}))
+
+    def _run(self, native: str, values: tuple) -> Result:
+        if self.broken:
+            raise DatabaseUnavailable("database connection was lost earlier in this request")
+        try:
+            context = self.driver.execute_unnamed(native, vals=values)
+        except Exception as exc:
+            self._raise_failure(exc)
+        columns = [column["name"] for column in context.columns] if context.columns else []
+        return Result(columns, context.rows, context.row_count)
+
+    def _simple(self, command: str) -> None:
+        try:
+            self.driver.execute_simple(command)
+        except Exception as exc:
+            self._raise_failure(exc)
+
+    def _raise_failure(self, error: Exception) -> NoReturn:
+        failure = self._failed(error)
+        if failure is error:
+            raise error
+        raise failure from error
+
+    def _failed(self, error: Exception) -> Exception:
+        """What a failed statement raises. The server's refusal as it is (the connection stays in step), unless
+        the server said it is going away; anything else leaves the connection's state unknown, so it is never
+        used again: a lost connection as DatabaseUnavailable, any other failure (a value the driver could not
+        convert) as it is. Never with a value in the message: only the SQLSTATE or the driver's own words."""
+        code = sqlstate(error)
+        if code is not None and code[:2] not in UNAVAILABLE_SQLSTATE_CLASSES:
+            return error
+        self.broken = True
+        if code is not None:
+            return DatabaseUnavailable(f"database unavailable: the server answered SQLSTATE {code}")
+        if isinstance(error, CONNECTION_LOST):
+            return DatabaseUnavailable(f"database unavailable: {type(error).__name__}: {error}")
+        return error
+
+    def in_transaction(self) -> bool:
+        return self._in_begin or self.driver._transaction_status not in _IDLE
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A transaction: committed when the block ends, rolled back when it raises."""
+        if self.in_transaction():
+            raise RuntimeError("a transaction is already open on this connection")
+        self._simple("BEGIN")
+        self._in_begin = True
+        try:
+            yield self
+        except BaseException:
+            self._end("ROLLBACK")
+            raise
+        self._end("COMMIT")
+
+    def _end(self, command: str) -> None:
+        self._in_begin = False
+        if not self.broken:
+            self._simple(command)
+
+    @contextmanager
+    def begin_nested(self) -> Iterator[Connection]:
+        """A savepoint inside the transaction: rolled back alone when the block raises."""
+        self._simple("SAVEPOINT nested")
+        try:
+            yield self
+        except BaseException:
+            if not self.broken:
+                self._simple("ROLLBACK TO SAVEPOINT nested")
+            raise
+        self._simple("RELEASE SAVEPOINT nested")
+
+    def invalidate(self) -> None:
+        """Never use this connection again (it goes to no other request)."""
+        self.broken = True
+
+
+@dataclass
+class _Pooled:
+    driver: Any
+    connected_at: float
+    returned_at: float = float("-inf")
+
+
+class Engine:
+    """The instance's pool: up to POOL_SIZE connections kept, POOL_OVERFLOW more for a burst."""
+
+    def __init__(self, connect: Callable[[], Any]) -> None:
+        self._connect = connect
+        self._idle: list[_Pooled] = []
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(POOL_SIZE + POOL_OVERFLOW)
+
+    def _new(self) -> _Pooled:
+        try:
+            driver = self._connect()
+        except Exception as exc:
+            raise DatabaseUnavailable(f"database unreachable: {type(exc).__name__}: {exc}") from exc
+        driver.__class__ = _with_prepared_statements(type(driver))
+        driver._prepared = OrderedDict()
+        _send_without_delay(driver)
+        driver.register_in_adapter(TIMESTAMPTZ, _read_timestamptz)
+        return _Pooled(driver, time.monotonic())
+
+    def _checkout(self) -> _Pooled:
+        if not self._slots.acquire(timeout=POOL_TIMEOUT_SECONDS):
+            raise DatabaseUnavailable(f"database pool exhausted: no connection within {POOL_TIMEOUT_SECONDS} s")
+        try:
+            while True:
+                with self._lock:
+                    pooled = self._idle.pop() if self._idle else None
+                if pooled is None:
+                    return self._new()
+                now = time.monotonic()
+                if now - pooled.connected_at > POOL_RECYCLE_SECONDS:
+                    _close(pooled.driver)
+                    continue
+                if now - pooled.returned_at < RECENTLY_RETURNED_SECONDS or _alive(pooled.driver):
+                    return pooled
+                _close(pooled.driver)  # died while resting (a database restart): connect afresh
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def _checkin(self, pooled: _Pooled, connection: Connection) -> None:
+        try:
+            reusable = not connection.broken and pooled.driver._transaction_status in _IDLE
+            with self._lock:
+                if reusable and len(self._idle) < POOL_SIZE:
+                    pooled.returned_at = time.monotonic()
+                    self._idle.append(pooled)
+                    return
+            _close(pooled.driver)
+        finally:
+            self._slots.release()
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A pooled connection for the block: returned to the pool after, unless it broke."""
+        pooled = self._checkout()
+        connection = Connection(pooled.driver)
+        try:
+            yield connection
+        finally:
+            if connection.in_transaction() and not connection.broken:
+                try:
+                    connection._end("ROLLBACK")
+                except Exception:
+                    connection.broken = True
+            self._checkin(pooled, connection)
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A pooled connection in a transaction for the block."""
+        with self.connect() as connection, connection.begin():
+            yield connection
+
+    def resting_connections(self) -> int:
+        """How many connections rest in the pool, ready for the next checkout."""
+        with self._lock:
+            return len(self._idle)
+
+    def dispose(self) -> None:
+        """Close the connections resting in the pool."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for pooled in idle:
+            _close(pooled.driver)
+
+
+def _close(driver: Any) -> None:
+    try:
+        driver.close()
+    except Exception:  # noqa: S110 - closing a dead connection fails; it is dropped either way
+        pass
 
 
 # A connection back in the pool for less than this is not pinged at checkout: it answered its last
@@ -267,73 +478,69 @@ def _read_timestamps_fast(dbapi_connection: Any, _record: Any) -> None:
 RECENTLY_RETURNED_SECONDS = 1.0
 
 
-def _note_return(_dbapi_connection: Any, record: Any) -> None:
-    """On each connection returned to the pool: when."""
-    if record is not None:
-        record.info["returned_at"] = time.monotonic()
-
-
-def _ping_on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-    """Check a pooled connection before use, so a database restart costs one reconnect, not a failed
-    message: one round trip, autocommitted, so no transaction stays open after it. A dead connection is
-    discarded and the pool connects afresh. Not for a connection returned moments ago (see
-    RECENTLY_RETURNED_SECONDS)."""
-    if time.monotonic() - record.info.get("returned_at", float("-inf")) < RECENTLY_RETURNED_SECONDS:
-        return
-    dbapi_connection.autocommit = True
+def _alive(driver: Any) -> bool:
+    """Check a connection that rested in the pool, so a database restart costs one reconnect, not a failed
+    message: one round trip."""
     try:
-        dbapi_connection.cursor().execute("SELECT 1")
-    except (pg8000.dbapi.Error, OSError) as exc:
-        raise sa_exc.DisconnectionError(f"pooled connection is dead: {exc!r}") from exc
-    finally:
-        dbapi_connection.autocommit = False
+        driver.execute_simple("SELECT 1")
+        return True
+    except Exception:
+        return False
+
+
+def _tcp_connect(settings: DatabaseSettings) -> Callable[[], Any]:
+    def connect() -> Any:
+        return pg8000.dbapi.connect(user=settings.user, host=settings.host, port=settings.port,
+                                    database=settings.name, timeout=TCP_SOCKET_TIMEOUT_SECONDS,
+                                    ssl_context=tls_request(settings.host))
+    return connect
+
+
+def _cloud_sql_connect(settings: DatabaseSettings) -> Callable[[], Any]:
+    # Imported here: only GCP instances pay for the connector's import.
+    from google.cloud.sql.connector import Connector, IPTypes
+
+    connector = Connector(ip_type=IPTypes.PRIVATE, refresh_strategy="lazy")
+    instance = cast(str, settings.instance_connection_name)
+
+    def connect() -> Any:
+        return connector.connect(
+            instance,
+            "pg8000",
+            user=settings.user,
+            db=settings.name,
+            enable_iam_auth=True,
+            timeout=CONNECT_TIMEOUT_SECONDS,
+            # The connector's socket is TLS already, to the instance's server-side proxy, with the instance's
+            # certificate verified: pg8000 must not ask for TLS again inside it (and build an SSL context
+            # for that, 18 ms; see tls_request). This is the byte stream the connector's earlier releases
+            # sent, when they had pg8000 wrap the socket without asking (its `request_ssl = False`).
+            ssl_context=False,
+        )
+
+    return connect
 
 
 @functools.cache
 def get_engine(settings: DatabaseSettings) -> Engine:
-    """The instance's engine for these settings, created on first call."""
+    """The instance's pool for these settings, created on first call (it connects on first use)."""
     if settings.instance_connection_name:
-        engine = _cloud_sql_engine(settings)
-    else:
-        engine = _tcp_engine(settings)
-    event.listen(engine, "handle_error", _discard_connections_in_unknown_state)
-    event.listen(engine, "connect", _keep_statements_prepared)
-    event.listen(engine, "connect", _send_without_delay)
-    event.listen(engine, "connect", _read_timestamps_fast)
-    event.listen(engine, "checkin", _note_return)
-    event.listen(engine, "checkout", _ping_on_checkout)
-    return engine
-
-
-# Driver errors that mean "the database is not there right now", as opposed to a bug or bad data.
-TRANSIENT_DB_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError)
-
-
-@contextmanager
-def _unavailability_mapped() -> Iterator[None]:
-    """Connection loss and an exhausted pool become DatabaseUnavailable, so Pub/Sub retries."""
-    try:
-        yield
-    except sa_exc.DBAPIError as exc:
-        if isinstance(exc, TRANSIENT_DB_ERRORS) or exc.connection_invalidated:
-            raise DatabaseUnavailable(f"database unavailable: {exc.orig!r}") from exc
-        raise
-    except sa_exc.TimeoutError as exc:
-        raise DatabaseUnavailable(f"database pool exhausted: {exc}") from exc
+        return Engine(_cloud_sql_connect(settings))
+    return Engine(_tcp_connect(settings))
 
 
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Connection]:
-    """`engine.begin()`, with connection loss mapped to DatabaseUnavailable so Pub/Sub retries."""
-    with _unavailability_mapped(), engine.begin() as conn:
+    """A pooled connection in a transaction; connection loss raises DatabaseUnavailable, so Pub/Sub retries."""
+    with engine.begin() as conn:
         yield conn
 
 
 @contextmanager
 def connection(engine: Engine) -> Iterator[Connection]:
     """One pooled connection for several transactions (`conn.begin()`), checked out (and pinged) once;
-    connection loss mapped to DatabaseUnavailable as in `transaction`."""
-    with _unavailability_mapped(), engine.connect() as conn:
+    connection loss raises DatabaseUnavailable as in `transaction`."""
+    with engine.connect() as conn:
         yield conn
 
 
@@ -342,30 +549,12 @@ def execute_autocommitted(conn: Connection, statement: str, params: tuple) -> li
     transactions; return the rows it returned (none without RETURNING), each as a dict. `statement` takes
     the driver's `%s` placeholders.
 
-    SQLAlchemy's AUTOCOMMIT isolation level would do the same but cost three more round trips to reset
-    when the connection returns to the pool; this sets the driver's own autocommit for the one statement.
     An error the server reported is raised as the driver's (see `server_answered`); any other failure
     leaves the connection's state unknown, so it is discarded and DatabaseUnavailable raised.
     """
-    driver = cast(Any, conn.connection.dbapi_connection)
-    # pg8000 keeps the server's transaction status (private: it has no public accessor).
-    if conn.in_transaction() or driver._in_transaction:
+    if conn.in_transaction():
         raise RuntimeError("execute_autocommitted runs between transactions, not inside one")
-    driver.autocommit = True
-    try:
-        cursor = driver.cursor()
-        cursor.execute(statement, params)
-        if cursor.description is None:
-            return []
-        columns = [column[0] for column in cursor.description]
-        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-    except pg8000.dbapi.Error as exc:
-        if server_answered(exc):
-            raise
-        conn.invalidate()  # the connection's state is unknown: never back to the pool
-        raise DatabaseUnavailable(f"database unavailable: {exc!r}") from exc
-    finally:
-        driver.autocommit = False
+    return conn._run(_positional(statement), tuple(params)).mappings().all()
 
 
 # How long one push delivery waits, inside the request, for a database that went away (a restart, a
@@ -396,7 +585,7 @@ def rides_out_database_outages(function: F) -> F:
         while True:
             try:
                 result = function(*args, **kwargs)
-            except (DatabaseUnavailable, *TRANSIENT_DB_ERRORS) as exc:
+            except DatabaseUnavailable as exc:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     log.warning("database still unavailable after waiting; Pub/Sub will redeliver",

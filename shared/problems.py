@@ -14,10 +14,9 @@ import traceback
 from typing import Any
 
 from flask import Flask, Response, request
-from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
-from shared.db import is_data_error, sqlstate
+from shared.db import DatabaseError, is_data_error, sqlstate
 from shared.errors import Conflict, InvalidRequest, RetryableError
 from shared.text import MAX_NESTING, text_problem, too_deep, unstorable_text
 
@@ -92,12 +91,12 @@ def install(app: Flask) -> None:
         log.info("request conflicts with stored state", extra={"path": request.path, "field": exc.field})
         return problem(409, "Conflict", exc.detail, problems={exc.field: exc.detail})
 
-    @app.errorhandler(DBAPIError)
-    def database_error(exc: DBAPIError):
+    @app.errorhandler(DatabaseError)
+    def database_error(exc: DatabaseError):
         if not is_data_error(exc):
             return unexpected(exc)
         # A backstop: every field is range-checked before it reaches a statement.
-        log.warning("database refused a value", extra={"path": request.path, "sqlstate": sqlstate(exc.orig)})
+        log.warning("database refused a value", extra={"path": request.path, "sqlstate": sqlstate(exc)})
         return problem(400, "Invalid request", "A value is out of range for its field.",
                        problems={"request": "a value is out of range for its field"})
 

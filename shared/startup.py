@@ -6,7 +6,7 @@ itself and Flask by then) and calls `loaded()` once its module-level objects exi
 
 Why (measured on this machine, the median of 5 fresh processes each, against the test stack):
 - loading a function's main.py allocates a few hundred thousand objects that live as long as the
-  instance (SQLAlchemy, the platform's own modules). With the collector on, those allocations
+  instance (the libraries and the platform's own modules). With the collector on, those allocations
   set off collections that scan the growing heap again and again and free nothing: loading api's
   main.py took 0.344 s with it on and 0.316 s paused; settle's 0.321 and 0.294 s;
 - afterwards, every full collection a request sets off would scan those objects once more: a relay tick

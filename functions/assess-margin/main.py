@@ -6,10 +6,10 @@ from shared import startup  # first of the platform's modules: see shared/startu
 from shared.db import rides_out_database_outages
 from shared.logs import configure_logging
 from shared.messaging.consumer import Consumer
+from shared.risk import SCHEMA
 from shared.risk.margin_events import publish_after_commit
 from shared.risk.service import RiskEngine
 from shared.risk.settings import RiskSettings
-from shared.risk.tables import SCHEMA
 from shared.settings import Settings
 
 configure_logging()

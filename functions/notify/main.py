@@ -6,9 +6,9 @@ from shared import startup  # first of the platform's modules: see shared/startu
 from shared.db import rides_out_database_outages
 from shared.logs import configure_logging
 from shared.messaging.consumer import Consumer
+from shared.notify import SCHEMA
 from shared.notify.service import Notifier
 from shared.notify.settings import NotifySettings
-from shared.notify.tables import SCHEMA
 from shared.settings import Settings
 
 configure_logging()

@@ -3,9 +3,9 @@
 import functions_framework
 
 from shared import startup  # first of the platform's modules: see shared/startup.py
+from shared.compliance import SCHEMA
 from shared.compliance.service import ComplianceService
 from shared.compliance.settings import ComplianceSettings
-from shared.compliance.tables import SCHEMA
 from shared.db import rides_out_database_outages
 from shared.logs import configure_logging
 from shared.messaging.consumer import Consumer

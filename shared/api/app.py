@@ -22,8 +22,8 @@ from shared.api.notification_queries import notification_history
 from shared.api.risk_queries import user_portfolio
 from shared.api.settings import ApiSettings
 from shared.db import get_engine, transaction
+from shared.identity import SCHEMA as IDENTITY_SCHEMA
 from shared.identity.service import get_user, register_user
-from shared.identity.tables import SCHEMA as IDENTITY_SCHEMA
 from shared.identity.validation import validate_registration
 from shared.messaging import outbox
 from shared.problems import install as install_problems

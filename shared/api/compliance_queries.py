@@ -6,19 +6,18 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.engine import Connection
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Forbidden, Unauthorized
 
 from shared import topics
 from shared.api.caller import Headers, Unidentified, verified_caller
+from shared.compliance import SCHEMA
 from shared.compliance.screening import decide_reviewed, rejection_kind, review_refusal
-from shared.compliance.tables import SCHEMA
-from shared.db import sql
+from shared.db import Connection, sql
 from shared.envelope import Envelope, utc_iso
 from shared.errors import InvalidRequest
 from shared.events import COMPLIANCE_REVIEW_REQUESTED, MAX_BIGINT, MAX_TEXT_LENGTH, review_id, review_requested_id
-from shared.identity.tables import SCHEMA as IDENTITY_SCHEMA
+from shared.identity import SCHEMA as IDENTITY_SCHEMA
 from shared.messaging import outbox
 
 log = logging.getLogger(__name__)

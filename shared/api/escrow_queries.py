@@ -8,15 +8,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy.engine import Connection
-
 from shared.addresses import canonical_address
-from shared.db import sql
+from shared.db import Connection, sql
 from shared.errors import InvalidRequest
 from shared.events import MAX_BIGINT, MAX_UINT256
+from shared.settlement import SCHEMA
 from shared.settlement.holds import escrow_hold, holds_on
 from shared.settlement.states import EscrowState
-from shared.settlement.tables import SCHEMA
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy.engine import Connection
-
-from shared.db import sql
+from shared.db import Connection, sql
 
 _HISTORY = """
 SELECT d.id, d.event_id, d.event_type, d.channel, d.recipient, d.status, d.reason, d.provider_message_id,

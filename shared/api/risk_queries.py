@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy.engine import Connection
-
-from shared.db import sql
+from shared.db import Connection, sql
 from shared.risk.tiers import INFINITE, health_factor, worst
 
 _BY_WALLETS = """

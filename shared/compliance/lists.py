@@ -15,14 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 
-from sqlalchemy.engine import Connection
-
+from shared.compliance import SCHEMA
 from shared.compliance.names import ListedName, NameIndex
 from shared.compliance.ofac import ADDRESS_LIST, OFAC_FILES, ParsedLists
 from shared.compliance.screening import ListView
 from shared.compliance.settings import SanctionsSourceSettings
-from shared.compliance.tables import SCHEMA
-from shared.db import sql
+from shared.db import Connection, sql
 from shared.errors import SanctionsListUnavailable
 from shared.garbage_collection import collector_paused
 

@@ -7,16 +7,17 @@ import logging
 import time
 
 from shared import topics
+from shared.compliance import SCHEMA
 from shared.compliance.lists import DownloadedLists, download_lists, latest_digest, store_snapshot
 from shared.compliance.ofac import ListFormatError, content_digest, parse_lists
 from shared.compliance.rescreen import plan_rescreen
 from shared.compliance.settings import SanctionsSourceSettings
-from shared.compliance.tables import SCHEMA, list_load_failures
-from shared.db import connection, get_engine, transaction
+from shared.db import connection, get_engine, sql, transaction
 from shared.messaging import outbox
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
+_RECORD_LOAD_FAILURE = sql(f"INSERT INTO {SCHEMA}.list_load_failures (digest, reason) VALUES (:digest, :reason)")
 
 
 class SanctionsRefresher:
@@ -59,7 +60,7 @@ class SanctionsRefresher:
         except ListFormatError as exc:
             # Permanent for these bytes: record why and keep screening against the last good snapshot.
             with transaction(engine) as conn:
-                conn.execute(list_load_failures.insert().values(digest=digest, reason=exc.reason))
+                conn.execute(_RECORD_LOAD_FAILURE, {"digest": digest, "reason": exc.reason})
             log.error("sanctions files refused; the last good snapshot stays in use", extra={"reason": exc.reason})
             return None
         with transaction(engine) as conn:

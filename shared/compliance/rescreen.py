@@ -15,11 +15,9 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.engine import Connection
-
+from shared.compliance import RESCREEN_KEYS, SCHEMA
 from shared.compliance.lists import latest_snapshot_id
-from shared.compliance.tables import RESCREEN_KEYS, SCHEMA
-from shared.db import sql
+from shared.db import Connection, sql
 from shared.envelope import Envelope, utc_iso
 from shared.events import RESCREEN_REQUESTED
 

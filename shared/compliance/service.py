@@ -15,10 +15,9 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy.engine import Connection
-
 from shared import topics
 from shared.addresses import checksum_address, is_hex_address
+from shared.compliance import SCHEMA
 from shared.compliance.lists import ListCache
 from shared.compliance.screening import (
     Decision,
@@ -31,8 +30,7 @@ from shared.compliance.screening import (
     screen,
 )
 from shared.compliance.settings import ComplianceSettings
-from shared.compliance.tables import SCHEMA
-from shared.db import sql
+from shared.db import Connection, sql
 from shared.envelope import Envelope, utc_iso
 from shared.errors import InvalidEvent
 from shared.events import (

@@ -17,10 +17,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-SCHEMA = "compliance"
-# The rescreen key's expression, and how many keys there are (shards split 0..RESCREEN_KEYS-1).
-RESCREEN_KEY_SQL = "('x' || substr(md5(user_id), 1, 4))::bit(16)::integer"
-RESCREEN_KEYS = 65536
+from shared.compliance import RESCREEN_KEY_SQL, SCHEMA
+
 SNAPSHOT_ID = "compliance.list_snapshots.snapshot_id"
 metadata = MetaData(schema=SCHEMA)
 

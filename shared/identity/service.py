@@ -6,15 +6,12 @@ import json
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
-
 from shared import topics
-from shared.db import sql
+from shared.db import Connection, DatabaseError, constraint_violated, sql
 from shared.envelope import Envelope, utc_iso
 from shared.errors import Conflict, InvalidRequest
 from shared.events import USER_REGISTERED, user_registered_id
-from shared.identity.tables import SCHEMA
+from shared.identity import SCHEMA
 from shared.identity.validation import Registration
 from shared.messaging import outbox
 
@@ -92,7 +89,10 @@ def register_user(conn: Connection, registration: Registration) -> dict:
             conn.execute(_ADD_USER, {**values, "wallet_addresses": json.dumps(values["wallet_addresses"]),
                                      "notification_channels": json.dumps(values["notification_channels"])})
             conn.execute(_ADD_WALLETS, {"wallets": list(registration.wallet_addresses), "user_id": user_id})
-    except IntegrityError as exc:  # a concurrent registration with the same email or wallet won the race
+    except DatabaseError as exc:
+        if not constraint_violated(exc):
+            raise
+        # A concurrent registration with the same email or wallet won the race.
         _refuse_taken(conn, registration)
         raise Conflict("registration", "a concurrent registration took its email or a wallet") from exc
     document = user_document(values)

@@ -3,7 +3,8 @@
 from sqlalchemy import Column, Date, DateTime, ForeignKey, MetaData, Table, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 
-SCHEMA = "identity"
+from shared.identity import SCHEMA
+
 metadata = MetaData(schema=SCHEMA)
 
 users = Table(

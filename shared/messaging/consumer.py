@@ -27,11 +27,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.engine import Connection, Engine
 from werkzeug.exceptions import ServiceUnavailable
 
 from shared.db import (
     OUTAGE_WAIT_SECONDS,
+    Connection,
+    Engine,
     connection,
     execute_autocommitted,
     get_engine,
@@ -43,9 +44,8 @@ from shared.db import (
 from shared.envelope import Envelope
 from shared.errors import AwaitingPrerequisite, InvalidEvent, PermanentError
 from shared.logs import correlation
-from shared.messaging import outbox
+from shared.messaging import APPLIED, REJECTED, outbox
 from shared.messaging.rejections import record_rejection
-from shared.messaging.tables import APPLIED, REJECTED
 from shared.pubsub import OutgoingMessage
 from shared.settings import Settings
 from shared.text import unstorable_text

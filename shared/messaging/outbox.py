@@ -10,10 +10,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.engine import Connection, Engine
-
 from shared import pubsub
-from shared.db import execute_autocommitted, sql, transaction
+from shared.db import Connection, Engine, execute_autocommitted, sql, transaction
 from shared.envelope import Envelope, canonical_json
 from shared.errors import PublishFailed
 from shared.pubsub import OutgoingMessage, publish_all

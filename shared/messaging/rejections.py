@@ -6,9 +6,7 @@ from __future__ import annotations
 import functools
 import json
 
-from sqlalchemy.engine import Connection
-
-from shared.db import sql
+from shared.db import Connection, sql
 
 
 @functools.cache

@@ -22,10 +22,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-# Inbox outcomes.
-APPLIED = "applied"
-REJECTED = "rejected"
-
 
 @dataclass(frozen=True)
 class MessagingTables:

@@ -24,16 +24,15 @@ from typing import Any
 from flask import Flask, jsonify, request
 from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
-from sqlalchemy.engine import Connection
 from twilio.request_validator import RequestValidator
 
-from shared.db import get_engine, sql, transaction
+from shared.db import Connection, get_engine, sql, transaction
 from shared.errors import InvalidRequest
 from shared.events import MAX_BIGINT, MAX_ID_LENGTH
 from shared.messaging.rejections import record_rejection
+from shared.notify import SCHEMA
 from shared.notify.settings import CallbackSettings
 from shared.notify.statuses import apply_callback_status, lock_provider_message
-from shared.notify.tables import SCHEMA
 from shared.problems import install as install_problems
 from shared.problems import problem
 from shared.settings import Settings

@@ -16,9 +16,7 @@ import logging
 import time
 from datetime import UTC, datetime
 
-from sqlalchemy.engine import Connection, Engine
-
-from shared.db import connection, sql
+from shared.db import Connection, Engine, connection, sql
 from shared.envelope import Envelope
 from shared.errors import InvalidEvent, RetryableError
 from shared.events import (
@@ -29,6 +27,7 @@ from shared.events import (
     UserRegisteredV1,
 )
 from shared.messaging.consumer import Outgoing
+from shared.notify import SCHEMA
 from shared.notify.channels import (
     PERMANENT,
     SENT,
@@ -40,7 +39,6 @@ from shared.notify.channels import (
 )
 from shared.notify.settings import NotifySettings
 from shared.notify.statuses import DELIVERED, FAILED, PENDING, apply_early_callbacks, lock_provider_message
-from shared.notify.tables import SCHEMA
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import functools
 
-from sqlalchemy.engine import Connection
-
-from shared.db import sql
-from shared.notify.tables import SCHEMA
+from shared.db import Connection, sql
+from shared.notify import SCHEMA
 
 PENDING = "pending"
 SENT = "sent"

@@ -15,7 +15,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-SCHEMA = "notify"
+from shared.notify import SCHEMA
+
 metadata = MetaData(schema=SCHEMA)
 
 # Built from users.registered.v1: how to reach a user, and which wallets are theirs.

@@ -13,20 +13,18 @@ import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.engine import Connection
-
 from shared import topics
 from shared.assets import Asset
-from shared.db import get_engine, sql, transaction
+from shared.db import Connection, get_engine, sql, transaction
 from shared.envelope import Envelope, utc_iso
 from shared.events import PRICE_UPDATED
 from shared.messaging import outbox
+from shared.pricing import SCHEMA
 from shared.pricing.chainlink import ChainlinkReader
 from shared.pricing.coingecko import CoinGeckoClient
 from shared.pricing.guards import ACCEPTED, HELD, AssetPriceState, Decision, Reading, decide
 from shared.pricing.quotes import Quote
 from shared.pricing.settings import PriceSettings
-from shared.pricing.tables import SCHEMA
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)

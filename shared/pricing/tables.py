@@ -3,7 +3,8 @@
 from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, Numeric, Table, Text
 from sqlalchemy.dialects.postgresql import UUID
 
-SCHEMA = "pricing"
+from shared.pricing import SCHEMA
+
 metadata = MetaData(schema=SCHEMA)
 
 asset_state = Table(

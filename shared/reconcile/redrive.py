@@ -18,13 +18,11 @@ import json
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy.engine import Engine
-
-from shared.db import sql, transaction
+from shared.db import Engine, sql, transaction
 from shared.envelope import Envelope
 from shared.errors import InvalidEvent
 from shared.pubsub import OutgoingMessage, PulledMessage, acknowledge, publish_all, pull_now
-from shared.reconcile.tables import SCHEMA
+from shared.reconcile import SCHEMA
 from shared.topology import Subscription, Topology
 
 log = logging.getLogger(__name__)

@@ -17,10 +17,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
-
-from shared.db import sql, transaction
+from shared.db import DatabaseError, Engine, sql, transaction
+from shared.errors import DatabaseUnavailable
 from shared.reconcile.settings import SNAPSHOT_PARTITIONS_AHEAD_DAYS, ReconcileSettings
 
 log = logging.getLogger(__name__)
@@ -62,10 +60,10 @@ def prune(engine: Engine, tuning: ReconcileSettings) -> dict[str, Any]:
     for name, routine in routines.items():
         try:
             done[name] = routine()
-        except DBAPIError as exc:
+        except (DatabaseError, DatabaseUnavailable) as exc:
             done[name] = None
             # The next run tries again; terraform/monitoring.tf alerts when a routine keeps failing.
-            log.error("retention routine failed", extra={"routine": name, "error": str(exc.orig)[:300]})
+            log.error("retention routine failed", extra={"routine": name, "error": str(exc)[:300]})
     log.info("retention applied", extra={"pruned": done})
     return done
 

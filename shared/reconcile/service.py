@@ -26,21 +26,18 @@ from datetime import UTC, datetime
 from functools import partial
 from itertools import zip_longest
 
-from sqlalchemy.engine import Engine
-
 from shared import topics
 from shared.addresses import checksum_address
-from shared.db import get_engine, sql, transaction
+from shared.db import Engine, get_engine, sql, transaction
 from shared.events import MARGIN_TIER_CHANGED
 from shared.messaging import outbox
 from shared.messaging.consumer import REPLAY_ATTRIBUTE, REPLAY_BY_RECONCILER
 from shared.pubsub import OutgoingMessage, publish_all
-from shared.reconcile import retention
+from shared.reconcile import SCHEMA, retention
 from shared.reconcile.chain import ContractView
 from shared.reconcile.drift import MAX_DRIFTS_PER_KIND, Drift
 from shared.reconcile.redrive import redrive_dead_letters
 from shared.reconcile.settings import ReconcileSettings
-from shared.reconcile.tables import SCHEMA
 from shared.reconcile.users import USER_COMPARISONS
 from shared.relay.settings import ChainSettings
 from shared.risk import margin_events

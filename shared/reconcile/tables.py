@@ -3,7 +3,8 @@
 from sqlalchemy import BigInteger, Column, DateTime, Integer, LargeBinary, MetaData, Numeric, Table, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 
-SCHEMA = "ops"
+from shared.reconcile import SCHEMA
+
 metadata = MetaData(schema=SCHEMA)
 
 drifts = Table(

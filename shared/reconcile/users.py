@@ -28,12 +28,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from sqlalchemy.engine import Engine
-
 from shared import topics
-from shared.db import sql, transaction
+from shared.db import Engine, sql, transaction
 from shared.events import COMPLIANCE_SCREENED, compliance_result_id, user_registered_id
-from shared.messaging.tables import REJECTED
+from shared.messaging import REJECTED
 from shared.reconcile.drift import MAX_DRIFTS_PER_KIND, Drift
 
 CONTACT_MISSING = "contact_missing"

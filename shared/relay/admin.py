@@ -17,13 +17,11 @@ import argparse
 import json
 import time
 
-from sqlalchemy import text
-
-from shared.db import get_engine, transaction
+from shared.db import get_engine, sql, transaction
 from shared.logs import configure_logging
+from shared.relay import SCHEMA
 from shared.relay.service import Relay, get_reader, rewind_checkpoint, scan_lock, status
 from shared.relay.settings import ChainSettings
-from shared.relay.tables import SCHEMA
 from shared.settings import Settings
 
 
@@ -39,7 +37,7 @@ def rewind(settings: Settings, block: int, republish: bool) -> dict:
             rewound_from = rewind_checkpoint(conn, reader, chain, block)
             republished = 0
             if republish:
-                republished = conn.execute(text(
+                republished = conn.execute(sql(
                     f"UPDATE {SCHEMA}.outbox SET published_at = NULL, publishing_until = NULL "
                     "WHERE (envelope->'payload'->>'block_number')::bigint > :block "
                     "AND envelope->'payload'->>'contract' ILIKE :contract"

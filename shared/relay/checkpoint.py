@@ -7,14 +7,12 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy.engine import Connection
-
-from shared.db import sql
+from shared.db import Connection, sql
 from shared.envelope import Envelope
 from shared.messaging import outbox
+from shared.relay import SCHEMA
 from shared.relay.ranges import RangeState
 from shared.relay.settings import ChainSettings
-from shared.relay.tables import SCHEMA
 
 
 @dataclass(frozen=True)

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy.engine import Connection
-
 from shared.chain.escrow_logs import chain_attributes, removal_event_id
 from shared.chain.reader import ChainReader
+from shared.db import Connection
 from shared.envelope import Envelope
 from shared.messaging import outbox
+from shared.relay import SCHEMA
 from shared.relay import checkpoint as cp
 from shared.relay.checkpoint import Checkpoint
 from shared.relay.settings import ChainSettings
-from shared.relay.tables import SCHEMA
 
 log = logging.getLogger(__name__)
 

@@ -19,23 +19,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy.engine import Connection, Engine
-
 from shared import topics
 from shared.chain.escrow_logs import chain_attributes, chain_log_event_id
 from shared.chain.reader import ChainReader
 from shared.chain.rpc import JsonRpc
-from shared.db import connection, get_engine, sql, transaction
+from shared.db import Connection, Engine, connection, get_engine, sql, transaction
 from shared.envelope import Envelope, utc_iso
 from shared.errors import RangeTooLarge
 from shared.events import ESCROW_CREATED
 from shared.messaging import outbox
+from shared.relay import SCHEMA
 from shared.relay import checkpoint as cp
 from shared.relay.checkpoint import Checkpoint
 from shared.relay.ranges import plan_range
 from shared.relay.reorg import repair_reorg
 from shared.relay.settings import ChainSettings
-from shared.relay.tables import SCHEMA
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -78,14 +76,13 @@ def scan_lock(engine: Engine, chain: ChainSettings) -> Iterator[bool]:
     """Hold the relay's advisory lock for the block; yields False at once if another relay has it."""
     key = lock_key(chain)
     with engine.connect() as conn:
+        # Each statement a transaction of its own: the lock is the session's, held between the two.
         acquired = conn.execute(sql("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar()
-        conn.commit()
         try:
             yield bool(acquired)
         finally:
             if acquired:
                 conn.execute(sql("SELECT pg_advisory_unlock(:key)"), {"key": key})
-                conn.commit()
 
 
 def reclaim_leases_of_dead_ticks(conn: Connection, chain: ChainSettings) -> int:

@@ -3,7 +3,8 @@
 from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, Table, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 
-SCHEMA = "relay"
+from shared.relay import SCHEMA
+
 metadata = MetaData(schema=SCHEMA)
 
 # One row per (chain, contract): the last block scanned, its hash, and the adaptive range state.

@@ -26,11 +26,9 @@ import functools
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.engine import Connection
-
-from shared.db import Statement, sql
+from shared.db import Connection, Statement, sql
+from shared.risk import SCHEMA
 from shared.risk.settings import RiskSettings
-from shared.risk.tables import SCHEMA
 from shared.risk.tiers import BEST, rank_below_thresholds_sql, threshold_parameters
 
 # Which positions a pass covers.

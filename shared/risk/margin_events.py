@@ -14,16 +14,14 @@ import logging
 import time
 from typing import Any
 
-from sqlalchemy.engine import Engine
-
 from shared import topics
-from shared.db import sql, transaction
+from shared.db import Engine, sql, transaction
 from shared.envelope import Envelope, utc_iso
 from shared.events import MARGIN_TIER_CHANGED
 from shared.messaging import outbox
 from shared.messaging.consumer import AfterCommit
 from shared.pubsub import OutgoingMessage, publish_all
-from shared.risk.tables import SCHEMA
+from shared.risk import SCHEMA
 
 log = logging.getLogger(__name__)
 

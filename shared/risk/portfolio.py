@@ -16,10 +16,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy.engine import Connection
-
-from shared.db import sql
-from shared.risk.tables import SCHEMA
+from shared.db import Connection, sql
+from shared.risk import SCHEMA
 
 # Two escrows of one depositor may be applied concurrently; their refreshes take turns.
 _LOCK = sql("SELECT pg_advisory_xact_lock(hashtext('risk.portfolio_exposures'), hashtext(:depositor))")

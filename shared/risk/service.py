@@ -13,11 +13,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy.engine import Connection
-
 from shared import topics
 from shared.addresses import checksum_address
-from shared.db import sql
+from shared.db import Connection, sql
 from shared.envelope import Envelope, derive_event_id
 from shared.errors import InvalidEvent
 from shared.events import (
@@ -29,10 +27,10 @@ from shared.events import (
 )
 from shared.messaging.consumer import Outgoing
 from shared.pricing.guards import published_price_problem
+from shared.risk import SCHEMA
 from shared.risk.assessment import ALL_OPEN_ON_ASSET, ONE_ESCROW, assess
 from shared.risk.portfolio import refresh_exposures
 from shared.risk.settings import RiskSettings
-from shared.risk.tables import SCHEMA
 from shared.risk.tiers import ALERTED_TIERS
 
 log = logging.getLogger(__name__)

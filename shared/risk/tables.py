@@ -3,7 +3,8 @@
 from sqlalchemy import BigInteger, Boolean, Column, DateTime, Integer, MetaData, Numeric, Table, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 
-SCHEMA = "risk"
+from shared.risk import SCHEMA
+
 metadata = MetaData(schema=SCHEMA)
 
 # The synced escrows: one row per escrow settle told us about.

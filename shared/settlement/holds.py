@@ -14,12 +14,10 @@ import logging
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy.engine import Connection
-
-from shared.db import sql
+from shared.db import Connection, sql
 from shared.envelope import Envelope
 from shared.messaging.consumer import Outgoing
-from shared.settlement.tables import SCHEMA
+from shared.settlement import SCHEMA
 
 log = logging.getLogger(__name__)
 APPROVED = "APPROVED"

@@ -14,10 +14,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy.engine import Connection
-
 from shared import topics
-from shared.db import execute_autocommitted, sql
+from shared.db import Connection, execute_autocommitted, sql
 from shared.envelope import Envelope
 from shared.errors import AwaitingPrerequisite, IllegalTransition
 from shared.events import (
@@ -30,6 +28,7 @@ from shared.events import (
 )
 from shared.messaging.consumer import Consumer, OneStatement, Outgoing
 from shared.settings import Settings
+from shared.settlement import SCHEMA
 from shared.settlement.holds import apply_compliance_result
 from shared.settlement.states import (
     TARGET_STATE,
@@ -39,7 +38,6 @@ from shared.settlement.states import (
     is_reachable,
     state_change_id,
 )
-from shared.settlement.tables import SCHEMA
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,8 @@
 from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, Numeric, Table, Text, UniqueConstraint, func
 from sqlalchemy.dialects.postgresql import JSONB
 
-SCHEMA = "settlement"
+from shared.settlement import SCHEMA
+
 metadata = MetaData(schema=SCHEMA)
 
 escrows = Table(

@@ -20,9 +20,9 @@ import sqlalchemy
 
 from shared.chain.client import deploy_contract
 from shared.messaging import outbox
+from shared.relay import SCHEMA as RELAY_SCHEMA
 from shared.relay.service import Relay
 from shared.relay.settings import DEFAULT_RELAY_TIME_BUDGET_SECONDS, ChainSettings
-from shared.relay.tables import SCHEMA as RELAY_SCHEMA
 from shared.settings import DatabaseSettings, Settings
 from shared.stack.layout import CHAIN_ID, DATABASE, PROJECT_ID
 from shared.stack.stack import CONFIRMATIONS, Stack

@@ -16,7 +16,8 @@ relay:   one deployed tick (`Relay.run_tick`: lock, checkpoint, reorg check, ada
          is printed too. As context, one more round once relay.relayed_logs holds a million logs.
 settle:  the real consumer, as the function runs it (envelope validation, inbox, state machine, transition
          history, outbox, publish; a new escrow goes by its one statement), fed CloudEvents, against the
-         bare INSERT statements of the same rows.
+         bare INSERT statements of the same rows, in a transaction on the functions' own pool (pg8000,
+         statements prepared once per connection).
          Also timed alone, against the same baseline: the one publish each event waits for (a state
          change settle wrote, to the same topic, confirmed by Pub/Sub, one at a time). It is what the
          handler would reach if it did nothing else.
@@ -50,7 +51,7 @@ from google.cloud import pubsub_v1
 
 from shared import topics
 from shared.chain.client import deploy_contract
-from shared.db import execute_autocommitted, get_engine
+from shared.db import Engine, execute_autocommitted, get_engine, sql
 from shared.pubsub import OutgoingMessage, publish_all
 from shared.relay.service import Relay
 from shared.relay.settings import ChainSettings
@@ -178,7 +179,7 @@ def _bare_rows(count: int, tag: str) -> list[dict]:
     return rows
 
 
-def _floor_seconds(engine: sqlalchemy.Engine, settings: Settings, message: OutgoingMessage, count: int) -> float:
+def _floor_seconds(engine: Engine, settings: Settings, message: OutgoingMessage, count: int) -> float:
     """Seconds for `count` events through the floor of settle's design (see the module docstring)."""
     envelope = json.loads(message.data)
     attributes = json.dumps(message.attributes)
@@ -207,19 +208,19 @@ SETTLE_TURNS = 4
 # over each next 2,000). Pub/Sub in production is a long-running service; the warm-up turn's own figure is
 # still reported, as context.
 SETTLE_WARM_UP_EVENTS = 2_000
-_BARE_ESCROW = sqlalchemy.text(
+_BARE_ESCROW = sql(
     "INSERT INTO settlement.escrows (chain_id, contract, escrow_id, depositor, beneficiary, asset, amount, "
     "obligation_usd, deadline, state, sequence, last_block, last_log_index, created_event_id, created_block, "
     "created_tx, created_at, updated_at) VALUES (:chain_id, :contract, :escrow_id, :depositor, :beneficiary, "
     ":asset, :amount, :obligation_usd, to_timestamp(:deadline), 'created', 1, :block_number, :log_index, "
     ":event_id, :block_number, :tx_hash, now(), now())")
-_BARE_TRANSITION = sqlalchemy.text(
+_BARE_TRANSITION = sql(
     "INSERT INTO settlement.transitions (chain_id, contract, escrow_id, sequence, to_state, event_id, dedupe_key, "
     "block_number, log_index, occurred_at) VALUES (:chain_id, :contract, :escrow_id, 1, 'created', :event_id, "
     ":dedupe_key, :block_number, :log_index, now())")
 
 
-def _settle_turn(consumer, engine: sqlalchemy.Engine, settings: Settings, first_id: int, count: int,
+def _settle_turn(consumer, engine: Engine, settings: Settings, first_id: int, count: int,
                  seconds: dict[str, float]) -> int:
     """`count` new escrows through settle, then as many through its publish alone, its floor and the bare
     INSERTs; each path's seconds added to `seconds`. Returns settle's database round trips."""
@@ -231,7 +232,7 @@ def _settle_turn(consumer, engine: sqlalchemy.Engine, settings: Settings, first_
         seconds["handler"] += time.perf_counter() - started
 
     with engine.connect() as conn:  # one of the state changes settle published
-        change = conn.execute(sqlalchemy.text(
+        change = conn.execute(sql(
             "SELECT envelope, attributes FROM settlement.outbox WHERE topic = :topic ORDER BY id DESC LIMIT 1"),
             {"topic": topics.ESCROW_CHANGES}).one()
     message = OutgoingMessage(topics.ESCROW_CHANGES, json.dumps(change.envelope).encode(), change.attributes)
@@ -252,13 +253,14 @@ def _settle_turn(consumer, engine: sqlalchemy.Engine, settings: Settings, first_
     return counted.count
 
 
-def bench_settle(settings: Settings, owner_url: str, count: int) -> tuple[dict[str, float], dict[str, float], float]:
+def bench_settle(settings: Settings, owner: DatabaseSettings,
+                 count: int) -> tuple[dict[str, float], dict[str, float], float]:
     """Seconds of each compared path (`handler`: settle; `publish`: its confirmed publish alone; `floor`: the
     floor of its design; `bare`: the bare INSERTs), first for the SETTLE_WARM_UP_EVENTS of the warm-up turn,
     then for `count` new escrows in SETTLE_TURNS turns; and settle's database round trips per event in
     the timed turns."""
     consumer = settle_consumer(settings, "settle-bench")  # as the function runs it
-    engine = sqlalchemy.create_engine(owner_url)
+    engine = get_engine(owner)  # the bare INSERTs go through the functions' own pool and driver path
     warm_up = dict.fromkeys(("handler", "publish", "floor", "bare"), 0.0)
     _settle_turn(consumer, engine, settings, 0, SETTLE_WARM_UP_EVENTS, warm_up)
     timed = dict.fromkeys(warm_up, 0.0)
@@ -315,8 +317,9 @@ def main() -> None:
                                    database=DatabaseSettings(name=DATABASE, user="fn_settle", host="127.0.0.1",
                                                              port=stack.layout.postgres_port,
                                                              instance_connection_name=None))
-        warm_up, timed, settle_trips = bench_settle(settle_settings, stack.layout.database_url(),
-                                                    args.settle_events)
+        owner_settings = DatabaseSettings(name=DATABASE, user="postgres", host="127.0.0.1",
+                                          port=stack.layout.postgres_port, instance_connection_name=None)
+        warm_up, timed, settle_trips = bench_settle(settle_settings, owner_settings, args.settle_events)
     finally:
         stack.admin.delete_subscription(UNREAD_CHANGES)
         stack.down()

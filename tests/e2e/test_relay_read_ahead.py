@@ -4,17 +4,16 @@ transaction. Driven in-process (`scan`) against the real database, anvil and the
 import time
 
 import pytest
-import sqlalchemy
 
 from shared.chain.client import deploy_contract, escrow_contract
-from shared.db import connection
+from shared.db import connection, sql
 from shared.messaging import outbox
-from shared.relay import service
+from shared.relay import SCHEMA, service
 from shared.relay.service import get_reader, scan
 from shared.relay.settings import ChainSettings
-from shared.relay.tables import SCHEMA
 from shared.stack.chain_driver import create_escrow, reorg
 from shared.stack.layout import CHAIN_ID, PROJECT_ID
+from tests.support.database import engine_as
 from tests.support.rpc_proxy import LimitingRpcProxy
 
 RANGE = 1000
@@ -51,7 +50,7 @@ def _scan_published(chain, engine, reader) -> tuple:
 
 def _relayed(engine, chain) -> list[str]:
     with engine.connect() as conn:
-        return conn.execute(sqlalchemy.text(
+        return conn.execute(sql(
             "SELECT event_id FROM relay.relayed_logs WHERE contract = :c ORDER BY block_number, log_index"),
             {"c": chain.escrow_address.lower()}).scalars().all()
 
@@ -71,9 +70,8 @@ def two_part_range(stack, monkeypatch):
     assert blocks == list(range(start, start + 4)), "one escrow a block, from the range's start"
     chain = ChainSettings(rpc_url=stack.layout.rpc_url, chain_id=CHAIN_ID, escrow_address=address, confirmations=0,
                           start_block=start, block_range=RANGE, time_budget_seconds=60)
-    engine = sqlalchemy.create_engine(stack.layout.database_url("fn_relay"))
-    yield chain, engine
-    engine.dispose()
+    with engine_as(stack.layout, "fn_relay") as engine:
+        yield chain, engine
 
 
 def test_a_part_refused_mid_range_keeps_nothing_of_the_range_and_the_smaller_range_relays_all(
@@ -93,11 +91,11 @@ def test_a_part_refused_mid_range_keeps_nothing_of_the_range_and_the_smaller_ran
     assert second == first, "then the range again, from its start"
     relayed = _relayed(engine, chain)
     with engine.connect() as conn:
-        staged = conn.execute(sqlalchemy.text(
+        staged = conn.execute(sql(
             "SELECT o.event_id FROM relay.outbox o JOIN relay.relayed_logs r USING (dedupe_key) "
             "WHERE r.contract = :c AND o.published_at IS NOT NULL ORDER BY o.id"),
             {"c": chain.escrow_address.lower()}).scalars().all()
-        range_size = conn.execute(sqlalchemy.text(
+        range_size = conn.execute(sql(
             "SELECT range_size FROM relay.checkpoints WHERE contract = :c"),
             {"c": chain.escrow_address.lower()}).scalar()
     # The first part's logs were not kept when the second was refused: had they been, the rescan would

@@ -20,6 +20,7 @@ from shared.risk.service import RiskEngine
 from shared.risk.settings import RiskSettings
 from shared.risk.tiers import health_factor
 from shared.settings import Settings
+from tests.support.database import OnSqlAlchemy
 
 TOKEN = checksum_address("0x" + "7e" * 20)
 ASSET = {"symbol": "TST", "token": TOKEN, "decimals": 18, "coingecko_id": "test",
@@ -57,7 +58,7 @@ def _escrow(depositor: str) -> Envelope:
 def conn(owner_engine):
     with owner_engine.connect() as connection:
         transaction = connection.begin()
-        yield connection
+        yield OnSqlAlchemy(connection)
         transaction.rollback()
 
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from sqlalchemy import text
 
 from shared import db
-from shared.db import transaction
+from shared.db import sql, transaction
 from shared.stack import services
 from tests.support.database import engine_as
 from tests.support.round_trips import counting_round_trips
@@ -31,7 +30,7 @@ def _ask(engine) -> int:
     """Round trips of one short transaction on a pooled connection, checkout included."""
     with counting_round_trips() as trips:
         with transaction(engine) as conn:
-            assert conn.execute(text("SELECT CAST(:n AS int) + 1"), {"n": 41}).scalar_one() == 42
+            assert conn.execute(sql("SELECT CAST(:n AS int) + 1"), {"n": 41}).scalar_one() == 42
     return trips.count
 
 

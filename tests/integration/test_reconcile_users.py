@@ -16,6 +16,7 @@ import uuid
 import pytest
 import sqlalchemy
 
+from shared.db import sql
 from shared.events import compliance_result_id, user_registered_id
 from shared.reconcile.users import (
     COMPLIANCE_STATUS_DIFFERS,
@@ -183,11 +184,11 @@ def users(owner_engine):
 def _wallet_of(database, user_id: str, *, held: bool = False) -> str | None:
     """The user's one wallet: as identity registered it (`held`), or as the subject lists it (None if it
     lists it unreadably)."""
-    sql = ("SELECT wallet FROM identity.wallet_owners WHERE user_id = :u" if held else
-           "SELECT CASE jsonb_typeof(wallet_addresses) WHEN 'array' THEN wallet_addresses->>0 END "
-           "FROM compliance.subjects WHERE user_id = :u")
+    query = ("SELECT wallet FROM identity.wallet_owners WHERE user_id = :u" if held else
+             "SELECT CASE jsonb_typeof(wallet_addresses) WHEN 'array' THEN wallet_addresses->>0 END "
+             "FROM compliance.subjects WHERE user_id = :u")
     with engine_as(database, "fn_reconcile") as engine, engine.connect() as conn:
-        return conn.execute(sqlalchemy.text(sql), {"u": user_id}).scalar_one()
+        return conn.execute(sql(query), {"u": user_id}).scalar_one()
 
 
 def _found(database, prefix: str) -> tuple[dict, dict, list]:

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from shared.envelope import Envelope
 from shared.relay import checkpoint as cp
 from shared.relay.settings import ChainSettings
+from tests.support.database import OnSqlAlchemy
 from tests.support.events import unique_escrow_created
 
 CHAIN = ChainSettings(rpc_url="", chain_id=31337, escrow_address="0x" + "ab" * 20, confirmations=0,
@@ -25,10 +26,10 @@ def relay_transaction(stack) -> Iterator:
     engine = sqlalchemy.create_engine(stack.layout.database_url("fn_relay"))
 
     @contextmanager
-    def opened() -> Iterator[Connection]:
+    def opened() -> Iterator[OnSqlAlchemy]:
         with engine.connect() as conn, conn.begin() as transaction:
             try:
-                yield conn
+                yield OnSqlAlchemy(conn)
             finally:
                 transaction.rollback()
 

@@ -8,6 +8,7 @@ import sqlalchemy
 from shared.risk.assessment import ALL_OPEN_ON_ASSET, assess
 from shared.risk.settings import RiskSettings
 from shared.settings import Settings
+from tests.support.database import OnSqlAlchemy
 
 CONTRACT = "0x00000000000000000000000000000000000c0DE5"
 
@@ -33,7 +34,7 @@ def test_nothing_owed_is_an_infinite_health_factor_and_healthy(stack, owner_engi
                 "INSERT INTO risk.asset_prices (asset_symbol, price, sequence, price_event_id, observed_at) "
                 "VALUES ('ETH', 2000, 1000000, 'test-price', now()) ON CONFLICT (asset_symbol) DO UPDATE "
                 "SET price = 2000, price_event_id = 'test-price'"))
-            result = assess(conn, _policy(stack), ALL_OPEN_ON_ASSET, {"asset": "ETH"},
+            result = assess(OnSqlAlchemy(conn), _policy(stack), ALL_OPEN_ON_ASSET, {"asset": "ETH"},
                             cause_event_id="test-price", now=datetime.now(UTC))
             rows = conn.execute(sqlalchemy.text(
                 "SELECT escrow_id, health_factor, tier FROM risk.position_health "

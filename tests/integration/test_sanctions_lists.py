@@ -7,6 +7,7 @@ import sqlalchemy
 from shared.compliance.lists import SCREENED_SDN_TYPE, read_list_view, store_snapshot
 from shared.compliance.ofac import ADDRESS_LIST, parse_lists
 from tests.support.compliance import OFAC_DATA
+from tests.support.database import OnSqlAlchemy
 
 NAMES = {"sdn": "sdn.csv", "alt": "alt.csv", "add": "add.csv", "comments": "sdn_comments.csv",
          ADDRESS_LIST: "sanctioned_addresses_ETH.txt"}
@@ -22,8 +23,9 @@ def test_a_snapshot_is_stored_once_per_change_of_the_files(stack, owner_engine):
     files = {key: (OFAC_DATA / name).read_bytes() for key, name in NAMES.items()}
     real = parse_lists(files)
     updated = parse_lists({**files, ADDRESS_LIST: files[ADDRESS_LIST] + f"{EXTRA}\n".encode()})
-    with owner_engine.connect() as conn:
-        transaction = conn.begin()
+    with owner_engine.connect() as connection:
+        conn = OnSqlAlchemy(connection)
+        transaction = connection.begin()
         try:
             # The stack loaded these very files at start-up: loading them again stores nothing.
             assert store_snapshot(conn, real, "test", None) is None

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 import sqlalchemy
 
-from shared.risk.tables import SCHEMA
+from shared.risk import SCHEMA
 from shared.risk.tiers import SQL_FUNCTIONS, TIERS, health_factor, worst
 
 

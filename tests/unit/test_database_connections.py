@@ -39,8 +39,8 @@ def test_the_cloud_sql_connectors_tls_socket_is_not_asked_for_tls_again(monkeypa
     monkeypatch.setattr(google.cloud.sql.connector, "Connector", _RecordingConnector)
     settings = DatabaseSettings(name="escrow", user="fn-settle@project.iam", host=None, port=None,
                                 instance_connection_name="project:region:instance")
-    engine = db._cloud_sql_engine(settings)
-    with pytest.raises(Exception, match="no Cloud SQL here"):
-        engine.connect()
+    engine = db.Engine(db._cloud_sql_connect(settings))
+    with pytest.raises(db.DatabaseUnavailable, match="no Cloud SQL here"), engine.connect():
+        pass
     [call] = _RecordingConnector.calls
     assert (call["driver"], call["ssl_context"], call["enable_iam_auth"]) == ("pg8000", False, True)

@@ -2,8 +2,8 @@
 
 import pytest
 
+from shared.compliance import RESCREEN_KEYS
 from shared.compliance.rescreen import RescreenPlan, shard_ranges
-from shared.compliance.tables import RESCREEN_KEYS
 from shared.events import validate_payload
 
 
