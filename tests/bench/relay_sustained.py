@@ -29,6 +29,7 @@ from shared.stack.stack import CONFIRMATIONS, Stack
 from tests.bench import report
 from tests.bench.throughput import _rpc_batch
 from tests.conftest import TEST_LAYOUT
+from tests.support.database import OnSqlAlchemy
 
 
 class Producer(threading.Thread):
@@ -89,7 +90,8 @@ def main() -> None:
                 tick_started = time.monotonic()
                 result = relay.run_tick()
                 relayed += result.published
-                with owner.connect() as conn:
+                with owner.connect() as connection:
+                    conn = OnSqlAlchemy(connection)
                     unpublished = outbox.count_unpublished(conn, RELAY_SCHEMA)
                 rows.append((tick + 1, result.logs, result.published, time.monotonic() - tick_started,
                              result.lag_blocks, unpublished, producer.produced))

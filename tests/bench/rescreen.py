@@ -31,6 +31,7 @@ from tests.bench import report
 from tests.conftest import TEST_LAYOUT
 from tests.support import screening_eval
 from tests.support.compliance import SCREENING_POLICY
+from tests.support.database import OnSqlAlchemy
 
 POLICY = SCREENING_POLICY
 MILLION = 1_000_000
@@ -58,8 +59,9 @@ def main() -> None:
     try:
         owner = sqlalchemy.create_engine(stack.layout.database_url())
         service = ComplianceService(POLICY, ListCache())
-        with owner.connect() as conn:
-            transaction = conn.begin()
+        with owner.connect() as connection:
+            conn = OnSqlAlchemy(connection)
+            transaction = connection.begin()
             try:
                 conn.execute(sqlalchemy.text(_SEED), {"users": args.users, "names": names})
                 view = service.lists.latest(conn)  # builds the name index (untimed, as on a warm instance)

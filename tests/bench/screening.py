@@ -35,6 +35,7 @@ from tests.bench import report
 from tests.conftest import TEST_LAYOUT
 from tests.support import screening_eval
 from tests.support.compliance import OFAC_DATA
+from tests.support.database import OnSqlAlchemy
 
 FILES = {"sdn": "sdn.csv", "alt": "alt.csv", "add": "add.csv", "comments": "sdn_comments.csv",
          ADDRESS_LIST: "sanctioned_addresses_ETH.txt"}
@@ -88,12 +89,13 @@ def main() -> None:
         owner = sqlalchemy.create_engine(stack.layout.database_url())
         stores, builds = [], []
         for _ in range(args.rounds):
-            with owner.connect() as conn:
-                transaction = conn.begin()
+            with owner.connect() as connection:
+                conn = OnSqlAlchemy(connection)
+                transaction = connection.begin()
                 try:
-                    seconds, snapshot_id = _timed(lambda: store_snapshot(conn, changed, "bench", None))
+                    seconds, snapshot_id = _timed(lambda conn=conn: store_snapshot(conn, changed, "bench", None))
                     stores.append(seconds)
-                    seconds, view = _timed(lambda stored=snapshot_id: read_list_view(conn, stored))
+                    seconds, view = _timed(lambda stored=snapshot_id, conn=conn: read_list_view(conn, stored))
                     builds.append(seconds)
                 finally:
                     transaction.rollback()
