@@ -366,10 +366,6 @@ class Connection:
             raise
         self._simple("RELEASE SAVEPOINT nested")
 
-    def invalidate(self) -> None:
-        """Never use this connection again (it goes to no other request)."""
-        self.broken = True
-
 
 @dataclass
 class _Pooled:
