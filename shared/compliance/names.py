@@ -24,14 +24,19 @@ length, then shrunk by what found no partner:
 
 `NameIndex.search` scores only the listed names that share close tokens with the searched name,
 found through a blocking index (see there): 5,200-6,200 names a second on one core in `make bench`.
+The blocking index is also stored with each list snapshot (shared/compliance/lists.py), so that one
+registration's screening reads the part it needs instead of building the whole index.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from anyascii import anyascii
 from rapidfuzz.distance import JaroWinkler
@@ -68,6 +73,17 @@ _SOUND_RULES = [(re.compile(pattern), replacement) for pattern, replacement in (
     (r"ou|oo", "u"), (r"ee|ie", "i"), (r"o", "u"), (r"[ey]", "i"), (r"ai", "i"),
     (r"(.)\1+", r"\1"), (r"(?<=[aiu])h$", ""),
 )]
+
+
+@functools.cache
+def rules_version() -> str:
+    """What a stored blocking index must have been built by to be read (shared/compliance/lists.py): this
+    module's source and the transliteration package's version. Keys built by other rules may differ from
+    the keys this code looks up, and a listed name would then go unfound."""
+    # The package's version from its installed metadata directory: importlib.metadata takes 50 ms to load.
+    packages = Path(sys.modules[anyascii.__module__].__file__ or "").resolve().parent.parent
+    transliteration = sorted(path.name for path in packages.glob("anyascii-*.dist-info")) or ["anyascii"]
+    return hashlib.sha256(Path(__file__).read_bytes() + " ".join(transliteration).encode()).hexdigest()[:16]
 
 
 def normalise(name: str) -> str:
@@ -299,6 +315,17 @@ def _neighbourhood(token: str) -> set[str]:
     return _deletions(token) | {"~" + key for key in _deletions(sound_key(token))}
 
 
+def _searched_tokens(reading: list[str]) -> list[str]:
+    """The tokens of a reading a search looks up: its significant ones, each once."""
+    return list(dict.fromkeys([t for t in reading if t not in PARTICLES and t not in TITLES] or reading))
+
+
+def search_keys(name: str) -> set[str]:
+    """Every blocking key a search for `name` looks up (what a stored index is asked for)."""
+    return {key for reading in searched_readings(name) for token in _searched_tokens(reading)
+            for key in _neighbourhood(token)}
+
+
 class NameIndex:
     """The listed names of one snapshot, tokenised once, searchable many times.
 
@@ -307,9 +334,13 @@ class NameIndex:
     pairs, and fully scores only the listed names that contain enough close tokens: two, or all of
     the searched or listed name's significant tokens when it has fewer. A unit test checks that this
     finds what scoring every listed name finds, on the evaluation set.
+
+    Built from a stored index (shared/compliance/lists.py), `names` are the listed names one search can
+    reach, in the snapshot's order, and `neighbours` the blocking index's entries for that search's keys
+    (`search_keys`): that search then finds what the whole index finds.
     """
 
-    def __init__(self, names: Iterable[ListedName]) -> None:
+    def __init__(self, names: Iterable[ListedName], neighbours: dict[str, list[str]] | None = None) -> None:
         self.names = list(names)
         self.tokens: list[list[str]] = []
         self.roles: list[list[str]] = []
@@ -326,10 +357,11 @@ class NameIndex:
         # Listed names with one significant token: a single close token is enough to score them.
         self.one_word = {position for position, significant in enumerate(self.significant_positions)
                          if len(significant) < 2}
-        neighbours: dict[str, list[str]] = {}
-        for token in postings:
-            for key in _neighbourhood(token):
-                neighbours.setdefault(key, []).append(token)
+        if neighbours is None:
+            neighbours = {}
+            for token in postings:
+                for key in _neighbourhood(token):
+                    neighbours.setdefault(key, []).append(token)
         self.neighbours = neighbours
         self._close_cache: dict[str, dict[str, tuple[float, str]]] = {}
 
@@ -360,8 +392,7 @@ class NameIndex:
         close_listed: set[str] = set()
         candidates: set[int] = set()
         for reading in readings:
-            significant = [t for t in reading if t not in PARTICLES and t not in TITLES] or reading
-            unique = list(dict.fromkeys(significant))
+            unique = _searched_tokens(reading)
             for token in unique:
                 if token not in close:
                     positions: set[int] = set()
@@ -376,6 +407,7 @@ class NameIndex:
             else:
                 found = set().union(*(close[a] & close[b] for n, a in enumerate(unique) for b in unique[n + 1:]))
                 found.update(*(close[token] & self.one_word for token in unique))
+            significant = [t for t in reading if t not in PARTICLES and t not in TITLES] or reading
             length = sum(map(len, significant))
             for position in found - candidates:
                 missing = sum(len(t) for t in significant if position not in close[t])
@@ -414,7 +446,9 @@ class NameIndex:
               pair_scores: PairScores) -> list[NameMatch]:
         significant = [_significant(reading) for reading in readings]
         best: dict[int, NameMatch] = {}
-        for position in positions:
+        # In the snapshot's order: of an entry's names scoring alike, the first is its match, whichever
+        # index (whole, or the part one search reaches) numbers them.
+        for position in sorted(positions):
             tokens, listed_significant, roles = self.tokens[position], self.significant_positions[position], \
                 self.roles[position]
             scored = max((_score(reading, reading_significant, tokens, listed_significant, roles, pair_scores)

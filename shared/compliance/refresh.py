@@ -8,7 +8,14 @@ import time
 
 from shared import topics
 from shared.compliance import SCHEMA
-from shared.compliance.lists import DownloadedLists, download_lists, latest_digest, store_snapshot
+from shared.compliance.lists import (
+    DownloadedLists,
+    download_lists,
+    ensure_name_index,
+    latest_digest,
+    store_snapshot,
+)
+from shared.compliance.names import rules_version
 from shared.compliance.ofac import ListFormatError, content_digest, parse_lists
 from shared.compliance.rescreen import plan_rescreen
 from shared.compliance.settings import SanctionsSourceSettings
@@ -42,6 +49,11 @@ class SanctionsRefresher:
             log.info("sanctions files unchanged; not parsed again", extra={"digest": digest})
         else:
             snapshot_id = self._load(downloaded, digest)
+        with transaction(engine) as conn:
+            rebuilt = ensure_name_index(conn)
+        if rebuilt is not None:
+            log.warning("name index of the latest snapshot rebuilt: it had none built by this code's matching rules",
+                        extra={"snapshot_id": rebuilt, "rules": rules_version()})
         timeout = self.settings.publish_timeout_seconds
         with connection(engine) as conn:
             with conn.begin():

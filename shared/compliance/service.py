@@ -152,7 +152,7 @@ class ComplianceService:
         if conn.execute(_KNOWN_SUBJECT, {"user_id": user_id}).first():
             log.info("user already screened", extra={"user_id": user_id, "event_id": registered.event_id})
             return []
-        view = self.lists.latest(conn)
+        view = self.lists.for_subject(conn, registered.payload)
         fields = _subject_fields(registered.payload)
         outcome = screen(registered.payload, self._today(), view, self.policy)
         screening_id = self._store_screening(conn, user_id, view, TRIGGER_REGISTRATION, registered.event_id,

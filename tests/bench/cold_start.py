@@ -6,7 +6,7 @@ Import: a fresh interpreter imports the function's main.py (settings validated, 
 Cold start: from spawning the server to its first answered request: for relay a tick, for settle a
 new EscrowCreated (so the first request opens the database pool and the publisher, as production's
 first request does), for the api a one-row escrow query, for screen-compliance and notify a new
-registration (screen-compliance's first one reads the list snapshot and builds the name index), for
+registration (screen-compliance's reads the part of the stored name index the name reaches), for
 refresh-sanctions a tick (download, parse, compare with the latest snapshot, nothing to rescreen).
 Also measured, as context: the floor of any function that writes and publishes (tests/bench/floor: its
 first request connects, runs one statement and has one message confirmed, with no platform logic). What
@@ -156,7 +156,7 @@ def _measure(stack: Stack, state: dict) -> None:
         source = REPO_ROOT / function.source / "main.py"
         imports = _alternated(hello_import, lambda source=source, env=env: _import_seconds(source, env))
         # HTTP functions get a GET, scheduled ones a tick, registration consumers a new registration
-        # (screen-compliance's first one builds the name index), the others an escrow event
+        # (screen-compliance's reads its part of the stored name index), the others an escrow event
         # (assess-margin records it as not its own: the first request still opens the database and writes).
         def payload(function=function, env=env) -> bytes | dict | None:
             if function.name == "callbacks":

@@ -11,6 +11,7 @@ from eth_utils import to_checksum_address
 
 from shared.compliance import ofac, refresh
 from shared.compliance.lists import download_lists
+from shared.compliance.names import rules_version
 from shared.compliance.refresh import SanctionsRefresher
 from shared.compliance.settings import ComplianceSettings, SanctionsSourceSettings
 from shared.settings import Settings
@@ -368,3 +369,27 @@ def test_no_log_line_carries_the_users_name_birth_date_or_document_number(stack,
     for needle in (secret_name, secret_name.split()[1], "1979-03-14", "2013-07-21", document_number):
         leaking = [name for name, text in logs.items() if needle in text]
         assert leaking == [], f"{needle!r} appears in {leaking}"
+
+
+def test_a_name_index_built_by_other_rules_is_not_read_and_the_next_refresh_rebuilds_it(stack, api_url, owner_engine,
+                                                                                      lists):
+    """A deploy that changes the matching rules (shared/compliance/names.py) leaves the stored name index
+    with keys of the old rules: screening does not read it, it screens against the whole list in memory
+    (and says so), and the next refresh tick stores the index again by the running code's rules."""
+    latest = stack.refresh_sanctions(first_load_only=True)
+    rules = "SELECT rules_version FROM compliance.name_indexes WHERE snapshot_id = :s"
+    with owner_engine.begin() as conn:
+        conn.execute(sqlalchemy.text("UPDATE compliance.name_indexes SET rules_version = 'an older deploy' "
+                                     "WHERE snapshot_id = :s"), {"s": latest})
+    try:
+        ent_num, name = close_variant_of_a_listed_individual(lists)
+        user = register(api_url, registration(name, country="CO"))
+        wait_decision(owner_engine, user["user_id"], "REVIEW")
+        [run] = compliance(api_url, user["user_id"])["screenings"]
+        assert [h["list_entry"] for h in run["hits"] if h["code"] == "sanctions.name_match"] == [ent_num]
+        assert "no name index built by this code's matching rules" in (
+            stack.layout.logs / "screen-compliance.log").read_text(errors="replace")
+    finally:
+        stack.admin.publish("compliance.lists.tick", b'{"source": "test"}')
+        wait_for_equal(lambda: _count(owner_engine, rules, s=latest), rules_version(),
+                       "refresh-sanctions to rebuild the name index by this code's rules")

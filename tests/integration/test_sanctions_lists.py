@@ -1,11 +1,24 @@
-"""Storing sanctions list snapshots in the real PostgreSQL (in a transaction rolled back at the end)."""
+"""Storing sanctions list snapshots and their name indexes in the real PostgreSQL (in transactions rolled back
+at the end)."""
 
 import gc
+import logging
 
 import sqlalchemy
 
-from shared.compliance.lists import SCREENED_SDN_TYPE, read_list_view, store_snapshot
+from shared.addresses import checksum_address
+from shared.compliance.lists import (
+    SCREENED_SDN_TYPE,
+    ListCache,
+    ensure_name_index,
+    latest_snapshot,
+    read_list_view,
+    read_subject_view,
+    store_snapshot,
+)
+from shared.compliance.names import rules_version
 from shared.compliance.ofac import ADDRESS_LIST, parse_lists
+from tests.support import screening_eval
 from tests.support.compliance import OFAC_DATA
 from tests.support.database import OnSqlAlchemy
 
@@ -51,5 +64,55 @@ def test_a_snapshot_is_stored_once_per_change_of_the_files(stack, owner_engine):
             # Back to the earlier files (a delisting reverted): a new version, loaded again.
             reverted = store_snapshot(conn, real, "test", None)
             assert reverted is not None and reverted > added
+        finally:
+            transaction.rollback()
+
+
+def test_a_snapshot_stores_its_name_index_and_a_registration_reads_the_part_its_screening_can_touch(
+        stack, owner_engine, caplog):
+    files = {key: (OFAC_DATA / name).read_bytes() for key, name in NAMES.items()}
+    updated = parse_lists({**files, ADDRESS_LIST: files[ADDRESS_LIST] + f"{EXTRA}\n".encode()})
+    data = screening_eval.load()
+    names = [p["name"] for p in data["positives"][::4]] + [n["name"] for n in data["negatives"][::4]]
+    with owner_engine.connect() as connection:
+        conn = OnSqlAlchemy(connection)
+        transaction = connection.begin()
+        try:
+            added = store_snapshot(conn, updated, "test", None)
+            assert latest_snapshot(conn) == (added, rules_version())
+            whole = read_list_view(conn, added)
+            assert conn.execute(sqlalchemy.text(
+                "SELECT names, keys FROM compliance.name_indexes WHERE snapshot_id = :s"), {"s": added}).one() == (
+                len(whole.names), len(whole.names.neighbours))
+            # What one registration reads finds what the whole list finds: matches, evidence and entries.
+            for name in names:
+                part = read_subject_view(conn, added, {"name": name, "wallet_addresses": []})
+                expected = whole.names.search(name, 0.85)
+                found = part.names.search(name, 0.85)
+                assert found == expected and [m.evidence for m in found] == [m.evidence for m in expected], name
+                assert all(part.entries[m.listed.ent_num] == whole.entries[m.listed.ent_num] for m in found)
+                assert len(part.names) < len(whole.names) / 4
+            # Its wallets: the listed one among them, however it is spelled; a name that is not a string reads none.
+            part = read_subject_view(conn, added, {"name": None, "wallet_addresses": [
+                EXTRA.upper().replace("0X", "0x"), "0x" + "cd" * 20, "not an address", 7]})
+            assert part.wallets == {checksum_address(EXTRA): None} and len(part.names) == 0
+            # A snapshot loaded later stores its own; the index before it stays, older ones go.
+            reverted = store_snapshot(conn, parse_lists(files), "test", None)
+            assert conn.execute(sqlalchemy.text(
+                "SELECT array_agg(snapshot_id ORDER BY snapshot_id) FROM compliance.name_indexes")).scalar() == [
+                added, reverted]
+            assert _count(conn, "name_index_keys", 1) == _count(conn, "name_index_names", 1) == 0
+            # Built by other matching rules (a deploy changed them): not read, the whole list screens instead,
+            # said once; the next refresh rebuilds it.
+            conn.execute(sqlalchemy.text("UPDATE compliance.name_indexes SET rules_version = 'other' "
+                                         "WHERE snapshot_id = :s"), {"s": reverted})
+            lists = ListCache()
+            with caplog.at_level(logging.WARNING, logger="shared.compliance.lists"):
+                for _ in range(2):
+                    assert len(lists.for_subject(conn, {"name": names[0], "wallet_addresses": []}).names) > 10000
+            assert [r.snapshot_id for r in caplog.records if "no name index" in r.getMessage()] == [reverted]
+            assert ensure_name_index(conn) == reverted and ensure_name_index(conn) is None
+            assert latest_snapshot(conn) == (reverted, rules_version())
+            assert len(lists.for_subject(conn, {"name": names[0], "wallet_addresses": []}).names) < 10000
         finally:
             transaction.rollback()

@@ -8,10 +8,12 @@ from shared.compliance.names import (
     FAMILY,
     GIVEN,
     MINOR,
+    NameIndex,
     best_pairs_score,
     name_roles,
     normalise,
     score_names,
+    search_keys,
     searched_readings,
     sound_key,
     token_score,
@@ -118,3 +120,26 @@ def test_the_blocking_index_loses_no_listed_entry_scoring_every_name_would_find(
         everything = {m.listed.ent_num for m in index.search_exhaustively(positive["name"], REVIEW, limit=50)}
         assert blocked <= everything
         assert (positive["ent_num"] in blocked) == (positive["ent_num"] in everything), positive
+
+
+def _reached_part(index: NameIndex, name: str) -> NameIndex:
+    """What the stored index gives one search (shared/compliance/lists.py, _SUBJECT_VIEW): the blocking
+    entries of the search's keys, and every name holding a token they list, in the snapshot's order."""
+    neighbours = {key: index.neighbours[key] for key in search_keys(name) if key in index.neighbours}
+    positions = {position for tokens in neighbours.values() for token in tokens for position in index.postings[token]}
+    return NameIndex([index.names[position] for position in sorted(positions)], neighbours)
+
+
+def test_the_part_of_the_index_one_search_reaches_finds_what_the_whole_index_finds(index):
+    # Every name of the evaluation set, matches compared whole: entry, alias, score and evidence.
+    data = screening_eval.load()
+    names = [positive["name"] for positive in data["positives"]] + [negative["name"] for negative in data["negatives"]]
+    found = 0
+    for name in names:
+        part = _reached_part(index, name)
+        whole = index.search(name, 0.85, limit=50)
+        assert part.search(name, 0.85, limit=50) == whole, name
+        assert [m.evidence for m in part.search(name, 0.85, limit=50)] == [m.evidence for m in whole], name
+        assert len(part) < len(index) / 4, name
+        found += bool(whole)
+    assert found > len(data["positives"]) * 0.9
