@@ -6,7 +6,7 @@ accepted (checksummed, all lower or all upper case, with or without `0x`, the wh
 checksum is refused. `checksum_address` is for addresses a trusted decoder produced (chain logs, OFAC
 files), whose case means nothing.
 
-Hand-written on eth-hash's keccak rather than imported from eth-utils: the EIP-55 rule is a few lines,
+Hand-written on shared/keccak.py rather than imported from eth-utils: the EIP-55 rule is a few lines,
 and eth-utils (which loads pydantic and more) tripled the import time of every function's envelope.
 """
 
@@ -16,7 +16,7 @@ import functools
 import re
 from typing import Any
 
-from eth_hash.auto import keccak
+from shared.keccak import keccak
 
 # "0X" only as part of a whole string upper-cased (how some wallets and spreadsheets show addresses).
 _HEX_ADDRESS = re.compile(r"(0x)?[0-9a-fA-F]{40}|0X[0-9A-F]{40}")

@@ -122,6 +122,17 @@ def pull_now(project_id: str, subscription: str, max_messages: int, timeout: flo
                           attributes=dict(m.message.attributes)) for m in reply.received_messages]
 
 
+def pull_each_now(project_id: str, subscriptions: Sequence[str], max_messages: int,
+                  timeout: float) -> list[list[PulledMessage]]:
+    """`pull_now` of every subscription, in their order, the requests sent at once (PublishFailed when one
+    fails): the reconciler's 13 dead-letter holds took 65 ms one after another, mostly waiting."""
+    if len(subscriptions) < 2:
+        return [pull_now(project_id, subscription, max_messages, timeout) for subscription in subscriptions]
+    with ThreadPoolExecutor(len(subscriptions)) as pool:
+        return list(pool.map(lambda subscription: pull_now(project_id, subscription, max_messages, timeout),
+                             subscriptions))
+
+
 def acknowledge(project_id: str, subscription: str, ack_ids: Sequence[str], timeout: float) -> None:
     """Acknowledge pulled messages, so the subscription does not hand them out again."""
     if not ack_ids:

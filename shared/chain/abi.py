@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eth_hash.auto import keccak
+from shared.keccak import keccak
 
 ARTIFACTS_DIR = Path(__file__).with_name("artifacts")
 WORD = 32

@@ -1,23 +1,32 @@
-"""Ethereum JSON-RPC over one HTTP session: single calls and batches, provider failures mapped once.
+"""Ethereum JSON-RPC over one keep-alive HTTP connection: single calls and batches, provider failures
+mapped once.
 
 The platform's chain reads are a handful of methods (`eth_blockNumber`, `eth_getBlockByNumber`,
-`eth_getLogs`, `eth_call`) whose answers are hex strings; a plain client on `requests` serves them
-without web3.py, which cost relay and fetch-price most of their import time (web3 pulls in
-eth_account, eth_keyfile and aiohttp, none of which a reader uses).
+`eth_getLogs`, `eth_call`) whose answers are hex strings; a plain client serves them without web3.py,
+which cost relay and fetch-price most of their import time (web3 pulls in eth_account, eth_keyfile and
+aiohttp, none of which a reader uses). The client is the standard library's http.client: requests (and
+urllib3 under it) took 0.027 s of relay's and the reconciler's start, for one POST to one URL. What
+requests did here is kept: the URL's credentials as Basic auth, its path and query, TLS with the system's
+certificates, a timeout per connect and per read, and a connection the node closed while idle opened
+again (every call made here is a read, so sending it again is safe).
 """
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
+import threading
+from http.client import HTTPConnection, HTTPException, HTTPSConnection
 from typing import Any
-
-import requests
+from urllib.parse import unquote, urlsplit
 
 from shared.errors import ChainUnavailable
 
 # A JSON-RPC call slower than this is treated as a provider failure; the tick is retried.
 RPC_TIMEOUT_SECONDS = 10.0
+# How a keep-alive connection the node closed since its last answer shows when it is used again.
+_CLOSED_WHILE_IDLE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
 
 class RpcError(ChainUnavailable):
@@ -31,12 +40,23 @@ class RpcError(ChainUnavailable):
 
 
 class JsonRpc:
-    """A JSON-RPC 2.0 client for one node URL (one keep-alive session per instance)."""
+    """A JSON-RPC 2.0 client for one node URL (one keep-alive connection per instance, used in turns)."""
 
     def __init__(self, url: str, timeout: float = RPC_TIMEOUT_SECONDS) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("the node's URL must be http:// or https:// with a host")
         self.url = url
         self.timeout = timeout
-        self.session = requests.Session()
+        self._connection_class = HTTPSConnection if parts.scheme == "https" else HTTPConnection
+        self._host, self._port = parts.hostname, parts.port
+        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if parts.username is not None:
+            credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            self._headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode()
+        self._connection: HTTPConnection | None = None
+        self._lock = threading.Lock()
         self._ids = itertools.count(1)
 
     def call(self, method: str, params: list[Any]) -> Any:
@@ -54,11 +74,8 @@ class JsonRpc:
                 for i, (method, params) in zip(ids, calls, strict=True)]
         payload: Any = body[0] if len(body) == 1 else body
         try:
-            reply = self.session.post(self.url, data=json.dumps(payload), timeout=self.timeout,
-                                      headers={"Content-Type": "application/json"})
-            reply.raise_for_status()
-            answers = reply.json()
-        except (requests.RequestException, ValueError) as exc:
+            answers = json.loads(self._post(json.dumps(payload).encode()))
+        except (OSError, HTTPException, ValueError) as exc:
             raise ChainUnavailable(f"JSON-RPC {calls[0][0]} to the node failed: {exc!r}") from exc
         if isinstance(answers, dict):
             answers = [answers]
@@ -76,6 +93,33 @@ class JsonRpc:
                 raise ChainUnavailable(f"JSON-RPC {method}: an answer with neither result nor error")
             results.append(answer["result"])
         return results
+
+
+    def _post(self, body: bytes) -> bytes:
+        """POST `body` and return the answer's body; OSError or HTTPException when there is none, ValueError
+        for an HTTP status other than 200."""
+        with self._lock:
+            while True:
+                reused = self._connection is not None
+                if self._connection is None:
+                    self._connection = self._connection_class(self._host, self._port, timeout=self.timeout)
+                try:
+                    self._connection.request("POST", self._target, body, self._headers)
+                    response = self._connection.getresponse()
+                    answer = response.read()
+                except (OSError, HTTPException) as exc:
+                    self._connection.close()
+                    self._connection = None
+                    # Sent on a connection the node had closed: once more on a new one (a timeout is not retried).
+                    if reused and isinstance(exc, _CLOSED_WHILE_IDLE + (HTTPException,)):
+                        continue
+                    raise
+                if response.will_close:
+                    self._connection.close()
+                    self._connection = None
+                if response.status != 200:
+                    raise ValueError(f"HTTP {response.status} {response.reason}: {answer[:200]!r}")
+                return answer
 
 
 def hex_int(value: Any, what: str) -> int:

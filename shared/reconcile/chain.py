@@ -42,10 +42,9 @@ class ContractView:
         [result] = self._calls([_NEXT_ESCROW_ID], block)
         return int(result, 16) if result not in ("0x", "") else 0  # not deployed yet at that block
 
-    def creation_block(self, escrow_id: int, latest: int) -> int:
-        """The block that created `escrow_id` (at or before `latest`): ids are handed out in order, so
-        a binary search on `nextEscrowId()` over past blocks finds it in about log2(latest) calls."""
-        low, high = 0, latest
+    def creation_block(self, escrow_id: int, low: int, high: int) -> int:
+        """The block that created `escrow_id`, known to lie in [low, high]: ids are handed out in order,
+        so a binary search on `nextEscrowId()` over those blocks finds it in about log2(high - low) calls."""
         while low < high:
             middle = (low + high) // 2
             if self.next_escrow_id(middle) > escrow_id:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from shared.db import Engine, sql, transaction
 from shared.envelope import Envelope
 from shared.errors import InvalidEvent
-from shared.pubsub import OutgoingMessage, PulledMessage, acknowledge, publish_all, pull_now
+from shared.pubsub import OutgoingMessage, PulledMessage, acknowledge, publish_all, pull_each_now
 from shared.reconcile import SCHEMA
 from shared.topology import Subscription, Topology
 
@@ -75,11 +75,15 @@ def redrive_dead_letters(engine: Engine, topology: Topology, project_id: str, ma
                          publish_timeout: float) -> RedriveResult:
     """Move every dead letter back to its topic, or hold it with its reason; return the counts."""
     redriven = held = 0
-    for route in routes(topology):
-        for _ in range(MAX_PULLS_PER_SUBSCRIPTION):
-            messages = pull_now(project_id, route.hold, PULL_BATCH, PUBSUB_CALL_TIMEOUT_SECONDS)
-            if not messages:
-                break
+    # Every hold is pulled at once, then again those that had messages, up to MAX_PULLS_PER_SUBSCRIPTION
+    # times. A batch waits for the batches before it in its round (a few ms a message, far within the
+    # holds' 60 s ack deadline) before it is redriven and acknowledged.
+    pending = routes(topology)
+    for _ in range(MAX_PULLS_PER_SUBSCRIPTION):
+        batches = pull_each_now(project_id, [route.hold for route in pending], PULL_BATCH,
+                                PUBSUB_CALL_TIMEOUT_SECONDS)
+        pulled = [(route, messages) for route, messages in zip(pending, batches, strict=True) if messages]
+        for route, messages in pulled:
             for message in messages:
                 if _redrive_one(engine, route, message, project_id, max_redrives, publish_timeout):
                     redriven += 1
@@ -87,6 +91,9 @@ def redrive_dead_letters(engine: Engine, topology: Topology, project_id: str, ma
                     held += 1
             # Acknowledged only once each one is republished or held: a crash before this re-reads them.
             acknowledge(project_id, route.hold, [m.ack_id for m in messages], PUBSUB_CALL_TIMEOUT_SECONDS)
+        pending = [route for route, _ in pulled]
+        if not pending:
+            break
     return RedriveResult(redriven=redriven, held=held)
 
 

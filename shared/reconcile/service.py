@@ -106,6 +106,13 @@ _RISK_DIFFERS_FROM_SETTLEMENT = sql(
     "IS DISTINCT FROM (state, sequence, depositor, amount, obligation_usd) "
     "ORDER BY chain_id, contract, escrow_id LIMIT :limit")
 
+# The creation blocks of the escrows settle holds just below and just above an id (ids are handed out in
+# block order, so the id's own creation block lies between them).
+_NEIGHBOURS_CREATED = sql(
+    "SELECT (SELECT created_block FROM settlement.escrows WHERE chain_id = :c AND contract = :a AND escrow_id < :i "
+    "ORDER BY escrow_id DESC LIMIT 1), (SELECT created_block FROM settlement.escrows WHERE chain_id = :c "
+    "AND contract = :a AND escrow_id > :i ORDER BY escrow_id LIMIT 1)")
+
 # Drifts this run did not find again are resolved.
 _RESOLVE_DRIFTS_NOT_SEEN = sql(f"UPDATE {SCHEMA}.drifts SET resolved_at = now() WHERE resolved_at IS NULL "
                                "AND NOT (kind || '|' || key) = ANY(CAST(:seen AS text[]))")
@@ -349,7 +356,14 @@ class Reconciler:
             checkpoint: int = conn.execute(sql(
                 "SELECT block_number FROM relay.checkpoints WHERE chain_id = :c AND contract = :a"),
                 {"c": self.chain.chain_id, "a": self.contract.lower()}).scalar_one()
-        block = self.contract_view.creation_block(escrow_id, checkpoint)
+            after, before = conn.execute(_NEIGHBOURS_CREATED, {
+                "c": self.chain.chain_id, "a": self.contract, "i": escrow_id}).one()
+        # Searched between the blocks of the escrows settle holds on either side: a node that keeps only
+        # recent state (anvil's last 500 blocks, a provider without archive) answered a search from block 0
+        # with an error, and the repair never happened.
+        low = self.chain.start_block if after is None else int(after)
+        high = checkpoint if before is None else min(checkpoint, int(before))
+        block = self.contract_view.creation_block(escrow_id, low, high)
         topic = load_topology().function("relay").trigger_topics[0]
         request = {"backfill": {"contract": self.contract, "from_block": block}, "source": "reconcile"}
         publish_all(self.settings.project_id, [OutgoingMessage(topic, json.dumps(request).encode(), {})],

@@ -3,7 +3,8 @@
 Each was measured there (tests/bench/cold_start.py): web3 (0.8 s of relay's import, eth_account and
 eth_keyfile included) and eth_abi left relay and fetch-price for shared/chain; pydantic (0.08 s with its
 first validation) left every function for msgspec (shared/events.py); SQLAlchemy (0.12 s) for shared/db.py's
-own pool on pg8000 (it stays for the migrations and the tests). A module that imports one of them again,
+own pool on pg8000 (it stays for the migrations and the tests); eth-hash's pycryptodome backend (cffi and
+pycparser, 0.05 s at the first hash) for safe-pysha3 (shared/keccak.py). A module that imports one of them again,
 even through another library, fails here.
 """
 
@@ -16,7 +17,7 @@ from shared.stack.layout import REPO_ROOT
 from shared.topology import load_topology
 
 KEPT_OFF_THE_START = ("pydantic", "pydantic_core", "web3", "eth_account", "eth_keyfile", "eth_abi", "eth_utils",
-                      "sqlalchemy", "alembic")
+                      "sqlalchemy", "alembic", "eth_hash", "Crypto", "cffi", "pycparser")
 _LOADED_BY_MAIN = (
     "import importlib.util, sys; spec = importlib.util.spec_from_file_location('main', sys.argv[1]); "
     "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
