@@ -155,6 +155,28 @@ def _callable(method: Method, emulator: str | None) -> Any:
                                response_deserializer=message_class(method.response).FromString)
 
 
+def _routing(method: Method, request: Any) -> tuple[tuple[str, str]]:
+    # As api_core writes it: url-encoded, "/" left as it is.
+    return (("x-goog-request-params", urlencode({method.routed_by: getattr(request, method.routed_by)}, safe="/")),)
+
+
+def call_each(method: Method, requests: list[Any], timeout: float) -> list[Any]:
+    """The replies to `requests`, in their order, all sent at once on the channel (a thread each took 1.5 ms
+    to start); one that fails is sent again by `call`, with its retries, within what is left of `timeout`."""
+    import grpc
+
+    deadline = time.monotonic() + timeout
+    send = _callable(method, pubsub_emulator_host())
+    in_flight = [send.future(request, timeout=timeout, metadata=_routing(method, request)) for request in requests]
+    replies = []
+    for request, reply in zip(requests, in_flight, strict=True):
+        try:
+            replies.append(reply.result())
+        except grpc.RpcError:
+            replies.append(call(method, request, max(deadline - time.monotonic(), LAST_ATTEMPT_SECONDS)))
+    return replies
+
+
 def call(method: Method, request: Any, timeout: float) -> Any:
     """Send `request` and return the reply; retry transient failures until `timeout` seconds have passed,
     then raise PublishFailed with the last status."""
@@ -162,9 +184,7 @@ def call(method: Method, request: Any, timeout: float) -> Any:
 
     deadline = time.monotonic() + timeout
     emulator = pubsub_emulator_host()
-    # As api_core writes it: url-encoded, "/" left as it is.
-    routed = urlencode({method.routed_by: getattr(request, method.routed_by)}, safe="/")
-    routing = (("x-goog-request-params", routed),)
+    routing = _routing(method, request)
     backoff = FIRST_BACKOFF_SECONDS
     while True:
         left = deadline - time.monotonic()

@@ -17,7 +17,7 @@ import grpc
 import pytest
 
 from shared.errors import PublishFailed
-from shared.pubsub import OutgoingMessage, publish_all
+from shared.pubsub import OutgoingMessage, publish_all, pull_each_now
 from shared.pubsub_transport import message_class
 from shared.stack.layout import REPO_ROOT
 
@@ -112,7 +112,7 @@ def test_an_endpoint_that_never_answers_fails_at_the_timeout(monkeypatch):
 
 FIRST_CALLS_AT_ONCE = """
 import threading
-from shared.pubsub import OutgoingMessage, publish_all
+from shared.pubsub import OutgoingMessage, publish_all, pull_each_now
 start, results = threading.Barrier(8), []
 def first_publish():
     start.wait()
@@ -159,3 +159,58 @@ def test_without_the_emulator_the_channel_is_tls_to_pubsub_with_application_defa
         assert isinstance(channel, grpc.Channel)
     finally:
         pubsub_transport._channel.cache_clear()
+
+
+class ScriptedSubscriber:
+    """Answers each Pull with the next status scripted for its subscription, then with one message naming it."""
+
+    def __init__(self, failures: dict[str, list[grpc.StatusCode]]) -> None:
+        self.failures = {name: list(codes) for name, codes in failures.items()}
+        self.pulls: list[str] = []
+        self.lock = threading.Lock()
+
+    def pull(self, request, context):
+        name = request.subscription.rsplit("/", 1)[-1]
+        with self.lock:
+            self.pulls.append(name)
+            failure = self.failures.get(name, []).pop(0) if self.failures.get(name) else None
+        if failure is not None:
+            context.abort(failure, f"scripted {failure.name}")
+        message = message_class("PubsubMessage")(data=name.encode(), message_id=f"m-{name}")
+        return message_class("PullResponse")(received_messages=[
+            message_class("ReceivedMessage")(ack_id=f"ack-{name}", message=message)] if name != "empty" else [])
+
+
+@contextmanager
+def subscribing(subscriber: ScriptedSubscriber, monkeypatch) -> Iterator[None]:
+    server = grpc.server(futures.ThreadPoolExecutor(4))
+    handler = grpc.method_handlers_generic_handler("google.pubsub.v1.Subscriber", {
+        "Pull": grpc.unary_unary_rpc_method_handler(
+            subscriber.pull, request_deserializer=message_class("PullRequest").FromString,
+            response_serializer=message_class("PullResponse").SerializeToString)})
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{port}")
+    try:
+        yield
+    finally:
+        server.stop(0)
+
+
+def test_subscriptions_pulled_at_once_come_back_in_order_and_a_transient_failure_is_retried(monkeypatch):
+    subscriber = ScriptedSubscriber({"flaky": [grpc.StatusCode.UNAVAILABLE]})
+    with subscribing(subscriber, monkeypatch):
+        pulled = pull_each_now("proj", ["first", "empty", "flaky", "last"], 100, timeout=10)
+    assert [[message.data for message in messages] for messages in pulled] == [[b"first"], [], [b"flaky"], [b"last"]]
+    assert pulled[0][0].ack_id == "ack-first" and pulled[0][0].message_id == "m-first"
+    assert sorted(subscriber.pulls) == ["empty", "first", "flaky", "flaky", "last"]
+
+
+def test_a_subscription_that_cannot_be_pulled_fails_the_pull_at_once_naming_the_subscriptions(monkeypatch):
+    subscriber = ScriptedSubscriber({"gone": [grpc.StatusCode.NOT_FOUND] * 2})
+    with subscribing(subscriber, monkeypatch):
+        started = time.monotonic()
+        with pytest.raises(PublishFailed, match="pull from first, gone failed: .*NOT_FOUND"):
+            pull_each_now("proj", ["first", "gone"], 100, timeout=10)
+        assert time.monotonic() - started < 1
