@@ -43,13 +43,12 @@ class ScriptedPublisher:
 
 
 @contextmanager
-def serving(publisher: ScriptedPublisher, monkeypatch) -> Iterator[None]:
+def _scripted(service: str, method: str, answer, request: str, response: str, monkeypatch) -> Iterator[None]:
+    """A local gRPC server whose `service`/`method` is `answer`, as the emulator the transport talks to."""
     server = grpc.server(futures.ThreadPoolExecutor(4))
-    handler = grpc.method_handlers_generic_handler("google.pubsub.v1.Publisher", {
-        "Publish": grpc.unary_unary_rpc_method_handler(
-            publisher.publish, request_deserializer=message_class("PublishRequest").FromString,
-            response_serializer=message_class("PublishResponse").SerializeToString)})
-    server.add_generic_rpc_handlers((handler,))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(f"google.pubsub.v1.{service}", {
+        method: grpc.unary_unary_rpc_method_handler(answer, request_deserializer=message_class(request).FromString,
+                                                    response_serializer=message_class(response).SerializeToString)}),))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{port}")
@@ -57,6 +56,10 @@ def serving(publisher: ScriptedPublisher, monkeypatch) -> Iterator[None]:
         yield
     finally:
         server.stop(0)
+
+
+def serving(publisher: ScriptedPublisher, monkeypatch):
+    return _scripted("Publisher", "Publish", publisher.publish, "PublishRequest", "PublishResponse", monkeypatch)
 
 
 MESSAGES = [OutgoingMessage("escrows", b'{"n":1}', {"event_type": "EscrowCreated"}),
@@ -181,21 +184,8 @@ class ScriptedSubscriber:
             message_class("ReceivedMessage")(ack_id=f"ack-{name}", message=message)] if name != "empty" else [])
 
 
-@contextmanager
-def subscribing(subscriber: ScriptedSubscriber, monkeypatch) -> Iterator[None]:
-    server = grpc.server(futures.ThreadPoolExecutor(4))
-    handler = grpc.method_handlers_generic_handler("google.pubsub.v1.Subscriber", {
-        "Pull": grpc.unary_unary_rpc_method_handler(
-            subscriber.pull, request_deserializer=message_class("PullRequest").FromString,
-            response_serializer=message_class("PullResponse").SerializeToString)})
-    server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{port}")
-    try:
-        yield
-    finally:
-        server.stop(0)
+def subscribing(subscriber: ScriptedSubscriber, monkeypatch):
+    return _scripted("Subscriber", "Pull", subscriber.pull, "PullRequest", "PullResponse", monkeypatch)
 
 
 def test_subscriptions_pulled_at_once_come_back_in_order_and_a_transient_failure_is_retried(monkeypatch):
