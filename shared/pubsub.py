@@ -12,8 +12,9 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from shared import pubsub_wire
 from shared.errors import PublishFailed
-from shared.pubsub_transport import ACKNOWLEDGE, PUBLISH, PULL, call, call_each, message_class
+from shared.pubsub_transport import ACKNOWLEDGE, PUBLISH, PULL, Request, call, call_each
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +50,16 @@ def publish_all(project_id: str, messages: Sequence[OutgoingMessage], timeout: f
     to a background thread on a timer, costs milliseconds for a handler's one message and sends a
     drain's thousands at a quarter of this rate; measured on the emulator.)
     """
-    request_class, message_class_ = message_class("PublishRequest"), message_class("PubsubMessage")
     message_ids = [""] * len(messages)
 
     def send(request: tuple[str, list[int]]) -> None:
         topic, positions = request
-        reply = call(PUBLISH, request_class(topic=topic_path(project_id, topic), messages=[
-            message_class_(data=messages[p].data, attributes=messages[p].attributes) for p in positions]), timeout)
-        if len(reply.message_ids) != len(positions):
-            raise PublishFailed(f"Pub/Sub confirmed {len(reply.message_ids)} of {len(positions)} messages")
-        for position, message_id in zip(positions, reply.message_ids, strict=True):
+        path = topic_path(project_id, topic)
+        body = pubsub_wire.publish_request(path, [(messages[p].data, messages[p].attributes) for p in positions])
+        confirmed = call(PUBLISH, Request(path, body), timeout)
+        if len(confirmed) != len(positions):
+            raise PublishFailed(f"Pub/Sub confirmed {len(confirmed)} of {len(positions)} messages")
+        for position, message_id in zip(positions, confirmed, strict=True):
             message_ids[position] = message_id
 
     try:
@@ -115,16 +116,14 @@ def pull_each_now(project_id: str, subscriptions: Sequence[str], max_messages: i
     """What each subscription holds right now (up to `max_messages`; empty at once when it holds nothing),
     in their order, the requests sent at once; PublishFailed when one cannot be had. The reconciler's 13
     dead-letter holds took 65 ms pulled one after another, mostly waiting."""
-    request_class = message_class("PullRequest")
+    paths = [subscription_path(project_id, subscription) for subscription in subscriptions]
     try:
-        replies = call_each(PULL, [request_class(subscription=subscription_path(project_id, subscription),
-                                                 max_messages=max_messages, return_immediately=True)
-                                   for subscription in subscriptions], timeout)
+        replies = call_each(PULL, [Request(path, pubsub_wire.pull_request(path, max_messages, return_immediately=True))
+                                   for path in paths], timeout)
     except Exception as exc:
         raise PublishFailed(f"pull from {', '.join(subscriptions)} failed: {exc!r}") from exc
-    return [[PulledMessage(ack_id=m.ack_id, message_id=m.message.message_id, data=bytes(m.message.data),
-                           attributes=dict(m.message.attributes)) for m in reply.received_messages]
-            for reply in replies]
+    return [[PulledMessage(ack_id=m.ack_id, message_id=m.message_id, data=m.data, attributes=m.attributes)
+             for m in reply] for reply in replies]
 
 
 def acknowledge(project_id: str, subscription: str, ack_ids: Sequence[str], timeout: float) -> None:
@@ -132,7 +131,7 @@ def acknowledge(project_id: str, subscription: str, ack_ids: Sequence[str], time
     if not ack_ids:
         return
     try:
-        call(ACKNOWLEDGE, message_class("AcknowledgeRequest")(
-            subscription=subscription_path(project_id, subscription), ack_ids=list(ack_ids)), timeout)
+        path = subscription_path(project_id, subscription)
+        call(ACKNOWLEDGE, Request(path, pubsub_wire.acknowledge_request(path, ack_ids)), timeout)
     except Exception as exc:
         raise PublishFailed(f"acknowledge on {subscription} failed: {exc!r}") from exc

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from shared.db import OUTAGE_WAIT_SECONDS
+
+log = logging.getLogger(__name__)
 
 MANIFEST_PATH = Path(__file__).with_name("topology.yaml")
 # Pub/Sub refuses a longer ack deadline.
@@ -226,9 +229,62 @@ def secret_id(name: str) -> str:
 
 @functools.cache
 def load_topology(path: Path = MANIFEST_PATH) -> Topology:
-    """The manifest at `path`, parsed (with libyaml's safe loader where PyYAML has it: 0.004 s, against
-    0.018 s for the pure-Python one, on reconcile's first tick)."""
-    return parse_topology(yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+    """The manifest at `path`, parsed: from its compiled form beside it while that is current (see
+    compiled_manifest), otherwise from the YAML."""
+    text = path.read_bytes()
+    document = _compiled_document(path, text)
+    return parse_topology(document if document is not None else _yaml_document(text))
+
+
+def compiled_manifest(text: bytes) -> bytes:
+    """The manifest `text` as JSON, stamped with the YAML's SHA-256: what load_topology reads in place of
+    the YAML while the stamp matches. The packager writes it into every zip that holds the manifest, and
+    the local stack into the source tree (gitignored). Why: the reconciler reads the manifest on its first
+    run, and importing PyYAML and parsing the YAML took 0.012 s of it, a tenth of the bare
+    functions-framework hello's cold start; reading the JSON takes 0.0003 s."""
+    return json.dumps({"manifest_sha256": hashlib.sha256(text).hexdigest(), "document": _yaml_document(text)},
+                      sort_keys=True, separators=(",", ":")).encode()
+
+
+def write_compiled_manifest(path: Path = MANIFEST_PATH) -> Path:
+    """Write the compiled form of the manifest at `path` beside it (only when it changed); return its path."""
+    target = _compiled_path(path)
+    compiled = compiled_manifest(path.read_bytes())
+    if not target.is_file() or target.read_bytes() != compiled:
+        target.write_bytes(compiled)
+    return target
+
+
+def _compiled_path(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def _compiled_document(path: Path, text: bytes) -> dict | None:
+    """The document of the compiled manifest beside `path`, or None when there is none or it is not the
+    compiled form of `text` (stale, or unreadable: the YAML is parsed then, and a warning says why)."""
+    target = _compiled_path(path)
+    try:
+        compiled = json.loads(target.read_bytes())
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:
+        reason = f"not JSON: {exc}"
+    else:
+        if not isinstance(compiled, dict) or not isinstance(compiled.get("document"), dict):
+            reason = "not a compiled manifest"
+        elif compiled.get("manifest_sha256") != hashlib.sha256(text).hexdigest():
+            reason = "compiled from another version of the manifest"
+        else:
+            return compiled["document"]
+    log.warning("compiled manifest ignored, the YAML is parsed instead", extra={"path": str(target), "reason": reason})
+    return None
+
+
+def _yaml_document(text: bytes) -> dict:
+    import yaml  # imported here: a function reading the compiled manifest never loads PyYAML
+
+    # libyaml's safe loader where PyYAML has it: 0.004 s, against 0.018 s for the pure-Python one.
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 if __name__ == "__main__":  # python -m shared.topology secret-ids: for the deploy scripts

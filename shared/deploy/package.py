@@ -3,9 +3,12 @@
 A gen2 deploy uploads only the function's own directory, so each zip holds the function's `main.py`
 and `requirements.txt` at its root plus exactly the part of the `shared/` package that main.py imports,
 followed import by import (its *import closure*), and the data files those modules name beside
-themselves (`Path(__file__).with_name("openapi.yaml")`). An edit to settle's code therefore changes
-settle's zip and no other, and nothing of the local stack, the migrations or the deploy tooling ships
-unless a function imports it (none does: tests/integration/test_packages.py holds both to account).
+themselves (`Path(__file__).with_name("openapi.yaml")`). A zip that holds the topology manifest also holds
+its compiled form, written here from the manifest (shared/topology.py, compiled_manifest).
+
+An edit to settle's code therefore changes settle's zip and no other, and nothing of the local stack, the
+migrations or the deploy tooling ships unless a function imports it (none does:
+tests/integration/test_packages.py holds both to account).
 
 Zips are byte-for-byte reproducible (sorted entries, fixed timestamps and modes): Terraform names each
 uploaded object by the zip's SHA-256, so an unchanged function is not redeployed.
@@ -19,7 +22,7 @@ import hashlib
 import zipfile
 from pathlib import Path
 
-from shared.topology import Function, load_topology
+from shared.topology import MANIFEST_PATH, Function, compiled_manifest, load_topology
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "shared"
@@ -96,14 +99,19 @@ def build(function: Function, dist: Path, root: Path = REPO_ROOT) -> Path:
     dist.mkdir(parents=True, exist_ok=True)
     target = dist / f"{function.name}.zip"
     source = root / function.source
-    entries = [(source / "main.py", "main.py"), (source / "requirements.txt", "requirements.txt")]
-    entries += [(path, path.relative_to(root).as_posix()) for path in import_closure(source / "main.py", root)]
+    files = [(source / "main.py", "main.py"), (source / "requirements.txt", "requirements.txt")]
+    files += [(path, path.relative_to(root).as_posix()) for path in import_closure(source / "main.py", root)]
+    entries = [(name, path.read_bytes()) for path, name in files]
+    manifest = root / PACKAGE / MANIFEST_PATH.name
+    if manifest in {path for path, _ in files}:  # the manifest ships compiled too (see compiled_manifest)
+        entries.append((manifest.with_suffix(".json").relative_to(root).as_posix(),
+                        compiled_manifest(manifest.read_bytes())))
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path, name in entries:
+        for name, content in entries:
             info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, path.read_bytes())
+            archive.writestr(info, content)
     return target
 
 

@@ -23,7 +23,7 @@ from shared.stack.coingecko_server import CoinGeckoControl
 from shared.stack.layout import CHAIN_ID, DATABASE, PROJECT_ID, REPO_ROOT, StackLayout
 from shared.stack.processes import is_alive, port_open, spawn, stop_group, stop_groups, wait_until
 from shared.stack.pubsub_admin import PubSubAdmin
-from shared.topology import Function, Topology, load_topology
+from shared.topology import Function, Topology, load_topology, write_compiled_manifest
 
 # Local values of the settings the manifest lists; a function gets exactly the ones it declares.
 CONFIRMATIONS = 2
@@ -88,6 +88,7 @@ class Stack:
             self.coingecko().set_price(COINGECKO_ETH, str(INITIAL_ETH_USD))
         self.layout.write_state(state)
         self.admin.apply(self.topology, self.push_endpoints())
+        write_compiled_manifest()  # the functions read the manifest as the deployed ones do
         self._start_functions(state)
         self.refresh_sanctions(first_load_only=True)
         if self.run_scheduler:

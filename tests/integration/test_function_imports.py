@@ -22,7 +22,7 @@ import pytest
 from shared.stack.layout import REPO_ROOT
 from shared.topology import load_topology
 
-KEPT_OFF_THE_START = ("pydantic", "pydantic_core", "web3", "eth_account", "eth_keyfile", "eth_abi", "eth_utils",
+KEPT_OFF_THE_START = ("pydantic", "pydantic_core", "web3", "eth_account", "eth_keyfile", "eth_abi", "eth_utils", "yaml",
                       "sqlalchemy", "alembic", "eth_hash", "Crypto", "cffi", "pycparser")
 _LOADED_BY_MAIN = (
     "import importlib.util, sys; spec = importlib.util.spec_from_file_location('main', sys.argv[1]); "

@@ -20,7 +20,7 @@ from twilio.request_validator import RequestValidator
 from shared.deploy.package import REPO_ROOT, build
 from shared.stack.chain_driver import wait_for
 from shared.stack.processes import port_open, spawn, stop_group
-from shared.topology import load_topology
+from shared.topology import compiled_manifest, load_topology
 from tests.support.events import body, unique_escrow_created
 from tests.support.relay import free_port
 
@@ -113,6 +113,9 @@ def test_the_packaged_function_installs_starts_and_handles_a_message(stack, venv
         zipped.extractall(unpacked)
     assert (unpacked / "main.py").exists() and (unpacked / "requirements.txt").exists()
     assert not (unpacked / "shared" / "stack").exists()
+    manifest = unpacked / "shared" / "topology.yaml"
+    if manifest.exists():  # the reconciler's: shipped compiled too, from this very manifest
+        assert manifest.with_suffix(".json").read_bytes() == compiled_manifest(manifest.read_bytes())
 
     environment = venv_for(unpacked / "requirements.txt")
 
@@ -140,5 +143,6 @@ def test_the_packaged_function_installs_starts_and_handles_a_message(stack, venv
         else:
             reply = _push(port, MESSAGES[name] or body(unique_escrow_created()))
         assert reply.status_code < 300, (reply.status_code, log.read_text()[-2000:])
+        assert "compiled manifest ignored" not in log.read_text()
     finally:
         stop_group(pid)

@@ -15,10 +15,11 @@ from contextlib import contextmanager
 
 import grpc
 import pytest
+from google.protobuf.empty_pb2 import Empty
+from google.pubsub_v1 import types
 
 from shared.errors import PublishFailed
-from shared.pubsub import OutgoingMessage, publish_all, pull_each_now
-from shared.pubsub_transport import message_class
+from shared.pubsub import OutgoingMessage, acknowledge, publish_all, pull_each_now
 from shared.stack.layout import REPO_ROOT
 
 
@@ -39,16 +40,17 @@ class ScriptedPublisher:
             time.sleep(5)
         if failure is not None:
             context.abort(failure, f"scripted {failure.name}")
-        return message_class("PublishResponse")(message_ids=[f"id-{n}" for n in range(len(request.messages))])
+        return types.PublishResponse(message_ids=[f"id-{n}" for n in range(len(request.messages))])
 
 
 @contextmanager
-def _scripted(service: str, method: str, answer, request: str, response: str, monkeypatch) -> Iterator[None]:
-    """A local gRPC server whose `service`/`method` is `answer`, as the emulator the transport talks to."""
+def _scripted(service: str, method: str, answer, read_request, write_reply, monkeypatch) -> Iterator[None]:
+    """A local gRPC server whose `service`/`method` is `answer`, as the emulator the transport talks to; it
+    reads and writes the messages with google-cloud-pubsub's types."""
     server = grpc.server(futures.ThreadPoolExecutor(4))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(f"google.pubsub.v1.{service}", {
-        method: grpc.unary_unary_rpc_method_handler(answer, request_deserializer=message_class(request).FromString,
-                                                    response_serializer=message_class(response).SerializeToString)}),))
+        method: grpc.unary_unary_rpc_method_handler(answer, request_deserializer=read_request,
+                                                    response_serializer=write_reply)}),))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{port}")
@@ -59,7 +61,8 @@ def _scripted(service: str, method: str, answer, request: str, response: str, mo
 
 
 def serving(publisher: ScriptedPublisher, monkeypatch):
-    return _scripted("Publisher", "Publish", publisher.publish, "PublishRequest", "PublishResponse", monkeypatch)
+    return _scripted("Publisher", "Publish", publisher.publish, types.PublishRequest.deserialize,
+                     types.PublishResponse.serialize, monkeypatch)
 
 
 MESSAGES = [OutgoingMessage("escrows", b'{"n":1}', {"event_type": "EscrowCreated"}),
@@ -114,8 +117,8 @@ def test_an_endpoint_that_never_answers_fails_at_the_timeout(monkeypatch):
 
 
 FIRST_CALLS_AT_ONCE = """
-import threading
-from shared.pubsub import OutgoingMessage, publish_all, pull_each_now
+import sys, threading
+from shared.pubsub import OutgoingMessage, acknowledge, publish_all, pull_each_now
 start, results = threading.Barrier(8), []
 def first_publish():
     start.wait()
@@ -123,19 +126,19 @@ def first_publish():
 threads = [threading.Thread(target=first_publish) for _ in range(8)]
 for thread in threads: thread.start()
 for thread in threads: thread.join()
-print(len(results))
+print(len(results), "google.protobuf" in sys.modules)
 """
 
 
 def test_an_instances_first_publishes_at_once_all_succeed(monkeypatch):
-    """A fresh instance takes several requests at once (THREADS): their first publishes build the message
-    classes and open the channel together, and none fails for it."""
+    """A fresh instance takes several requests at once (THREADS): their first publishes open the channel
+    together, and none fails for it. Nor do they load protobuf (shared/pubsub_wire.py writes the bytes)."""
     publisher = ScriptedPublisher([])
     with serving(publisher, monkeypatch):
         for _ in range(3):  # a fresh interpreter each time: nothing built yet
             out = subprocess.run([sys.executable, "-c", FIRST_CALLS_AT_ONCE], capture_output=True, text=True,
                                  timeout=60, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
-            assert out.returncode == 0 and out.stdout.strip() == "8", out.stderr[-2000:]
+            assert out.returncode == 0 and out.stdout.split() == ["8", "False"], (out.stdout, out.stderr[-2000:])
     assert len(publisher.calls) == 24
 
 
@@ -179,13 +182,14 @@ class ScriptedSubscriber:
             failure = self.failures.get(name, []).pop(0) if self.failures.get(name) else None
         if failure is not None:
             context.abort(failure, f"scripted {failure.name}")
-        message = message_class("PubsubMessage")(data=name.encode(), message_id=f"m-{name}")
-        return message_class("PullResponse")(received_messages=[
-            message_class("ReceivedMessage")(ack_id=f"ack-{name}", message=message)] if name != "empty" else [])
+        message = types.PubsubMessage(data=name.encode(), message_id=f"m-{name}")
+        return types.PullResponse(received_messages=[
+            types.ReceivedMessage(ack_id=f"ack-{name}", message=message)] if name != "empty" else [])
 
 
 def subscribing(subscriber: ScriptedSubscriber, monkeypatch):
-    return _scripted("Subscriber", "Pull", subscriber.pull, "PullRequest", "PullResponse", monkeypatch)
+    return _scripted("Subscriber", "Pull", subscriber.pull, types.PullRequest.deserialize, types.PullResponse.serialize,
+                     monkeypatch)
 
 
 def test_subscriptions_pulled_at_once_come_back_in_order_and_a_transient_failure_is_retried(monkeypatch):
@@ -204,3 +208,19 @@ def test_a_subscription_that_cannot_be_pulled_fails_the_pull_at_once_naming_the_
         with pytest.raises(PublishFailed, match="pull from first, gone failed: .*NOT_FOUND"):
             pull_each_now("proj", ["first", "gone"], 100, timeout=10)
         assert time.monotonic() - started < 1
+
+
+def test_an_acknowledge_carries_the_ack_ids_and_its_empty_reply_is_read(monkeypatch):
+    """Acknowledge answers google.protobuf.Empty: zero bytes, which must read as a reply, not as a failure."""
+    acknowledged = []
+
+    def answer(request, context):
+        acknowledged.append((request.subscription, list(request.ack_ids), dict(context.invocation_metadata())))
+        return Empty()
+
+    with _scripted("Subscriber", "Acknowledge", answer, types.AcknowledgeRequest.deserialize,
+                   Empty.SerializeToString, monkeypatch):
+        acknowledge("proj", "hold", ["ack-1", "ack-2"], timeout=5)
+    [(subscription, ack_ids, metadata)] = acknowledged
+    assert (subscription, ack_ids) == ("projects/proj/subscriptions/hold", ["ack-1", "ack-2"])
+    assert metadata["x-goog-request-params"] == "subscription=projects/proj/subscriptions/hold"
