@@ -95,28 +95,37 @@ def publish_response(body: bytes) -> list[str]:
 
 def pull_response(body: bytes) -> list[Received]:
     """PullResponse: repeated ReceivedMessage received_messages = 1; each: string ack_id = 1,
-    PubsubMessage message = 2 (data = 1, attributes = 2, message_id = 3)."""
+    PubsubMessage message = 2."""
     received = []
     for number, value in _fields(body):
         if number != 1 or not isinstance(value, bytes):
             continue
-        ack_id, message_id, data, attributes = "", "", b"", {}
+        ack_id, message = "", b""
         for field, part in _fields(value):
             if field == 1 and isinstance(part, bytes):
                 ack_id = part.decode()
             elif field == 2 and isinstance(part, bytes):
-                for inner, item in _fields(part):
-                    if inner == 1 and isinstance(item, bytes):
-                        data = item
-                    elif inner == 2 and isinstance(item, bytes):
-                        entry = dict(_fields(item))
-                        key, entry_value = entry.get(1, b""), entry.get(2, b"")
-                        if isinstance(key, bytes) and isinstance(entry_value, bytes):
-                            attributes[key.decode()] = entry_value.decode()
-                    elif inner == 3 and isinstance(item, bytes):
-                        message_id = item.decode()
-        received.append(Received(ack_id, message_id, data, attributes))
+                message = part
+        received.append(Received(ack_id, *_read_pubsub_message(message)))
     return received
+
+
+def _read_pubsub_message(body: bytes) -> tuple[str, bytes, dict[str, str]]:
+    """PubsubMessage's message_id (3), data (1) and attributes (2, each entry: key = 1, value = 2)."""
+    message_id, data, attributes = "", b"", {}
+    for number, value in _fields(body):
+        if not isinstance(value, bytes):
+            continue
+        if number == 1:
+            data = value
+        elif number == 2:
+            entry = dict(_fields(value))
+            key, entry_value = entry.get(1, b""), entry.get(2, b"")
+            if isinstance(key, bytes) and isinstance(entry_value, bytes):
+                attributes[key.decode()] = entry_value.decode()
+        elif number == 3:
+            message_id = value.decode()
+    return message_id, data, attributes
 
 
 def empty(body: bytes) -> bool:
